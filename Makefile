@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# llmq top-level build.  Userspace goes to $(O) (default build/); the kernel
+# module is built through Kbuild by the kernel's own make (make modules).
+#
+#   make              all userspace: llmqd, llmq, libllmq (.a, .so, .pc)
+#   make check        install test dependencies, run every test twice:
+#                     plain and under ASan+UBSan; ends "N passed, N failed"
+#   make demo         start llmqd on a private socket, stream from clients
+#   make bench-ring   ring round trip and throughput beside loopback HTTP
+#   make install      PREFIX=/usr/local DESTDIR=
+
+O		?= build
+PREFIX		?= /usr/local
+LIBDIR		?= $(PREFIX)/lib
+INCLUDEDIR	?= $(PREFIX)/include
+BINDIR		?= $(PREFIX)/bin
+VERSION		:= 0.1.0
+SOVERSION	:= 0
+
+CC		?= cc
+OPT		?= -O2
+CFLAGS_BASE	:= -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -fPIC \
+		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq
+ifeq ($(SAN),1)
+CFLAGS_BASE	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=undefined
+LDFLAGS_SAN	:= -fsanitize=address,undefined
+endif
+CFLAGS_ALL	= $(CFLAGS_BASE) $(CFLAGS)
+LIBS_URING	:= $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+LIBS_CMOCKA	:= $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
+		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
+		   tools/lib/llmq/uds.c
+RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
+		   runtime/client.c runtime/request.c runtime/sched.c \
+		   runtime/sqe_check.c runtime/engine_null.c runtime/log.c
+CLI_SRCS	:= tools/llmq/llmq.c
+BENCH_SRCS	:= tools/ringbench/ringbench.c
+
+obj		= $(patsubst %.c,$(O)/obj/%.o,$(1))
+LIB_OBJS	:= $(call obj,$(LIB_SRCS))
+RT_OBJS		:= $(call obj,$(RT_SRCS))
+
+BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench
+LIBA		:= $(O)/lib/libllmq.a
+LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
+PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
+
+TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live
+
+.PHONY: all check test demo bench-ring install clean deps modules
+all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIBA): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libllmq.so.$(SOVERSION) $(LDFLAGS_SAN) -o $@ $^
+	ln -sf libllmq.so.$(VERSION) $(O)/lib/libllmq.so.$(SOVERSION)
+	ln -sf libllmq.so.$(SOVERSION) $(O)/lib/libllmq.so
+
+$(PCFILE): tools/lib/llmq/libllmq.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(O)/bin/llmqd: $(RT_OBJS) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING)
+
+$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lm
+
+$(O)/bin/llmq-ringbench: $(call obj,$(BENCH_SRCS)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lm
+
+$(O)/tests/test_ring: $(call obj,tests/unit/test_ring.c) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
+$(O)/tests/test_sqe: $(call obj,tests/unit/test_sqe.c runtime/sqe_check.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
+$(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
+deps:
+	@scripts/install-deps.sh
+
+# Plain build and tests, then the same under ASan+UBSan in $(O)-asan.
+check: deps
+	@$(MAKE) --no-print-directory all tests-build
+	@$(MAKE) --no-print-directory O=$(O)-asan SAN=1 OPT=-O1 all tests-build
+	@scripts/run-tests.sh $(O) $(O)-asan
+
+test: check
+
+.PHONY: tests-build
+tests-build: $(TESTS)
+
+demo: deps all
+	@scripts/demo.sh $(O)
+
+bench-ring: deps all
+	@scripts/bench-ring.sh $(O)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(INCLUDEDIR)/linux $(DESTDIR)$(INCLUDEDIR)/llmq
+	install -m 755 $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(DESTDIR)$(BINDIR)
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
+	ln -sf libllmq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllmq.so.$(SOVERSION)
+	ln -sf libllmq.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libllmq.so
+	install -m 644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/uapi/linux/llmq.h $(DESTDIR)$(INCLUDEDIR)/linux
+	install -m 644 tools/lib/llmq/libllmq.h $(DESTDIR)$(INCLUDEDIR)/llmq
+
+clean:
+	rm -rf $(O) $(O)-asan
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note OR MIT */
+/*
+ * llmq ring ABI: the shared-memory contract between a client (libllmq) and
+ * the runtime (llmqd), identical on both transports (/dev/llmq and the
+ * userspace unix-socket transport).
+ *
+ * One shared mapping per client holds, at offsets fixed by llmq_ring_layout
+ * rules below: a header page, the submission queue (SQ), the completion
+ * queue (CQ) and a data arena for prompts and stop lists.
+ *
+ * Head and tail indices are free-running __u32 counters masked by
+ * entries - 1.  The producer fills an entry, then store-releases the tail;
+ * the consumer load-acquires the tail, reads the entry, then store-releases
+ * the head.  Clients produce SQEs and consume CQEs; the runtime does the
+ * opposite.  Everything the runtime reads from the mapping is treated as
+ * hostile.
+ *
+ * Documentation/userspace-api/llmq.rst describes every field.
+ */
+#ifndef _UAPI_LINUX_LLMQ_H
+#define _UAPI_LINUX_LLMQ_H
+
+#include <linux/types.h>
+
+#define LLMQ_MAGIC		0x514d4c4cU	/* "LLMQ" little endian */
+#define LLMQ_ABI_VERSION	1
+
+/* Sizes a client may ask for; all entry counts are powers of two. */
+#define LLMQ_MIN_ENTRIES	2
+#define LLMQ_MAX_SQ_ENTRIES	4096
+#define LLMQ_MAX_CQ_ENTRIES	65536
+#define LLMQ_MIN_ARENA		4096
+#define LLMQ_MAX_ARENA		(256U << 20)
+
+/* The header occupies the first page of the mapping. */
+#define LLMQ_HDR_SIZE		4096
+
+/* Fixed-point unit of the sampling parameters: 1.0 == LLMQ_FP_ONE. */
+#define LLMQ_FP_ONE		1000000
+
+/* Opcodes (struct llmq_sqe.opcode). */
+enum {
+	LLMQ_OP_NOP		= 0,	/* completes at once with res 0 */
+	LLMQ_OP_GENERATE	= 1,	/* run a prompt, stream the output */
+	LLMQ_OP_CANCEL		= 2,	/* cancel requests with user_data == target */
+	LLMQ_OP_LAST,
+};
+
+/* SQE flags (struct llmq_sqe.flags). */
+#define LLMQ_SQE_STREAM		(1U << 0)	/* one CQE per token, as generated */
+#define LLMQ_SQE_IGNORE_EOS	(1U << 1)	/* keep going past end-of-sequence */
+#define LLMQ_SQE_FLAGS_ALL	(LLMQ_SQE_STREAM | LLMQ_SQE_IGNORE_EOS)
+
+/**
+ * struct llmq_sqe - submission queue entry, 128 bytes
+ * @opcode:	LLMQ_OP_*
+ * @flags:	LLMQ_SQE_*
+ * @resv0:	must be zero
+ * @priority:	scheduling priority, lower value runs first (vLLM's rule)
+ * @user_data:	copied to every CQE of this request
+ * @prompt_off:	GENERATE: prompt offset in the arena
+ * @prompt_len:	GENERATE: prompt length in bytes, UTF-8, not NUL-terminated
+ * @stop_off:	GENERATE: stop strings in the arena, each NUL-terminated
+ * @stop_len:	GENERATE: total bytes of the stop list (0 = none)
+ * @max_tokens:	GENERATE: tokens to generate at most (0 = 16)
+ * @top_k:	GENERATE: keep the k most likely tokens (0 = all)
+ * @temperature: GENERATE: fixed point, 0 = greedy
+ * @top_p:	GENERATE: fixed point in (0, 1], 0 = 1.0
+ * @min_p:	GENERATE: fixed point in [0, 1]
+ * @repetition_penalty: GENERATE: fixed point in (0, 10], 0 = 1.0 (off)
+ * @presence_penalty: GENERATE: fixed point in [-2, 2]
+ * @frequency_penalty: GENERATE: fixed point in [-2, 2]
+ * @seed:	GENERATE: sampler seed (same seed, same output)
+ * @target:	CANCEL: the user_data of the request(s) to cancel
+ * @stop_ids_off: GENERATE: __u32 stop token ids in the arena, 4-aligned
+ * @stop_ids_count: GENERATE: how many stop token ids (0 = none)
+ * @resv:	must be zero
+ *
+ * Sampling fields are fixed point so that the kernel never touches floating
+ * point; LLMQ_FP_ONE is 1.0.  Every field not used by an opcode must be zero.
+ */
+struct llmq_sqe {
+	__u8	opcode;
+	__u8	flags;
+	__u16	resv0;
+	__s32	priority;
+	__u64	user_data;
+	__u32	prompt_off;
+	__u32	prompt_len;
+	__u32	stop_off;
+	__u32	stop_len;
+	__u32	max_tokens;
+	__u32	top_k;
+	__u32	temperature;
+	__u32	top_p;
+	__u32	min_p;
+	__u32	repetition_penalty;
+	__s32	presence_penalty;
+	__s32	frequency_penalty;
+	__u64	seed;
+	__u64	target;
+	__u32	stop_ids_off;
+	__u32	stop_ids_count;
+	__u32	resv[10];
+};
+
+/* CQE flags (struct llmq_cqe.flags). */
+#define LLMQ_CQE_F_MORE		(1U << 0)	/* further CQEs follow */
+#define LLMQ_CQE_F_TOKEN	(1U << 1)	/* @token is a new token id */
+
+/* Why a request ended (struct llmq_cqe.finish, final CQE only). */
+enum {
+	LLMQ_FINISH_NONE	= 0,	/* not final */
+	LLMQ_FINISH_LENGTH	= 1,	/* max_tokens reached */
+	LLMQ_FINISH_STOP	= 2,	/* stop string, stop id or end of sequence */
+	LLMQ_FINISH_CANCELLED	= 3,	/* LLMQ_OP_CANCEL or client gone */
+	LLMQ_FINISH_ERROR	= 4,	/* res holds -errno */
+};
+
+#define LLMQ_CQE_TEXT_MAX	32
+
+/**
+ * struct llmq_cqe - completion queue entry, 64 bytes
+ * @user_data:	from the SQE
+ * @res:	final CQE: tokens generated (>= 0) or -errno; others: 0
+ * @flags:	LLMQ_CQE_F_*
+ * @token:	token id when LLMQ_CQE_F_TOKEN; final CQE: prompt tokens
+ * @index:	position of this output among the request's outputs, from 0;
+ *		final CQE: number of non-final CQEs that preceded it
+ * @text_len:	valid bytes in @text
+ * @finish:	LLMQ_FINISH_* on the final CQE
+ * @resv0:	zero
+ * @logprob:	log-probability of @token, fixed point (LLMQ_FP_ONE)
+ * @text:	UTF-8 text, never split inside a character across CQEs
+ *
+ * A streamed token whose text is longer than LLMQ_CQE_TEXT_MAX continues in
+ * further CQEs without LLMQ_CQE_F_TOKEN.  Without LLMQ_SQE_STREAM, the text
+ * arrives packed into as few CQEs as possible when the request finishes.
+ * Every request ends with exactly one CQE without LLMQ_CQE_F_MORE.
+ */
+struct llmq_cqe {
+	__u64	user_data;
+	__s32	res;
+	__u32	flags;
+	__u32	token;
+	__u32	index;
+	__u8	text_len;
+	__u8	finish;
+	__u16	resv0;
+	__s32	logprob;
+	__u8	text[LLMQ_CQE_TEXT_MAX];
+};
+
+/* Runtime-written ring flags (struct llmq_ring_hdr.rt_flags). */
+#define LLMQ_RING_CQ_OVERFLOW	(1U << 0)	/* CQEs wait in the runtime */
+#define LLMQ_RING_DEAD		(1U << 1)	/* runtime gone; see rt_errno */
+#define LLMQ_RING_BROKEN	(1U << 2)	/* the runtime dropped this ring */
+
+/**
+ * struct llmq_ring_hdr - first page of the shared mapping
+ * @magic:	LLMQ_MAGIC, written by whoever lays the ring out
+ * @version:	LLMQ_ABI_VERSION
+ * @sq_entries:	SQ size, a power of two
+ * @cq_entries:	CQ size, a power of two
+ * @arena_size:	arena bytes
+ * @sq_off:	SQ array offset from the start of the mapping
+ * @cq_off:	CQ array offset
+ * @arena_off:	arena offset
+ * @map_size:	total mapping size
+ * @resv:	zero
+ * @sq_head:	runtime: SQEs consumed (free running)
+ * @sq_tail:	client: SQEs published
+ * @cq_head:	client: CQEs consumed
+ * @cq_tail:	runtime: CQEs published
+ * @rt_flags:	runtime: LLMQ_RING_*
+ * @rt_errno:	runtime: positive errno explaining LLMQ_RING_DEAD / _BROKEN
+ * @cq_overflow: runtime: CQEs currently held back for lack of CQ space
+ *
+ * Each index sits on its own cache line so the two sides do not false-share.
+ * The runtime keeps private copies of everything it needs and only ever
+ * writes sq_head, cq_tail and the rt_ fields.
+ */
+struct llmq_ring_hdr {
+	__u32	magic;
+	__u32	version;
+	__u32	sq_entries;
+	__u32	cq_entries;
+	__u32	arena_size;
+	__u32	sq_off;
+	__u32	cq_off;
+	__u32	arena_off;
+	__u32	map_size;
+	__u32	resv[7];
+	__u8	pad0[64];
+	__u32	sq_head;
+	__u8	pad1[60];
+	__u32	sq_tail;
+	__u8	pad2[60];
+	__u32	cq_head;
+	__u8	pad3[60];
+	__u32	cq_tail;
+	__u32	rt_flags;
+	__u32	rt_errno;
+	__u32	cq_overflow;
+	__u8	pad4[48];
+};
+
+/* Offsets of the indices, for the ring layout documentation and tests. */
+#define LLMQ_HDR_SQ_HEAD	128
+#define LLMQ_HDR_SQ_TAIL	192
+#define LLMQ_HDR_CQ_HEAD	256
+#define LLMQ_HDR_CQ_TAIL	320
+
+/**
+ * struct llmq_params - ring geometry a client asks for
+ * @sq_entries:	power of two in [LLMQ_MIN_ENTRIES, LLMQ_MAX_SQ_ENTRIES]
+ * @cq_entries:	power of two, >= sq_entries, <= LLMQ_MAX_CQ_ENTRIES
+ * @arena_size:	multiple of 4096 in [LLMQ_MIN_ARENA, LLMQ_MAX_ARENA]
+ * @flags:	zero
+ * @resv:	zero
+ *
+ * The layout follows from the sizes alone: header at 0, SQ at
+ * LLMQ_HDR_SIZE, CQ after the SQ rounded up to 4096, arena after the CQ
+ * rounded up to 4096.  Both sides compute it; neither trusts the other's.
+ */
+struct llmq_params {
+	__u32	sq_entries;
+	__u32	cq_entries;
+	__u32	arena_size;
+	__u32	flags;
+	__u32	resv[4];
+};
+
+/*
+ * Userspace transport: messages on the SOCK_SEQPACKET unix socket.  The
+ * socket carries only the handshake and admin messages, never prompts or
+ * tokens.  A client sends LLMQ_MSG_HELLO with SCM_RIGHTS carrying, in this
+ * order, the ring memfd (sealed against shrinking and growing), the doorbell
+ * eventfd (client writes, runtime reads) and the wake eventfd (runtime
+ * writes, client reads).  The runtime answers with struct llmq_msg_reply.
+ */
+enum {
+	LLMQ_MSG_HELLO		= 1,	/* attach a ring */
+	LLMQ_MSG_STATS		= 2,	/* ask for struct llmq_stats */
+};
+
+/**
+ * struct llmq_msg_hello - first message of a connection
+ * @magic:	LLMQ_MAGIC
+ * @version:	LLMQ_ABI_VERSION
+ * @type:	LLMQ_MSG_*
+ * @flags:	zero
+ * @params:	ring geometry (LLMQ_MSG_HELLO)
+ */
+struct llmq_msg_hello {
+	__u32	magic;
+	__u32	version;
+	__u32	type;
+	__u32	flags;
+	struct llmq_params params;
+};
+
+/**
+ * struct llmq_msg_reply - the runtime's answer
+ * @magic:	LLMQ_MAGIC
+ * @version:	LLMQ_ABI_VERSION the runtime speaks
+ * @type:	echo of the request type
+ * @error:	0 or a positive errno saying why the request was refused
+ * @client_id:	runtime-assigned id of the attached ring
+ * @resv:	zero
+ */
+struct llmq_msg_reply {
+	__u32	magic;
+	__u32	version;
+	__u32	type;
+	__u32	error;
+	__u64	client_id;
+	__u64	resv;
+};
+
+/**
+ * struct llmq_stats - runtime counters (LLMQ_MSG_STATS reply payload)
+ * @clients_active:	rings attached now
+ * @clients_total:	rings attached since start
+ * @clients_broken:	rings dropped for corrupting their indices
+ * @requests_active:	requests admitted and not finished
+ * @requests_waiting:	of those, not yet scheduled
+ * @requests_total:	SQEs consumed since start
+ * @requests_failed:	final CQEs with res < 0 (cancellations excluded)
+ * @requests_cancelled:	final CQEs with LLMQ_FINISH_CANCELLED
+ * @steps:		engine steps run
+ * @tokens_generated:	tokens produced by the engine
+ * @cqes_posted:	CQEs written to client CQs
+ * @cqes_overflowed:	CQEs that had to wait for CQ space
+ * @overflow_now:	CQEs waiting for CQ space now, all clients
+ * @wakeups:		client wake-ups sent
+ * @doorbells:		doorbell events read
+ * @resv:		zero
+ */
+struct llmq_stats {
+	__u64	clients_active;
+	__u64	clients_total;
+	__u64	clients_broken;
+	__u64	requests_active;
+	__u64	requests_waiting;
+	__u64	requests_total;
+	__u64	requests_failed;
+	__u64	requests_cancelled;
+	__u64	steps;
+	__u64	tokens_generated;
+	__u64	cqes_posted;
+	__u64	cqes_overflowed;
+	__u64	overflow_now;
+	__u64	wakeups;
+	__u64	doorbells;
+	__u64	resv[17];
+};
+
+#ifndef __KERNEL__
+#define __LLMQ_ASSERT(c, m) _Static_assert(c, m)
+#else
+#define __LLMQ_ASSERT(c, m) static_assert(c, m)
+#endif
+__LLMQ_ASSERT(sizeof(struct llmq_sqe) == 128, "llmq_sqe must be 128 bytes");
+__LLMQ_ASSERT(sizeof(struct llmq_cqe) == 64, "llmq_cqe must be 64 bytes");
+__LLMQ_ASSERT(sizeof(struct llmq_ring_hdr) == 384, "llmq_ring_hdr layout");
+__LLMQ_ASSERT(sizeof(struct llmq_params) == 32, "llmq_params layout");
+__LLMQ_ASSERT(sizeof(struct llmq_msg_hello) == 48, "llmq_msg_hello layout");
+__LLMQ_ASSERT(sizeof(struct llmq_msg_reply) == 32, "llmq_msg_reply layout");
+__LLMQ_ASSERT(sizeof(struct llmq_stats) == 256, "llmq_stats layout");
+#undef __LLMQ_ASSERT
+
+#endif /* _UAPI_LINUX_LLMQ_H */

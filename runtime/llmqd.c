@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * llmqd: command line, start-up and daemonisation.  Every flag is checked;
+ * a bad one exits 2 with a single line on stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libllmq.h"
+#include "llmqd.h"
+#include "log.h"
+
+#define LLMQD_VERSION "0.1"
+
+enum {
+	OPT_SOCKET = 256,
+	OPT_ENGINE,
+	OPT_NULL_DELAY,
+	OPT_BATCH_TIMEOUT,
+	OPT_MAX_BATCH,
+	OPT_MAX_CLIENT_REQS,
+	OPT_MAX_CQ_OVERFLOW,
+	OPT_MAX_PROMPT,
+	OPT_MAX_TOKENS,
+	OPT_SHUTDOWN_TIMEOUT,
+	OPT_SOCKET_MODE,
+	OPT_FOREGROUND,
+	OPT_VERSION,
+};
+
+static const struct option options[] = {
+	{ "socket",		required_argument, NULL, OPT_SOCKET },
+	{ "engine",		required_argument, NULL, OPT_ENGINE },
+	{ "null-delay-us",	required_argument, NULL, OPT_NULL_DELAY },
+	{ "batch-timeout-ms",	required_argument, NULL, OPT_BATCH_TIMEOUT },
+	{ "max-batch-size",	required_argument, NULL, OPT_MAX_BATCH },
+	{ "max-client-requests", required_argument, NULL, OPT_MAX_CLIENT_REQS },
+	{ "max-cq-overflow",	required_argument, NULL, OPT_MAX_CQ_OVERFLOW },
+	{ "max-prompt-bytes",	required_argument, NULL, OPT_MAX_PROMPT },
+	{ "max-tokens-limit",	required_argument, NULL, OPT_MAX_TOKENS },
+	{ "shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
+	{ "foreground",		no_argument,	   NULL, OPT_FOREGROUND },
+	{ "verbose",		no_argument,	   NULL, 'v' },
+	{ "help",		no_argument,	   NULL, 'h' },
+	{ "version",		no_argument,	   NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: llmqd [OPTIONS]\n"
+		"  --socket PATH             userspace-transport socket (default $LLMQ_SOCKET or %s)\n"
+		"  --engine NAME             inference engine: null (default null)\n"
+		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
+		"  --batch-timeout-ms N      batch window, 0..60000; 0 starts at once (default 2)\n"
+		"  --max-batch-size N        requests per step, and a full window, 1..4096 (default 64)\n"
+		"  --max-client-requests N   requests one client may have in flight, 1..65536 (default 256)\n"
+		"  --max-cq-overflow N       CQEs held for a full CQ before -ENOBUFS, 1..1048576 (default 4096)\n"
+		"  --max-prompt-bytes N      longest prompt, 1..%u (default 1048576)\n"
+		"  --max-tokens-limit N      largest max_tokens, 1..16777216 (default 32768)\n"
+		"  --shutdown-timeout-ms N   grace for in-flight requests on SIGTERM, 0..600000 (default 5000)\n"
+		"  --socket-mode MODE        octal permissions of the socket (default 0666)\n"
+		"  --foreground              do not daemonise; log to stderr\n"
+		"  -v, --verbose             more logging (repeat for debug)\n"
+		"  -h, --help                this text\n"
+		"  --version                 print the version\n",
+		LLMQ_DEFAULT_SOCKET, LLMQ_MAX_ARENA);
+}
+
+static void bad_flag(const char *flag, const char *val, const char *why)
+{
+	fprintf(stderr, "llmqd: --%s: '%s' %s\n", flag, val, why);
+	exit(2);
+}
+
+static uint32_t parse_u32(const char *flag, const char *s, uint32_t lo, uint32_t hi, int base)
+{
+	unsigned long long v;
+	char *end;
+	char why[64];
+
+	errno = 0;
+	if (!*s || *s == '-' || *s == '+')
+		bad_flag(flag, s, "is not a number");
+	v = strtoull(s, &end, base);
+	if (*end)
+		bad_flag(flag, s, "is not a number");
+	if (errno || v < lo || v > hi) {
+		snprintf(why, sizeof(why), base == 8 ? "is not in %o..%o" : "is not in %u..%u",
+			 lo, hi);
+		bad_flag(flag, s, why);
+	}
+	return (uint32_t)v;
+}
+
+static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
+{
+	int opt;
+
+	opterr = 0;	/* our own one-line message instead of getopt's */
+	while ((opt = getopt_long(argc, argv, ":vh", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SOCKET:
+			if (!*optarg)
+				bad_flag("socket", optarg, "is empty");
+			cfg->socket_path = optarg;
+			break;
+		case OPT_ENGINE:
+			if (strcmp(optarg, "null"))
+				bad_flag("engine", optarg, "is not a known engine (null)");
+			cfg->engine = optarg;
+			break;
+		case OPT_NULL_DELAY:
+			cfg->null_delay_us = parse_u32("null-delay-us", optarg, 0, 10000000, 10);
+			break;
+		case OPT_BATCH_TIMEOUT:
+			cfg->batch_timeout_ms = parse_u32("batch-timeout-ms", optarg, 0, 60000, 10);
+			break;
+		case OPT_MAX_BATCH:
+			cfg->max_batch_size = parse_u32("max-batch-size", optarg, 1, 4096, 10);
+			break;
+		case OPT_MAX_CLIENT_REQS:
+			cfg->max_client_requests = parse_u32("max-client-requests", optarg, 1,
+							     65536, 10);
+			break;
+		case OPT_MAX_CQ_OVERFLOW:
+			cfg->max_cq_overflow = parse_u32("max-cq-overflow", optarg, 1, 1 << 20, 10);
+			break;
+		case OPT_MAX_PROMPT:
+			cfg->max_prompt_bytes = parse_u32("max-prompt-bytes", optarg, 1,
+							  LLMQ_MAX_ARENA, 10);
+			break;
+		case OPT_MAX_TOKENS:
+			cfg->max_tokens_limit = parse_u32("max-tokens-limit", optarg, 1, 1 << 24, 10);
+			break;
+		case OPT_SHUTDOWN_TIMEOUT:
+			cfg->shutdown_timeout_ms = parse_u32("shutdown-timeout-ms", optarg, 0,
+							     600000, 10);
+			break;
+		case OPT_SOCKET_MODE:
+			cfg->socket_mode = parse_u32("socket-mode", optarg, 0, 0777, 8);
+			break;
+		case OPT_FOREGROUND:
+			cfg->foreground = true;
+			break;
+		case 'v':
+			log_verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("llmqd %s (ABI %d)\n", LLMQD_VERSION, LLMQ_ABI_VERSION);
+			exit(0);
+		case ':':
+			fprintf(stderr, "llmqd: %s needs a value; see llmqd --help\n",
+				argv[optind - 1]);
+			exit(2);
+		default:
+			fprintf(stderr, "llmqd: unknown option '%s'; see llmqd --help\n",
+				argv[optind - 1]);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "llmqd: unexpected argument '%s'\n", argv[optind]);
+		exit(2);
+	}
+}
+
+/*
+ * Fork into the background; the parent exits 0 only once the child listens,
+ * so "llmqd && llmq generate ..." works.  Returns the pipe to report on.
+ */
+static int daemonize(void)
+{
+	int p[2], st;
+	char c;
+	pid_t pid;
+
+	if (pipe(p) < 0) {
+		perror("llmqd: pipe");
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("llmqd: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1 && c == 0)
+			exit(0);
+		waitpid(pid, &st, 0);
+		exit(1);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static struct llmqd d;
+	int err, ready = -1;
+	char ok = 0;
+
+	d.cfg = (struct llmqd_config){
+		.engine = "null",
+		.batch_timeout_ms = 2,
+		.max_batch_size = 64,
+		.max_client_requests = 256,
+		.max_cq_overflow = 4096,
+		.max_prompt_bytes = 1 << 20,
+		.max_tokens_limit = 32768,
+		.shutdown_timeout_ms = 5000,
+		.socket_mode = 0666,
+	};
+	parse_args(&d.cfg, argc, argv);
+	d.cfg.socket_path = llmq_socket_path(d.cfg.socket_path);
+	INIT_LIST_HEAD(&d.clients);
+	INIT_LIST_HEAD(&d.dirty);
+	d.listen_fd = -1;
+	d.signal_fd = -1;
+
+	if (!d.cfg.foreground)
+		ready = daemonize();
+
+	err = io_uring_queue_init(1024, &d.ring, 0);
+	if (err) {
+		pr_err("io_uring_queue_init: %s", strerror(-err));
+		return 1;
+	}
+	d.engine.ops = &engine_null_ops;
+	d.engine.step_delay_ns = d.cfg.null_delay_us * 1000ULL;
+	err = d.engine.ops->init(&d.engine);
+	if (err) {
+		pr_err("engine %s: %s", d.engine.ops->name, strerror(-err));
+		return 1;
+	}
+	err = sched_init(&d);
+	if (!err)
+		err = user_listen(&d);
+	if (err)
+		return 1;
+	pr_info("listening on %s, engine %s", d.cfg.socket_path, d.engine.ops->name);
+	if (ready >= 0) {
+		(void)!write(ready, &ok, 1);
+		close(ready);
+		log_to_syslog();
+		detach_stdio();
+	}
+	err = loop_run(&d);
+	user_close_listener(&d);
+	d.engine.ops->fini(&d.engine);
+	sched_fini(&d);
+	io_uring_queue_exit(&d.ring);
+	pr_info("stopped");
+	return err ? 1 : 0;
+}

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * llmqd's core objects: the daemon, its clients (one per attached ring) and
+ * their requests, and the io_uring event tags that tie completions to them.
+ */
+#ifndef LLMQD_H
+#define LLMQD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/signalfd.h>
+#include <sys/types.h>
+#include <liburing.h>
+#include <linux/llmq.h>
+
+#include "engine.h"
+#include "list.h"
+#include "sched.h"
+
+/**
+ * struct llmqd_config - everything the command line sets
+ */
+struct llmqd_config {
+	const char	*socket_path;
+	const char	*engine;
+	uint32_t	null_delay_us;
+	uint32_t	batch_timeout_ms;
+	uint32_t	max_batch_size;
+	uint32_t	max_client_requests;
+	uint32_t	max_cq_overflow;
+	uint32_t	max_prompt_bytes;
+	uint32_t	max_tokens_limit;
+	uint32_t	shutdown_timeout_ms;
+	uint32_t	socket_mode;
+	bool		foreground;
+};
+
+/* What an io_uring completion is about; embedded in the owning object. */
+enum ev_type {
+	EV_ACCEPT = 1,
+	EV_HELLO,
+	EV_SOCK,
+	EV_DOORBELL,
+	EV_SIGNAL,
+};
+
+struct ev {
+	uint8_t type;
+};
+
+/*
+ * Timers carry no pointer: user_data is TIMER_UD | kind << 48 | seq, and the
+ * owner ignores a timer whose seq is no longer current.  User-space pointers
+ * never have bit 63 set.
+ */
+#define TIMER_UD	(1ULL << 63)
+#define IGNORE_UD	0ULL
+
+enum timer_kind {
+	TIMER_WINDOW = 1,
+	TIMER_STEP,
+	TIMER_SHUTDOWN,
+};
+
+/**
+ * struct client - one attached ring
+ *
+ * Fields copied at attach time (sizes, layout) are the runtime's own and
+ * never re-read from the shared header.
+ */
+struct client {
+	struct ev		ev_door;
+	struct ev		ev_sock;
+	struct list_head	link;		/* llmqd.clients */
+	struct list_head	dirty_link;	/* llmqd.dirty, while dirty */
+	struct llmqd		*d;
+	uint64_t		id;
+	pid_t			pid;
+	uid_t			uid;
+	int			sock_fd;
+	int			door_fd;
+	int			wake_fd;
+	void			*map;
+	size_t			map_size;
+	struct llmq_ring_hdr	*hdr;
+	struct llmq_sqe		*sqes;
+	struct llmq_cqe		*cqes;
+	uint8_t			*arena;
+	uint32_t		sq_entries;
+	uint32_t		cq_entries;
+	uint32_t		arena_size;
+	uint32_t		sq_head;	/* private: SQEs consumed */
+	uint32_t		cq_tail;	/* private: CQEs produced */
+	struct llmq_cqe		*ovf;		/* CQEs waiting for CQ room */
+	uint32_t		ovf_head;
+	uint32_t		ovf_tail;
+	uint32_t		ovf_size;	/* power of two */
+	uint64_t		door_val;
+	char			sock_buf[64];
+	struct list_head	reqs;
+	uint32_t		nr_reqs;
+	unsigned int		ops;		/* io_uring ops pointing here */
+	bool			dirty;
+	bool			need_wake;
+	bool			closing;
+	bool			nobufs;		/* overflow passed the cap */
+	bool			stalled;	/* SQ left undrained for now */
+};
+
+/**
+ * struct request - one GENERATE between its SQE and its final CQE
+ */
+struct request {
+	struct list_head	clink;		/* client.reqs */
+	struct list_head	slink;		/* sched waiting / running */
+	struct client		*c;
+	uint64_t		user_data;
+	uint64_t		arrival;
+	int32_t			priority;
+	uint32_t		flags;
+	uint32_t		max_tokens;
+	uint32_t		generated;
+	uint32_t		index;		/* CQEs posted so far */
+	uint32_t		prompt_tokens;
+	char			*prompt;
+	uint32_t		prompt_len;
+	uint32_t		*stop_ids;
+	uint32_t		nr_stop_ids;
+	char			*stop;		/* copied, used by model engines */
+	uint32_t		stop_len;
+	char			*text;		/* non-streamed output */
+	uint32_t		text_len;
+	uint32_t		text_cap;
+	struct engine_seq	seq;
+	bool			running;
+};
+
+/**
+ * struct llmqd - the daemon
+ */
+struct llmqd {
+	struct llmqd_config	cfg;
+	struct io_uring		ring;
+	struct engine		engine;
+	struct sched		sched;
+	struct llmq_stats	stats;
+	struct list_head	clients;
+	struct list_head	dirty;
+	int			listen_fd;
+	int			signal_fd;
+	struct ev		ev_accept;
+	struct ev		ev_signal;
+	struct signalfd_siginfo	sigbuf;
+	uint64_t		next_client_id;
+	uint64_t		next_arrival;
+	uint64_t		shutdown_seq;
+	bool			stopping;
+	bool			accepting;
+};
+
+/* loop.c */
+struct io_uring_sqe *loop_sqe(struct llmqd *d);
+uint64_t loop_timer_arm(struct llmqd *d, enum timer_kind kind, uint64_t ns);
+int loop_run(struct llmqd *d);
+void llmqd_stop(struct llmqd *d, bool now);
+
+/* transport_user.c */
+int user_listen(struct llmqd *d);
+void user_on_accept(struct llmqd *d, int res, bool more);
+void user_on_hello(struct llmqd *d, struct ev *ev, int res);
+void user_close_listener(struct llmqd *d);
+
+/* client.c */
+int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
+		  const struct llmq_params *p, pid_t pid, uid_t uid, struct client **out);
+void client_on_doorbell(struct client *c, int res);
+void client_on_sock(struct client *c, int res);
+void client_post(struct client *c, const struct llmq_cqe *cqe);
+void client_flush(struct llmqd *d);
+void client_req_done(struct client *c);
+void client_kill_all(struct llmqd *d, int err);
+
+/* request.c */
+int req_create(struct client *c, const struct llmq_sqe *sqe, struct request **out);
+void req_emit(struct request *r, const struct engine_seq *s);
+void req_finish(struct request *r, int res, uint8_t finish);
+void req_free_silent(struct request *r);
+
+#endif /* LLMQD_H */

@@ -1,0 +1,894 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live tests: real llmqd processes on private sockets, real client processes
+ * with their own rings.  Streams, bad entries, dying and slow clients, the
+ * batch window, shutdown, and the command-line tools.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "libllmq.h"
+#include "ring.h"
+#include "uds.h"
+
+#define WAIT_MS 10000
+
+static struct daemon fast, slow, capped, window;
+
+static const char *const fast_args[] = { "--batch-timeout-ms", "1", NULL };
+static const char *const slow_args[] = { "--null-delay-us", "2000", "--batch-timeout-ms", "0",
+					 NULL };
+static const char *const capped_args[] = { "--max-cq-overflow", "64", "--batch-timeout-ms",
+					   "0", NULL };
+static const char *const window_args[] = { "--batch-timeout-ms", "300", "--max-batch-size",
+					   "4", NULL };
+
+static int setup(void **state)
+{
+	(void)state;
+	if (daemon_start(&fast, "fast", fast_args) || daemon_start(&slow, "slow", slow_args) ||
+	    daemon_start(&capped, "capped", capped_args) ||
+	    daemon_start(&window, "window", window_args)) {
+		fprintf(stderr, "cannot start llmqd from %s\n", harness_bin_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	daemon_stop(&fast, SIGKILL);
+	daemon_stop(&slow, SIGKILL);
+	daemon_stop(&capped, SIGKILL);
+	daemon_stop(&window, SIGKILL);
+	return 0;
+}
+
+static struct llmq_params geometry(uint32_t sq, uint32_t cq)
+{
+	return (struct llmq_params){ .sq_entries = sq, .cq_entries = cq, .arena_size = 65536 };
+}
+
+static int submit_gen(struct llmq_ring *r, const char *prompt, uint32_t max_tokens,
+		      uint32_t flags, uint64_t ud)
+{
+	struct llmq_sampling sp;
+	struct llmq_sqe *sqe = llmq_get_sqe(r);
+	int err;
+
+	if (!sqe)
+		return -EAGAIN;
+	llmq_sampling_init(&sp);
+	sp.max_tokens = max_tokens;
+	sp.flags = flags;
+	err = llmq_prep_generate(r, sqe, prompt, strlen(prompt), &sp, ud);
+	if (err)
+		return err;
+	err = llmq_submit(r);
+	return err < 0 ? err : 0;
+}
+
+/**
+ * struct result - what one request delivered
+ */
+struct result {
+	int	res;
+	int	finish;
+	int	tokens;
+	int	cqes;
+	int	bad;		/* invariant violations */
+	char	text[8192];
+	size_t	text_len;
+	uint32_t first_token;
+};
+
+/* Reap CQEs of @ud until its final one, checking order and continuity. */
+static int collect(struct llmq_ring *r, uint64_t ud, struct result *out)
+{
+	struct llmq_cqe *cqe;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		err = llmq_wait_cqe_timeout(r, &cqe, WAIT_MS);
+		if (err)
+			return err;
+		if (cqe->user_data != ud) {
+			out->bad++;
+			llmq_cqe_seen(r, cqe);
+			continue;
+		}
+		if ((int)cqe->index != out->cqes)
+			out->bad++;
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			out->res = cqe->res;
+			out->finish = cqe->finish;
+			llmq_cqe_seen(r, cqe);
+			return 0;
+		}
+		if (cqe->flags & LLMQ_CQE_F_TOKEN) {
+			if (!out->tokens)
+				out->first_token = cqe->token;
+			else if (cqe->token != (out->first_token + out->tokens) % 4096)
+				out->bad++;
+			out->tokens++;
+		}
+		if (out->text_len + cqe->text_len < sizeof(out->text)) {
+			memcpy(out->text + out->text_len, cqe->text, cqe->text_len);
+			out->text_len += cqe->text_len;
+		}
+		out->cqes++;
+		llmq_cqe_seen(r, cqe);
+	}
+}
+
+/* ---- many clients at once ---------------------------------------------- */
+
+#define MANY_CLIENTS	64
+#define MANY_REQS	200
+#define MANY_WINDOW	8
+
+struct track {
+	uint32_t want, got, first;
+	bool done;
+};
+
+/* One client process: 200 requests, 8 in flight, every CQE checked. */
+static int many_child(const char *sock, int id)
+{
+	struct llmq_params p = geometry(16, 256);
+	struct track t[MANY_REQS];
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	int sub = 0, done = 0, inflight = 0, err, k;
+	char prompt[64];
+
+	memset(t, 0, sizeof(t));
+	if (llmq_queue_init(&r, sock, &p))
+		return 10;
+	while (done < MANY_REQS) {
+		while (inflight < MANY_WINDOW && sub < MANY_REQS) {
+			k = sub;
+			t[k].want = 1 + (uint32_t)(k * 7 + id) % 12;
+			snprintf(prompt, sizeof(prompt), "client %d request %d", id, k);
+			if (submit_gen(&r, prompt, t[k].want, LLMQ_SQE_STREAM, (uint64_t)k))
+				return 11;
+			sub++;
+			inflight++;
+		}
+		err = llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS);
+		if (err)
+			return 12;
+		if (cqe->user_data >= (uint64_t)sub || t[cqe->user_data].done)
+			return 13;		/* unknown, or after its final CQE */
+		k = (int)cqe->user_data;
+		if (cqe->index != t[k].got)
+			return 14;		/* lost, duplicated or reordered */
+		if (cqe->flags & LLMQ_CQE_F_MORE) {
+			if (!(cqe->flags & LLMQ_CQE_F_TOKEN) || !cqe->text_len)
+				return 15;
+			if (t[k].got && cqe->token != (t[k].first + t[k].got) % 4096)
+				return 16;
+			if (!t[k].got)
+				t[k].first = cqe->token;
+			t[k].got++;
+		} else {
+			if (cqe->res != (int)t[k].want || t[k].got != t[k].want ||
+			    cqe->finish != LLMQ_FINISH_LENGTH)
+				return 17;
+			t[k].done = true;
+			done++;
+			inflight--;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	llmq_queue_exit(&r);
+	return 0;
+}
+
+static int idle_cond(const struct llmq_stats *st, void *arg)
+{
+	(void)arg;
+	return st->clients_active == 0 && st->requests_active == 0;
+}
+
+static void test_many_clients(void **state)
+{
+	struct llmq_stats before, after;
+	pid_t pids[MANY_CLIENTS];
+	int i, st, failed = 0;
+
+	(void)state;
+	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
+	for (i = 0; i < MANY_CLIENTS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i])
+			_exit(many_child(fast.sock, i));
+	}
+	for (i = 0; i < MANY_CLIENTS; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			print_error("client %d failed: status %d\n", i, st);
+			failed++;
+		}
+	}
+	assert_int_equal(failed, 0);
+	assert_int_equal(stats_wait(fast.sock, idle_cond, NULL, WAIT_MS, &after), 0);
+	assert_int_equal(after.requests_total - before.requests_total,
+			 MANY_CLIENTS * MANY_REQS);
+	assert_int_equal(after.requests_failed, before.requests_failed);
+	/* Batching happened: far fewer steps than tokens. */
+	assert_true(after.steps - before.steps <
+		    (after.tokens_generated - before.tokens_generated) / 2);
+}
+
+/* ---- output forms --------------------------------------------------------- */
+
+static void test_stream_and_packed_agree(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct result a, b;
+	struct llmq_ring r;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "same prompt", 100, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &a), 0);
+	assert_int_equal(submit_gen(&r, "same prompt", 100, 0, 2), 0);
+	assert_int_equal(collect(&r, 2, &b), 0);
+	assert_int_equal(a.bad + b.bad, 0);
+	assert_int_equal(a.res, 100);
+	assert_int_equal(b.res, 100);
+	assert_int_equal(a.tokens, 100);
+	assert_int_equal(b.tokens, 0);		/* packed text carries no ids */
+	assert_true(b.cqes < a.cqes);		/* ... in fewer CQEs */
+	assert_int_equal(a.text_len, b.text_len);
+	assert_memory_equal(a.text, b.text, a.text_len);
+	llmq_queue_exit(&r);
+}
+
+static void test_stop_id_and_nop(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_sampling sp;
+	struct llmq_ring r;
+	struct llmq_sqe *sqe;
+	struct result a, b;
+	uint32_t stop;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "stop here", 10, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &a), 0);
+	/* Stop at the 4th token: three are delivered, the stop id is not. */
+	stop = (a.first_token + 3) % 4096;
+	llmq_sampling_init(&sp);
+	sp.max_tokens = 10;
+	sp.stop_ids = &stop;
+	sp.nr_stop_ids = 1;
+	sqe = llmq_get_sqe(&r);
+	assert_int_equal(llmq_prep_generate(&r, sqe, "stop here", 9, &sp, 2), 0);
+	assert_int_equal(llmq_submit(&r), 1);
+	assert_int_equal(collect(&r, 2, &b), 0);
+	assert_int_equal(b.res, 3);
+	assert_int_equal(b.tokens, 3);
+	assert_int_equal(b.finish, LLMQ_FINISH_STOP);
+
+	sqe = llmq_get_sqe(&r);
+	llmq_prep_nop(sqe, 9);
+	assert_int_equal(llmq_submit(&r), 1);
+	assert_int_equal(collect(&r, 9, &a), 0);
+	assert_int_equal(a.res, 0);
+	assert_int_equal(a.cqes, 0);
+	llmq_queue_exit(&r);
+}
+
+/* ---- bad entries ------------------------------------------------------------- */
+
+static int raw_result(struct llmq_ring *r, const struct llmq_sqe *tmpl)
+{
+	struct llmq_sqe *sqe = llmq_get_sqe(r);
+	struct result res;
+
+	if (!sqe)
+		return -1000;
+	*sqe = *tmpl;
+	if (llmq_submit(r) != 1 || collect(r, tmpl->user_data, &res))
+		return -1001;
+	return res.res;
+}
+
+static void test_bad_sqes(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_ring r, other;
+	struct llmq_sqe s;
+	struct result res;
+	int i;
+	static const struct {
+		const char *what;
+		int field, err;
+	} rows[] = {
+		{ "unknown opcode", 0, -EOPNOTSUPP },
+		{ "prompt outside the arena", 1, -EFAULT },
+		{ "offset + length overflow", 2, -EOVERFLOW },
+		{ "temperature out of range", 3, -ERANGE },
+		{ "reserved field set", 4, -EINVAL },
+		{ "unknown flag", 5, -EINVAL },
+		{ "prompt not UTF-8", 6, -EILSEQ },
+		{ "prompt too long", 7, -E2BIG },
+		{ "stop list without NUL", 8, -EINVAL },
+		{ "cancel of nothing", 9, -ENOENT },
+		{ "max_tokens over the limit", 10, -ERANGE },
+	};
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	assert_int_equal(llmq_queue_init(&other, fast.sock, &p), 0);
+	memcpy(r.arena, "hello\xff\xfe", 7);
+	memcpy(r.arena + 100, "stop", 4);
+	for (i = 0; i < (int)(sizeof(rows) / sizeof(rows[0])); i++) {
+		memset(&s, 0, sizeof(s));
+		s.opcode = LLMQ_OP_GENERATE;
+		s.user_data = 100 + (uint64_t)i;
+		s.prompt_len = 5;
+		switch (rows[i].field) {
+		case 0: s.opcode = 77; break;
+		case 1: s.prompt_off = 65534; break;
+		case 2: s.prompt_off = 0xffffffffu; break;
+		case 3: s.temperature = 101 * LLMQ_FP_ONE; break;
+		case 4: s.resv[4] = 1; break;
+		case 5: s.flags = 0x40; break;
+		case 6: s.prompt_len = 7; break;
+		case 7: s.prompt_len = (1 << 20) + 1; break;
+		case 8: s.stop_off = 100; s.stop_len = 4; break;
+		case 9:
+			memset(&s, 0, sizeof(s));
+			s.opcode = LLMQ_OP_CANCEL;
+			s.user_data = 109;
+			s.target = 12345;
+			break;
+		case 10: s.max_tokens = 40000; break;
+		}
+		if (raw_result(&r, &s) != rows[i].err) {
+			print_error("%s: want %d\n", rows[i].what, rows[i].err);
+			fail();
+		}
+	}
+	/* The ring still works, and so does everyone else's. */
+	assert_int_equal(submit_gen(&r, "still fine", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &res), 0);
+	assert_int_equal(res.res, 5);
+	assert_int_equal(submit_gen(&other, "me too", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&other, 1, &res), 0);
+	assert_int_equal(res.res, 5);
+	llmq_queue_exit(&r);
+	llmq_queue_exit(&other);
+}
+
+/* A client scribbling over its indices loses its ring and nothing else. */
+static void test_scribbler(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_stats before, after;
+	struct llmq_ring bad, good;
+	struct llmq_cqe *cqe;
+	struct result res;
+	uint64_t one = 1;
+
+	(void)state;
+	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
+	assert_int_equal(llmq_queue_init(&bad, fast.sock, &p), 0);
+	assert_int_equal(llmq_queue_init(&good, fast.sock, &p), 0);
+	bad.hdr->sq_tail = bad.hdr->sq_head + 1000;
+	assert_int_equal(write(bad.doorbell_fd, &one, 8), 8);
+	assert_int_equal(llmq_wait_cqe_timeout(&bad, &cqe, WAIT_MS), -EPROTO);
+	assert_true(bad.hdr->rt_flags & LLMQ_RING_BROKEN);
+	assert_int_equal(submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5), 0);
+	assert_int_equal(collect(&good, 5, &res), 0);
+	assert_int_equal(res.res, 7);
+	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
+	assert_int_equal(after.clients_broken, before.clients_broken + 1);
+	llmq_queue_exit(&bad);
+	llmq_queue_exit(&good);
+}
+
+/* Handshakes that must be refused, each with its errno. */
+static int raw_hello(const char *sock, struct llmq_msg_hello *h, const int *fds, int n)
+{
+	struct llmq_msg_reply rep;
+	int fd = llmq_uds_connect(sock), got;
+
+	if (fd < 0)
+		return fd;
+	if (llmq_uds_send(fd, h, sizeof(*h), fds, n) < 0) {
+		close(fd);
+		return -1000;
+	}
+	got = (int)recv(fd, &rep, sizeof(rep), 0);
+	close(fd);
+	if (got != (int)sizeof(rep))
+		return -1001;
+	return -(int)rep.error;
+}
+
+static void test_bad_handshakes(void **state)
+{
+	struct llmq_params p = geometry(4, 8);
+	struct llmq_layout lay;
+	struct llmq_msg_hello h;
+	int fds[3], plain, unsealed, e1, e2;
+
+	(void)state;
+	assert_int_equal(llmq_params_check(&p, &lay), 0);
+	plain = memfd_create("t", MFD_ALLOW_SEALING);
+	assert_int_equal(ftruncate(plain, lay.map_size), 0);
+	unsealed = memfd_create("u", 0);
+	assert_int_equal(ftruncate(unsealed, lay.map_size), 0);
+	e1 = eventfd(0, 0);
+	e2 = eventfd(0, 0);
+	fds[0] = plain;
+	fds[1] = e1;
+	fds[2] = e2;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = LLMQ_MAGIC;
+	h.version = LLMQ_ABI_VERSION;
+	h.type = LLMQ_MSG_HELLO;
+	h.params = p;
+
+	h.magic = 0x1234;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EPROTO);
+	h.magic = LLMQ_MAGIC;
+	h.version = 99;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EPROTONOSUPPORT);
+	h.version = LLMQ_ABI_VERSION;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 2), -EBADF);
+	/* Not sealed: it could shrink under the runtime. */
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EPERM);
+	fds[0] = unsealed;		/* cannot be sealed at all */
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EPERM);
+	fds[0] = e2;			/* not a memfd */
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EBADF);
+	fcntl(plain, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+	fds[0] = plain;
+	h.params.cq_entries = 256;	/* does not match the memfd size */
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EINVAL);
+	h.params.cq_entries = 3;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EINVAL);
+	h.params = p;
+	fds[1] = plain;			/* a doorbell that is not an eventfd */
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EBADF);
+	fds[1] = e1;
+	h.type = 99;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EOPNOTSUPP);
+	h.type = LLMQ_MSG_HELLO;
+	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), 0);
+	close(plain);
+	close(unsealed);
+	close(e1);
+	close(e2);
+}
+
+/* ---- full rings ---------------------------------------------------------- */
+
+static void test_sq_full(void **state)
+{
+	struct llmq_params p = geometry(2, 8);
+	struct llmq_ring r;
+	struct llmq_sqe *a, *b;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	a = llmq_get_sqe(&r);
+	b = llmq_get_sqe(&r);
+	assert_non_null(a);
+	assert_non_null(b);
+	errno = 0;
+	assert_null(llmq_get_sqe(&r));
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(llmq_generate(&r, "x", NULL, NULL, NULL), -EAGAIN);
+	llmq_prep_nop(a, 1);
+	llmq_prep_nop(b, 2);
+	assert_int_equal(llmq_submit(&r), 2);
+	llmq_queue_exit(&r);
+}
+
+/* A client that leaves its CQ full for a while loses nothing. */
+static void test_slow_reader(void **state)
+{
+	struct llmq_params p = geometry(2, 4);
+	struct llmq_stats before, after;
+	struct llmq_ring r;
+	struct result a, b;
+
+	(void)state;
+	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "slow reader one", 300, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(submit_gen(&r, "slow reader two", 200, LLMQ_SQE_STREAM, 2), 0);
+	usleep(300000);
+	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
+	assert_true(after.overflow_now > 0);
+	/* Requests interleave; reap both streams and check each. */
+	{
+		struct llmq_cqe *cqe;
+		int got[3] = { 0 }, tok[3] = { 0 }, done = 0, res[3] = { 0 };
+		uint32_t first[3] = { 0 };
+
+		while (done < 2) {
+			assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+			assert_true(cqe->user_data == 1 || cqe->user_data == 2);
+			int k = (int)cqe->user_data;
+
+			assert_int_equal(cqe->index, got[k]);
+			got[k]++;
+			if (cqe->flags & LLMQ_CQE_F_MORE) {
+				if (!tok[k])
+					first[k] = cqe->token;
+				assert_int_equal(cqe->token, (first[k] + tok[k]) % 4096);
+				tok[k]++;
+			} else {
+				res[k] = cqe->res;
+				done++;
+			}
+			llmq_cqe_seen(&r, cqe);
+		}
+		assert_int_equal(tok[1], 300);
+		assert_int_equal(tok[2], 200);
+		assert_int_equal(res[1], 300);
+		assert_int_equal(res[2], 200);
+	}
+	(void)a;
+	(void)b;
+	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
+	assert_true(after.cqes_overflowed - before.cqes_overflowed > 400);
+	llmq_queue_exit(&r);
+}
+
+/* A client that never reads is capped: -ENOBUFS for it, others unaffected. */
+static void test_overflow_cap(void **state)
+{
+	struct llmq_params p = geometry(2, 4);
+	struct llmq_stats st;
+	struct llmq_ring r, other;
+	struct llmq_cqe *cqe;
+	struct result res;
+	int cqes = 0, finals = 0, nobufs = 0;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, capped.sock, &p), 0);
+	assert_int_equal(llmq_queue_init(&other, capped.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "never read", 20000, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(submit_gen(&r, "never read 2", 20000, LLMQ_SQE_STREAM, 2), 0);
+	usleep(300000);
+	assert_int_equal(llmq_get_stats(capped.sock, &st), 0);
+	assert_true(st.overflow_now <= 64 + 8);		/* the cap, plus the finals */
+	assert_int_equal(submit_gen(&other, "reads fine", 50, LLMQ_SQE_STREAM, 3), 0);
+	assert_int_equal(collect(&other, 3, &res), 0);
+	assert_int_equal(res.res, 50);
+	assert_int_equal(res.bad, 0);
+	while (finals < 2) {
+		assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+		cqes++;
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			finals++;
+			nobufs += cqe->res == -ENOBUFS;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	assert_int_equal(nobufs, 2);
+	assert_true(cqes <= 4 + 64 + 8);
+	/* Once drained, the ring serves again. */
+	assert_int_equal(submit_gen(&r, "again", 5, LLMQ_SQE_STREAM, 4), 0);
+	assert_int_equal(collect(&r, 4, &res), 0);
+	assert_int_equal(res.res, 5);
+	llmq_queue_exit(&r);
+	llmq_queue_exit(&other);
+}
+
+/* ---- clients that go away ------------------------------------------------ */
+
+static int killed_cond(const struct llmq_stats *st, void *arg)
+{
+	const struct llmq_stats *b = arg;
+
+	return st->clients_active == b->clients_active &&
+	       st->requests_active == b->requests_active &&
+	       st->requests_cancelled >= b->requests_cancelled + 2;
+}
+
+static void test_sigkill_midstream(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_stats before, after;
+	struct llmq_ring r;
+	struct result res;
+	int pipefd[2], st;
+	char c;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(llmq_get_stats(slow.sock, &before), 0);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct llmq_ring cr;
+		struct llmq_cqe *cqe;
+		int n = 0;
+
+		if (llmq_queue_init(&cr, slow.sock, &p) ||
+		    submit_gen(&cr, "doomed", 30000, LLMQ_SQE_STREAM, 1) ||
+		    submit_gen(&cr, "doomed too", 30000, LLMQ_SQE_STREAM, 2))
+			_exit(1);
+		while (n < 5 && !llmq_wait_cqe_timeout(&cr, &cqe, WAIT_MS)) {
+			llmq_cqe_seen(&cr, cqe);
+			n++;
+		}
+		(void)!write(pipefd[1], "x", 1);
+		pause();
+		_exit(0);
+	}
+	close(pipefd[1]);
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	close(pipefd[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	assert_int_equal(stats_wait(slow.sock, killed_cond, &before, WAIT_MS, &after), 0);
+	/* The runtime keeps serving. */
+	assert_int_equal(llmq_queue_init(&r, slow.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "survivor", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &res), 0);
+	assert_int_equal(res.res, 5);
+	llmq_queue_exit(&r);
+}
+
+static void test_cancel(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	int got_cancel = 0, got_final = 0, tokens = 0;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, slow.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 7), 0);
+	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+	llmq_cqe_seen(&r, cqe);
+	assert_int_equal(llmq_cancel(&r, 7, 8), 0);
+	while (!got_cancel || !got_final) {
+		assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+		if (cqe->user_data == 8) {
+			assert_int_equal(cqe->res, 1);
+			got_cancel = 1;
+		} else if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			assert_int_equal(cqe->res, -ECANCELED);
+			assert_int_equal(cqe->finish, LLMQ_FINISH_CANCELLED);
+			got_final = 1;
+		} else {
+			tokens++;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	assert_true(tokens < 1000);
+	llmq_queue_exit(&r);
+}
+
+/* ---- the batch window ----------------------------------------------------- */
+
+/* Time from submission to the first token, and steps the request took part in. */
+static void test_window_lone(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	struct result res;
+	uint64_t t0, ms;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, window.sock, &p), 0);
+	t0 = now_ns();
+	assert_int_equal(submit_gen(&r, "alone", 3, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+	ms = (now_ns() - t0) / 1000000;
+	llmq_cqe_seen(&r, cqe);
+	/* Held for the window (300 ms), and not much longer. */
+	assert_true(ms >= 250);
+	assert_true(ms <= 300 + 200);
+	assert_int_equal(collect(&r, 1, &res), 0);
+	llmq_queue_exit(&r);
+}
+
+static void test_window_batches(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_stats before, after;
+	struct llmq_ring r[3];
+	struct result res;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 3; i++)
+		assert_int_equal(llmq_queue_init(&r[i], window.sock, &p), 0);
+	assert_int_equal(llmq_get_stats(window.sock, &before), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(submit_gen(&r[i], "together", 10, LLMQ_SQE_STREAM, 1), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(collect(&r[i], 1, &res), 0);
+		assert_int_equal(res.res, 10);
+	}
+	assert_int_equal(llmq_get_stats(window.sock, &after), 0);
+	/* Three requests arriving within the window ran as one batch. */
+	assert_int_equal(after.steps - before.steps, 10);
+	for (i = 0; i < 3; i++)
+		llmq_queue_exit(&r[i]);
+}
+
+/* A full bus leaves at once, without waiting out the window. */
+static void test_window_full(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_ring r;
+	struct result res;
+	uint64_t t0, ms;
+	int i;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, window.sock, &p), 0);
+	t0 = now_ns();
+	for (i = 0; i < 4; i++)
+		assert_int_equal(submit_gen(&r, "full bus", 2, LLMQ_SQE_STREAM, (uint64_t)i), 0);
+	for (i = 0; i < 4; i++) {
+		struct llmq_cqe *cqe;
+		int finals = 0;
+
+		(void)res;
+		while (!finals) {
+			assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+			finals = !(cqe->flags & LLMQ_CQE_F_MORE);
+			llmq_cqe_seen(&r, cqe);
+		}
+	}
+	ms = (now_ns() - t0) / 1000000;
+	assert_true(ms < 200);
+	llmq_queue_exit(&r);
+}
+
+/* ---- shutdown, flags, tools ----------------------------------------------- */
+
+static void test_sigterm(void **state)
+{
+	static const char *const args[] = { "--null-delay-us", "2000",
+					     "--shutdown-timeout-ms", "200", NULL };
+	struct llmq_params p = geometry(8, 64);
+	struct daemon d;
+	struct llmq_ring r, late;
+	struct llmq_cqe *cqe;
+	int final_res = 1, err;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "term", args), 0);
+	assert_int_equal(llmq_queue_init(&r, d.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "interrupted", 30000, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+	llmq_cqe_seen(&r, cqe);
+	assert_int_equal(kill(d.pid, SIGTERM), 0);
+	/* Keep reading while it shuts down: the final CQE needs CQ room. */
+	for (;;) {
+		err = llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS);
+		if (err)
+			break;
+		if (!(cqe->flags & LLMQ_CQE_F_MORE))
+			final_res = cqe->res;
+		llmq_cqe_seen(&r, cqe);
+	}
+	assert_int_equal(final_res, -ESHUTDOWN);
+	assert_int_equal(err, -ESHUTDOWN);
+	assert_int_equal(daemon_stop(&d, 0), 0);	/* exited 0 by itself */
+	assert_int_not_equal(llmq_queue_init(&late, d.sock, &p), 0);
+	llmq_queue_exit(&r);
+}
+
+static void test_bad_flags(void **state)
+{
+	static const char *const bad[][3] = {
+		{ "--max-batch-size", "0", NULL },
+		{ "--max-batch-size", "4097", NULL },
+		{ "--batch-timeout-ms", "abc", NULL },
+		{ "--batch-timeout-ms", "-1", NULL },
+		{ "--null-delay-us", "1e3", NULL },
+		{ "--engine", "cuda-please", NULL },
+		{ "--max-cq-overflow", "0", NULL },
+		{ "--socket-mode", "999", NULL },
+		{ "--no-such-flag", NULL, NULL },
+	};
+	char bin[PATH_MAX + 32], err[512];
+	unsigned int i;
+
+	(void)state;
+	snprintf(bin, sizeof(bin), "%s/llmqd", harness_bin_dir);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *argv[] = { bin, "--foreground", "--socket", "/tmp/llmq-never.sock",
+				       bad[i][0], bad[i][1], NULL };
+
+		assert_int_equal(run_cmd(argv, NULL, 0, err, sizeof(err)), 2);
+		/* One line, naming the flag. */
+		assert_non_null(strchr(err, '\n'));
+		assert_null(strchr(err, '\n') + 1 < err + strlen(err) ?
+			    strchr(err, '\n') + 1 : NULL);
+		assert_non_null(strstr(err, "llmqd:"));
+	}
+}
+
+static void test_cli(void **state)
+{
+	char bin[PATH_MAX + 32], out[4096], out2[4096], err[512];
+	const char *gen[] = { bin, "generate", "--socket", fast.sock, "--max-tokens", "12",
+			      "--temperature", "0.5", "--top-p", "0.9", "--top-k", "40",
+			      "--seed", "7", "cli prompt", NULL };
+	const char *stream[] = { bin, "generate", "--socket", fast.sock, "--max-tokens", "12",
+				 "--stream", "cli prompt", NULL };
+	const char *none[] = { bin, "generate", "--socket", "/tmp/llmq-nobody-here.sock", "x",
+			       NULL };
+	const char *badv[] = { bin, "generate", "--socket", fast.sock, "--top-p", "1.5", "x",
+			       NULL };
+
+	(void)state;
+	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
+	assert_int_equal(run_cmd(gen, out, sizeof(out), err, sizeof(err)), 0);
+	assert_int_equal(run_cmd(stream, out2, sizeof(out2), err, sizeof(err)), 0);
+	assert_true(strlen(out) > 12);
+	assert_string_equal(out, out2);
+	assert_int_equal(run_cmd(none, out, sizeof(out), err, sizeof(err)), 1);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "cannot reach the runtime"));
+	assert_int_equal(run_cmd(badv, out, sizeof(out), err, sizeof(err)), 2);
+	assert_non_null(strstr(err, "--top-p"));
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_many_clients),
+		cmocka_unit_test(test_stream_and_packed_agree),
+		cmocka_unit_test(test_stop_id_and_nop),
+		cmocka_unit_test(test_bad_sqes),
+		cmocka_unit_test(test_scribbler),
+		cmocka_unit_test(test_bad_handshakes),
+		cmocka_unit_test(test_sq_full),
+		cmocka_unit_test(test_slow_reader),
+		cmocka_unit_test(test_overflow_cap),
+		cmocka_unit_test(test_sigkill_midstream),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_window_lone),
+		cmocka_unit_test(test_window_batches),
+		cmocka_unit_test(test_window_full),
+		cmocka_unit_test(test_sigterm),
+		cmocka_unit_test(test_bad_flags),
+		cmocka_unit_test(test_cli),
+	};
+
+	(void)argc;
+	harness_init(argv[0]);
+	return cmocka_run_group_tests_name("live", tests, setup, teardown);
+}
