@@ -127,35 +127,6 @@ static int print_piece(uint32_t token, const char *text, size_t len, void *arg)
 	return 0;
 }
 
-/* Non-streamed: the text arrives packed at the end; print it then. */
-static int run_packed(struct llmq_ring *ring, const char *prompt, struct llmq_sampling *sp)
-{
-	struct llmq_sqe *sqe = llmq_get_sqe(ring);
-	struct llmq_cqe *cqe;
-	int err, res;
-
-	if (!sqe)
-		return -EAGAIN;
-	err = llmq_prep_generate(ring, sqe, prompt, strlen(prompt), sp, 1);
-	if (err)
-		return err;
-	err = llmq_submit(ring);
-	if (err < 0)
-		return err;
-	for (;;) {
-		err = llmq_wait_cqe(ring, &cqe);
-		if (err)
-			return err;
-		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
-			res = cqe->res;
-			llmq_cqe_seen(ring, cqe);
-			return res;
-		}
-		fwrite(cqe->text, 1, cqe->text_len, stdout);
-		llmq_cqe_seen(ring, cqe);
-	}
-}
-
 static int cmd_generate(int argc, char **argv)
 {
 	const char *stops[MAX_STOPS + 1] = { NULL };
@@ -249,12 +220,9 @@ static int cmd_generate(int argc, char **argv)
 			llmq_socket_path(sock), strerror(-err));
 		return 1;
 	}
-	if (stream) {
-		res = llmq_generate(&ring, argv[optind], &sp, print_piece, NULL);
-	} else {
-		res = run_packed(&ring, argv[optind], &sp);
-		fflush(stdout);
-	}
+	if (stream)
+		sp.flags |= LLMQ_SQE_STREAM;
+	res = llmq_generate(&ring, argv[optind], &sp, print_piece, NULL);
 	llmq_queue_exit(&ring);
 	if (res < 0) {
 		fprintf(stderr, "\nllmq: request failed: %s\n", strerror(-res));

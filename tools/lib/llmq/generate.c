@@ -17,11 +17,13 @@
  * llmq_generate() - run one prompt to completion, streaming to a callback
  * @ring:	a ring with no other requests in flight
  * @prompt:	NUL-terminated UTF-8 prompt
- * @sp:		sampling, or NULL for the defaults; streaming is always on
+ * @sp:		sampling, or NULL for the defaults
  * @cb:		called for each piece of output, may be NULL
  * @arg:	passed to @cb
  *
- * If @cb returns non-zero the request is cancelled and the call returns
+ * With LLMQ_SQE_STREAM in @sp->flags (the default) @cb sees each token as it
+ * is generated; without it, @cb sees the whole text in pieces once the
+ * request has finished, with token UINT32_MAX.  If @cb returns non-zero the request is cancelled and the call returns
  * -ECANCELED once the runtime confirms.  Completions of other requests met
  * on the way are consumed and dropped.
  *
@@ -40,7 +42,6 @@ int llmq_generate(struct llmq_ring *ring, const char *prompt, const struct llmq_
 		s = *sp;
 	else
 		llmq_sampling_init(&s);
-	s.flags |= LLMQ_SQE_STREAM;
 	sqe = llmq_get_sqe(ring);
 	if (!sqe)
 		return -EAGAIN;
