@@ -126,6 +126,7 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 	c->uid = uid;
 	c->ev_door.type = EV_DOORBELL;
 	c->ev_sock.type = EV_SOCK;
+	c->ev_wake.type = EV_WAKE;
 	c->sock_fd = sock_fd;
 	c->door_fd = fds[1];
 	c->wake_fd = fds[2];
@@ -190,6 +191,11 @@ static void client_close(struct client *c)
 		sqe = loop_sqe(c->d);
 		io_uring_prep_cancel(sqe, &c->ev_sock, 0);
 		io_uring_sqe_set_data64(sqe, IGNORE_UD);
+		if (c->wake_inflight) {
+			sqe = loop_sqe(c->d);
+			io_uring_prep_cancel(sqe, &c->ev_wake, 0);
+			io_uring_sqe_set_data64(sqe, IGNORE_UD);
+		}
 	}
 	if (!c->ops)
 		client_free(c);
@@ -460,6 +466,30 @@ void client_on_sock(struct client *c, int res)
 }
 
 /**
+ * client_on_wake() - a wake-up write completed
+ * @c:		the client
+ * @res:	the write's result
+ *
+ * A client can keep its eventfd from taking writes (counter at its maximum);
+ * the write then waits, and no second one is queued behind it.
+ */
+void client_on_wake(struct client *c, int res)
+{
+	c->ops--;
+	c->wake_inflight = false;
+	if (c->closing) {
+		client_close(c);
+		return;
+	}
+	if (res < 0 && res != -ECANCELED)
+		pr_debug("client %llu: wake-up failed: %s", (unsigned long long)c->id,
+			 strerror(-res));
+	/* News that came while the write was pending. */
+	if (c->need_wake)
+		client_mark_dirty(c);
+}
+
+/**
  * client_req_done() - one of @c's requests ended
  * @c:		the client
  *
@@ -506,13 +536,14 @@ void client_flush(struct llmqd *d)
 		if (c->ovf_head != c->ovf_tail)
 			flags |= LLMQ_RING_CQ_OVERFLOW;
 		llmq_store_release(&c->hdr->rt_flags, flags);
-		if (!c->need_wake)
+		if (!c->need_wake || c->wake_inflight)
 			continue;
 		c->need_wake = false;
+		c->wake_inflight = true;
+		c->ops++;
 		sqe = loop_sqe(d);
 		io_uring_prep_write(sqe, c->wake_fd, &one, sizeof(one), 0);
-		io_uring_sqe_set_data64(sqe, IGNORE_UD);
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		io_uring_sqe_set_data(sqe, &c->ev_wake);
 		d->stats.wakeups++;
 	}
 }

@@ -42,6 +42,7 @@ enum ev_type {
 	EV_SOCK,
 	EV_DOORBELL,
 	EV_SIGNAL,
+	EV_WAKE,
 };
 
 struct ev {
@@ -71,6 +72,7 @@ enum timer_kind {
 struct client {
 	struct ev		ev_door;
 	struct ev		ev_sock;
+	struct ev		ev_wake;
 	struct list_head	link;		/* llmqd.clients */
 	struct list_head	dirty_link;	/* llmqd.dirty, while dirty */
 	struct llmqd		*d;
@@ -102,6 +104,7 @@ struct client {
 	unsigned int		ops;		/* io_uring ops pointing here */
 	bool			dirty;
 	bool			need_wake;
+	bool			wake_inflight;	/* one wake write at a time */
 	bool			closing;
 	bool			nobufs;		/* overflow passed the cap */
 	bool			stalled;	/* SQ left undrained for now */
@@ -175,6 +178,7 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 		  const struct llmq_params *p, pid_t pid, uid_t uid, struct client **out);
 void client_on_doorbell(struct client *c, int res);
 void client_on_sock(struct client *c, int res);
+void client_on_wake(struct client *c, int res);
 void client_post(struct client *c, const struct llmq_cqe *cqe);
 void client_flush(struct llmqd *d);
 void client_req_done(struct client *c);

@@ -149,6 +149,9 @@ static void dispatch(struct llmqd *d, struct io_uring_cqe *cqe)
 	case EV_SIGNAL:
 		on_signal(d, cqe->res);
 		break;
+	case EV_WAKE:
+		client_on_wake(container_of(ev, struct client, ev_wake), cqe->res);
+		break;
 	}
 }
 

@@ -694,6 +694,71 @@ static void test_cancel(void **state)
 	llmq_queue_exit(&r);
 }
 
+/* A client that jams its wake eventfd blocks only its own wake-ups. */
+static void test_jammed_wake(void **state)
+{
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_stats before, after;
+	struct llmq_ring r, other;
+	struct result res;
+	uint64_t max = 0xfffffffffffffffeULL, v;
+	int i;
+
+	(void)state;
+	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
+	assert_int_equal(llmq_queue_init(&other, fast.sock, &p), 0);
+	assert_int_equal(fcntl(r.wake_fd, F_SETFL, 0), 0);	/* blocking, shared with llmqd */
+	assert_int_equal(write(r.wake_fd, &max, 8), 8);		/* counter full: writes wait */
+	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(submit_gen(&r, "jam", 3, LLMQ_SQE_STREAM, (uint64_t)i), 0);
+		usleep(20000);
+	}
+	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
+	/* Five requests finished apart, yet one wake-up write waits, not five. */
+	assert_int_equal(after.wakeups - before.wakeups, 1);
+	assert_int_equal(submit_gen(&other, "free", 9, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&other, 1, &res), 0);
+	assert_int_equal(res.res, 9);
+	assert_int_equal(read(r.wake_fd, &v, 8), 8);		/* unjam */
+	assert_int_equal(fcntl(r.wake_fd, F_SETFL, O_NONBLOCK), 0);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(collect(&r, (uint64_t)i, &res), 0);
+		assert_int_equal(res.res, 3);
+	}
+	llmq_queue_exit(&r);
+	llmq_queue_exit(&other);
+}
+
+/* A runtime killed without a word still wakes its clients with an error. */
+static void test_runtime_killed(void **state)
+{
+	static const char *const args[] = { "--null-delay-us", "5000", NULL };
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	struct daemon d;
+	uint64_t t0;
+	int err;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "killed", args), 0);
+	assert_int_equal(llmq_queue_init(&r, d.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "orphan", 30000, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+	llmq_cqe_seen(&r, cqe);
+	daemon_stop(&d, SIGKILL);
+	t0 = now_ns();
+	do {
+		err = llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS);
+		if (!err)
+			llmq_cqe_seen(&r, cqe);
+	} while (!err);
+	assert_int_equal(err, -ECONNRESET);
+	assert_true(now_ns() - t0 < 2000000000ULL);
+	llmq_queue_exit(&r);
+}
+
 /* ---- the batch window ----------------------------------------------------- */
 
 /* Time from submission to the first token, and steps the request took part in. */
@@ -880,6 +945,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_overflow_cap),
 		cmocka_unit_test(test_sigkill_midstream),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_jammed_wake),
+		cmocka_unit_test(test_runtime_killed),
 		cmocka_unit_test(test_window_lone),
 		cmocka_unit_test(test_window_batches),
 		cmocka_unit_test(test_window_full),
