@@ -10,7 +10,8 @@
 #
 # Needs BUILD_DIR/bin/llmqd and BUILD_DIR/bin/llmq-ringbench.  Installs
 # nginx-light when nginx is missing and we are root, else skips HTTP.
-# Environment: ITERS (20000), WARMUP (1000), SECONDS_PER_RUN (3), WINDOW (4).
+# Environment: ITERS (20000), WARMUP (1000), SECONDS_PER_RUN (3), WINDOW (4),
+# BENCH_NGINX (path of nginx to use, or "none" to skip the HTTP part).
 set -euo pipefail
 
 O=${1:-build}
@@ -36,11 +37,11 @@ LLMQD_PID=
 NGINX_PID=
 
 stop_pid() {
-	local pid=$1 i
+	local pid=$1
 
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -48,6 +49,7 @@ stop_pid() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2317	# invoked by the EXIT trap
 cleanup() {
 	stop_pid "$NGINX_PID"
 	stop_pid "$LLMQD_PID"
@@ -93,12 +95,6 @@ rb() {
 	echo "$out"
 }
 
-# row LABEL JSON: one latency row.
-row() {
-	printf '  %-44s %9s %9s %9s\n' "$1" "$(jget "$2" p50_us)" \
-		"$(jget "$2" p99_us)" "$(jget "$2" mean_us)"
-}
-
 # wait_for SECONDS COMMAND...: poll until COMMAND succeeds.
 wait_for() {
 	local n=$(($1 * 20))
@@ -115,16 +111,56 @@ tcp_open() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# The first CPU this script may run on, for the same-CPU runs.
-CPU=
+# The CPUs this script may run on, listed one by one ("0-2,4" -> 0 1 2 4).
+cpus_allowed() {
+	local r
+
+	for r in $(taskset -cp $$ | sed 's/.*: *//; s/,/ /g'); do
+		if [[ $r == *-* ]]; then
+			seq "${r%-*}" "${r#*-}"
+		else
+			echo "$r"
+		fi
+	done
+}
+
+# Placements: "default" leaves both ends to the scheduler, "same" pins the
+# server and the client to one CPU, "cross" to two different CPUs.
+declare -A R			# R[what.placement] = ringbench JSON line
+declare -A CLIENT_CPU
+PLACES=(default)
+declare -A PLACE_LABEL=([default]="placement left to the scheduler")
 if command -v taskset >/dev/null; then
-	CPU=$(taskset -cp $$ | sed 's/.*: *//; s/[,-].*//')
+	mapfile -t cpus < <(cpus_allowed)
+	SRV_CPU=${cpus[0]}
+	PLACES+=(same)
+	CLIENT_CPU[same]=$SRV_CPU
+	PLACE_LABEL[same]="server and client both on CPU $SRV_CPU"
+	if ((${#cpus[@]} > 1)); then
+		PLACES+=(cross)
+		CLIENT_CPU[cross]=${cpus[1]}
+		PLACE_LABEL[cross]="server on CPU $SRV_CPU, client on CPU ${cpus[1]}"
+	fi
 fi
-NCPU=$(nproc)
+
+# pin_server PID PLACE: pin PID for PLACE; prints what to restore.
+pin_server() {
+	taskset -cp "$1" | sed 's/.*: *//'
+	if [[ $2 != default ]]; then
+		taskset -cp "$SRV_CPU" "$1" >/dev/null
+	fi
+}
+
+# client_args PLACE: the ringbench options placing the client.
+client_args() {
+	if [[ $1 != default ]]; then
+		echo "--cpu ${CLIENT_CPU[$1]}"
+	fi
+}
 
 echo "== llmq ring benchmark: null engine, --null-delay-us 0, --batch-timeout-ms 0 =="
-echo "machine: $NCPU CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
-	"kernel $(uname -r)"
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo |
+	head -n 1), kernel $(uname -r)"
 echo "latency: $ITERS round trips after $WARMUP warm-up, one request in flight," \
 	"CLOCK_MONOTONIC"
 echo
@@ -135,20 +171,20 @@ LLMQD_PID=$!
 wait_for 5 test -S "$SOCK" || die "llmqd did not create $SOCK"
 
 lat_args=(--iters "$ITERS" --warmup "$WARMUP")
-WAKE=$(rb wake "${lat_args[@]}")
-GEN=$(rb latency --socket "$SOCK" --op generate "${lat_args[@]}")
-NOP=$(rb latency --socket "$SOCK" --op nop "${lat_args[@]}")
-SPIN=$(rb latency --socket "$SOCK" --op generate --spin "${lat_args[@]}")
-
-GEN1=
-NOP1=
-if [[ -n $CPU ]]; then
-	LLMQD_CPUS=$(taskset -cp "$LLMQD_PID" | sed 's/.*: *//')
-	taskset -cp "$CPU" "$LLMQD_PID" >/dev/null
-	GEN1=$(rb latency --socket "$SOCK" --op generate "${lat_args[@]}" --cpu "$CPU")
-	NOP1=$(rb latency --socket "$SOCK" --op nop "${lat_args[@]}" --cpu "$CPU")
-	taskset -cp "$LLMQD_CPUS" "$LLMQD_PID" >/dev/null
-fi
+for pl in "${PLACES[@]}"; do
+	# shellcheck disable=SC2207	# no spaces in the words
+	ca=($(client_args "$pl"))
+	peer=()
+	[[ $pl == cross ]] && peer=(--peer-cpu "$SRV_CPU")
+	R[wake.$pl]=$(rb wake "${lat_args[@]}" "${ca[@]}" "${peer[@]}")
+	saved=$(pin_server "$LLMQD_PID" "$pl")
+	R[gen.$pl]=$(rb latency --socket "$SOCK" --op generate "${lat_args[@]}" "${ca[@]}")
+	R[nop.$pl]=$(rb latency --socket "$SOCK" --op nop "${lat_args[@]}" "${ca[@]}")
+	if [[ $pl == default ]]; then
+		R[spin.$pl]=$(rb latency --socket "$SOCK" --op generate --spin "${lat_args[@]}")
+	fi
+	[[ $pl == default ]] || taskset -cp "$saved" "$LLMQD_PID" >/dev/null
+done
 
 TP=()
 for c in 1 8 64; do
@@ -157,12 +193,15 @@ for c in 1 8 64; do
 done
 
 # HTTP: Debian's nginx on a private configuration.
-HTTP=
-HTTP1=
 HTTP_SKIP=
-NGINX=$(command -v nginx || true)
-[[ -z $NGINX && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
-if [[ -z $NGINX ]]; then
+NGINX=${BENCH_NGINX:-$(command -v nginx || true)}
+if [[ -z $NGINX && -x /usr/sbin/nginx ]]; then
+	NGINX=/usr/sbin/nginx
+fi
+if [[ $NGINX == none ]]; then
+	NGINX=
+	HTTP_SKIP="BENCH_NGINX=none"
+elif [[ -z $NGINX ]]; then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
 		echo "bench-ring: installing nginx-light for the HTTP comparison" >&2
 		if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -231,41 +270,47 @@ if [[ -n $NGINX ]]; then
 		cat "$TMP/nginx/error.log" >&2 2>/dev/null || true
 		HTTP_SKIP="nginx did not start (see the error log above)"
 	else
-		HTTP=$(rb http --port "$PORT" --path /hello.txt "${lat_args[@]}")
-		if [[ -n $CPU ]]; then
-			NGINX_CPUS=$(taskset -cp "$NGINX_PID" | sed 's/.*: *//')
-			taskset -cp "$CPU" "$NGINX_PID" >/dev/null
-			HTTP1=$(rb http --port "$PORT" --path /hello.txt "${lat_args[@]}" \
-				--cpu "$CPU")
-			taskset -cp "$NGINX_CPUS" "$NGINX_PID" >/dev/null
-		fi
+		NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/.*\///')
+		for pl in "${PLACES[@]}"; do
+			# shellcheck disable=SC2207
+			ca=($(client_args "$pl"))
+			saved=$(pin_server "$NGINX_PID" "$pl")
+			R[http.$pl]=$(rb http --port "$PORT" --path /hello.txt "${lat_args[@]}" \
+				"${ca[@]}")
+			[[ $pl == default ]] || taskset -cp "$saved" "$NGINX_PID" >/dev/null
+		done
 		stop_pid "$NGINX_PID"
 		NGINX_PID=
 	fi
 fi
 
-echo "round trip, one client, one request at a time       p50 us    p99 us   mean us"
-row "wake-up floor: eventfd ping-pong, 2 processes" "$WAKE"
-row "ring GENERATE max_tokens=1 streamed" "$GEN"
-row "ring NOP" "$NOP"
-row "ring GENERATE, client spins on the CQ" "$SPIN"
-if [[ -n $GEN1 ]]; then
-	row "ring GENERATE, llmqd and client on CPU $CPU" "$GEN1"
-	row "ring NOP, llmqd and client on CPU $CPU" "$NOP1"
-fi
-if [[ -n $HTTP ]]; then
-	row "HTTP/1.1 GET keep-alive, nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')" "$HTTP"
-	[[ -n $HTTP1 ]] && row "HTTP/1.1 GET, nginx and client on CPU $CPU" "$HTTP1"
-else
-	echo "  HTTP comparison skipped: $HTTP_SKIP"
-fi
+# row LABEL KEY: one latency row, if KEY was measured.
+row() {
+	local j=${R[$2]:-}
+
+	[[ -n $j ]] || return 0
+	printf '    %-46s %8s %8s %8s\n' "$1" "$(jget "$j" p50_us)" \
+		"$(jget "$j" p99_us)" "$(jget "$j" mean_us)"
+}
+
+printf '%-50s %8s %8s %8s\n' "round trip, one client, one request at a time" \
+	"p50 us" "p99 us" "mean us"
+for pl in "${PLACES[@]}"; do
+	echo "  ${PLACE_LABEL[$pl]}:"
+	row "eventfd ping-pong, 2 processes (wake-up floor)" "wake.$pl"
+	row "ring GENERATE, max_tokens=1, streamed" "gen.$pl"
+	row "ring NOP" "nop.$pl"
+	row "ring GENERATE, client spinning on the CQ" "spin.$pl"
+	row "HTTP/1.1 GET keep-alive, nginx ${NGINX_VER:-}" "http.$pl"
+done
+[[ -n $HTTP_SKIP ]] && echo "  HTTP comparison skipped: $HTTP_SKIP"
 echo
 
 echo "throughput: GENERATE max_tokens=1 streamed, window $WINDOW per client process, ${SECS} s"
-printf '  %7s %12s %12s %12s %12s %9s %9s %6s\n' clients requests/s tokens/s CQEs/s \
+printf '  %7s %11s %11s %11s %12s %9s %10s %6s\n' clients requests/s tokens/s CQEs/s \
 	"mean lat us" req/step CQEs/wake errors
 for j in "${TP[@]}"; do
-	printf '  %7s %12s %12s %12s %12s %9s %9s %6s\n' "$(jget "$j" clients)" \
+	printf '  %7s %11s %11s %11s %12s %9s %10s %6s\n' "$(jget "$j" clients)" \
 		"$(jget "$j" requests_per_s)" "$(jget "$j" tokens_per_s)" \
 		"$(jget "$j" cqes_per_s)" "$(jget "$j" mean_latency_us)" \
 		"$(jget "$j" requests_per_step)" "$(jget "$j" cqes_per_wakeup)" \
@@ -273,28 +318,25 @@ for j in "${TP[@]}"; do
 done
 R1=$(jget "${TP[0]}" requests_per_s)
 R64=$(jget "${TP[2]}" requests_per_s)
-echo "  64 clients / 1 client: $(calc "$R64 / $R1")x requests/s"
+echo "  batching: 64 clients / 1 client = $(calc "$R64 / $R1")x requests/s"
 echo
 
-# verdict LABEL RING_JSON HTTP_JSON
-verdict() {
-	local ring http ratio
-
-	ring=$(jget "$2" p50_us)
-	printf '  %-22s ring p50 %8s us vs target < %s us: %s\n' "$1" "$ring" \
-		"$TARGET_P50_US" \
-		"$(awk "BEGIN { print ($ring < $TARGET_P50_US) ? \"MET\" : \"MISSED\" }")"
-	if [[ -n $3 ]]; then
-		http=$(jget "$3" p50_us)
-		ratio=$(calc "$http / $ring")
-		printf '  %-22s HTTP p50 / ring p50 = %s / %s = %sx vs target >= %sx: %s\n' \
-			"$1" "$http" "$ring" "$ratio" "$TARGET_RATIO" \
-			"$(awk "BEGIN { print ($ratio >= $TARGET_RATIO) ? \"MET\" : \"MISSED\" }")"
-	fi
+# mark COND: MET or MISSED.
+mark() {
+	awk "BEGIN { print ($1) ? \"MET\" : \"MISSED\" }"
 }
 
-echo "targets (GENERATE round trip)"
-verdict "default placement:" "$GEN" "$HTTP"
-[[ -n $GEN1 ]] && verdict "same CPU:" "$GEN1" "$HTTP1"
-[[ -z $HTTP ]] && echo "  HTTP ratio not measured: $HTTP_SKIP"
+echo "targets: ring GENERATE p50 < $TARGET_P50_US us; HTTP p50 / ring p50 >= ${TARGET_RATIO}x"
+for pl in "${PLACES[@]}"; do
+	ring=$(jget "${R[gen.$pl]}" p50_us)
+	line=$(printf '  %-8s ring p50 %7s us: %-6s' "$pl" "$ring" \
+		"$(mark "$ring < $TARGET_P50_US")")
+	if [[ -n ${R[http.$pl]:-} ]]; then
+		http=$(jget "${R[http.$pl]}" p50_us)
+		ratio=$(calc "$http / $ring")
+		line+=$(printf '   HTTP %7s us / ring = %6sx: %s' "$http" "$ratio" \
+			"$(mark "$ratio >= $TARGET_RATIO")")
+	fi
+	echo "$line"
+done
 exit 0

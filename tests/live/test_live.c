@@ -571,15 +571,23 @@ static void test_overflow_cap(void **state)
 	struct llmq_params p = geometry(2, 4);
 	struct llmq_stats st;
 	struct llmq_ring r, other;
+	struct llmq_sampling sp;
+	struct llmq_sqe *a, *b;
 	struct llmq_cqe *cqe;
 	struct result res;
 	int cqes = 0, finals = 0, nobufs = 0;
 
 	(void)state;
+	llmq_sampling_init(&sp);
 	assert_int_equal(llmq_queue_init(&r, capped.sock, &p), 0);
 	assert_int_equal(llmq_queue_init(&other, capped.sock, &p), 0);
-	assert_int_equal(submit_gen(&r, "never read", 20000, LLMQ_SQE_STREAM, 1), 0);
-	assert_int_equal(submit_gen(&r, "never read 2", 20000, LLMQ_SQE_STREAM, 2), 0);
+	/* One submission, so both are admitted before the CQ backs up. */
+	sp.max_tokens = 20000;
+	a = llmq_get_sqe(&r);
+	b = llmq_get_sqe(&r);
+	assert_int_equal(llmq_prep_generate(&r, a, "never read", 10, &sp, 1), 0);
+	assert_int_equal(llmq_prep_generate(&r, b, "never read 2", 12, &sp, 2), 0);
+	assert_int_equal(llmq_submit(&r), 2);
 	usleep(300000);
 	assert_int_equal(llmq_get_stats(capped.sock, &st), 0);
 	assert_true(st.overflow_now <= 64 + 8);		/* the cap, plus the finals */

@@ -8,7 +8,7 @@
  *   llmq-ringbench latency    --socket P [--iters N] [--warmup N] [--op nop|generate] [--spin]
  *   llmq-ringbench throughput --socket P --clients N [--seconds S] [--window W]
  *   llmq-ringbench http       --port N [--host A] [--path P] [--iters N] [--warmup N]
- *   llmq-ringbench wake       [--iters N] [--warmup N]
+ *   llmq-ringbench wake       [--iters N] [--warmup N] [--peer-cpu N]
  *
  * Every command also takes --cpu N (pin the benchmark's processes to CPU N).
  * Each prints one human line, or with --json one flat JSON object instead.
@@ -65,6 +65,7 @@ struct opts {
 	unsigned long	window;
 	unsigned long	port;
 	long		cpu;		/* pin to this CPU, -1 = leave alone */
+	long		peer_cpu;	/* wake: pin the child here, -1 = as cpu */
 	double		seconds;
 	bool		spin;
 	bool		json;
@@ -99,7 +100,7 @@ static void usage(FILE *f)
 		"                              [--window W] [--json]\n"
 		"       llmq-ringbench http --port N [--host ADDR] [--path P] [--iters N]\n"
 		"                              [--warmup N] [--json]\n"
-		"       llmq-ringbench wake [--iters N] [--warmup N] [--json]\n"
+		"       llmq-ringbench wake [--iters N] [--warmup N] [--peer-cpu N] [--json]\n"
 		"every command also takes --cpu N: run pinned to CPU N\n");
 }
 
@@ -136,6 +137,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		{ "host",	required_argument, NULL, 'H' },
 		{ "path",	required_argument, NULL, 'P' },
 		{ "cpu",	required_argument, NULL, 'C' },
+		{ "peer-cpu",	required_argument, NULL, 'D' },
 		{ "spin",	no_argument,	   NULL, 'S' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
@@ -198,6 +200,11 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 				return -EINVAL;
 			o->cpu = (long)v;
 			break;
+		case 'D':
+			if (parse_ulong("peer-cpu", optarg, 0, CPU_SETSIZE - 1, &v))
+				return -EINVAL;
+			o->peer_cpu = (long)v;
+			break;
 		case 'S':
 			o->spin = true;
 			break;
@@ -215,6 +222,19 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	if (optind != argc) {
 		fprintf(stderr, "llmq-ringbench: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
+	}
+	return 0;
+}
+
+static int pin_cpu(const char *flag, long cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		fprintf(stderr, "llmq-ringbench: --%s %ld: %s\n", flag, cpu, strerror(errno));
+		return -errno;
 	}
 	return 0;
 }
@@ -665,6 +685,8 @@ static int cmd_wake(const struct opts *o)
 		goto out_close;
 	}
 	if (!pid) {
+		if (o->peer_cpu >= 0 && pin_cpu("peer-cpu", o->peer_cpu))
+			_exit(1);
 		for (i = 0; i < total; i++) {
 			if (read(ping, &v, sizeof(v)) != sizeof(v) ||
 			    write(pong, &v, sizeof(v)) != sizeof(v))
@@ -883,6 +905,13 @@ out_free:
 	return ret;
 }
 
+/**
+ * main() - run one benchmark command
+ * @argc:	argument count
+ * @argv:	the command (latency, throughput, http, wake), then its options
+ *
+ * Return: 0, 1 when the benchmark failed or saw a wrong count, 2 on usage.
+ */
 int main(int argc, char **argv)
 {
 	struct opts o = {
@@ -894,6 +923,7 @@ int main(int argc, char **argv)
 		.window = DEF_WINDOW,
 		.seconds = DEF_SECONDS,
 		.cpu = -1,
+		.peer_cpu = -1,
 	};
 	const char *cmd;
 
@@ -909,16 +939,8 @@ int main(int argc, char **argv)
 	if (parse_opts(&o, argc - 1, argv + 1))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	if (o.cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(o.cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-			fprintf(stderr, "llmq-ringbench: --cpu %ld: %s\n", o.cpu, strerror(errno));
-			return 2;
-		}
-	}
+	if (o.cpu >= 0 && pin_cpu("cpu", o.cpu))
+		return 2;
 	if (!strcmp(cmd, "latency"))
 		return cmd_latency(&o);
 	if (!strcmp(cmd, "throughput"))
