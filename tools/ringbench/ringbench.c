@@ -20,6 +20,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -42,7 +42,8 @@
 #define DEF_SECONDS	3.0
 #define DEF_WINDOW	4
 #define MAX_CLIENTS	1024
-#define MAX_WINDOW	1024
+#define SLOT_BITS	10	/* throughput user_data: sequence << SLOT_BITS | slot */
+#define MAX_WINDOW	(1UL << SLOT_BITS)
 #define WAIT_MS		5000	/* a completion later than this is a hang */
 #define HTTP_BUF	65536
 
@@ -315,7 +316,7 @@ static int prep_request(struct llmq_ring *ring, struct llmq_sqe *sqe, bool nop,
 }
 
 /*
- * Check one CQE of request @ud against what a NOP (one final CQE, res 0)
+ * Check the @nth CQE of a request against what a NOP (one final CQE, res 0)
  * or a one-token streamed GENERATE (a token CQE with MORE, then a final
  * CQE with res 1) must produce.  Returns true for a well-formed CQE.
  */
@@ -410,8 +411,8 @@ out_free:
  */
 static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tally *t)
 {
-	uint64_t sent_at[MAX_WINDOW], start, deadline, now, next_ud = 0;
-	unsigned int cqes_of[MAX_WINDOW];
+	uint64_t sent_at[MAX_WINDOW], busy_ud[MAX_WINDOW], start, deadline, now, seq = 0, ud;
+	unsigned int cqes_of[MAX_WINDOW], free_slot[MAX_WINDOW], nr_free;
 	struct llmq_params p = {
 		.sq_entries = 64,
 		.cq_entries = 256,
@@ -449,6 +450,11 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 			llmq_queue_exit(&ring);
 		return;
 	}
+	/* Requests may finish out of order: each in-flight one owns a slot. */
+	for (nr_free = 0; nr_free < o->window; nr_free++) {
+		free_slot[nr_free] = nr_free;
+		busy_ud[nr_free] = UINT64_MAX;
+	}
 	start = now_ns();
 	deadline = start + (uint64_t)(o->seconds * 1e9);
 	counting = true;
@@ -456,13 +462,14 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 		now = now_ns();
 		if (counting && now >= deadline)
 			counting = false;
-		/* Top the window up; user_data modulo the window is its slot. */
+		/* Top the window up. */
 		while (counting && inflight < o->window) {
 			sqe = llmq_get_sqe(&ring);
 			if (!sqe)
 				break;		/* SQ full: reap first */
-			err = llmq_prep_generate(&ring, sqe, prompt, sizeof(prompt) - 1, &sp,
-						 next_ud);
+			slot = free_slot[nr_free - 1];
+			ud = seq << SLOT_BITS | slot;
+			err = llmq_prep_generate(&ring, sqe, prompt, sizeof(prompt) - 1, &sp, ud);
 			if (err == -EAGAIN) {
 				/* Arena full: the SQE is ours, send it as a NOP and reap. */
 				llmq_prep_nop(sqe, UINT64_MAX);
@@ -471,10 +478,11 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 			}
 			if (err)
 				goto fail;
-			slot = next_ud % o->window;
+			nr_free--;
+			busy_ud[slot] = ud;
 			sent_at[slot] = now;
 			cqes_of[slot] = 0;
-			next_ud++;
+			seq++;
 			inflight++;
 			pending++;
 		}
@@ -497,13 +505,13 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 				llmq_cqe_seen(&ring, cqe);
 				continue;
 			}
-			if (cqe->user_data >= next_ud ||
-			    next_ud - cqe->user_data > o->window) {
+			slot = cqe->user_data & ((1U << SLOT_BITS) - 1);
+			if (slot >= o->window || busy_ud[slot] != cqe->user_data) {
+				/* not a request in flight: wrong user_data or a 2nd end */
 				t->errors++;
 				llmq_cqe_seen(&ring, cqe);
 				continue;
 			}
-			slot = cqe->user_data % o->window;
 			if (!cqe_ok(cqe, false, cqes_of[slot]))
 				t->errors++;
 			cqes_of[slot]++;
@@ -513,6 +521,8 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 					t->tokens++;
 			}
 			if (final) {
+				busy_ud[slot] = UINT64_MAX;
+				free_slot[nr_free++] = slot;
 				inflight--;
 				if (now < deadline) {
 					t->requests++;
