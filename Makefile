@@ -126,7 +126,9 @@ install: all
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
 	ln -sf libllmq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllmq.so.$(SOVERSION)
 	ln -sf libllmq.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libllmq.so
-	install -m 644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    tools/lib/llmq/libllmq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmq.pc
 	install -m 644 include/uapi/linux/llmq.h $(DESTDIR)$(INCLUDEDIR)/linux
 	install -m 644 tools/lib/llmq/libllmq.h $(DESTDIR)$(INCLUDEDIR)/llmq
 

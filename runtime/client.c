@@ -43,6 +43,11 @@ static void client_arm_sock(struct client *c)
 	c->ops++;
 }
 
+static void client_store_flags(struct client *c)
+{
+	llmq_store_release(&c->hdr->rt_flags, c->rt_flags);
+}
+
 static void client_mark_dirty(struct client *c)
 {
 	if (!c->dirty) {
@@ -145,6 +150,12 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 	INIT_LIST_HEAD(&c->reqs);
 	INIT_LIST_HEAD(&c->dirty_link);
 	list_add_tail(&c->link, &d->clients);
+	/*
+	 * The loop is awake now; it sets NEED_WAKEUP on every ring before it
+	 * sleeps.  Without polling the doorbell is always needed.
+	 */
+	c->rt_flags = d->cfg.poll_us ? 0 : LLMQ_RING_NEED_WAKEUP;
+	client_store_flags(c);
 	close(fds[0]);
 	d->stats.clients_active++;
 	d->stats.clients_total++;
@@ -207,13 +218,14 @@ static void client_close(struct client *c)
  */
 static void client_break(struct client *c, int err)
 {
-	if (c->closing || (c->hdr->rt_flags & LLMQ_RING_BROKEN))
+	if (c->closing || (c->rt_flags & LLMQ_RING_BROKEN))
 		return;
 	pr_warn("client %llu (pid %d): ring indices corrupt, dropping it",
 		(unsigned long long)c->id, (int)c->pid);
 	c->d->stats.clients_broken++;
 	c->hdr->rt_errno = (uint32_t)-err;
-	llmq_store_release(&c->hdr->rt_flags, c->hdr->rt_flags | LLMQ_RING_BROKEN);
+	c->rt_flags |= LLMQ_RING_BROKEN;
+	client_store_flags(c);
 	c->need_wake = true;
 	client_mark_dirty(c);
 	shutdown(c->sock_fd, SHUT_RDWR);
@@ -532,12 +544,20 @@ void client_flush(struct llmqd *d)
 		llmq_store_release(&c->hdr->cq_tail, c->cq_tail);
 		llmq_store_release(&c->hdr->sq_head, c->sq_head);
 		c->hdr->cq_overflow = c->ovf_tail - c->ovf_head;
-		flags = c->hdr->rt_flags & ~LLMQ_RING_CQ_OVERFLOW;
+		flags = c->rt_flags & ~LLMQ_RING_CQ_OVERFLOW;
 		if (c->ovf_head != c->ovf_tail)
 			flags |= LLMQ_RING_CQ_OVERFLOW;
-		llmq_store_release(&c->hdr->rt_flags, flags);
+		if (flags != c->rt_flags) {
+			c->rt_flags = flags;
+			client_store_flags(c);
+		}
 		if (!c->need_wake || c->wake_inflight)
 			continue;
+		/* Pairs with the client's barrier between LLMQ_CL_WAITING and its last look. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!(llmq_load_acquire(&c->hdr->cl_flags) & LLMQ_CL_WAITING) &&
+		    !(c->rt_flags & (LLMQ_RING_BROKEN | LLMQ_RING_DEAD)))
+			continue;	/* awake: it will see the CQEs itself */
 		c->need_wake = false;
 		c->wake_inflight = true;
 		c->ops++;
@@ -549,17 +569,80 @@ void client_flush(struct llmqd *d)
 }
 
 /**
+ * client_poll_all() - look at every ring without being told (--poll-us)
+ * @d:		the daemon
+ *
+ * Drains clients that published SQEs and flushes held CQEs of clients that
+ * made CQ room, doorbell or not.
+ *
+ * Return: whether any client had work.
+ */
+bool client_poll_all(struct llmqd *d)
+{
+	struct list_head *pos, *n;
+	bool work = false;
+
+	list_for_each_safe(pos, n, &d->clients) {
+		struct client *c = list_entry(pos, struct client, link);
+		int64_t room;
+
+		if (c->closing)
+			continue;
+		if (c->ovf_head != c->ovf_tail) {
+			room = cq_room(c);
+			if (room) {
+				ovf_flush(c);
+				work = true;
+			}
+		}
+		if (llmq_load_acquire(&c->hdr->sq_tail) != c->sq_head && !c->stalled) {
+			client_drain(c);
+			work = true;
+		}
+	}
+	return work;
+}
+
+/**
+ * client_set_need_wakeup() - tell every client whether to ring the doorbell
+ * @d:		the daemon
+ * @on:		true before the loop sleeps, false while it polls
+ *
+ * Setting is followed by a full barrier; the caller then looks at every ring
+ * once more (client_poll_all()) before sleeping, so a submission that saw
+ * the flag clear is never missed.
+ */
+void client_set_need_wakeup(struct llmqd *d, bool on)
+{
+	struct list_head *pos;
+
+	for (pos = d->clients.next; pos != &d->clients; pos = pos->next) {
+		struct client *c = list_entry(pos, struct client, link);
+
+		if (on)
+			c->rt_flags |= LLMQ_RING_NEED_WAKEUP;
+		else
+			c->rt_flags &= ~LLMQ_RING_NEED_WAKEUP;
+		client_store_flags(c);
+	}
+	if (on)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/**
  * client_kill_all() - the runtime is going: fail what is left and say so
  * @d:		the daemon
  * @err:	positive errno for the rings (ESHUTDOWN)
  *
  * Posts -@err for every remaining request, marks every ring dead, and wakes
- * every client directly (the loop is about to end).
+ * every client (the loop is about to end).  CQEs that still find no CQ room
+ * are lost with the runtime; their clients see LLMQ_RING_DEAD and @err.
  */
 void client_kill_all(struct llmqd *d, int err)
 {
 	static const uint64_t one = 1;
 	struct list_head *pos, *n, *rp, *rn;
+	struct io_uring_sqe *sqe;
 
 	list_for_each_safe(pos, n, &d->clients) {
 		struct client *c = list_entry(pos, struct client, link);
@@ -574,7 +657,16 @@ void client_kill_all(struct llmqd *d, int err)
 		llmq_store_release(&c->hdr->cq_tail, c->cq_tail);
 		llmq_store_release(&c->hdr->sq_head, c->sq_head);
 		c->hdr->rt_errno = (uint32_t)err;
-		llmq_store_release(&c->hdr->rt_flags, c->hdr->rt_flags | LLMQ_RING_DEAD);
-		(void)!write(c->wake_fd, &one, sizeof(one));
+		c->rt_flags |= LLMQ_RING_DEAD;
+		client_store_flags(c);
+		/*
+		 * Through the ring, not write(2): a client can make its eventfd
+		 * block.  Writes still pending when the ring is torn down are
+		 * cancelled; the connection closing wakes those clients anyway.
+		 */
+		sqe = loop_sqe(d);
+		io_uring_prep_write(sqe, c->wake_fd, &one, sizeof(one), 0);
+		io_uring_sqe_set_data64(sqe, IGNORE_UD);
 	}
+	io_uring_submit(&d->ring);
 }

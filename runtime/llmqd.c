@@ -30,6 +30,7 @@ enum {
 	OPT_MAX_TOKENS,
 	OPT_SHUTDOWN_TIMEOUT,
 	OPT_SOCKET_MODE,
+	OPT_POLL_US,
 	OPT_FOREGROUND,
 	OPT_VERSION,
 };
@@ -46,6 +47,7 @@ static const struct option options[] = {
 	{ "max-tokens-limit",	required_argument, NULL, OPT_MAX_TOKENS },
 	{ "shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
+	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
 	{ "foreground",		no_argument,	   NULL, OPT_FOREGROUND },
 	{ "verbose",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
@@ -68,6 +70,8 @@ static void usage(FILE *f)
 		"  --max-tokens-limit N      largest max_tokens, 1..16777216 (default 32768)\n"
 		"  --shutdown-timeout-ms N   grace for in-flight requests on SIGTERM, 0..600000 (default 5000)\n"
 		"  --socket-mode MODE        octal permissions of the socket (default 0666)\n"
+		"  --poll-us N               spin this long looking at rings before sleeping,\n"
+		"                            0..100000; 0 always sleeps (default 50)\n"
 		"  --foreground              do not daemonise; log to stderr\n"
 		"  -v, --verbose             more logging (repeat for debug)\n"
 		"  -h, --help                this text\n"
@@ -147,6 +151,9 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			break;
 		case OPT_SOCKET_MODE:
 			cfg->socket_mode = parse_u32("socket-mode", optarg, 0, 0777, 8);
+			break;
+		case OPT_POLL_US:
+			cfg->poll_us = parse_u32("poll-us", optarg, 0, 100000, 10);
 			break;
 		case OPT_FOREGROUND:
 			cfg->foreground = true;
@@ -236,6 +243,7 @@ int main(int argc, char **argv)
 		.max_tokens_limit = 32768,
 		.shutdown_timeout_ms = 5000,
 		.socket_mode = 0666,
+		.poll_us = 50,
 	};
 	parse_args(&d.cfg, argc, argv);
 	d.cfg.socket_path = llmq_socket_path(d.cfg.socket_path);

@@ -32,6 +32,7 @@ struct llmqd_config {
 	uint32_t	max_tokens_limit;
 	uint32_t	shutdown_timeout_ms;
 	uint32_t	socket_mode;
+	uint32_t	poll_us;
 	bool		foreground;
 };
 
@@ -91,6 +92,7 @@ struct client {
 	uint32_t		sq_entries;
 	uint32_t		cq_entries;
 	uint32_t		arena_size;
+	uint32_t		rt_flags;	/* private copy of hdr->rt_flags */
 	uint32_t		sq_head;	/* private: SQEs consumed */
 	uint32_t		cq_tail;	/* private: CQEs produced */
 	struct llmq_cqe		*ovf;		/* CQEs waiting for CQ room */
@@ -162,6 +164,7 @@ struct llmqd {
 };
 
 /* loop.c */
+uint64_t now_ns(void);
 struct io_uring_sqe *loop_sqe(struct llmqd *d);
 uint64_t loop_timer_arm(struct llmqd *d, enum timer_kind kind, uint64_t ns);
 int loop_run(struct llmqd *d);
@@ -183,6 +186,8 @@ void client_post(struct client *c, const struct llmq_cqe *cqe);
 void client_flush(struct llmqd *d);
 void client_req_done(struct client *c);
 void client_kill_all(struct llmqd *d, int err);
+bool client_poll_all(struct llmqd *d);
+void client_set_need_wakeup(struct llmqd *d, bool on);
 
 /* request.c */
 int req_create(struct client *c, const struct llmq_sqe *sqe, struct request **out);

@@ -9,11 +9,26 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "llmqd.h"
 #include "log.h"
+#include "ring.h"
+
+/**
+ * now_ns() - CLOCK_MONOTONIC in nanoseconds
+ *
+ * Return: the time.
+ */
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /**
  * loop_sqe() - an SQE of the daemon's io_uring, submitting to make room
@@ -174,6 +189,41 @@ static int signals_init(struct llmqd *d)
 	return 0;
 }
 
+/*
+ * Spin for up to --poll-us looking for work without a syscall: completions
+ * in our io_uring, or rings with news that did not ring the doorbell.
+ */
+static bool loop_poll(struct llmqd *d)
+{
+	uint64_t end = now_ns() + d->cfg.poll_us * 1000ULL;
+
+	do {
+		if (io_uring_cq_ready(&d->ring) || client_poll_all(d))
+			return true;
+		llmq_cpu_relax();
+	} while (now_ns() < end);
+	return false;
+}
+
+/* Sleep until a completion, after one last look with NEED_WAKEUP set. */
+static int loop_sleep(struct llmqd *d)
+{
+	int err;
+
+	if (!d->cfg.poll_us)
+		return io_uring_submit_and_wait(&d->ring, 1);
+	err = io_uring_submit(&d->ring);
+	if (err < 0 || loop_poll(d))
+		return err;
+	client_set_need_wakeup(d, true);
+	if (client_poll_all(d) || io_uring_cq_ready(&d->ring))
+		err = io_uring_submit(&d->ring);
+	else
+		err = io_uring_submit_and_wait(&d->ring, 1);
+	client_set_need_wakeup(d, false);
+	return err;
+}
+
 /**
  * loop_run() - serve until shut down
  * @d:		the daemon, listening
@@ -193,11 +243,11 @@ int loop_run(struct llmqd *d)
 		if (d->stopping && (!d->stats.requests_active || !d->shutdown_seq))
 			break;
 		client_flush(d);
-		if (d->sched.step_ready)
+		if (d->sched.step_ready || !list_empty(&d->dirty))
 			err = io_uring_submit(&d->ring);
 		else
-			err = io_uring_submit_and_wait(&d->ring, 1);
-		if (err < 0 && err != -EINTR && err != -EBUSY) {
+			err = loop_sleep(d);
+		if (err < 0 && err != -EINTR && err != -EBUSY && err != -ETIME) {
 			pr_err("io_uring_submit: %s", strerror(-err));
 			return err;
 		}

@@ -82,6 +82,8 @@ int req_create(struct client *c, const struct llmq_sqe *sqe, struct request **ou
 	r->priority = sqe->priority;
 	r->flags = sqe->flags;
 	r->max_tokens = sqe->max_tokens ? sqe->max_tokens : 16;
+	if (r->max_tokens > d->cfg.max_tokens_limit)
+		r->max_tokens = d->cfg.max_tokens_limit;
 	r->arrival = d->next_arrival++;
 	r->seq.prompt = r->prompt;
 	r->seq.prompt_len = r->prompt_len;

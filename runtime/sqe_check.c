@@ -6,14 +6,15 @@
  *
  *   -EOPNOTSUPP	unknown opcode
  *   -EINVAL		unknown flag bits, reserved fields set, fields that
- *			the opcode does not use set, malformed stop list
+ *			the opcode does not use set
  *   -EOVERFLOW		offset + length wraps around 32 bits
  *   -E2BIG		prompt longer than --max-prompt-bytes
  *   -EFAULT		a region outside the arena
  *   -ERANGE		a sampling parameter or max_tokens out of range
  *
- * Byte-level checks of arena contents (-EILSEQ for invalid UTF-8) run on the
- * runtime's copy of the bytes, see utf8_check().
+ * Checks of arena contents run later, on the runtime's copy of the bytes
+ * (runtime/request.c): -EILSEQ for a prompt or stop string that is not
+ * UTF-8, -EINVAL for a malformed stop list.
  */
 #include <errno.h>
 #include <stdbool.h>

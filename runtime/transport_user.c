@@ -83,6 +83,7 @@ int user_listen(struct llmqd *d)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	const char *path = d->cfg.socket_path;
+	struct stat st;
 	int fd, err;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -99,7 +100,14 @@ int user_listen(struct llmqd *d)
 		pr_err("%s: another runtime is already listening there", path);
 		return -EADDRINUSE;
 	}
-	unlink(path);
+	/* A stale socket of ours may go; anything else stays. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			pr_err("%s exists and is not a socket", path);
+			return -EEXIST;
+		}
+		unlink(path);
+	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -175,7 +183,10 @@ void user_on_accept(struct llmqd *d, int res, bool more)
 	io_uring_sqe_set_data(sqe, &cn->ev);
 }
 
-/* Descriptors that came with the message; closes any beyond @max. */
+/*
+ * Descriptors that came with the message: the first @max are kept, any more
+ * closed.  Returns how many came, so that a wrong count can be refused.
+ */
 static int take_fds(struct msghdr *msg, int *fds, int max)
 {
 	struct cmsghdr *cm;
@@ -190,9 +201,10 @@ static int take_fds(struct msghdr *msg, int *fds, int max)
 
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
 			if (n < max)
-				fds[n++] = fd;
+				fds[n] = fd;
 			else
 				close(fd);
+			n++;
 		}
 	}
 	return n;
@@ -255,16 +267,17 @@ void user_on_hello(struct llmqd *d, struct ev *ev, int res)
 	struct client *c = NULL;
 	struct ucred cred = { 0 };
 	socklen_t clen = sizeof(cred);
-	int fds[HELLO_FDS], n = 0, err, i;
+	int fds[HELLO_FDS], n = 0, got = 0, err, i;
 	uint32_t type = cn->in.hello.type;
 
 	if (res > 0)
-		n = take_fds(&cn->msg, fds, HELLO_FDS);
+		got = take_fds(&cn->msg, fds, HELLO_FDS);
+	n = got < HELLO_FDS ? got : HELLO_FDS;	/* the ones we hold */
 	if (res <= 0) {
 		err = res ? res : -ECONNRESET;
 		goto out;
 	}
-	err = hello_check(cn, res, n);
+	err = hello_check(cn, res, got);
 	if (!err && getsockopt(cn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
 		err = -errno;
 	if (err)

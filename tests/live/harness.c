@@ -21,6 +21,19 @@
 
 char harness_bin_dir[PATH_MAX + 16];
 
+/* Every daemon started, so a failed test cannot leave one running. */
+static struct daemon *started[32];
+static int nr_started;
+
+static void kill_started(void)
+{
+	int i;
+
+	for (i = 0; i < nr_started; i++)
+		if (started[i]->pid > 0)
+			daemon_stop(started[i], SIGKILL);
+}
+
 /* Binaries live in ../bin relative to the test binary. */
 void harness_init(const char *argv0)
 {
@@ -33,6 +46,7 @@ void harness_init(const char *argv0)
 		*slash = '\0';
 	snprintf(harness_bin_dir, sizeof(harness_bin_dir), "%s/../bin", path);
 	signal(SIGPIPE, SIG_IGN);
+	atexit(kill_started);
 }
 
 uint64_t now_ns(void)
@@ -66,6 +80,8 @@ int daemon_start(struct daemon *d, const char *name, const char *const *args)
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
+	if (nr_started < (int)(sizeof(started) / sizeof(started[0])))
+		started[nr_started++] = d;
 	for (i = 0; i < 500; i++) {
 		if (llmq_get_stats(d->sock, &st) == 0)
 			return 0;

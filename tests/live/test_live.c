@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -38,7 +39,7 @@ static const char *const slow_args[] = { "--null-delay-us", "2000", "--batch-tim
 static const char *const capped_args[] = { "--max-cq-overflow", "64", "--batch-timeout-ms",
 					   "0", NULL };
 static const char *const window_args[] = { "--batch-timeout-ms", "300", "--max-batch-size",
-					   "4", NULL };
+					   "4", "--poll-us", "0", NULL };
 
 static int setup(void **state)
 {
@@ -482,6 +483,11 @@ static void test_bad_handshakes(void **state)
 	h.type = 99;
 	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), -EOPNOTSUPP);
 	h.type = LLMQ_MSG_HELLO;
+	{
+		int four[4] = { plain, e1, e2, e2 };
+
+		assert_int_equal(raw_hello(fast.sock, &h, four, 4), -EBADF);
+	}
 	assert_int_equal(raw_hello(fast.sock, &h, fds, 3), 0);
 	close(plain);
 	close(unsealed);
@@ -717,6 +723,7 @@ static void test_jammed_wake(void **state)
 	assert_int_equal(llmq_queue_init(&other, fast.sock, &p), 0);
 	assert_int_equal(fcntl(r.wake_fd, F_SETFL, 0), 0);	/* blocking, shared with llmqd */
 	assert_int_equal(write(r.wake_fd, &max, 8), 8);		/* counter full: writes wait */
+	r.hdr->cl_flags = LLMQ_CL_WAITING;			/* "asleep": wake me */
 	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
 	for (i = 0; i < 5; i++) {
 		assert_int_equal(submit_gen(&r, "jam", 3, LLMQ_SQE_STREAM, (uint64_t)i), 0);
@@ -745,7 +752,7 @@ static void test_runtime_killed(void **state)
 	struct llmq_params p = geometry(8, 64);
 	struct llmq_ring r;
 	struct llmq_cqe *cqe;
-	struct daemon d;
+	static struct daemon d;
 	uint64_t t0;
 	int err;
 
@@ -765,6 +772,38 @@ static void test_runtime_killed(void **state)
 	assert_int_equal(err, -ECONNRESET);
 	assert_true(now_ns() - t0 < 2000000000ULL);
 	llmq_queue_exit(&r);
+}
+
+/* While llmqd polls, a submission needs no doorbell; asleep, it asks for one. */
+static void test_polling_doorbell(void **state)
+{
+	static const char *const args[] = { "--poll-us", "100000", NULL };
+	struct llmq_params p = geometry(8, 64);
+	struct llmq_stats before, after;
+	struct llmq_ring r;
+	struct result res;
+	static struct daemon d;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "poll", args), 0);
+	assert_int_equal(llmq_queue_init(&r, d.sock, &p), 0);
+	assert_int_equal(submit_gen(&r, "first", 2, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &res), 0);
+	/* Just served: the runtime is inside its 100 ms poll window. */
+	assert_false(r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP);
+	assert_int_equal(llmq_get_stats(d.sock, &before), 0);
+	assert_int_equal(submit_gen(&r, "second", 2, LLMQ_SQE_STREAM, 2), 0);
+	assert_int_equal(collect(&r, 2, &res), 0);
+	assert_int_equal(res.res, 2);
+	assert_int_equal(llmq_get_stats(d.sock, &after), 0);
+	assert_int_equal(after.doorbells, before.doorbells);	/* found by polling */
+	usleep(300000);
+	assert_true(r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP);	/* asleep again */
+	assert_int_equal(submit_gen(&r, "third", 2, LLMQ_SQE_STREAM, 3), 0);
+	assert_int_equal(collect(&r, 3, &res), 0);
+	assert_int_equal(res.res, 2);
+	llmq_queue_exit(&r);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
 /* ---- the batch window ----------------------------------------------------- */
@@ -854,7 +893,7 @@ static void test_sigterm(void **state)
 	static const char *const args[] = { "--null-delay-us", "2000",
 					     "--shutdown-timeout-ms", "200", NULL };
 	struct llmq_params p = geometry(8, 64);
-	struct daemon d;
+	static struct daemon d;
 	struct llmq_ring r, late;
 	struct llmq_cqe *cqe;
 	int final_res = 1, err;
@@ -913,6 +952,28 @@ static void test_bad_flags(void **state)
 	}
 }
 
+/* llmqd never deletes a file at its socket path that is not a socket. */
+static void test_socket_path_not_socket(void **state)
+{
+	const char *path = "/tmp/llmq-test-not-a-socket";
+	char bin[PATH_MAX + 32], err[512];
+	const char *argv[] = { bin, "--foreground", "--socket", path, NULL };
+	struct stat st;
+	int fd;
+
+	(void)state;
+	snprintf(bin, sizeof(bin), "%s/llmqd", harness_bin_dir);
+	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep", 4), 4);
+	close(fd);
+	assert_int_equal(run_cmd(argv, NULL, 0, err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "not a socket"));
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 4);
+	unlink(path);
+}
+
 static void test_cli(void **state)
 {
 	char bin[PATH_MAX + 32], out[4096], out2[4096], err[512];
@@ -955,11 +1016,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_jammed_wake),
 		cmocka_unit_test(test_runtime_killed),
+		cmocka_unit_test(test_polling_doorbell),
 		cmocka_unit_test(test_window_lone),
 		cmocka_unit_test(test_window_batches),
 		cmocka_unit_test(test_window_full),
 		cmocka_unit_test(test_sigterm),
 		cmocka_unit_test(test_bad_flags),
+		cmocka_unit_test(test_socket_path_not_socket),
 		cmocka_unit_test(test_cli),
 	};
 

@@ -110,7 +110,7 @@ struct llmq_sqe {
 
 /* Why a request ended (struct llmq_cqe.finish, final CQE only). */
 enum {
-	LLMQ_FINISH_NONE	= 0,	/* not final */
+	LLMQ_FINISH_NONE	= 0,	/* not final; or NOP / CANCEL done */
 	LLMQ_FINISH_LENGTH	= 1,	/* max_tokens reached */
 	LLMQ_FINISH_STOP	= 2,	/* stop string, stop id or end of sequence */
 	LLMQ_FINISH_CANCELLED	= 3,	/* LLMQ_OP_CANCEL or client gone */
@@ -155,6 +155,10 @@ struct llmq_cqe {
 #define LLMQ_RING_CQ_OVERFLOW	(1U << 0)	/* CQEs wait in the runtime */
 #define LLMQ_RING_DEAD		(1U << 1)	/* runtime gone; see rt_errno */
 #define LLMQ_RING_BROKEN	(1U << 2)	/* the runtime dropped this ring */
+#define LLMQ_RING_NEED_WAKEUP	(1U << 3)	/* runtime asleep: ring the doorbell */
+
+/* Client-written flags (struct llmq_ring_hdr.cl_flags). */
+#define LLMQ_CL_WAITING		(1U << 0)	/* asleep on the wake eventfd */
 
 /**
  * struct llmq_ring_hdr - first page of the shared mapping
@@ -170,6 +174,7 @@ struct llmq_cqe {
  * @resv:	zero
  * @sq_head:	runtime: SQEs consumed (free running)
  * @sq_tail:	client: SQEs published
+ * @cl_flags:	client: LLMQ_CL_*
  * @cq_head:	client: CQEs consumed
  * @cq_tail:	runtime: CQEs published
  * @rt_flags:	runtime: LLMQ_RING_*
@@ -178,7 +183,14 @@ struct llmq_cqe {
  *
  * Each index sits on its own cache line so the two sides do not false-share.
  * The runtime keeps private copies of everything it needs and only ever
- * writes sq_head, cq_tail and the rt_ fields.
+ * writes sq_head, cq_tail, cq_overflow and the rt_ fields.
+ *
+ * Wake-ups are skipped when the other side is awake, with the io_uring
+ * SQPOLL rule on both sides: a sleeper sets its flag, issues a full memory
+ * barrier, then looks at the ring once more before sleeping; a producer
+ * publishes its tail, issues a full memory barrier, then reads the flag.
+ * The client rings the doorbell only while LLMQ_RING_NEED_WAKEUP is set;
+ * the runtime writes the wake eventfd only while LLMQ_CL_WAITING is set.
  */
 struct llmq_ring_hdr {
 	__u32	magic;
@@ -195,7 +207,8 @@ struct llmq_ring_hdr {
 	__u32	sq_head;
 	__u8	pad1[60];
 	__u32	sq_tail;
-	__u8	pad2[60];
+	__u32	cl_flags;
+	__u8	pad2[56];
 	__u32	cq_head;
 	__u8	pad3[60];
 	__u32	cq_tail;
@@ -287,7 +300,8 @@ struct llmq_msg_reply {
  * @requests_waiting:	of those, not yet scheduled
  * @requests_total:	SQEs consumed since start
  * @requests_failed:	final CQEs with res < 0 (cancellations excluded)
- * @requests_cancelled:	final CQEs with LLMQ_FINISH_CANCELLED
+ * @requests_cancelled:	final CQEs with LLMQ_FINISH_CANCELLED, plus requests
+ *			dropped without a CQE because their client left
  * @steps:		engine steps run
  * @tokens_generated:	tokens produced by the engine
  * @cqes_posted:	CQEs written to client CQs

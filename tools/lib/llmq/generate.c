@@ -80,7 +80,7 @@ int llmq_generate(struct llmq_ring *ring, const char *prompt, const struct llmq_
 
 /**
  * llmq_get_stats() - read the runtime's counters
- * @path:	userspace-transport socket, or NULL as for llmq_queue_init()
+ * @path:	userspace-transport socket, or NULL for llmq_socket_path()'s choice
  * @st:		filled with the counters
  *
  * Return: 0, or -errno (-ECONNREFUSED / -ENOENT: no runtime there).

@@ -55,6 +55,8 @@ struct llmq_ring {
 	uint32_t		sq_tail;	/* published by llmq_submit() */
 	uint32_t		cq_head;
 	uint32_t		ovf_bell;	/* cq_head + 1 at the last overflow bell */
+	uint32_t		spin_us;	/* busy-wait before sleeping */
+	int			event_fd_used;	/* llmq_ring_fd() was called */
 	int			sock_fd;
 	int			doorbell_fd;
 	int			wake_fd;
@@ -106,7 +108,8 @@ int llmq_wait_cqe(struct llmq_ring *ring, struct llmq_cqe **cqe);
 int llmq_wait_cqe_timeout(struct llmq_ring *ring, struct llmq_cqe **cqe, int timeout_ms);
 void llmq_cqe_seen(struct llmq_ring *ring, struct llmq_cqe *cqe);
 int llmq_cancel(struct llmq_ring *ring, uint64_t target, uint64_t user_data);
-int llmq_ring_fd(const struct llmq_ring *ring);
+int llmq_ring_fd(struct llmq_ring *ring);
+void llmq_set_spin(struct llmq_ring *ring, unsigned int usec);
 
 /**
  * typedef llmq_token_cb - called by llmq_generate() for each piece of output

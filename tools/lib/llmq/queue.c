@@ -8,10 +8,19 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libllmq.h"
 #include "ring.h"
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static int ring_doorbell(struct llmq_ring *ring)
 {
@@ -57,6 +66,10 @@ int llmq_submit(struct llmq_ring *ring)
 		return 0;
 	llmq_store_release(&ring->hdr->sq_tail, ring->sqe_tail);
 	ring->sq_tail = ring->sqe_tail;
+	/* Pairs with the runtime's barrier after it sets NEED_WAKEUP. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!(llmq_load_acquire(&ring->hdr->rt_flags) & LLMQ_RING_NEED_WAKEUP))
+		return (int)n;		/* the runtime is polling: it will see them */
 	err = ring_doorbell(ring);
 	return err ? err : (int)n;
 }
@@ -94,7 +107,9 @@ int llmq_peek_cqe(struct llmq_ring *ring, struct llmq_cqe **cqe)
 	if (err)
 		return err;
 	/* Completions wait in the runtime for room we have just made. */
-	if ((llmq_load_acquire(&ring->hdr->rt_flags) & LLMQ_RING_CQ_OVERFLOW) &&
+	if ((llmq_load_acquire(&ring->hdr->rt_flags) &
+	     (LLMQ_RING_CQ_OVERFLOW | LLMQ_RING_NEED_WAKEUP)) ==
+	    (LLMQ_RING_CQ_OVERFLOW | LLMQ_RING_NEED_WAKEUP) &&
 	    ring->ovf_bell != ring->cq_head + 1) {
 		ring->ovf_bell = ring->cq_head + 1;
 		err = ring_doorbell(ring);
@@ -110,8 +125,9 @@ int llmq_peek_cqe(struct llmq_ring *ring, struct llmq_cqe **cqe)
  * @cqe:	set to the entry
  * @timeout_ms:	how long to sleep at most, -1 for ever
  *
- * Sleeps on the wake eventfd and on the connection, so a runtime that dies
- * without a word still wakes the caller.
+ * Busy-waits for the ring's spin time first (llmq_set_spin()), then sleeps
+ * on the wake eventfd and on the connection, so a runtime that dies without
+ * a word still wakes the caller.
  *
  * Return: 0, -ETIME on timeout, -ECONNRESET if the runtime went away, or
  * the errors of llmq_peek_cqe().
@@ -122,32 +138,62 @@ int llmq_wait_cqe_timeout(struct llmq_ring *ring, struct llmq_cqe **cqe, int tim
 		{ .fd = ring->wake_fd, .events = POLLIN },
 		{ .fd = ring->sock_fd, .events = POLLIN },
 	};
-	uint64_t v;
+	uint64_t v, end, deadline = 0;
 	char junk[64];
-	int err, n;
+	int err, n, left = timeout_ms;
 
+	err = llmq_peek_cqe(ring, cqe);
+	if (err != -EAGAIN)
+		return err;
+	if (timeout_ms >= 0)
+		deadline = now_us() + (uint64_t)timeout_ms * 1000;
+	if (ring->spin_us) {
+		end = now_us() + ring->spin_us;
+		do {
+			llmq_cpu_relax();
+			err = llmq_peek_cqe(ring, cqe);
+			if (err != -EAGAIN)
+				return err;
+		} while (now_us() < end);
+	}
 	for (;;) {
+		/* Announce the sleep, then look once more (see the ABI's wake rule). */
+		llmq_store_release(&ring->hdr->cl_flags, LLMQ_CL_WAITING);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		err = llmq_peek_cqe(ring, cqe);
 		if (err != -EAGAIN)
-			return err;
-		n = poll(pfd, 2, timeout_ms);
+			break;
+		if (timeout_ms >= 0) {
+			/* A wake-up that brought nothing does not restart the clock. */
+			end = now_us();
+			left = end >= deadline ? 0 : (int)((deadline - end + 999) / 1000);
+		}
+		n = poll(pfd, 2, left);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			err = -errno;
+			break;
 		}
-		if (n == 0)
-			return -ETIME;
+		if (n == 0) {
+			err = -ETIME;
+			break;
+		}
 		if (pfd[0].revents & POLLIN)
 			(void)!read(ring->wake_fd, &v, sizeof(v));
 		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 			/* The socket only ever speaks at the end: the runtime left. */
 			if (recv(ring->sock_fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0) {
 				err = llmq_peek_cqe(ring, cqe);
-				return err == -EAGAIN ? -ECONNRESET : err;
+				if (err == -EAGAIN)
+					err = -ECONNRESET;
+				break;
 			}
 		}
 	}
+	if (!ring->event_fd_used)
+		llmq_store_release(&ring->hdr->cl_flags, 0);
+	return err;
 }
 
 /**

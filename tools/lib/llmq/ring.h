@@ -16,6 +16,18 @@
 #define llmq_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define llmq_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
+/* A polite busy-wait step. */
+static inline void llmq_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /**
  * struct llmq_layout - where each part of a ring lives in its mapping
  * @sq_off:	SQ array offset

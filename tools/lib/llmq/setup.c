@@ -178,6 +178,7 @@ int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_
 		.arena_size = LLMQ_DEFAULT_ARENA,
 	};
 	int memfd = -1, err;
+	const char *spin;
 
 	memset(ring, 0, sizeof(*ring));
 	ring->sock_fd = ring->doorbell_fd = ring->wake_fd = -1;
@@ -211,6 +212,9 @@ int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_
 	if (err)
 		goto fail;
 	close(memfd);
+	spin = getenv("LLMQ_SPIN_US");
+	if (spin && *spin)
+		llmq_set_spin(ring, (unsigned int)strtoul(spin, NULL, 10));
 	return 0;
 fail:
 	if (memfd >= 0)
@@ -232,14 +236,34 @@ void llmq_queue_exit(struct llmq_ring *ring)
 }
 
 /**
+ * llmq_set_spin() - busy-wait this long for a completion before sleeping
+ * @ring:	the ring
+ * @usec:	microseconds, 0 to sleep at once (the default, or $LLMQ_SPIN_US)
+ *
+ * Spinning trades a little CPU for not paying a sleeping wake-up when the
+ * answer comes quickly; it pays most with llmqd --poll-us.
+ */
+void llmq_set_spin(struct llmq_ring *ring, unsigned int usec)
+{
+	ring->spin_us = usec > 1000000 ? 1000000 : usec;
+}
+
+/**
  * llmq_ring_fd() - a descriptor that polls readable when CQEs may be there
  * @ring:	the ring
  *
- * For event loops: poll it for POLLIN, then reap with llmq_peek_cqe().
+ * For event loops: poll it for POLLIN, read its 8-byte counter to reset it,
+ * then reap with llmq_peek_cqe() until -EAGAIN.  Once this has been called
+ * the runtime writes it after every batch of completions (the ring stays
+ * marked LLMQ_CL_WAITING).  It does not report a runtime killed without a
+ * word: poll the connection too if that matters (see the documentation).
  *
  * Return: the wake eventfd.
  */
-int llmq_ring_fd(const struct llmq_ring *ring)
+int llmq_ring_fd(struct llmq_ring *ring)
 {
+	ring->event_fd_used = 1;
+	llmq_store_release(&ring->hdr->cl_flags, LLMQ_CL_WAITING);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return ring->wake_fd;
 }
