@@ -2,16 +2,25 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # bench-ring.sh: measure the llmq ring (round trip and throughput of the
-# null engine at zero delay) beside the round trip of one HTTP/1.1 request
-# to a loopback nginx, in one run, and compare them with the targets
-# (ring p50 under 20 us, HTTP p50 at least 10x the ring's).
+# null engine at zero delay) under three wake-up configurations, beside the
+# round trip of one HTTP/1.1 request to a loopback nginx, in one run, and
+# compare them with the targets (ring p50 under 20 us with sleeping wake-ups,
+# HTTP p50 at least 10x the ring's).
+#
+#   (a) llmqd --poll-us 0, client spin 0: sleeping wake-ups both ways (the
+#       client rings the doorbell, llmqd writes the wake eventfd, each time)
+#   (b) llmqd --poll-us POLL_US, client spin 0: llmqd polls before it
+#       sleeps, the client sleeps on its wake eventfd (the defaults)
+#   (c) llmqd --poll-us POLL_US, client spin SPIN_US: the client busy-waits
+#       (llmq_set_spin()) before it sleeps
 #
 #   scripts/bench-ring.sh [BUILD_DIR]      (make bench-ring)
 #
 # Needs BUILD_DIR/bin/llmqd and BUILD_DIR/bin/llmq-ringbench.  Installs
 # nginx-light when nginx is missing and we are root, else skips HTTP.
 # Environment: ITERS (20000), WARMUP (1000), SECONDS_PER_RUN (3), WINDOW (4),
-# BENCH_NGINX (path of nginx to use, or "none" to skip the HTTP part).
+# POLL_US (50), SPIN_US (50), BENCH_NGINX (path of nginx to use, or "none"
+# to skip the HTTP part).
 set -euo pipefail
 
 O=${1:-build}
@@ -21,8 +30,11 @@ ITERS=${ITERS:-20000}
 WARMUP=${WARMUP:-1000}
 SECS=${SECONDS_PER_RUN:-3}
 WINDOW=${WINDOW:-4}
+POLL_US=${POLL_US:-50}
+SPIN_US=${SPIN_US:-50}
 TARGET_P50_US=20
 TARGET_RATIO=10
+CLIENTS=(1 8 64)
 
 for b in "$RB" "$LLMQD"; do
 	if [[ ! -x $b ]]; then
@@ -30,6 +42,26 @@ for b in "$RB" "$LLMQD"; do
 		exit 1
 	fi
 done
+
+# The configurations: llmqd's --poll-us, the client's spin, and whether the
+# client's wake-ups are sleeping ones (it blocks on the wake eventfd at once).
+CFGS=(a b c)
+declare -A CFG_POLL=([a]=0 [b]=$POLL_US [c]=$POLL_US)
+declare -A CFG_SPIN=([a]=0 [b]=0 [c]=$SPIN_US)
+declare -A CFG_SLEEPS CFG_CLIENT CFG_DESC
+for cfg in "${CFGS[@]}"; do
+	if ((CFG_SPIN[$cfg] == 0)); then
+		CFG_SLEEPS[$cfg]=1
+		CFG_CLIENT[$cfg]="sleeps"
+	else
+		CFG_SLEEPS[$cfg]=0
+		CFG_CLIENT[$cfg]="spins ${CFG_SPIN[$cfg]} us"
+	fi
+done
+CFG_DESC[a]="sleeping wake-ups both ways: doorbell and wake eventfd every request"
+CFG_DESC[b]="llmqd polls ${POLL_US} us before sleeping; the client sleeps on its eventfd"
+CFG_DESC[c]="llmqd polls ${POLL_US} us; the client spins ${SPIN_US} us, then sleeps"
+[[ $POLL_US == 50 ]] && CFG_DESC[b]+=" (the defaults)"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench.XXXXXX")
 SOCK=$TMP/llmq.sock
@@ -111,6 +143,20 @@ tcp_open() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# start_llmqd POLL_US: a fresh runtime on $SOCK.
+start_llmqd() {
+	"$LLMQD" --foreground --socket "$SOCK" --engine null --null-delay-us 0 \
+		--batch-timeout-ms 0 --poll-us "$1" 2>"$TMP/llmqd.log" &
+	LLMQD_PID=$!
+	wait_for 5 test -S "$SOCK" || die "llmqd --poll-us $1 did not create $SOCK"
+}
+
+stop_llmqd() {
+	stop_pid "$LLMQD_PID"
+	LLMQD_PID=
+	rm -f "$SOCK"
+}
+
 # The CPUs this script may run on, listed one by one ("0-2,4" -> 0 1 2 4).
 cpus_allowed() {
 	local r
@@ -126,20 +172,24 @@ cpus_allowed() {
 
 # Placements: "default" leaves both ends to the scheduler, "same" pins the
 # server and the client to one CPU, "cross" to two different CPUs.
-declare -A R			# R[what.placement] = ringbench JSON line
+declare -A R			# R[what.placement] = ringbench latency JSON line
+declare -A T			# T[config.clients] = ringbench throughput JSON line
 declare -A CLIENT_CPU
 PLACES=(default)
 declare -A PLACE_LABEL=([default]="placement left to the scheduler")
+declare -A PLACE_SHORT=([default]="scheduler")
 if command -v taskset >/dev/null; then
 	mapfile -t cpus < <(cpus_allowed)
 	SRV_CPU=${cpus[0]}
 	PLACES+=(same)
 	CLIENT_CPU[same]=$SRV_CPU
 	PLACE_LABEL[same]="server and client both on CPU $SRV_CPU"
+	PLACE_SHORT[same]="same CPU $SRV_CPU"
 	if ((${#cpus[@]} > 1)); then
 		PLACES+=(cross)
 		CLIENT_CPU[cross]=${cpus[1]}
 		PLACE_LABEL[cross]="server on CPU $SRV_CPU, client on CPU ${cpus[1]}"
+		PLACE_SHORT[cross]="CPU $SRV_CPU / CPU ${cpus[1]}"
 	fi
 fi
 
@@ -163,12 +213,12 @@ echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cp
 	head -n 1), kernel $(uname -r)"
 echo "latency: $ITERS round trips after $WARMUP warm-up, one request in flight," \
 	"CLOCK_MONOTONIC"
+echo "configurations (llmqd restarted for each; client spin set with llmq_set_spin()):"
+for cfg in "${CFGS[@]}"; do
+	printf '  (%s) llmqd --poll-us %-3s client spin %-6s %s\n' "$cfg" \
+		"${CFG_POLL[$cfg]}," "${CFG_SPIN[$cfg]} us:" "${CFG_DESC[$cfg]}"
+done
 echo
-
-"$LLMQD" --foreground --socket "$SOCK" --engine null --null-delay-us 0 \
-	--batch-timeout-ms 0 2>"$TMP/llmqd.log" &
-LLMQD_PID=$!
-wait_for 5 test -S "$SOCK" || die "llmqd did not create $SOCK"
 
 lat_args=(--iters "$ITERS" --warmup "$WARMUP")
 for pl in "${PLACES[@]}"; do
@@ -177,19 +227,24 @@ for pl in "${PLACES[@]}"; do
 	peer=()
 	[[ $pl == cross ]] && peer=(--peer-cpu "$SRV_CPU")
 	R[wake.$pl]=$(rb wake "${lat_args[@]}" "${ca[@]}" "${peer[@]}")
-	saved=$(pin_server "$LLMQD_PID" "$pl")
-	R[gen.$pl]=$(rb latency --socket "$SOCK" --op generate "${lat_args[@]}" "${ca[@]}")
-	R[nop.$pl]=$(rb latency --socket "$SOCK" --op nop "${lat_args[@]}" "${ca[@]}")
-	if [[ $pl == default ]]; then
-		R[spin.$pl]=$(rb latency --socket "$SOCK" --op generate --spin "${lat_args[@]}")
-	fi
-	[[ $pl == default ]] || taskset -cp "$saved" "$LLMQD_PID" >/dev/null
 done
 
-TP=()
-for c in 1 8 64; do
-	TP+=("$(rb throughput --socket "$SOCK" --clients "$c" --seconds "$SECS" \
-		--window "$WINDOW")")
+for cfg in "${CFGS[@]}"; do
+	start_llmqd "${CFG_POLL[$cfg]}"
+	spin=(--spin-us "${CFG_SPIN[$cfg]}")
+	for pl in "${PLACES[@]}"; do
+		# shellcheck disable=SC2207
+		ca=($(client_args "$pl"))
+		saved=$(pin_server "$LLMQD_PID" "$pl")
+		R[$cfg.$pl]=$(rb latency --socket "$SOCK" --op generate "${spin[@]}" \
+			"${lat_args[@]}" "${ca[@]}")
+		[[ $pl == default ]] || taskset -cp "$saved" "$LLMQD_PID" >/dev/null
+	done
+	for c in "${CLIENTS[@]}"; do
+		T[$cfg.$c]=$(rb throughput --socket "$SOCK" --clients "$c" --seconds "$SECS" \
+			--window "$WINDOW" "${spin[@]}")
+	done
+	stop_llmqd
 done
 
 # HTTP: Debian's nginx on a private configuration.
@@ -284,41 +339,90 @@ if [[ -n $NGINX ]]; then
 	fi
 fi
 
-# row LABEL KEY: one latency row, if KEY was measured.
-row() {
-	local j=${R[$2]:-}
+# http_ratio KEY: HTTP p50 / KEY's p50 in the same placement, or "-".
+http_ratio() {
+	local h=${R[http.${1#*.}]:-}
 
-	[[ -n $j ]] || return 0
-	printf '    %-46s %8s %8s %8s\n' "$1" "$(jget "$j" p50_us)" \
-		"$(jget "$j" p99_us)" "$(jget "$j" mean_us)"
+	if [[ -z $h ]]; then
+		echo "-"
+		return
+	fi
+	echo "$(calc "$(jget "$h" p50_us) / $(jget "${R[$1]}" p50_us)")x"
 }
 
-printf '%-50s %8s %8s %8s\n' "round trip, one client, one request at a time" \
-	"p50 us" "p99 us" "mean us"
+# opt JSON KEY: the value of KEY, or "-" when the line has none.
+opt() {
+	local v
+
+	v=$(jget "$1" "$2")
+	echo "${v:--}"
+}
+
+# row LABEL CLIENT KEY: one latency row, if KEY was measured.
+row() {
+	local j=${R[$3]:-} ratio="-"
+
+	[[ -n $j ]] || return 0
+	[[ $3 == http.* ]] || ratio=$(http_ratio "$3")
+	printf '    %-44s %-12s %7s %7s %7s %7s %6s %6s %9s\n' "$1" "$2" \
+		"$(jget "$j" p50_us)" "$(jget "$j" p99_us)" "$(jget "$j" mean_us)" \
+		"$(opt "$j" blocks_per_request)" "$(opt "$j" doorbells_per_request)" \
+		"$(opt "$j" wakeups_per_request)" "$ratio"
+}
+
+printf '%-48s %-12s %7s %7s %7s %7s %6s %6s %9s\n' \
+	"round trip, one client, one request at a time" client "p50 us" "p99 us" \
+	"mean us" blocked bells wakes "HTTP/this"
 for pl in "${PLACES[@]}"; do
 	echo "  ${PLACE_LABEL[$pl]}:"
-	row "eventfd ping-pong, 2 processes (wake-up floor)" "wake.$pl"
-	row "ring GENERATE, max_tokens=1, streamed" "gen.$pl"
-	row "ring NOP" "nop.$pl"
-	row "ring GENERATE, client spinning on the CQ" "spin.$pl"
-	row "HTTP/1.1 GET keep-alive, nginx ${NGINX_VER:-}" "http.$pl"
+	row "eventfd ping-pong, 2 processes (wake floor)" sleeps "wake.$pl"
+	for cfg in "${CFGS[@]}"; do
+		row "($cfg) GENERATE max_tokens=1, poll ${CFG_POLL[$cfg]}, spin ${CFG_SPIN[$cfg]}" \
+			"${CFG_CLIENT[$cfg]}" "$cfg.$pl"
+	done
+	row "HTTP/1.1 GET keep-alive, nginx ${NGINX_VER:-}" sleeps "http.$pl"
 done
 [[ -n $HTTP_SKIP ]] && echo "  HTTP comparison skipped: $HTTP_SKIP"
+echo "  blocked: the client's voluntary context switches per round trip, how often it"
+echo "  really slept (on one CPU its peer often preempts it instead, which is not"
+echo "  counted); bells, wakes: llmqd's doorbell reads and wake eventfd writes per"
+echo "  request; HTTP/this: HTTP p50 / this row's p50, same placement"
 echo
 
-echo "throughput: GENERATE max_tokens=1 streamed, window $WINDOW per client process, ${SECS} s"
-printf '  %7s %11s %11s %11s %12s %9s %10s %6s\n' clients requests/s tokens/s CQEs/s \
-	"mean lat us" req/step CQEs/wake errors
-for j in "${TP[@]}"; do
-	printf '  %7s %11s %11s %11s %12s %9s %10s %6s\n' "$(jget "$j" clients)" \
-		"$(jget "$j" requests_per_s)" "$(jget "$j" tokens_per_s)" \
-		"$(jget "$j" cqes_per_s)" "$(jget "$j" mean_latency_us)" \
-		"$(jget "$j" requests_per_step)" "$(jget "$j" cqes_per_wakeup)" \
-		"$(jget "$j" errors)"
+# ratio64 CFG: requests/s at the most clients over requests/s at one.
+ratio64() {
+	calc "$(jget "${T[$1.${CLIENTS[-1]}]}" requests_per_s) / \
+		$(jget "${T[$1.${CLIENTS[0]}]}" requests_per_s)"
+}
+
+echo "throughput: GENERATE max_tokens=1 streamed, window $WINDOW per client process," \
+	"${SECS} s, placement left to the scheduler"
+printf '  %-26s %-12s' "requests/s" client
+for c in "${CLIENTS[@]}"; do
+	printf ' %10s' "$c cl"
 done
-R1=$(jget "${TP[0]}" requests_per_s)
-R64=$(jget "${TP[2]}" requests_per_s)
-echo "  batching: 64 clients / 1 client = $(calc "$R64 / $R1")x requests/s"
+printf ' %8s\n' "${CLIENTS[-1]}/${CLIENTS[0]}"
+for cfg in "${CFGS[@]}"; do
+	printf '  %-26s %-12s' "($cfg) poll ${CFG_POLL[$cfg]}, spin ${CFG_SPIN[$cfg]}" \
+		"${CFG_CLIENT[$cfg]}"
+	for c in "${CLIENTS[@]}"; do
+		printf ' %10s' "$(jget "${T[$cfg.$c]}" requests_per_s)"
+	done
+	printf ' %7sx\n' "$(ratio64 "$cfg")"
+done
+printf '  %-6s %7s %11s %11s %11s %12s %9s %10s %9s %9s %6s\n' config clients \
+	requests/s tokens/s CQEs/s "mean lat us" req/step CQEs/wake bells/req wakes/req errors
+for cfg in "${CFGS[@]}"; do
+	for c in "${CLIENTS[@]}"; do
+		j=${T[$cfg.$c]}
+		printf '  %-6s %7s %11s %11s %11s %12s %9s %10s %9s %9s %6s\n' "($cfg)" \
+			"$(jget "$j" clients)" "$(jget "$j" requests_per_s)" \
+			"$(jget "$j" tokens_per_s)" "$(jget "$j" cqes_per_s)" \
+			"$(jget "$j" mean_latency_us)" "$(jget "$j" requests_per_step)" \
+			"$(jget "$j" cqes_per_wakeup)" "$(jget "$j" doorbells_per_request)" \
+			"$(jget "$j" wakeups_per_request)" "$(jget "$j" errors)"
+	done
+done
 echo
 
 # mark COND: MET or MISSED.
@@ -326,17 +430,40 @@ mark() {
 	awk "BEGIN { print ($1) ? \"MET\" : \"MISSED\" }"
 }
 
-echo "targets: ring GENERATE p50 < $TARGET_P50_US us; HTTP p50 / ring p50 >= ${TARGET_RATIO}x"
-for pl in "${PLACES[@]}"; do
-	ring=$(jget "${R[gen.$pl]}" p50_us)
-	line=$(printf '  %-8s ring p50 %7s us: %-6s' "$pl" "$ring" \
-		"$(mark "$ring < $TARGET_P50_US")")
-	if [[ -n ${R[http.$pl]:-} ]]; then
-		http=$(jget "${R[http.$pl]}" p50_us)
-		ratio=$(calc "$http / $ring")
-		line+=$(printf '   HTTP %7s us / ring = %6sx: %s' "$http" "$ratio" \
-			"$(mark "$ratio >= $TARGET_RATIO")")
+echo "targets: ring GENERATE p50 < $TARGET_P50_US us with sleeping (eventfd) wake-ups;" \
+	"HTTP p50 / ring p50 >= ${TARGET_RATIO}x"
+echo "  (blocked/rt: how often the client really slept; a sleeping client whose answer"
+echo "  is already there when it reaches poll() does not block)"
+for cfg in "${CFGS[@]}"; do
+	if ((CFG_SLEEPS[$cfg])); then
+		wake="client wake-ups SLEEPING (eventfd)"
+	else
+		wake="client wake-ups NOT sleeping (spins ${CFG_SPIN[$cfg]} us first)"
 	fi
-	echo "$line"
+	printf '  (%s) llmqd --poll-us %s, client spin %s us: %s; %s/%s clients %sx requests/s\n' \
+		"$cfg" "${CFG_POLL[$cfg]}" "${CFG_SPIN[$cfg]}" "$wake" "${CLIENTS[-1]}" \
+		"${CLIENTS[0]}" "$(ratio64 "$cfg")"
+	for pl in "${PLACES[@]}"; do
+		ring=$(jget "${R[$cfg.$pl]}" p50_us)
+		verdict=$(mark "$ring < $TARGET_P50_US")
+		if ((!CFG_SLEEPS[$cfg])); then
+			# The target asks for sleeping wake-ups: spinning cannot meet it.
+			if [[ $verdict == MET ]]; then
+				verdict="n/a: under $TARGET_P50_US us by spinning"
+			else
+				verdict="MISSED, even spinning"
+			fi
+		fi
+		line=$(printf '      %-14s ring p50 %7s us, blocked %5s/rt: %-28s' \
+			"${PLACE_SHORT[$pl]}" "$ring" \
+			"$(opt "${R[$cfg.$pl]}" blocks_per_request)" "$verdict")
+		if [[ -n ${R[http.$pl]:-} ]]; then
+			http=$(jget "${R[http.$pl]}" p50_us)
+			ratio=$(calc "$http / $ring")
+			line+=$(printf ' HTTP %7s us / ring = %7sx: %s' "$http" "$ratio" \
+				"$(mark "$ratio >= $TARGET_RATIO")")
+		fi
+		echo "$line"
+	done
 done
 exit 0

@@ -5,10 +5,16 @@
  * and, for comparison, the round trip of a keep-alive HTTP/1.1 GET to a
  * loopback server, with the same timing loop.
  *
- *   llmq-ringbench latency    --socket P [--iters N] [--warmup N] [--op nop|generate] [--spin]
- *   llmq-ringbench throughput --socket P --clients N [--seconds S] [--window W]
+ *   llmq-ringbench latency    --socket P [--iters N] [--warmup N] [--op nop|generate]
+ *                             [--spin-us N | --spin]
+ *   llmq-ringbench throughput --socket P --clients N [--seconds S] [--window W] [--spin-us N]
  *   llmq-ringbench http       --port N [--host A] [--path P] [--iters N] [--warmup N]
  *   llmq-ringbench wake       [--iters N] [--warmup N] [--peer-cpu N]
+ *
+ * --spin-us N calls llmq_set_spin(): libllmq busy-waits N microseconds for a
+ * completion before it sleeps on the wake eventfd (0: sleep at once); without
+ * it the library's default stands ($LLMQ_SPIN_US, else 0).  --spin never
+ * sleeps: the benchmark itself polls the CQ.
  *
  * Every command also takes --cpu N (pin the benchmark's processes to CPU N).
  * Each prints one human line, or with --json one flat JSON object instead.
@@ -30,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +52,7 @@
 #define SLOT_BITS	10	/* throughput user_data: sequence << SLOT_BITS | slot */
 #define MAX_WINDOW	(1UL << SLOT_BITS)
 #define WAIT_MS		5000	/* a completion later than this is a hang */
+#define MAX_SPIN_US	1000000	/* llmq_set_spin()'s own ceiling */
 #define HTTP_BUF	65536
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -67,6 +75,7 @@ struct opts {
 	unsigned long	port;
 	long		cpu;		/* pin to this CPU, -1 = leave alone */
 	long		peer_cpu;	/* wake: pin the child here, -1 = as cpu */
+	long		spin_us;	/* llmq_set_spin(), -1 = library default */
 	double		seconds;
 	bool		spin;
 	bool		json;
@@ -81,7 +90,21 @@ struct tally {
 	uint64_t	elapsed_ns;	/* length of the measured interval */
 	uint64_t	errors;		/* failed requests or wrong counts */
 	int32_t		err;		/* first fatal -errno, 0 if none */
-	uint32_t	pad;
+	uint32_t	spin_us;	/* the spin the ring ended up with */
+};
+
+/* What llmqd's counters say about a measured interval, per request. */
+struct rt_cost {
+	bool	valid;
+	double	doorbells;	/* doorbell reads */
+	double	wakeups;	/* wake eventfd writes */
+};
+
+/* What a latency line reports beside the times. */
+struct lat_extra {
+	long		spin_us;	/* the ring's spin before sleeping, -1: n/a */
+	double		blocks;		/* voluntary context switches per round trip */
+	struct rt_cost	rc;		/* ring latency only */
 };
 
 static uint64_t now_ns(void)
@@ -96,12 +119,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: llmq-ringbench latency --socket PATH [--iters N] [--warmup N]\n"
-		"                              [--op nop|generate] [--spin] [--json]\n"
+		"                              [--op nop|generate] [--spin-us N | --spin] [--json]\n"
 		"       llmq-ringbench throughput --socket PATH --clients N [--seconds S]\n"
-		"                              [--window W] [--json]\n"
+		"                              [--window W] [--spin-us N] [--json]\n"
 		"       llmq-ringbench http --port N [--host ADDR] [--path P] [--iters N]\n"
 		"                              [--warmup N] [--json]\n"
 		"       llmq-ringbench wake [--iters N] [--warmup N] [--peer-cpu N] [--json]\n"
+		"--spin-us N: llmq_set_spin(N), busy-wait N us before sleeping (default:\n"
+		"$LLMQ_SPIN_US, else 0); --spin: poll the CQ, never sleep\n"
 		"every command also takes --cpu N: run pinned to CPU N\n");
 }
 
@@ -140,6 +165,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		{ "cpu",	required_argument, NULL, 'C' },
 		{ "peer-cpu",	required_argument, NULL, 'D' },
 		{ "spin",	no_argument,	   NULL, 'S' },
+		{ "spin-us",	required_argument, NULL, 'U' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -209,6 +235,11 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		case 'S':
 			o->spin = true;
 			break;
+		case 'U':
+			if (parse_ulong("spin-us", optarg, 0, MAX_SPIN_US, &v))
+				return -EINVAL;
+			o->spin_us = (long)v;
+			break;
 		case 'j':
 			o->json = true;
 			break;
@@ -222,6 +253,10 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr, "llmq-ringbench: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->spin && o->spin_us >= 0) {
+		fprintf(stderr, "llmq-ringbench: --spin and --spin-us exclude each other\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -267,25 +302,72 @@ static void summarise(uint64_t *v, size_t n, struct summary *s)
 	s->max = v[n - 1] / 1e3;
 }
 
-static void print_latency(const struct opts *o, const char *what, const char *variant,
-			  unsigned long iters, uint64_t errors, const struct summary *s)
+/*
+ * Voluntary context switches of this process so far: how often it blocked,
+ * i.e. really slept instead of finding its answer on the way to sleep.
+ */
+static long vcsw(void)
 {
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? 0 : ru.ru_nvcsw;
+}
+
+/* One result line: the round trips @s and what @x adds. */
+static void print_latency(const struct opts *o, const char *what, const char *variant,
+			  unsigned long iters, uint64_t errors, const struct summary *s,
+			  const struct lat_extra *x)
+{
+	const struct rt_cost *rc = &x->rc;
+
 	if (o->json) {
 		printf("{\"mode\":\"%s\",\"op\":\"%s\",\"iters\":%lu,\"errors\":%llu,"
 		       "\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
-		       "\"min_us\":%.2f,\"max_us\":%.2f}\n",
+		       "\"min_us\":%.2f,\"max_us\":%.2f",
 		       what, variant, iters, (unsigned long long)errors,
 		       s->p50, s->p99, s->mean, s->min, s->max);
+		printf(",\"blocks_per_request\":%.3f", x->blocks);
+		if (x->spin_us >= 0)
+			printf(",\"spin_us\":%ld", x->spin_us);
+		if (rc->valid)
+			printf(",\"doorbells_per_request\":%.3f,\"wakeups_per_request\":%.3f",
+			       rc->doorbells, rc->wakeups);
+		printf("}\n");
 	} else {
 		printf("%s %s: %lu round trips, p50 %.2f us, p99 %.2f us, mean %.2f us "
-		       "(min %.2f, max %.2f), %llu errors\n",
+		       "(min %.2f, max %.2f), %llu errors",
 		       what, variant, iters, s->p50, s->p99, s->mean, s->min, s->max,
 		       (unsigned long long)errors);
+		printf(", client blocked %.3f times per round trip", x->blocks);
+		if (x->spin_us >= 0)
+			printf(", client spin %ld us", x->spin_us);
+		if (rc->valid)
+			printf(", %.3f doorbells and %.3f wake-ups per request",
+			       rc->doorbells, rc->wakeups);
+		printf("\n");
 	}
 	fflush(stdout);
 }
 
-/* Sleep or spin for the next completion. */
+/* Per-request doorbells and wake-ups between two readings of the counters. */
+static void rt_cost(struct rt_cost *rc, const struct llmq_stats *a, const struct llmq_stats *b,
+		    uint64_t requests)
+{
+	rc->valid = requests && b->doorbells >= a->doorbells && b->wakeups >= a->wakeups;
+	if (!rc->valid)
+		return;
+	rc->doorbells = (double)(b->doorbells - a->doorbells) / requests;
+	rc->wakeups = (double)(b->wakeups - a->wakeups) / requests;
+}
+
+/* Apply --spin-us to a ring just attached. */
+static void set_spin(const struct opts *o, struct llmq_ring *ring)
+{
+	if (o->spin_us >= 0)
+		llmq_set_spin(ring, (unsigned int)o->spin_us);
+}
+
+/* Wait for the next completion: libllmq's spin-then-sleep, or --spin. */
 static int reap_one(struct llmq_ring *ring, struct llmq_cqe **cqe, bool spin)
 {
 	uint64_t limit;
@@ -335,6 +417,8 @@ static int cmd_latency(const struct opts *o)
 {
 	bool nop = !strcmp(o->op, "nop");
 	unsigned long total = o->warmup + o->iters, i;
+	struct lat_extra x = { .spin_us = -1 };
+	struct llmq_stats st0, st1;
 	struct llmq_sampling sp;
 	struct llmq_ring ring;
 	struct llmq_sqe *sqe;
@@ -342,7 +426,8 @@ static int cmd_latency(const struct opts *o)
 	struct summary s;
 	uint64_t *lat, t0, errors = 0;
 	unsigned int nth;
-	bool final;
+	bool final, have_stats = false;
+	long sw0 = 0;
 	int err, ret = 1;
 
 	if (!o->socket) {
@@ -363,7 +448,13 @@ static int cmd_latency(const struct opts *o)
 			strerror(-err));
 		goto out_free;
 	}
+	set_spin(o, &ring);
 	for (i = 0; i < total; i++) {
+		/* The counters, read outside the timing, cover the timed requests. */
+		if (i == o->warmup) {
+			have_stats = !llmq_get_stats(o->socket, &st0);
+			sw0 = vcsw();
+		}
 		t0 = now_ns();
 		sqe = llmq_get_sqe(&ring);
 		if (!sqe) {
@@ -391,8 +482,13 @@ static int cmd_latency(const struct opts *o)
 		if (i >= o->warmup)
 			lat[i - o->warmup] = now_ns() - t0;
 	}
+	x.blocks = (double)(vcsw() - sw0) / o->iters;
+	if (have_stats && !llmq_get_stats(o->socket, &st1))
+		rt_cost(&x.rc, &st0, &st1, o->iters);
+	if (!o->spin)
+		x.spin_us = ring.spin_us;
 	summarise(lat, o->iters, &s);
-	print_latency(o, o->spin ? "ring-spin" : "ring", o->op, o->iters, errors, &s);
+	print_latency(o, o->spin ? "ring-spin" : "ring", o->op, o->iters, errors, &s, &x);
 	ret = errors ? 1 : 0;
 	goto out_exit;
 fail:
@@ -435,6 +531,10 @@ static void tp_client(const struct opts *o, int ready_fd, int go_fd, struct tall
 	sp.max_tokens = 1;
 	sp.flags = LLMQ_SQE_STREAM;
 	init_err = llmq_queue_init(&ring, o->socket, &p);
+	if (!init_err) {
+		set_spin(o, &ring);
+		t->spin_us = ring.spin_us;
+	}
 	/*
 	 * Ready (or failed): the parent starts everyone at once when all have
 	 * said so or died, which it learns from EOF once every copy of the
@@ -547,6 +647,8 @@ static int cmd_throughput(const struct opts *o)
 	struct tally sum = { 0 }, t;
 	double rps = 0, cps = 0, tps = 0, lat = 0, per_step = 0, per_wake = 0;
 	struct llmq_stats st0, st1;
+	struct rt_cost rc = { 0 };
+	long spin_us = -1;
 	bool have_stats;
 	pid_t *pids;
 	char c;
@@ -611,6 +713,8 @@ static int cmd_throughput(const struct opts *o)
 		if (!t.err && t.elapsed_ns)
 			tps += t.tokens * 1e9 / t.elapsed_ns;
 		sum.lat_sum_ns += t.lat_sum_ns;
+		if (!t.err)
+			spin_us = t.spin_us;
 	}
 	for (i = 0; i < started; i++)
 		waitpid(pids[i], &status, 0);
@@ -622,6 +726,7 @@ static int cmd_throughput(const struct opts *o)
 		if (st1.wakeups > st0.wakeups)
 			per_wake = (double)(st1.cqes_posted - st0.cqes_posted) /
 				   (st1.wakeups - st0.wakeups);
+		rt_cost(&rc, &st0, &st1, st1.requests_total - st0.requests_total);
 	}
 	if (sum.requests)
 		lat = sum.lat_sum_ns / 1e3 / sum.requests;
@@ -630,17 +735,20 @@ static int cmd_throughput(const struct opts *o)
 		       "\"requests\":%llu,\"tokens\":%llu,\"cqes\":%llu,\"errors\":%llu,"
 		       "\"failed_clients\":%lu,\"requests_per_s\":%.0f,\"tokens_per_s\":%.0f,"
 		       "\"cqes_per_s\":%.0f,\"mean_latency_us\":%.2f,"
-		       "\"requests_per_step\":%.2f,\"cqes_per_wakeup\":%.2f}\n",
+		       "\"requests_per_step\":%.2f,\"cqes_per_wakeup\":%.2f,"
+		       "\"doorbells_per_request\":%.3f,\"wakeups_per_request\":%.3f,"
+		       "\"spin_us\":%ld}\n",
 		       o->clients, o->window, o->seconds, (unsigned long long)sum.requests,
 		       (unsigned long long)sum.tokens, (unsigned long long)sum.cqes,
 		       (unsigned long long)sum.errors, o->clients - got, rps, tps, cps, lat,
-		       per_step, per_wake);
+		       per_step, per_wake, rc.doorbells, rc.wakeups, spin_us);
 	} else {
-		printf("throughput %lu clients x window %lu, %.1f s: %.0f requests/s, "
-		       "%.0f tokens/s, %.0f CQEs/s, mean latency %.2f us, "
-		       "%.2f requests/step, %.2f CQEs/wake-up, %llu errors\n",
-		       o->clients, o->window, o->seconds, rps, tps, cps, lat, per_step,
-		       per_wake, (unsigned long long)sum.errors);
+		printf("throughput %lu clients x window %lu, %.1f s, client spin %ld us: "
+		       "%.0f requests/s, %.0f tokens/s, %.0f CQEs/s, mean latency %.2f us, "
+		       "%.2f requests/step, %.2f CQEs/wake-up, %.3f doorbells/request, "
+		       "%llu errors\n",
+		       o->clients, o->window, o->seconds, spin_us, rps, tps, cps, lat,
+		       per_step, per_wake, rc.doorbells, (unsigned long long)sum.errors);
 	}
 	fflush(stdout);
 	if (sum.err)
@@ -673,10 +781,12 @@ out_free:
 static int cmd_wake(const struct opts *o)
 {
 	unsigned long total = o->warmup + o->iters, i;
+	struct lat_extra x = { .spin_us = -1 };
 	struct pollfd pfd;
 	struct summary s;
 	uint64_t *lat, t0, v = 1;
 	int ping, pong, ret = 1, status;
+	long sw0 = 0;
 	pid_t pid;
 
 	lat = calloc(o->iters, sizeof(*lat));
@@ -706,6 +816,8 @@ static int cmd_wake(const struct opts *o)
 	}
 	pfd = (struct pollfd){ .fd = pong, .events = POLLIN };
 	for (i = 0; i < total; i++) {
+		if (i == o->warmup)
+			sw0 = vcsw();
 		t0 = now_ns();
 		if (write(ping, &v, sizeof(v)) != sizeof(v))
 			break;
@@ -718,10 +830,11 @@ static int cmd_wake(const struct opts *o)
 		fprintf(stderr, "llmq-ringbench: wake: round trip %lu failed\n", i);
 		kill(pid, SIGKILL);
 	}
+	x.blocks = (double)(vcsw() - sw0) / o->iters;
 	waitpid(pid, &status, 0);
 	if (i == total) {
 		summarise(lat, o->iters, &s);
-		print_latency(o, "wake", "eventfd", o->iters, 0, &s);
+		print_latency(o, "wake", "eventfd", o->iters, 0, &s, &x);
 		ret = 0;
 	}
 out_close:
@@ -841,9 +954,11 @@ static int http_get(int fd, const char *req, size_t req_len, char *buf, bool *ke
 static int cmd_http(const struct opts *o)
 {
 	unsigned long total = o->warmup + o->iters, i;
+	struct lat_extra x = { .spin_us = -1 };
 	uint64_t *lat, t0;
 	struct summary s;
 	char req[512], *buf;
+	long sw0 = 0;
 	unsigned long reconnects = 0;
 	int fd = -1, err = 0, ret = 1, len;
 	bool keep = true;
@@ -877,6 +992,8 @@ static int cmd_http(const struct opts *o)
 				goto fail;
 			}
 		}
+		if (i == o->warmup)
+			sw0 = vcsw();
 		t0 = now_ns();
 		err = http_get(fd, req, (size_t)len, buf, &keep);
 		if (err == -EPIPE) {
@@ -896,8 +1013,9 @@ static int cmd_http(const struct opts *o)
 		if (i >= o->warmup)
 			lat[i - o->warmup] = now_ns() - t0;
 	}
+	x.blocks = (double)(vcsw() - sw0) / o->iters;
 	summarise(lat, o->iters, &s);
-	print_latency(o, "http", "get", o->iters, 0, &s);
+	print_latency(o, "http", "get", o->iters, 0, &s, &x);
 	if (reconnects)
 		fprintf(stderr, "llmq-ringbench: http: server closed the connection %lu times\n",
 			reconnects);
@@ -934,6 +1052,7 @@ int main(int argc, char **argv)
 		.seconds = DEF_SECONDS,
 		.cpu = -1,
 		.peer_cpu = -1,
+		.spin_us = -1,
 	};
 	const char *cmd;
 
