@@ -30,29 +30,38 @@ endif
 CFLAGS_ALL	= $(CFLAGS_BASE) $(CFLAGS)
 LIBS_URING	:= $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 LIBS_CMOCKA	:= $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+LIBS_JSON	:= $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
 		   tools/lib/llmq/uds.c
 RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
-		   runtime/client.c runtime/request.c runtime/sched.c \
+		   runtime/client.c runtime/request.c runtime/scheduler.c \
 		   runtime/sqe_check.c runtime/engine_null.c runtime/log.c
-CLI_SRCS	:= tools/llmq/llmq.c
+MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
+MKMODEL_SRCS	:= tools/mkmodel/mkmodel.c tools/mkmodel/hf_tokenizer.c
+CLI_SRCS	:= tools/llmq/llmq.c tools/llmq/model_cmds.c
 BENCH_SRCS	:= tools/ringbench/ringbench.c
 
 obj		= $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS	:= $(call obj,$(LIB_SRCS))
 RT_OBJS		:= $(call obj,$(RT_SRCS))
 
-BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench
+MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
+
+BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(O)/bin/llmq-mkmodel
 LIBA		:= $(O)/lib/libllmq.a
 LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
 PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
-TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live
+TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
+		   $(O)/tests/test_gguf
 
-.PHONY: all check test demo bench-ring install clean deps modules
+.PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
+
+# Tools and tests built on the runtime's model code see its headers.
+$(O)/obj/tools/mkmodel/%.o $(O)/obj/tools/llmq/%.o $(O)/obj/tests/%.o: CFLAGS_ALL += -Iruntime
 
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -78,9 +87,13 @@ $(O)/bin/llmqd: $(RT_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING)
 
-$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(LIBA)
+$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(MODEL_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lm
+
+$(O)/bin/llmq-mkmodel: $(call obj,$(MKMODEL_SRCS)) $(MODEL_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_JSON) -lm
 
 $(O)/bin/llmq-ringbench: $(call obj,$(BENCH_SRCS)) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -94,6 +107,10 @@ $(O)/tests/test_sqe: $(call obj,tests/unit/test_sqe.c runtime/sqe_check.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
 
+$(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
+
 $(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
@@ -101,8 +118,31 @@ $(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(
 deps:
 	@scripts/install-deps.sh
 
+# Reference implementations from npm that the tests compare against.
+test-oracles: tests/gguf/node_modules/.package-lock.json
+
+tests/gguf/node_modules/.package-lock.json: tests/gguf/package.json tests/gguf/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/gguf --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "llmq: npm missing: tests against @huggingface/gguf will be skipped"; \
+	fi
+
+# The GGUF reader under libFuzzer with ASan+UBSan, seeded with real models.
+FUZZ_SECONDS	?= 60
+fuzz: $(O)/bin/llmq-mkmodel
+	@mkdir -p $(O)/fuzz/corpus
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -Iruntime \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $(O)/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(MODEL_SRCS) -lm
+	@for d in F32 Q8_0 Q4_K; do \
+		$(O)/bin/llmq-mkmodel --preset tiny --dtype $$d -o $(O)/fuzz/corpus/tiny-$$d.gguf \
+			2>/dev/null; \
+	done
+	$(O)/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+		$(O)/fuzz/corpus
 # Plain build and tests, then the same under ASan+UBSan in $(O)-asan.
-check: deps
+check: deps test-oracles
 	@$(MAKE) --no-print-directory all tests-build
 	@$(MAKE) --no-print-directory O=$(O)-asan SAN=1 OPT=-O1 all tests-build
 	@scripts/run-tests.sh $(O) $(O)-asan

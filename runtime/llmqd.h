@@ -15,7 +15,7 @@
 
 #include "engine.h"
 #include "list.h"
-#include "sched.h"
+#include "scheduler.h"
 
 /**
  * struct llmqd_config - everything the command line sets

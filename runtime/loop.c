@@ -243,7 +243,7 @@ int loop_run(struct llmqd *d)
 		if (d->stopping && (!d->stats.requests_active || !d->shutdown_seq))
 			break;
 		client_flush(d);
-		if (d->sched.step_ready || !list_empty(&d->dirty))
+		if (d->sched.step_ready)
 			err = io_uring_submit(&d->ring);
 		else
 			err = loop_sleep(d);

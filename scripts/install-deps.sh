@@ -17,6 +17,11 @@ command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 need liburing liburing-dev
 need cmocka libcmocka-dev
 need libnl-genl-3.0 libnl-genl-3-dev
+need json-c libjson-c-dev
+need libpcre2-8 libpcre2-dev
+need cmd:clang clang
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 need cmd:cc gcc
 need cmd:make make
 

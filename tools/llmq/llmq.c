@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "libllmq.h"
+#include "model_cmds.h"
 
 #define MAX_STOPS 16
 
@@ -60,6 +61,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmq generate [OPTIONS] PROMPT\n"
 		"       llmq stats [--socket PATH]\n"
+		"       llmq model-info FILE.gguf\n"
 		"generate options:\n"
 		"  --socket PATH              runtime socket (default $LLMQ_SOCKET or %s)\n"
 		"  --max-tokens N             tokens to generate at most (default 16)\n"
@@ -286,6 +288,8 @@ int main(int argc, char **argv)
 		return cmd_generate(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stats"))
 		return cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "model-info"))
+		return cmd_model_info(argc - 1, argv + 1);
 	fprintf(stderr, "llmq: unknown command '%s'; see llmq --help\n", argv[1]);
 	return 2;
 }

@@ -81,7 +81,7 @@ struct llmq_sampling {
 	float		presence_penalty;	/* [-2, 2] */
 	float		frequency_penalty;	/* [-2, 2] */
 	uint32_t	top_k;			/* 0 = off */
-	uint32_t	max_tokens;		/* 0 = 16 */
+	uint32_t	max_tokens;		/* 0 = the runtime's default, 16 */
 	uint64_t	seed;
 	int32_t		priority;		/* lower runs first */
 	uint32_t	flags;			/* LLMQ_SQE_* */

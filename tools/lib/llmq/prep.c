@@ -23,7 +23,7 @@ void llmq_sampling_init(struct llmq_sampling *sp)
 	memset(sp, 0, sizeof(*sp));
 	sp->top_p = 1.0f;
 	sp->repetition_penalty = 1.0f;
-	sp->max_tokens = 16;
+	sp->max_tokens = 0;	/* the runtime's default: 16, within its limit */
 	sp->flags = LLMQ_SQE_STREAM;
 }
 

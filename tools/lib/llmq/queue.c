@@ -107,6 +107,8 @@ int llmq_peek_cqe(struct llmq_ring *ring, struct llmq_cqe **cqe)
 	if (err)
 		return err;
 	/* Completions wait in the runtime for room we have just made. */
+	/* Our cq_head store before the flag load: the ABI's wake rule. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if ((llmq_load_acquire(&ring->hdr->rt_flags) &
 	     (LLMQ_RING_CQ_OVERFLOW | LLMQ_RING_NEED_WAKEUP)) ==
 	    (LLMQ_RING_CQ_OVERFLOW | LLMQ_RING_NEED_WAKEUP) &&
@@ -147,8 +149,10 @@ int llmq_wait_cqe_timeout(struct llmq_ring *ring, struct llmq_cqe **cqe, int tim
 		return err;
 	if (timeout_ms >= 0)
 		deadline = now_us() + (uint64_t)timeout_ms * 1000;
-	if (ring->spin_us) {
+	if (ring->spin_us && timeout_ms != 0) {
 		end = now_us() + ring->spin_us;
+		if (timeout_ms > 0 && end > deadline)
+			end = deadline;
 		do {
 			llmq_cpu_relax();
 			err = llmq_peek_cqe(ring, cqe);

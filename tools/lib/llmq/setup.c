@@ -213,8 +213,16 @@ int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_
 		goto fail;
 	close(memfd);
 	spin = getenv("LLMQ_SPIN_US");
-	if (spin && *spin)
-		llmq_set_spin(ring, (unsigned int)strtoul(spin, NULL, 10));
+	if (spin && *spin >= '0' && *spin <= '9') {
+		unsigned long long us;
+		char *end;
+
+		errno = 0;
+		us = strtoull(spin, &end, 10);
+		/* Malformed values are ignored: the library never fails on them. */
+		if (!*end && !errno)
+			llmq_set_spin(ring, us > 1000000 ? 1000000 : (unsigned int)us);
+	}
 	return 0;
 fail:
 	if (memfd >= 0)
@@ -256,7 +264,7 @@ void llmq_set_spin(struct llmq_ring *ring, unsigned int usec)
  * then reap with llmq_peek_cqe() until -EAGAIN.  Once this has been called
  * the runtime writes it after every batch of completions (the ring stays
  * marked LLMQ_CL_WAITING).  It does not report a runtime killed without a
- * word: poll the connection too if that matters (see the documentation).
+ * word; llmq_wait_cqe_timeout(ring, &cqe, 0) now and then notices that.
  *
  * Return: the wake eventfd.
  */

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * llmq-mkmodel: write a standard GGUF model (llama.cpp's tensor names and
+ * metadata keys) with seeded random weights for a named preset, in any
+ * dtype llmq reads, with a tokenizer imported from a Hugging Face
+ * tokenizer.json or a built-in byte vocabulary.  For tests and benchmarks:
+ * the weights are noise, the shapes and formats are real.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "gguf.h"
+#include "hf_tokenizer.h"
+
+/**
+ * struct preset - a model shape
+ */
+struct preset {
+	const char	*name;
+	const char	*arch;
+	uint32_t	n_embd;
+	uint32_t	n_layer;
+	uint32_t	n_head;
+	uint32_t	n_head_kv;
+	uint32_t	n_ff;
+	uint32_t	n_ctx;
+	uint32_t	n_vocab;	/* 0: the tokenizer's */
+	float		rope_base;
+	float		rms_eps;
+	bool		tied;
+	const char	*what;
+};
+
+static const struct preset presets[] = {
+	{ "tiny", "llama", 256, 2, 4, 2, 768, 2048, 0, 10000.0f, 1e-5f, false,
+	  "2 layers of 256, for unit tests" },
+	{ "tiny-qwen2", "qwen2", 256, 2, 4, 2, 768, 2048, 0, 1000000.0f, 1e-6f, true,
+	  "tiny with QKV bias, NeoX RoPE and tied embeddings" },
+	{ "100m", "llama", 768, 12, 12, 4, 2048, 4096, 32000, 10000.0f, 1e-5f, true,
+	  "about 100M parameters, for CPU benchmarks" },
+	{ "llama3-8b", "llama", 4096, 32, 32, 8, 14336, 8192, 128256, 500000.0f, 1e-5f, false,
+	  "LLaMA-3-8B's shapes, for GPU benchmarks" },
+};
+
+/* Per-tensor generator: xoshiro256** seeded from (seed, name). */
+struct fill {
+	uint64_t	s[4];
+	uint32_t	type;
+	uint64_t	ne0;
+	uint64_t	rows;
+	float		scale;		/* normal(0, scale); 0: all ones */
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next(uint64_t *s)
+{
+	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return r;
+}
+
+static float uniform(uint64_t *s)
+{
+	return (float)((next(s) >> 40) + 1) / 16777217.0f;	/* (0, 1) */
+}
+
+static int fill_tensor(void *arg, void *dst, uint64_t bytes)
+{
+	struct fill *f = arg;
+	uint64_t r, i, row_bytes;
+	float *row = malloc(f->ne0 * sizeof(float));
+	int err = 0;
+
+	if (!row)
+		return -ENOMEM;
+	dtype_row_bytes(f->type, f->ne0, &row_bytes);
+	for (r = 0; r < f->rows && !err; r++) {
+		for (i = 0; i < f->ne0; i += 2) {
+			/* Box-Muller: two normals per pair of uniforms. */
+			float u1 = uniform(f->s), u2 = uniform(f->s);
+			float m = sqrtf(-2.0f * logf(u1)) * f->scale;
+
+			row[i] = f->scale ? m * cosf(6.2831853f * u2) : 1.0f;
+			if (i + 1 < f->ne0)
+				row[i + 1] = f->scale ? m * sinf(6.2831853f * u2) : 1.0f;
+		}
+		err = quantize(f->type, row, (uint8_t *)dst + r * row_bytes, f->ne0);
+	}
+	free(row);
+	(void)bytes;
+	return err;
+}
+
+struct model_out {
+	struct gguf_writer	*w;
+	struct fill		*fills;
+	uint32_t		nr;
+	uint64_t		seed;
+	uint32_t		dtype;
+	uint64_t		params;
+};
+
+static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1, float scale)
+{
+	struct fill *f = &o->fills[o->nr++];
+	uint64_t x = o->seed, ne[2] = { ne0, ne1 };
+	const char *p;
+	bool vec = !ne1;
+
+	/* Seed from (seed, name): the same tensor gets the same values in any file. */
+	for (p = name; *p; p++)
+		x = x * 131 + (uint8_t)*p;
+	f->s[0] = splitmix64(&x);
+	f->s[1] = splitmix64(&x);
+	f->s[2] = splitmix64(&x);
+	f->s[3] = splitmix64(&x);
+	f->type = vec ? GGML_TYPE_F32 : o->dtype;
+	f->ne0 = ne0;
+	f->rows = vec ? 1 : ne1;
+	f->scale = scale;
+	o->params += ne0 * (vec ? 1 : ne1);
+	if (!vec && ne0 % dtype_info(o->dtype)->block) {
+		fprintf(stderr, "llmq-mkmodel: %s: %llu columns do not fit %s blocks of %u\n",
+			name, (unsigned long long)ne0, dtype_info(o->dtype)->name,
+			dtype_info(o->dtype)->block);
+		return -EINVAL;
+	}
+	return gguf_add_tensor_fill(o->w, name, f->type, vec ? 1 : 2, ne, fill_tensor, f);
+}
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+		"usage: llmq-mkmodel --preset NAME [OPTIONS] -o OUT.gguf\n"
+		"  --preset NAME      model shape, one of:\n");
+	for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+		fprintf(f, "                       %-10s %s\n", presets[i].name, presets[i].what);
+	fprintf(f,
+		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0 or Q4_K\n"
+		"                     (default F16; norms and biases stay F32)\n"
+		"  --seed N           weights generator seed (default 0)\n"
+		"  --tokenizer FILE   import a Hugging Face tokenizer.json (default: a built-in\n"
+		"                     byte vocabulary of 259 tokens)\n"
+		"  --pre NAME         override tokenizer.ggml.pre (llama-bpe, qwen2, default)\n"
+		"  --name NAME        general.name (default llmq-<preset>)\n"
+		"  -o, --output FILE  where to write\n"
+		"  -h, --help         this text\n");
+}
+
+static uint32_t parse_dtype(const char *s)
+{
+	static const uint32_t ok[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
+				       GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K };
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (!strcasecmp(s, dtype_info(ok[i])->name))
+			return ok[i];
+	fprintf(stderr, "llmq-mkmodel: --dtype: '%s' is not F32, F16, BF16, Q8_0, Q4_0 or Q4_K\n",
+		s);
+	exit(2);
+}
+
+static int write_model(const struct preset *p, struct hf_tokenizer *tok, uint32_t dtype,
+		       uint64_t seed, const char *name, const char *out)
+{
+	struct model_out o = { .seed = seed, .dtype = dtype };
+	uint32_t hd = p->n_embd / p->n_head, n_vocab = p->n_vocab ? p->n_vocab : tok->n, l;
+	uint64_t q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd;
+	char key[128], tn[96];
+	const char *a = p->arch;
+	int err;
+
+	if (p->n_vocab && tok->n > p->n_vocab) {
+		fprintf(stderr, "llmq-mkmodel: the tokenizer has %u tokens, preset %s only %u\n",
+			tok->n, p->name, p->n_vocab);
+		return -EINVAL;
+	}
+	o.w = gguf_writer_new(0);
+	o.fills = calloc(4 + 12 * (size_t)p->n_layer, sizeof(*o.fills));
+	if (!o.w || !o.fills)
+		return -ENOMEM;
+	gguf_add_str(o.w, "general.architecture", a);
+	gguf_add_str(o.w, "general.name", name);
+#define KU(k, v) do { snprintf(key, sizeof(key), "%s." k, a); gguf_add_u32(o.w, key, v); } while (0)
+#define KF(k, v) do { snprintf(key, sizeof(key), "%s." k, a); gguf_add_f32(o.w, key, v); } while (0)
+	KU("context_length", p->n_ctx);
+	KU("embedding_length", p->n_embd);
+	KU("block_count", p->n_layer);
+	KU("feed_forward_length", p->n_ff);
+	KU("attention.head_count", p->n_head);
+	KU("attention.head_count_kv", p->n_head_kv);
+	KU("rope.dimension_count", hd);
+	KU("vocab_size", n_vocab);
+	KF("attention.layer_norm_rms_epsilon", p->rms_eps);
+	KF("rope.freq_base", p->rope_base);
+#undef KU
+#undef KF
+	/* Pad the vocabulary to the preset's size with unused tokens. */
+	if (n_vocab > tok->n) {
+		uint32_t i, old = tok->n;
+
+		tok->tokens = realloc(tok->tokens, n_vocab * sizeof(*tok->tokens));
+		tok->lens = realloc(tok->lens, n_vocab * sizeof(*tok->lens));
+		tok->scores = realloc(tok->scores, n_vocab * sizeof(*tok->scores));
+		tok->types = realloc(tok->types, n_vocab * sizeof(*tok->types));
+		if (!tok->tokens || !tok->lens || !tok->scores || !tok->types)
+			return -ENOMEM;
+		for (i = old; i < n_vocab; i++) {
+			char pad[32];
+
+			snprintf(pad, sizeof(pad), "[PAD%u]", i);
+			tok->tokens[i] = strdup(pad);
+			tok->lens[i] = (uint32_t)strlen(pad);
+			tok->scores[i] = -1e9f;
+			tok->types[i] = 5;	/* unused */
+		}
+		tok->n = n_vocab;
+	}
+	hf_tokenizer_write(tok, o.w);
+
+	err = add(&o, "token_embd.weight", p->n_embd, n_vocab, 0.02f);
+	for (l = 0; l < p->n_layer && !err; l++) {
+#define T(suffix, ne0, ne1, scale) do {					\
+		snprintf(tn, sizeof(tn), "blk.%u." suffix, l);			\
+		err = err ? err : add(&o, tn, ne0, ne1, scale);		\
+	} while (0)
+		T("attn_norm.weight", p->n_embd, 0, 0);
+		T("attn_q.weight", p->n_embd, q, 0.02f);
+		T("attn_k.weight", p->n_embd, kv, 0.02f);
+		T("attn_v.weight", p->n_embd, kv, 0.02f);
+		if (!strcmp(a, "qwen2")) {
+			T("attn_q.bias", q, 0, 0.02f);
+			T("attn_k.bias", kv, 0, 0.02f);
+			T("attn_v.bias", kv, 0, 0.02f);
+		}
+		T("attn_output.weight", q, p->n_embd, 0.02f);
+		T("ffn_norm.weight", p->n_embd, 0, 0);
+		T("ffn_gate.weight", p->n_embd, p->n_ff, 0.02f);
+		T("ffn_up.weight", p->n_embd, p->n_ff, 0.02f);
+		T("ffn_down.weight", p->n_ff, p->n_embd, 0.02f);
+#undef T
+	}
+	if (!err)
+		err = add(&o, "output_norm.weight", p->n_embd, 0, 0);
+	if (!err && !p->tied)
+		err = add(&o, "output.weight", p->n_embd, n_vocab, 0.02f);
+	if (!err)
+		err = gguf_write_file(o.w, out);
+	if (!err)
+		fprintf(stderr, "llmq-mkmodel: wrote %s: %s %s, %.1fM parameters, %s, vocab %u (%s)\n",
+			out, p->name, a, o.params / 1e6, dtype_info(dtype)->name, n_vocab,
+			tok->model);
+	gguf_writer_free(o.w);
+	free(o.fills);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "preset", required_argument, NULL, 'p' },
+		{ "dtype", required_argument, NULL, 'd' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "tokenizer", required_argument, NULL, 't' },
+		{ "pre", required_argument, NULL, 'P' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct preset *p = NULL;
+	const char *tokfile = NULL, *out = NULL, *pre = NULL, *name = NULL;
+	struct hf_tokenizer tok;
+	uint32_t dtype = GGML_TYPE_F16;
+	uint64_t seed = 0;
+	char err[512], defname[64], *end;
+	size_t i;
+	int opt, ret;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+				if (!strcmp(optarg, presets[i].name))
+					p = &presets[i];
+			if (!p) {
+				fprintf(stderr, "llmq-mkmodel: --preset: '%s' is not a preset; "
+					"see --help\n", optarg);
+				return 2;
+			}
+			break;
+		case 'd':
+			dtype = parse_dtype(optarg);
+			break;
+		case 's':
+			errno = 0;
+			seed = strtoull(optarg, &end, 0);
+			if (!*optarg || *end || errno || *optarg == '-') {
+				fprintf(stderr, "llmq-mkmodel: --seed: '%s' is not a number\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			tokfile = optarg;
+			break;
+		case 'P':
+			pre = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case ':':
+			fprintf(stderr, "llmq-mkmodel: %s needs a value\n", argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "llmq-mkmodel: unknown option '%s'; see --help\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (!p || !out || optind != argc) {
+		fprintf(stderr, "llmq-mkmodel: --preset and -o are required; see --help\n");
+		return 2;
+	}
+	if (tokfile) {
+		if (hf_tokenizer_load(&tok, tokfile, err, sizeof(err))) {
+			fprintf(stderr, "llmq-mkmodel: %s\n", err);
+			return 1;
+		}
+	} else {
+		hf_tokenizer_byte_vocab(&tok);
+		if (!tok.n)
+			return 1;
+	}
+	if (pre)
+		snprintf(tok.pre, sizeof(tok.pre), "%s", pre);
+	snprintf(defname, sizeof(defname), "llmq-%s", p->name);
+	ret = write_model(p, &tok, dtype, seed, name ? name : defname, out);
+	hf_tokenizer_free(&tok);
+	if (ret) {
+		fprintf(stderr, "llmq-mkmodel: cannot write %s: %s\n", out, strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
