@@ -7,6 +7,7 @@ set -uo pipefail
 
 passed=0
 failed=0
+skipped=0
 for dir in "$@"; do
 	for t in "$dir"/tests/test_*; do
 		[ -x "$t" ] || continue
@@ -19,8 +20,10 @@ for dir in "$@"; do
 		p=$(echo "$out" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' | tail -n1)
 		f=$(echo "$out" | sed -n 's/.*\[  FAILED  \] \([0-9]*\) test(s), listed below.*/\1/p' |
 		    tail -n1)
+		s=$(echo "$out" | sed -n 's/.*\[  SKIPPED \] \([0-9]*\) test(s).*/\1/p' | tail -n1)
 		p=${p:-0}
 		f=${f:-0}
+		skipped=$((skipped + ${s:-0}))
 		# A binary that crashed, hung or printed no verdict is a failure.
 		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 			echo "!!! $t exited $rc without a cmocka verdict"
@@ -30,5 +33,9 @@ for dir in "$@"; do
 		failed=$((failed + f))
 	done
 done
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]
