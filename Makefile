@@ -55,7 +55,7 @@ LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
 PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
-		   $(O)/tests/test_gguf
+		   $(O)/tests/test_gguf $(O)/tests/test_sampler
 
 .PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
@@ -106,6 +106,10 @@ $(O)/tests/test_ring: $(call obj,tests/unit/test_ring.c) $(LIBA)
 $(O)/tests/test_sqe: $(call obj,tests/unit/test_sqe.c runtime/sqe_check.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
+$(O)/tests/test_sampler: $(call obj,tests/unit/test_sampler.c runtime/sampler.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
 
 $(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
