@@ -31,6 +31,8 @@ CFLAGS_ALL	= $(CFLAGS_BASE) $(CFLAGS)
 LIBS_URING	:= $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 LIBS_CMOCKA	:= $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 LIBS_JSON	:= $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+LIBS_PCRE2	:= $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
+LIBS_TOK	:= $(LIBS_PCRE2) -lunistring	# libunistring has no .pc
 
 LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
@@ -39,6 +41,8 @@ RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
 		   runtime/client.c runtime/request.c runtime/scheduler.c \
 		   runtime/sqe_check.c runtime/engine_null.c runtime/log.c
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
+TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
+		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
 MKMODEL_SRCS	:= tools/mkmodel/mkmodel.c tools/mkmodel/hf_tokenizer.c
 CLI_SRCS	:= tools/llmq/llmq.c tools/llmq/model_cmds.c
 BENCH_SRCS	:= tools/ringbench/ringbench.c
@@ -48,6 +52,8 @@ LIB_OBJS	:= $(call obj,$(LIB_SRCS))
 RT_OBJS		:= $(call obj,$(RT_SRCS))
 
 MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
+TOK_OBJS	:= $(call obj,$(TOK_SRCS))
+TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
 
 BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(O)/bin/llmq-mkmodel
 LIBA		:= $(O)/lib/libllmq.a
@@ -55,9 +61,10 @@ LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
 PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
-		   $(O)/tests/test_gguf $(O)/tests/test_sampler
+		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer
 
-.PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles
+.PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles \
+	bench-tokenizer
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
 
 # Tools and tests built on the runtime's model code see its headers.
@@ -87,9 +94,9 @@ $(O)/bin/llmqd: $(RT_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING)
 
-$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(MODEL_OBJS) $(LIBA)
+$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(MODEL_OBJS) $(TOK_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) -lm
 
 $(O)/bin/llmq-mkmodel: $(call obj,$(MKMODEL_SRCS)) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
@@ -107,6 +114,16 @@ $(O)/tests/test_sqe: $(call obj,tests/unit/test_sqe.c runtime/sqe_check.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
 
+$(O)/tests/test_tokenizer: $(call obj,tests/unit/test_tokenizer.c) $(TOKREF_OBJS) $(TOK_OBJS) \
+			   $(MODEL_OBJS) | $(O)/bin/llmq-mkmodel
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_TOK) $(LIBS_JSON) $(LIBS_CMOCKA) -lm
+
+$(O)/tests/bench_tokenizer: $(call obj,tests/tokenizer/bench_tokenizer.c) $(TOKREF_OBJS) \
+			    $(TOK_OBJS) $(MODEL_OBJS) | $(O)/bin/llmq-mkmodel
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_TOK) $(LIBS_JSON) -lm
+
 $(O)/tests/test_sampler: $(call obj,tests/unit/test_sampler.c runtime/sampler.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
@@ -123,7 +140,21 @@ deps:
 	@scripts/install-deps.sh
 
 # Reference implementations from npm that the tests compare against.
-test-oracles: tests/gguf/node_modules/.package-lock.json
+test-oracles: tests/gguf/node_modules/.package-lock.json \
+	      tests/tokenizer/node_modules/.package-lock.json
+
+tests/tokenizer/node_modules/.package-lock.json: tests/tokenizer/package.json \
+						 tests/tokenizer/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/tokenizer --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "llmq: npm missing: tokenizer reference tests will be skipped"; \
+	fi
+
+# Tokens/s on 1 MiB of text, ours beside the npm reference tokenizers.
+bench-tokenizer: deps test-oracles $(O)/tests/bench_tokenizer
+	node tests/tokenizer/bench.mjs
+	$(O)/tests/bench_tokenizer
 
 tests/gguf/node_modules/.package-lock.json: tests/gguf/package.json tests/gguf/package-lock.json
 	@if command -v npm >/dev/null; then \

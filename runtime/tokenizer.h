@@ -31,15 +31,18 @@ enum tok_type {
 /**
  * struct tok_vocab - everything a tokenizer is built from
  * @model:	TOK_MODEL_*
- * @pre:	pre-tokenizer name for BPE (tokenizer.ggml.pre: "llama-bpe",
- *		"qwen2", "default", ...), NULL for SPM
+ * @pre:	pre-tokenizer name for BPE (tokenizer.ggml.pre: "llama-bpe"
+ *		(also "llama3", "llama-v3"), "qwen2" (which also normalizes
+ *		to NFC, as Qwen's tokenizer.json does), "gpt2", "default";
+ *		NULL means "default"; others are refused), NULL for SPM
  * @n_tokens:	vocabulary size
  * @tokens:	token texts as stored in GGUF (SPM: with U+2581 for spaces and
  *		<0xXX> byte tokens; BPE: GPT-2 byte-to-unicode mapped)
  * @token_lens:	their byte lengths (texts are not NUL-terminated)
- * @scores:	SPM merge scores, NULL for BPE
+ * @scores:	SPM merge scores (NULL: all 0), NULL for BPE
  * @types:	enum tok_type per token, or NULL (all normal)
- * @n_merges:	BPE merges ("left right", highest priority first)
+ * @n_merges:	BPE merges ("left right", highest priority first; a merge
+ *		whose parts or result are not tokens is ignored)
  * @merges:	merge texts
  * @merge_lens:	their byte lengths
  * @bos:	begin-of-sequence id, or -1
@@ -72,20 +75,44 @@ struct tokenizer;
 
 /**
  * struct tok_stream - streaming decode state: bytes of an incomplete UTF-8
- * character held back until the token that completes it arrives
+ * character held back until the token that completes it arrives; zero it
+ * before the first token (@nr_pending is at most 3)
  */
 struct tok_stream {
 	char		pending[8];
 	uint32_t	nr_pending;
 };
 
+/*
+ * All functions are in runtime/tokenizer.c, with kernel-doc there.  A built
+ * tokenizer is immutable: any number of threads may use one at once.  Errors
+ * are negative errnos: -EINVAL for NULL or out-of-range arguments (ids not
+ * in the vocabulary included), -ENOSPC for a buffer too small, -E2BIG for a
+ * text over 1 GiB, -ENOMEM.
+ */
+
+/* NULL and a message in @err on a bad vocabulary; @v is copied. */
 struct tokenizer *tok_create(const struct tok_vocab *v, char *err, size_t errlen);
 void tok_free(struct tokenizer *t);
+/*
+ * *@ids is malloc'ed (free() it).  Invalid UTF-8 becomes U+FFFD first, as the
+ * reference tokenizers' TextDecoder does.  @parse_special: control tokens
+ * written in the text are those tokens (user-defined ones always are).
+ */
 int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special,
 	       bool parse_special, uint32_t **ids, size_t *n_ids);
+/* Raw bytes of one token (a byte token: one byte); length, or -ENOSPC. */
 int tok_piece(const struct tokenizer *t, uint32_t id, char *buf, size_t len);
+/*
+ * *@text is malloc'ed, NUL-terminated, valid UTF-8 (free() it).  SPM: the
+ * space that encoding put in front of the text is removed.
+ */
 int tok_decode(const struct tokenizer *t, const uint32_t *ids, size_t n, bool skip_special,
 	       char **text, size_t *len);
+/*
+ * Bytes written to @out: whole characters only, an unfinished one is held in
+ * @st until complete; a control token (EOS) flushes it as U+FFFD.
+ */
 int tok_stream_next(const struct tokenizer *t, struct tok_stream *st, uint32_t id,
 		    char *out, size_t cap);
 

@@ -5,7 +5,8 @@
  * numpy reference; the file read back by an independent parser
  * (@huggingface/gguf); and hostile files (truncated at every offset, absurd
  * dims, offsets past the end, overflowing sizes, unknown types, duplicate
- * keys) refused with a message that names the culprit.
+ * keys) refused with a message that names the culprit; and llmq's
+ * tokenize and detokenize commands on a model file.
  */
 #include <errno.h>
 #include <math.h>
@@ -305,7 +306,7 @@ static void test_mkmodel_every_dtype(void **state)
 		assert_int_equal(m.hp.n_embd, 256);
 		assert_int_equal(m.hp.n_head_kv, 2);
 		assert_int_equal(m.hp.head_dim, 64);
-		assert_int_equal(m.hp.n_vocab, 259);
+		assert_int_equal(m.hp.n_vocab, 260);
 		assert_false(m.hp.tied_embeddings);
 		assert_string_equal(dtype_info(m.layers[1].w_down->type)->name, dtypes[i]);
 		assert_int_equal(m.layers[0].attn_norm->type, GGML_TYPE_F32);
@@ -349,13 +350,62 @@ static void test_independent_parser(void **state)
 	assert_non_null(strstr(json, "\"general.architecture\":\"llama\""));
 	assert_non_null(strstr(json, "\"llama.block_count\":2"));
 	assert_non_null(strstr(json, "\"tokenizer.ggml.model\":\"llama\""));
-	assert_non_null(strstr(json, "\"tokenizer.ggml.tokens\":{\"n\":259,"));
-	assert_non_null(strstr(json, "{\"name\":\"token_embd.weight\",\"shape\":[\"256\",\"259\"],"
+	assert_non_null(strstr(json, "\"tokenizer.ggml.tokens\":{\"n\":260,"));
+	assert_non_null(strstr(json, "{\"name\":\"token_embd.weight\",\"shape\":[\"256\",\"260\"],"
 				     "\"dtype\":12,\"offset\":\"0\"}"));
 	assert_non_null(strstr(json, "{\"name\":\"blk.1.ffn_down.weight\",\"shape\":[\"768\","
 				     "\"256\"],\"dtype\":12,"));
 	assert_non_null(strstr(json, "\"tensor_count\":\"21\""));
 	free(json);
+}
+
+/* llmq tokenize and detokenize round-trip through a model's tokenizer. */
+static void test_cli_tokenize(void **state)
+{
+	char path[1200], cmd[8192], out[4096];
+	FILE *p;
+	size_t n;
+
+	(void)state;
+	path_of(path, sizeof(path), "cli.gguf");
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny -o %s 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/llmq detokenize --model %s $(%s/llmq tokenize --model %s "
+		 "'h\xc3\xa9llo  w\xf0\x9f\x99\x82')", getenv("LLMQ_BIN_DIR"), path,
+		 getenv("LLMQ_BIN_DIR"), path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	/* BOS shown as text; the space prefix decodes as the space it was. */
+	assert_string_equal(out, "<s> h\xc3\xa9llo  w\xf0\x9f\x99\x82\n");
+	snprintf(cmd, sizeof(cmd), "%s/llmq detokenize --skip-special --model %s "
+		 "$(%s/llmq tokenize --model %s 'h\xc3\xa9llo')", getenv("LLMQ_BIN_DIR"), path,
+		 getenv("LLMQ_BIN_DIR"), path);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	assert_string_equal(out, "h\xc3\xa9llo\n");
+	snprintf(cmd, sizeof(cmd), "%s/llmq tokenize --model %s --no-special 'A'",
+		 getenv("LLMQ_BIN_DIR"), path);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	/* The space prefix, then 'A' by byte fallback (0x41 + 3). */
+	assert_string_equal(out, "259 68\n");
+	snprintf(cmd, sizeof(cmd), "%s/llmq detokenize --model %s 260 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+	snprintf(cmd, sizeof(cmd), "%s/llmq detokenize --model %s x 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "%s/llmq tokenize 'no model' 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"));
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
 /* ---- hostile files ---------------------------------------------------------- */
@@ -598,6 +648,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_all_types_roundtrip),
 		cmocka_unit_test(test_mkmodel_every_dtype),
 		cmocka_unit_test(test_independent_parser),
+		cmocka_unit_test(test_cli_tokenize),
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_hostile_fields),
 	};

@@ -62,6 +62,8 @@ static void usage(FILE *f)
 		"usage: llmq generate [OPTIONS] PROMPT\n"
 		"       llmq stats [--socket PATH]\n"
 		"       llmq model-info FILE.gguf\n"
+		"       llmq tokenize --model FILE [--no-special] [--parse-special] TEXT\n"
+		"       llmq detokenize --model FILE [--skip-special] ID...\n"
 		"generate options:\n"
 		"  --socket PATH              runtime socket (default $LLMQ_SOCKET or %s)\n"
 		"  --max-tokens N             tokens to generate at most (default 16)\n"
@@ -290,6 +292,10 @@ int main(int argc, char **argv)
 		return cmd_stats(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model-info"))
 		return cmd_model_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tokenize"))
+		return cmd_tokenize(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "detokenize"))
+		return cmd_detokenize(argc - 1, argv + 1);
 	fprintf(stderr, "llmq: unknown command '%s'; see llmq --help\n", argv[1]);
 	return 2;
 }

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * llmq's model commands, run in-process on a GGUF file: model-info prints
- * what the file describes.
+ * what the file describes; tokenize and detokenize use its tokenizer.
  */
+#include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dtype.h"
 #include "model.h"
 #include "model_cmds.h"
+#include "tokenizer.h"
 
 static void count_types(const struct gguf *g, uint64_t *bytes, uint64_t *params)
 {
@@ -76,4 +80,150 @@ int cmd_model_info(int argc, char **argv)
 	       v->add_bos ? " (added)" : "", v->eos, v->unk);
 	model_free(&m);
 	return 0;
+}
+
+/* Load @path and build its tokenizer; messages go to stderr. */
+static struct tokenizer *open_tokenizer(const char *path, struct model *m)
+{
+	struct tokenizer *t;
+	char err[256];
+
+	if (model_load(m, path)) {
+		fprintf(stderr, "llmq: %s\n", m->err);
+		return NULL;
+	}
+	t = tok_create(&m->vocab, err, sizeof(err));
+	if (!t) {
+		fprintf(stderr, "llmq: %s: tokenizer: %s\n", path, err);
+		model_free(m);
+	}
+	return t;
+}
+
+static const struct option tok_opts[] = {
+	{ "model", required_argument, NULL, 'm' },
+	{ "no-special", no_argument, NULL, 'S' },
+	{ "parse-special", no_argument, NULL, 'P' },
+	{ "skip-special", no_argument, NULL, 'K' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/**
+ * cmd_tokenize() - llmq tokenize --model FILE [--no-special] [--parse-special] TEXT
+ * @argc:	arguments after "tokenize"
+ * @argv:	the options and TEXT
+ *
+ * Prints the ids on one line.  BOS/EOS are added as the model says unless
+ * --no-special; special-token text in TEXT is matched with --parse-special.
+ *
+ * Return: exit status.
+ */
+int cmd_tokenize(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool special = true, parse = false;
+	struct tokenizer *t;
+	struct model m;
+	uint32_t *ids;
+	size_t n, i;
+	int opt, err;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", tok_opts, NULL)) != -1) {
+		if (opt == 'm')
+			path = optarg;
+		else if (opt == 'S')
+			special = false;
+		else if (opt == 'P')
+			parse = true;
+		else
+			goto usage;
+	}
+	if (!path || optind != argc - 1)
+		goto usage;
+	t = open_tokenizer(path, &m);
+	if (!t)
+		return 1;
+	err = tok_encode(t, argv[optind], strlen(argv[optind]), special, parse, &ids, &n);
+	if (err) {
+		fprintf(stderr, "llmq: tokenize: %s\n", strerror(-err));
+	} else {
+		for (i = 0; i < n; i++)
+			printf("%s%u", i ? " " : "", ids[i]);
+		putchar('\n');
+		free(ids);
+	}
+	tok_free(t);
+	model_free(&m);
+	return err ? 1 : 0;
+usage:
+	fprintf(stderr, "usage: llmq tokenize --model FILE [--no-special] [--parse-special] TEXT\n");
+	return 2;
+}
+
+/**
+ * cmd_detokenize() - llmq detokenize --model FILE [--skip-special] ID...
+ * @argc:	arguments after "detokenize"
+ * @argv:	the options and ids
+ *
+ * Return: exit status.
+ */
+int cmd_detokenize(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool skip = false;
+	struct tokenizer *t;
+	struct model m;
+	uint32_t *ids;
+	size_t n = 0, len;
+	char *text, *end;
+	int opt, err, i;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", tok_opts, NULL)) != -1) {
+		if (opt == 'm')
+			path = optarg;
+		else if (opt == 'K')
+			skip = true;
+		else
+			goto usage;
+	}
+	if (!path || optind >= argc)
+		goto usage;
+	ids = calloc((size_t)(argc - optind), sizeof(*ids));
+	if (!ids)
+		return 1;
+	for (i = optind; i < argc; i++) {
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(argv[i], &end, 10);
+		if (!*argv[i] || *end || errno || v > UINT32_MAX || *argv[i] == '-') {
+			fprintf(stderr, "llmq: detokenize: '%s' is not a token id\n", argv[i]);
+			free(ids);
+			return 2;
+		}
+		ids[n++] = (uint32_t)v;
+	}
+	t = open_tokenizer(path, &m);
+	if (!t) {
+		free(ids);
+		return 1;
+	}
+	err = tok_decode(t, ids, n, skip, &text, &len);
+	if (err) {
+		fprintf(stderr, "llmq: detokenize: %s\n", err == -EINVAL ?
+			"a token id is outside the vocabulary" : strerror(-err));
+	} else {
+		fwrite(text, 1, len, stdout);
+		putchar('\n');
+		free(text);
+	}
+	free(ids);
+	tok_free(t);
+	model_free(&m);
+	return err ? 1 : 0;
+usage:
+	fprintf(stderr, "usage: llmq detokenize --model FILE [--skip-special] ID...\n");
+	return 2;
 }

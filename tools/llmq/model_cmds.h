@@ -6,5 +6,7 @@
 #define LLMQ_MODEL_CMDS_H
 
 int cmd_model_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 #endif /* LLMQ_MODEL_CMDS_H */

@@ -99,6 +99,54 @@ static int alloc_vocab(struct hf_tokenizer *t, uint32_t n)
 	return t->tokens && t->lens && t->scores && t->types ? 0 : -ENOMEM;
 }
 
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (uint8_t)p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Open-addressing index from token text to id; slots hold id + 1. */
+static int build_index(struct hf_tokenizer *t)
+{
+	uint32_t i, mask;
+
+	free(t->index);
+	t->index_size = 1;
+	while (t->index_size < 2 * (uint64_t)t->n)
+		t->index_size <<= 1;
+	t->index = calloc(t->index_size, sizeof(*t->index));
+	if (!t->index)
+		return -ENOMEM;
+	mask = t->index_size - 1;
+	for (i = 0; i < t->n; i++) {
+		uint32_t h = (uint32_t)fnv1a(t->tokens[i], t->lens[i]) & mask;
+
+		while (t->index[h])
+			h = (h + 1) & mask;
+		t->index[h] = i + 1;
+	}
+	return 0;
+}
+
+static int lookup(const struct hf_tokenizer *t, const char *s, size_t len)
+{
+	uint32_t mask = t->index_size - 1, h = (uint32_t)fnv1a(s, len) & mask, id;
+
+	while ((id = t->index[h])) {
+		id--;
+		if (t->lens[id] == len && !memcmp(t->tokens[id], s, len))
+			return (int)id;
+		h = (h + 1) & mask;
+	}
+	return -1;
+}
+
 /**
  * hf_tokenizer_find() - the id of a token text
  * @t:		the vocabulary
@@ -108,13 +156,7 @@ static int alloc_vocab(struct hf_tokenizer *t, uint32_t n)
  */
 int hf_tokenizer_find(const struct hf_tokenizer *t, const char *text)
 {
-	size_t len = strlen(text);
-	uint32_t i;
-
-	for (i = 0; i < t->n; i++)
-		if (t->tokens[i] && t->lens[i] == len && !memcmp(t->tokens[i], text, len))
-			return (int)i;
-	return -1;
+	return text && t->index ? lookup(t, text, strlen(text)) : -1;
 }
 
 static int load_merges(struct hf_tokenizer *t, json_object *merges, char *err, size_t errlen)
@@ -153,9 +195,11 @@ static int load_merges(struct hf_tokenizer *t, json_object *merges, char *err, s
 }
 
 /* SentencePiece-style scores from merge ranks: earlier merges score higher. */
-static void scores_from_merges(struct hf_tokenizer *t)
+static int scores_from_merges(struct hf_tokenizer *t)
 {
-	uint32_t i, j;
+	char buf[2048];
+	uint32_t i;
+	int id;
 
 	for (i = 0; i < t->n; i++)
 		t->scores[i] = -1e9f;
@@ -167,16 +211,15 @@ static void scores_from_merges(struct hf_tokenizer *t)
 			continue;
 		la = (size_t)(sp - t->merges[i]);
 		lb = strlen(sp + 1);
-		for (j = 0; j < t->n; j++) {
-			if (t->tokens[j] && t->lens[j] == la + lb &&
-			    !memcmp(t->tokens[j], t->merges[i], la) &&
-			    !memcmp(t->tokens[j] + la, sp + 1, lb)) {
-				if (t->scores[j] < -(float)i)
-					t->scores[j] = -(float)i;
-				break;
-			}
-		}
+		if (la + lb > sizeof(buf))
+			return -EINVAL;
+		memcpy(buf, t->merges[i], la);
+		memcpy(buf + la, sp + 1, lb);
+		id = lookup(t, buf, la + lb);
+		if (id >= 0 && t->scores[id] < -(float)i)
+			t->scores[id] = -(float)i;
 	}
+	return 0;
 }
 
 /**
@@ -273,6 +316,9 @@ int hf_tokenizer_load(struct hf_tokenizer *t, const char *path, char *err, size_
 			t->types[i] = TOK_TYPE_UNUSED;
 		}
 	}
+	ret = build_index(t);
+	if (ret)
+		goto out;
 	merges = get(model, "merges");
 	if (merges && json_object_is_type(merges, json_type_array)) {
 		ret = load_merges(t, merges, err, errlen);
@@ -300,7 +346,11 @@ int hf_tokenizer_load(struct hf_tokenizer *t, const char *path, char *err, size_
 			    t->tokens[i][5] == '>')
 				t->types[i] = TOK_TYPE_BYTE;
 		}
-		scores_from_merges(t);
+		ret = scores_from_merges(t);
+		if (ret) {
+			snprintf(err, errlen, "%s: a merge longer than 2 KiB", path);
+			goto out;
+		}
 		t->unk = hf_tokenizer_find(t, get_str(model, "unk_token") ?
 					   get_str(model, "unk_token") : "<unk>");
 		if (t->unk >= 0)
@@ -333,9 +383,12 @@ out:
 }
 
 /**
- * hf_tokenizer_byte_vocab() - the built-in vocabulary: <unk>, <s>, </s> and
- * the 256 byte tokens of SentencePiece byte fallback
+ * hf_tokenizer_byte_vocab() - the built-in vocabulary: <unk>, <s>, </s>, the
+ * 256 byte tokens of SentencePiece byte fallback, and U+2581 for the space
  * @t:		filled
+ *
+ * Without the U+2581 token a space would fall back to its three bytes and
+ * decode as U+2581 itself, as SentencePiece does.
  */
 void hf_tokenizer_byte_vocab(struct hf_tokenizer *t)
 {
@@ -344,7 +397,7 @@ void hf_tokenizer_byte_vocab(struct hf_tokenizer *t)
 	uint32_t i;
 
 	memset(t, 0, sizeof(*t));
-	if (alloc_vocab(t, 3 + 256))
+	if (alloc_vocab(t, 3 + 256 + 1))
 		return;
 	snprintf(t->model, sizeof(t->model), "llama");
 	for (i = 0; i < 3; i++) {
@@ -356,11 +409,14 @@ void hf_tokenizer_byte_vocab(struct hf_tokenizer *t)
 		set_token(t, 3 + i, b, 6);
 		t->types[3 + i] = TOK_TYPE_BYTE;
 	}
+	set_token(t, 259, "\xe2\x96\x81", 3);
+	t->types[259] = TOK_TYPE_NORMAL;
 	t->unk = 0;
 	t->bos = 1;
 	t->eos = 2;
 	t->add_bos = true;
 	t->add_space_prefix = true;
+	build_index(t);
 }
 
 /**
@@ -413,5 +469,6 @@ void hf_tokenizer_free(struct hf_tokenizer *t)
 	free(t->scores);
 	free(t->types);
 	free(t->merges);
+	free(t->index);
 	memset(t, 0, sizeof(*t));
 }

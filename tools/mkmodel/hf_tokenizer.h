@@ -30,6 +30,8 @@ struct hf_tokenizer {
 	int32_t		unk;
 	bool		add_bos;
 	bool		add_space_prefix;
+	uint32_t	*index;		/* text -> id + 1, open addressing */
+	uint32_t	index_size;
 };
 
 int hf_tokenizer_load(struct hf_tokenizer *t, const char *path, char *err, size_t errlen);

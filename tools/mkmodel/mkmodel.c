@@ -37,6 +37,8 @@ struct preset {
 };
 
 static const struct preset presets[] = {
+	{ "micro", "llama", 32, 1, 2, 1, 64, 512, 0, 10000.0f, 1e-5f, true,
+	  "1 layer of 32, for tokenizer tests with large vocabularies" },
 	{ "tiny", "llama", 256, 2, 4, 2, 768, 2048, 0, 10000.0f, 1e-5f, false,
 	  "2 layers of 256, for unit tests" },
 	{ "tiny-qwen2", "qwen2", 256, 2, 4, 2, 768, 2048, 0, 1000000.0f, 1e-6f, true,
@@ -166,8 +168,11 @@ static void usage(FILE *f)
 		"                     (default F16; norms and biases stay F32)\n"
 		"  --seed N           weights generator seed (default 0)\n"
 		"  --tokenizer FILE   import a Hugging Face tokenizer.json (default: a built-in\n"
-		"                     byte vocabulary of 259 tokens)\n"
+		"                     byte vocabulary of 260 tokens)\n"
 		"  --pre NAME         override tokenizer.ggml.pre (llama-bpe, qwen2, default)\n"
+		"  --bos TOKEN        override the begin-of-sequence token (by its text)\n"
+		"  --eos TOKEN        override the end-of-sequence token (by its text)\n"
+		"  --add-bos yes|no   override whether encoding adds BOS\n"
 		"  --name NAME        general.name (default llmq-<preset>)\n"
 		"  -o, --output FILE  where to write\n"
 		"  -h, --help         this text\n");
@@ -290,13 +295,18 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "tokenizer", required_argument, NULL, 't' },
 		{ "pre", required_argument, NULL, 'P' },
+		{ "bos", required_argument, NULL, 'B' },
+		{ "eos", required_argument, NULL, 'E' },
+		{ "add-bos", required_argument, NULL, 'A' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct preset *p = NULL;
-	const char *tokfile = NULL, *out = NULL, *pre = NULL, *name = NULL;
+	const char *tokfile = NULL, *out = NULL, *pre = NULL, *name = NULL, *bos = NULL;
+	const char *eos = NULL;
+	int add_bos = -1;
 	struct hf_tokenizer tok;
 	uint32_t dtype = GGML_TYPE_F16;
 	uint64_t seed = 0;
@@ -338,6 +348,20 @@ int main(int argc, char **argv)
 		case 'n':
 			name = optarg;
 			break;
+		case 'B':
+			bos = optarg;
+			break;
+		case 'E':
+			eos = optarg;
+			break;
+		case 'A':
+			if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
+				fprintf(stderr, "llmq-mkmodel: --add-bos: '%s' is not yes or no\n",
+					optarg);
+				return 2;
+			}
+			add_bos = !strcmp(optarg, "yes");
+			break;
 		case 'o':
 			out = optarg;
 			break;
@@ -369,6 +393,18 @@ int main(int argc, char **argv)
 	}
 	if (pre)
 		snprintf(tok.pre, sizeof(tok.pre), "%s", pre);
+	if (bos && (tok.bos = hf_tokenizer_find(&tok, bos)) < 0) {
+		fprintf(stderr, "llmq-mkmodel: --bos: no token '%s'\n", bos);
+		hf_tokenizer_free(&tok);
+		return 1;
+	}
+	if (eos && (tok.eos = hf_tokenizer_find(&tok, eos)) < 0) {
+		fprintf(stderr, "llmq-mkmodel: --eos: no token '%s'\n", eos);
+		hf_tokenizer_free(&tok);
+		return 1;
+	}
+	if (add_bos >= 0)
+		tok.add_bos = add_bos;
 	snprintf(defname, sizeof(defname), "llmq-%s", p->name);
 	ret = write_model(p, &tok, dtype, seed, name ? name : defname, out);
 	hf_tokenizer_free(&tok);
