@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 		t1 = now() - t1;
 		if (bench(tokref_names[m], t, text, len))
 			ret = 1;
-		printf("%-8s (%u tokens, %u merges: JSON read in %.0f ms, tok_create %.0f ms)\n",
+		printf("%-8s (%u tokens, %u merges: GGUF load in %.0f ms, tok_create %.0f ms)\n",
 		       "", v.v.n_tokens, v.v.n_merges, t0 * 1e3, t1 * 1e3);
 		tok_free(t);
 		tokref_free(&v);
