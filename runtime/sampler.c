@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
 #include "sampler.h"
 
 #define SAMPLER_MAX_STOP	32	/* stop strings per request */
@@ -202,41 +203,6 @@ int sampler_check(const struct sampler_params *p, char *err, size_t errlen)
 	return 0;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-/* xoshiro256** by Blackman and Vigna. */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t result = rotl(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return result;
-}
-
-/* Uniform in [0, 1), 53 bits. */
-static double rng_double(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * 0x1.0p-53;
-}
-
 static void *dup_array(const void *src, size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size);
@@ -317,7 +283,6 @@ struct sampler *sampler_create(const struct sampler_params *p, uint32_t vocab_si
 			       const uint32_t *prompt, uint32_t nr_prompt)
 {
 	struct sampler *s;
-	uint64_t x;
 	uint32_t i;
 	int err;
 
@@ -350,9 +315,7 @@ struct sampler *sampler_create(const struct sampler_params *p, uint32_t vocab_si
 		       p->frequency_penalty != 0.0f;
 	s->finish = SAMPLER_CONTINUE;
 
-	x = p->seed;
-	for (i = 0; i < 4; i++)
-		s->rng[i] = splitmix64(&x);
+	rng_seed(s->rng, p->seed);
 
 	s->eos_ids = dup_array(p->eos_ids, p->nr_eos_ids, sizeof(uint32_t));
 	s->stop_ids = dup_array(p->stop_ids, p->nr_stop_ids, sizeof(uint32_t));

@@ -87,6 +87,8 @@ const char *tokref_dir(void)
 	return "tests/tokenizer";
 }
 
+static int run_argv(char *const *argv);
+
 static double mtime(const char *path)
 {
 	struct stat st;
@@ -96,25 +98,6 @@ static double mtime(const char *path)
 	return (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
 }
 
-static int run_node(const char *script, const char *outdir)
-{
-	pid_t pid;
-	int status;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		execlp("node", "node", script, outdir, (char *)NULL);
-		fprintf(stderr, "tokref: cannot run node: %s\n", strerror(errno));
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0)
-		return -errno;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
 
 /**
  * tokref_prepare() - make sure the reference data is there and current
@@ -170,7 +153,7 @@ int tokref_prepare(const char *dir, char *datadir, size_t datadir_len, char *why
 		return 0;
 
 	tokref_path(path, sizeof(path), dir, "reference.mjs");
-	if (run_node(path, datadir)) {
+	if (run_argv((char *[]){ "node", path, datadir, NULL })) {
 		snprintf(why, whylen, "node %.300s %.300s failed", path, datadir);
 		return -1;
 	}
@@ -287,7 +270,8 @@ static int run_argv(char *const *argv)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		execv(argv[0], argv);
+		execvp(argv[0], argv);
+		fprintf(stderr, "tokref: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	if (waitpid(pid, &status, 0) < 0)

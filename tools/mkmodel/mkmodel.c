@@ -16,6 +16,7 @@
 #include "dtype.h"
 #include "gguf.h"
 #include "hf_tokenizer.h"
+#include "rng.h"
 
 /**
  * struct preset - a model shape
@@ -58,36 +59,9 @@ struct fill {
 	float		scale;		/* normal(0, scale); 0: all ones */
 };
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next(uint64_t *s)
-{
-	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return r;
-}
-
 static float uniform(uint64_t *s)
 {
-	return (float)((next(s) >> 40) + 1) / 16777217.0f;	/* (0, 1) */
+	return (float)((rng_next(s) >> 40) + 1) / 16777217.0f;	/* (0, 1) */
 }
 
 static int fill_tensor(void *arg, void *dst, uint64_t bytes)
@@ -136,10 +110,7 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 	/* Seed from (seed, name): the same tensor gets the same values in any file. */
 	for (p = name; *p; p++)
 		x = x * 131 + (uint8_t)*p;
-	f->s[0] = splitmix64(&x);
-	f->s[1] = splitmix64(&x);
-	f->s[2] = splitmix64(&x);
-	f->s[3] = splitmix64(&x);
+	rng_seed(f->s, x);
 	f->type = vec ? GGML_TYPE_F32 : o->dtype;
 	f->ne0 = ne0;
 	f->rows = vec ? 1 : ne1;
