@@ -51,6 +51,15 @@ obj		= $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS	:= $(call obj,$(LIB_SRCS))
 RT_OBJS		:= $(call obj,$(RT_SRCS))
 
+CPU_SRCS	:= runtime/cpu/threadpool.c runtime/cpu/cpu_features.c runtime/cpu/matmul.c \
+		   runtime/cpu/matmul_portable.c runtime/cpu/matmul_avx2.c \
+		   runtime/cpu/matmul_avx512.c runtime/cpu/ops.c
+CPU_OBJS	:= $(call obj,$(CPU_SRCS))
+# The AVX-512 kernels once more over SIMDe's emulation, so machines without
+# AVX-512 still test that code path.
+ifneq ($(wildcard /usr/include/simde/x86/avx512.h),)
+CPU_SIMDE_OBJ	:= $(O)/obj/runtime/cpu/matmul_avx512_simde.o
+endif
 MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
 TOK_OBJS	:= $(call obj,$(TOK_SRCS))
 TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
@@ -61,10 +70,11 @@ LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
 PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
-		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer
+		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer \
+		   $(O)/tests/test_kernels
 
 .PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles \
-	bench-tokenizer
+	bench-tokenizer bench-kernels
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
 
 # Tools and tests built on the runtime's model code see its headers.
@@ -123,6 +133,24 @@ $(O)/tests/bench_tokenizer: $(call obj,tests/tokenizer/bench_tokenizer.c) $(TOKR
 			    $(TOK_OBJS) $(MODEL_OBJS) | $(O)/bin/llmq-mkmodel
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_TOK) $(LIBS_JSON) -lm
+
+$(O)/obj/runtime/cpu/matmul_avx512_simde.o: runtime/cpu/matmul_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-psabi -mavx2 -mfma -mf16c -DLLMQ_CPU_SIMDE -MMD -MP -c $< -o $@
+
+$(O)/tests/test_kernels: $(call obj,tests/unit/test_kernels.c) $(CPU_OBJS) $(CPU_SIMDE_OBJ) \
+			 $(call obj,runtime/dtype.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lpthread -lm
+
+$(O)/tests/bench_kernels: $(call obj,tests/unit/bench_kernels.c) $(CPU_OBJS) \
+			  $(call obj,runtime/dtype.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lpthread -lm
+
+# CPU kernels: weight bytes streamed per second beside memcpy, per dtype and ISA.
+bench-kernels: $(O)/tests/bench_kernels
+	$(O)/tests/bench_kernels
 
 $(O)/tests/test_sampler: $(call obj,tests/unit/test_sampler.c runtime/sampler.c)
 	@mkdir -p $(dir $@)

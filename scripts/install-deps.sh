@@ -20,6 +20,7 @@ need libnl-genl-3.0 libnl-genl-3-dev
 need json-c libjson-c-dev
 need libpcre2-8 libpcre2-dev
 [ -f /usr/include/uninorm.h ] || pkgs+=(libunistring-dev)
+[ -f /usr/include/simde/x86/avx512.h ] || pkgs+=(libsimde-dev)
 need cmd:clang clang
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Matrix kernels for AVX2 + FMA + F16C: 8-lane vectors, micro-tiles of up to
+ * 4 rows of x by 4 rows of W in the 16 YMM registers. The body is
+ * matmul_tmpl.h; this file supplies the vector vocabulary.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "../dtype.h"
+#include "matmul.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET		__attribute__((target("avx2,fma,f16c")))
+#define VL		8
+#define NR1		4
+#define NR2		4
+#define NR3		3
+#define NR4		2
+#define ROWS_PROLOGUE()	do { } while (0)
+#define VI		static inline __attribute__((always_inline)) TARGET
+
+typedef __m256 vec;
+
+VI vec v_zero(void)
+{
+	return _mm256_setzero_ps();
+}
+
+VI vec v_set1(float f)
+{
+	return _mm256_set1_ps(f);
+}
+
+VI vec v_load(const float *p)
+{
+	return _mm256_loadu_ps(p);
+}
+
+VI vec v_fma(vec a, vec b, vec c)
+{
+	return _mm256_fmadd_ps(a, b, c);
+}
+
+VI vec v_mul(vec a, vec b)
+{
+	return _mm256_mul_ps(a, b);
+}
+
+VI vec v_sub(vec a, vec b)
+{
+	return _mm256_sub_ps(a, b);
+}
+
+VI vec v_keep(vec v)
+{
+	__asm__("" : "+x"(v));
+	return v;
+}
+
+/* ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
+VI float v_hsum(vec v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+	return _mm_cvtss_f32(s);
+}
+
+VI vec v_load_f16(const uint8_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+VI vec v_load_bf16(const uint8_t *p)
+{
+	__m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+
+	return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+VI vec v_load_i8(const uint8_t *p)
+{
+	return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
+
+VI vec v_load_u4(const uint8_t *p, int hi)
+{
+	__m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+
+	b = hi ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(0x0f));
+	return _mm256_cvtepi32_ps(b);
+}
+
+VI float s_f16(const uint8_t *p)
+{
+	return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
+}
+
+#include "matmul_tmpl.h"
+
+const struct matmul_kernels matmul_avx2 = MATMUL_KERNELS("avx2");
+
+#else
+const struct matmul_kernels matmul_avx2 = { .name = "avx2" };
+#endif

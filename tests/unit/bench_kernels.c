@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Bandwidth table of the CPU matrix kernels (not run by make check): for a
+ * ~100 MB weight matrix of each dtype, on each kernel path this CPU runs, the
+ * weight bytes streamed per second at M = 1 (decode) and M = 16 (a batch),
+ * beside this machine's copy and read bandwidth measured in the same run.
+ *
+ *   bench_kernels [--threads N] [--mb MB] [--k K] [--reps R] [--isa PATH]
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dtype.h"
+#include "cpu/cpu_features.h"
+#include "cpu/matmul.h"
+#include "cpu/threadpool.h"
+
+struct copy_job {
+	uint8_t		*dst;
+	const uint8_t	*src;
+	size_t		len;
+	unsigned int	parts;
+	double		sums[256];
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void copy_task(void *arg, unsigned int task, unsigned int thread)
+{
+	struct copy_job *j = arg;
+	size_t per = j->len / j->parts, off = (size_t)task * per;
+
+	(void)thread;
+	memcpy(j->dst + off, j->src + off, task == j->parts - 1 ? j->len - off : per);
+}
+
+/* Read every byte: 8 independent 64-bit sums, so the loop is load-bound. */
+static void read_task(void *arg, unsigned int task, unsigned int thread)
+{
+	struct copy_job *j = arg;
+	size_t per = j->len / j->parts / 64 * 64, off = (size_t)task * per, n, i;
+	const uint64_t *p = (const uint64_t *)(const void *)(j->src + off);
+	uint64_t s[8] = { 0 };
+
+	(void)thread;
+	n = (task == j->parts - 1 ? j->len - off : per) / 64;
+	for (i = 0; i < n; i++, p += 8) {
+		s[0] += p[0];
+		s[1] += p[1];
+		s[2] += p[2];
+		s[3] += p[3];
+		s[4] += p[4];
+		s[5] += p[5];
+		s[6] += p[6];
+		s[7] += p[7];
+	}
+	j->sums[task % 256] = (double)(s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7]);
+}
+
+static void nop_task(void *arg, unsigned int task, unsigned int thread)
+{
+	(void)arg;
+	(void)task;
+	(void)thread;
+}
+
+/* Mean cost of one threadpool_run() of one empty task per thread, back to back. */
+static double pool_overhead_us(struct threadpool *pool)
+{
+	const int calls = 20000;
+	double t = now();
+	int i;
+
+	for (i = 0; i < calls; i++)
+		threadpool_run(pool, threadpool_size(pool), nop_task, NULL);
+	return (now() - t) / calls * 1e6;
+}
+
+/* Best of @reps runs of one pool job over @len bytes: GB/s. */
+static double bandwidth(struct threadpool *pool, threadpool_fn fn, struct copy_job *j,
+			unsigned int parts, int reps)
+{
+	double best = 1e30, t;
+	int r;
+
+	j->parts = parts;
+	for (r = 0; r < reps; r++) {
+		t = now();
+		threadpool_run(pool, parts, fn, j);
+		t = now() - t;
+		if (t < best)
+			best = t;
+	}
+	return (double)j->len / best / 1e9;
+}
+
+static float frand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return (float)((double)(*s >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
+}
+
+int main(int argc, char **argv)
+{
+	static const uint32_t types[] = {
+		GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
+		GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+	};
+	static const size_t ms[] = { 1, 16 };
+	unsigned int threads = 0, i, t, isa, mi;
+	size_t mb = 100, k = 4096, len, maxrb, n;
+	int reps = 10, r;
+	struct threadpool *pool;
+	struct copy_job job;
+	double copy1, copyn, readn;
+	uint8_t *buf, *w;
+	float *x, *y, *row;
+	uint64_t seed = 1, rb;
+	int only = -1;
+
+	for (i = 1; i + 1 < (unsigned int)argc; i += 2) {
+		if (!strcmp(argv[i], "--threads"))
+			threads = (unsigned int)atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--mb"))
+			mb = (size_t)atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--k"))
+			k = (size_t)atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--reps"))
+			reps = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--isa")) {
+			enum cpu_isa want;
+
+			if (cpu_isa_parse(argv[i + 1], &want))
+				return 2;
+			only = (int)want;
+		}
+	}
+	if (k % 256 || !mb || reps < 1) {
+		fprintf(stderr, "bench_kernels: --k must be a multiple of 256\n");
+		return 2;
+	}
+	pool = threadpool_create(threads);
+	if (!pool)
+		return 1;
+	threads = threadpool_size(pool);
+	len = mb << 20;
+
+	/* copy and read bandwidth over 2 x len bytes, pages touched first */
+	buf = malloc(2 * len);
+	if (!buf)
+		return 1;
+	memset(buf, 1, 2 * len);
+	job.dst = buf + len;
+	job.src = buf;
+	job.len = len;
+	copy1 = bandwidth(NULL, copy_task, &job, 1, 5);
+	copyn = bandwidth(pool, copy_task, &job, threads, 5);
+	readn = bandwidth(pool, read_task, &job, threads, 5);
+	free(buf);
+
+	printf("CPU kernel paths here:");
+	for (isa = 0; isa < CPU_ISA_COUNT; isa++)
+		if (cpu_isa_supported(isa))
+			printf(" %s", cpu_isa_name(isa));
+	printf("; %u threads; W = %zu MB, K = %zu\n", threads, mb, k);
+	printf("threadpool_run, empty tasks: %.2f us per call\n", pool_overhead_us(pool));
+	printf("memcpy: %.1f GB/s (1 thread), %.1f GB/s (%u threads); "
+	       "read: %.1f GB/s (%u threads)\n", copy1, copyn, threads, readn, threads);
+	printf("(memcpy GB/s = bytes copied per second; %%copy and %%read divide the weight "
+	       "bytes streamed per second at M=1 by the %u-thread memcpy and read figures)\n\n",
+	       threads);
+	printf("%-6s %-9s %9s %6s %6s %7s %10s %8s %8s\n", "dtype", "path", "M=1 GB/s",
+	       "%copy", "%read", "ms", "M=16 GB/s", "ms", "GFLOP/s");
+
+	maxrb = k * 4;
+	n = len / (k * 2);		/* rows: sized per type below */
+	w = malloc(len + maxrb);
+	x = malloc(16 * k * sizeof(float));
+	y = malloc(16 * (len / ((size_t)k * 9 / 16) + 64) * sizeof(float));
+	row = malloc(k * sizeof(float));
+	if (!w || !x || !y || !row)
+		return 1;
+	for (i = 0; i < 16 * k; i++)
+		x[i] = frand(&seed);
+
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		dtype_row_bytes(types[t], k, &rb);
+		n = len / rb / 24 * 24;
+		/* one random row quantised, repeated: realistic bytes, quick setup */
+		for (i = 0; i < k; i++)
+			row[i] = frand(&seed);
+		quantize(types[t], row, w, k);
+		for (i = 1; i < n; i++)
+			memcpy(w + i * rb, w, rb);
+		for (isa = 0; isa < CPU_ISA_COUNT; isa++) {
+			double gbs[2], ms_[2];
+
+			if (!cpu_isa_supported(isa) || (only >= 0 && (int)isa != only))
+				continue;
+			for (mi = 0; mi < 2; mi++) {
+				struct cpu_matmul mm = {
+					.type = types[t], .w = w, .n = n, .k = k,
+					.x = x, .ldx = k, .y = y, .ldy = n, .m = ms[mi],
+				};
+				double best = 1e30, t0;
+
+				cpu_matmul_isa(pool, isa, &mm);		/* warm up */
+				for (r = 0; r < reps; r++) {
+					t0 = now();
+					cpu_matmul_isa(pool, isa, &mm);
+					t0 = now() - t0;
+					if (t0 < best)
+						best = t0;
+				}
+				gbs[mi] = (double)(n * rb) / best / 1e9;
+				ms_[mi] = best * 1e3;
+			}
+			printf("%-6s %-9s %9.1f %5.0f%% %5.0f%% %7.2f %10.1f %8.2f %8.1f\n",
+			       dtype_info(types[t])->name, cpu_isa_name(isa), gbs[0],
+			       100 * gbs[0] / copyn, 100 * gbs[0] / readn, ms_[0], gbs[1], ms_[1],
+			       2.0 * 16 * (double)n * (double)k / (ms_[1] * 1e-3) / 1e9);
+			fflush(stdout);
+		}
+	}
+	free(w);
+	free(x);
+	free(y);
+	free(row);
+	threadpool_destroy(pool);
+	return 0;
+}

@@ -1,0 +1,1050 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The CPU backend's compute layer: the thread pool, CPU feature choice, the
+ * matrix product for every weight dtype on every kernel path, and the row
+ * kernels, against an independent float64 numpy reference
+ * (tests/ref/kernels_ref.py), against each other, and for the invariances the
+ * engine relies on (thread count and batch size change nothing).
+ *
+ * Inputs are random, from a fresh seed each run (printed first; set
+ * LLMQ_TEST_SEED to repeat a run). A path the CPU lacks is skipped, never
+ * passed. The AVX-512 code also runs as "avx512-simde" (the same source
+ * built over SIMDe, see matmul_avx512.c) where that object is linked in.
+ *
+ * Tolerances, in units of u = 2^-24 (float's unit roundoff), with bounds
+ * that hold for any input rather than typical errors, so no run is flaky:
+ *
+ * - matmul: every dtype's W is dequantised in registers exactly, x is used
+ *   as is, so the only error is float accumulation. A path with L lanes
+ *   does ceil(K/L) steps per lane, each at most 2 roundings (FMA: 1), then a
+ *   log2(L)-level sum: |y - y64| <= (2 ceil(K/L) + 6) u sum_k |x w|
+ *   elementwise, against the float64 product of the dequantised weights.
+ *   Also, as a plain figure: ||y - y64|| / ||y64|| < 1e-5 (typically ~1e-7).
+ *   No 8-bit quantisation of x is done, so quantised types meet the same
+ *   bound as F32 (it would otherwise be ~5e-3 relative).
+ * - two paths: each within the bound above of float64, so within twice it
+ *   of each other.
+ * - exact equalities: quantised W vs F32 W = dequantize(W) on one path;
+ *   M rows at once vs one at a time; a thread pool vs the caller alone.
+ * - rmsnorm: scale from a double sum, rounded once, then two float products:
+ *   4u relative. rope: one rounding of a double expression: 2u (|a| + |b|).
+ *   softmax: expf of a rounded x - max: (|x - max| + 8) 2u relative, plus
+ *   FLT_MIN absolute for results in the subnormal range. swiglu: expf, add,
+ *   divide, multiply: 8u relative. add: correctly rounded, u relative.
+ *   get_rows: bit for bit.
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "dtype.h"
+#include "cpu/cpu_features.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "cpu/threadpool.h"
+
+#define U	(1.0 / 16777216.0)	/* 2^-24 */
+
+/* Linked in only by builds that compile matmul_avx512.c over SIMDe. */
+extern const struct matmul_kernels matmul_avx512_simde __attribute__((weak));
+
+static char tmpdir[] = "/tmp/llmq-kernels-XXXXXX";
+static char srcdir[1024];
+static unsigned long long seed;
+static uint64_t rng;
+static struct threadpool *pool;
+static int case_dir_no;
+
+/* ---- plumbing --------------------------------------------------------------- */
+
+static uint64_t xr(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static float frand(void)
+{
+	return (float)((double)(xr() >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
+}
+
+/* Each test draws from its own stream, so one test repeats alone. */
+static void reseed(const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	while (*name)
+		h = (h ^ (unsigned char)*name++) * 1099511628211ULL;
+	rng = (seed ^ h) | 1;
+}
+
+struct path {
+	const char			*name;
+	const struct matmul_kernels	*kern;	/* NULL: not on this CPU / build */
+	const char			*why;
+};
+
+static struct path paths[4];
+
+static void paths_init(void)
+{
+	paths[0] = (struct path){ "portable", matmul_kernels(CPU_ISA_PORTABLE), NULL };
+	paths[1] = (struct path){ "avx2", matmul_kernels(CPU_ISA_AVX2), "CPU lacks AVX2/FMA/F16C" };
+	paths[2] = (struct path){ "avx512", matmul_kernels(CPU_ISA_AVX512), "CPU lacks AVX-512F" };
+	paths[3] = (struct path){ "avx512-simde", NULL, NULL };
+	if (!&matmul_avx512_simde)
+		paths[3].why = "not linked (build matmul_avx512.c with -DLLMQ_CPU_SIMDE)";
+	else if (!cpu_isa_supported(CPU_ISA_AVX2))
+		paths[3].why = "its SIMDe build needs AVX2/FMA/F16C";
+	else
+		paths[3].kern = &matmul_avx512_simde;
+}
+
+static const struct matmul_kernels *path_or_skip(int p)
+{
+	if (!paths[p].kern) {
+		print_message("[  SKIP    ] path %s: %s\n", paths[p].name, paths[p].why);
+		skip();
+	}
+	return paths[p].kern;
+}
+
+static bool have_numpy(void)
+{
+	static int have = -1;
+
+	if (have < 0)
+		have = !access("/usr/bin/python3", X_OK) &&
+		       !system("/usr/bin/python3 -c 'import numpy' 2>/dev/null");
+	return have;
+}
+
+/* A fresh directory for one test's cases; its cases.txt is opened. */
+static FILE *cases_open(char *dir, size_t len)
+{
+	char path[1200];
+	FILE *f;
+
+	snprintf(dir, len, "%s/%d", tmpdir, case_dir_no++);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/cases.txt", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	return f;
+}
+
+static void put(const char *dir, const char *name, const char *field, const void *p, size_t n)
+{
+	char path[1200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, field);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	fclose(f);
+}
+
+static double *get(const char *dir, const char *name, const char *field, size_t count)
+{
+	char path[1200];
+	double *a = malloc(count * sizeof(double) + 1);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, field);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(a, sizeof(double), count, f), count);
+	fclose(f);
+	return a;
+}
+
+static void run_reference(const char *dir)
+{
+	char cmd[3000];
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/ref/kernels_ref.py %s", srcdir, dir);
+	if (system(cmd))
+		fail_msg("reference failed: %s (seed %llu)", cmd, seed);
+}
+
+/* Random W of a type: uniform values in [-1, 1) packed by quantize(). */
+static uint8_t *random_weights(uint32_t type, size_t n, size_t k, uint64_t *bytes)
+{
+	float *f = malloc(n * k * sizeof(float));
+	uint8_t *w;
+	size_t i;
+
+	assert_int_equal(dtype_row_bytes(type, k, bytes), 0);
+	*bytes *= n;
+	w = malloc(*bytes);
+	for (i = 0; i < n * k; i++)
+		f[i] = frand();
+	assert_int_equal(quantize(type, f, w, n * k), 0);
+	free(f);
+	return w;
+}
+
+static float *random_floats(size_t n, float scale)
+{
+	float *x = malloc(n * sizeof(float) + 1);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		x[i] = frand() * scale;
+	return x;
+}
+
+static const char *type_name(uint32_t type)
+{
+	return dtype_info(type)->name;
+}
+
+static size_t block_of(uint32_t type)
+{
+	return dtype_info(type)->block;
+}
+
+/* ---- thread pool ------------------------------------------------------------ */
+
+struct count_job {
+	atomic_uint	hits[1000];
+	atomic_uint	bad_thread;
+	unsigned int	size;
+};
+
+static void count_task(void *arg, unsigned int task, unsigned int thread)
+{
+	struct count_job *j = arg;
+
+	atomic_fetch_add(&j->hits[task], 1);
+	if (thread >= j->size)
+		atomic_fetch_add(&j->bad_thread, 1);
+}
+
+static void check_pool_runs(struct threadpool *p, int rounds)
+{
+	static const unsigned int sizes[] = { 0, 1, 2, 3, 5, 64, 1000 };
+	struct count_job *j = calloc(1, sizeof(*j));
+	unsigned int s, t;
+	int r;
+
+	j->size = threadpool_size(p);
+	for (r = 0; r < rounds; r++) {
+		s = sizes[r % 7];
+		for (t = 0; t < 1000; t++)
+			atomic_store(&j->hits[t], 0);
+		threadpool_run(p, s, count_task, j);
+		for (t = 0; t < 1000; t++)
+			if (atomic_load(&j->hits[t]) != (t < s))
+				fail_msg("round %d, %u tasks: task %u ran %u times", r, s, t,
+					 atomic_load(&j->hits[t]));
+		if (r % 50 == 49)
+			usleep(300);	/* longer than the spin: workers go to sleep */
+	}
+	assert_int_equal(atomic_load(&j->bad_thread), 0);
+	free(j);
+}
+
+static void test_pool_every_task_once(void **state)
+{
+	(void)state;
+	check_pool_runs(pool, 2000);
+	check_pool_runs(NULL, 20);
+}
+
+static void test_pool_sizes(void **state)
+{
+	struct threadpool *p;
+
+	(void)state;
+	assert_true(threadpool_default_threads() >= 1);
+	p = threadpool_create(0);
+	assert_non_null(p);
+	assert_int_equal(threadpool_size(p), threadpool_default_threads());
+	check_pool_runs(p, 200);
+	threadpool_destroy(p);
+	p = threadpool_create(1);
+	assert_non_null(p);
+	assert_int_equal(threadpool_size(p), 1);
+	check_pool_runs(p, 50);
+	threadpool_destroy(p);
+	assert_int_equal(threadpool_size(NULL), 1);
+	threadpool_destroy(NULL);
+}
+
+static void test_pool_create_destroy(void **state)
+{
+	int i;
+
+	(void)state;
+	for (i = 0; i < 30; i++) {
+		struct threadpool *p = threadpool_create(1 + i % 5);
+
+		assert_non_null(p);
+		if (i % 3)
+			check_pool_runs(p, 7);
+		threadpool_destroy(p);	/* also with workers never used */
+	}
+}
+
+/* ---- CPU features ----------------------------------------------------------- */
+
+static void test_isa_choice(void **state)
+{
+	const struct cpu_features *f = cpu_features();
+	enum cpu_isa isa;
+	bool capped;
+	int i;
+
+	(void)state;
+	print_message("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d vnni %d bf16 %d; "
+		      "best %s, default %s\n", f->avx2, f->fma, f->f16c, f->avx512f,
+		      f->avx512bw, f->avx512vl, f->avx512_vnni, f->avx512_bf16,
+		      cpu_isa_name(cpu_isa_best()), cpu_isa_name(cpu_isa_default()));
+	for (i = 0; i < CPU_ISA_COUNT; i++) {
+		assert_int_equal(cpu_isa_parse(cpu_isa_name(i), &isa), 0);
+		assert_int_equal(isa, i);
+	}
+	assert_int_equal(cpu_isa_parse("AVX2", &isa), 0);
+	assert_int_equal(isa, CPU_ISA_AVX2);
+	assert_int_equal(cpu_isa_parse("sse9", &isa), -EINVAL);
+	assert_string_equal(cpu_isa_name(CPU_ISA_COUNT), "?");
+
+	assert_int_equal(cpu_isa_choose(NULL, CPU_ISA_AVX2, &capped), CPU_ISA_AVX2);
+	assert_false(capped);
+	assert_int_equal(cpu_isa_choose("", CPU_ISA_AVX512, &capped), CPU_ISA_AVX512);
+	assert_int_equal(cpu_isa_choose("portable", CPU_ISA_AVX512, &capped), CPU_ISA_PORTABLE);
+	assert_false(capped);
+	assert_int_equal(cpu_isa_choose("avx2", CPU_ISA_AVX512, &capped), CPU_ISA_AVX2);
+	assert_int_equal(cpu_isa_choose("avx512", CPU_ISA_AVX2, &capped), CPU_ISA_AVX2);
+	assert_true(capped);
+	assert_int_equal(cpu_isa_choose("avx512", CPU_ISA_PORTABLE, &capped), CPU_ISA_PORTABLE);
+	assert_true(capped);
+	assert_int_equal(cpu_isa_choose("bogus", CPU_ISA_AVX2, &capped), CPU_ISA_AVX2);
+	assert_true(capped);
+
+	assert_true(cpu_isa_supported(CPU_ISA_PORTABLE));
+	assert_true(cpu_isa_supported(cpu_isa_best()));
+	assert_true(cpu_isa_default() <= cpu_isa_best());
+	assert_false(cpu_isa_supported(CPU_ISA_COUNT));
+	for (i = 0; i < CPU_ISA_COUNT; i++)
+		assert_true(!matmul_kernels(i) == !cpu_isa_supported(i));
+	if (f->avx2)
+		assert_true(f->avx);
+	if (f->avx512bw || f->avx512vl || f->avx512_vnni || f->avx512_bf16)
+		assert_true(f->avx512f);
+}
+
+/* ---- matmul against numpy ----------------------------------------------------- */
+
+struct mm_param {
+	uint32_t	type;
+	int		path;
+};
+
+static const uint32_t mm_types[] = {
+	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
+	GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+};
+
+#define N_TYPES	(sizeof(mm_types) / sizeof(mm_types[0]))
+static struct mm_param mm_params[N_TYPES * 4];
+static int path_params[4];
+
+/* Error bound of a float dot product of length k on a path of @lanes lanes. */
+static double mm_bound(size_t k, unsigned int lanes, double abs_sum)
+{
+	return (2.0 * (double)((k + lanes - 1) / lanes) + 6.0) * U * abs_sum;
+}
+
+static void run_mm(const struct matmul_kernels *kern, struct threadpool *p, uint32_t type,
+		   const void *w, size_t n, size_t k, const float *x, size_t ldx, float *y,
+		   size_t ldy, size_t m)
+{
+	struct cpu_matmul mm = {
+		.type = type, .w = w, .n = n, .k = k,
+		.x = x, .ldx = ldx, .y = y, .ldy = ldy, .m = m,
+	};
+	int err = cpu_matmul_with(p, kern, &mm);
+
+	if (err)
+		fail_msg("cpu_matmul %s %s m %zu n %zu k %zu: %d", kern->name, type_name(type),
+			 m, n, k, err);
+}
+
+static void test_matmul_vs_numpy(void **state)
+{
+	const struct mm_param *prm = *state;
+	const struct matmul_kernels *kern = path_or_skip(prm->path);
+	const size_t blk = block_of(prm->type);
+	/* odd sizes: N across micro-tile, cache-tile and task edges; K 1 block up */
+	static const size_t ms[] = { 1, 3, 17 }, ns[] = { 1, 7, 61, 203 };
+	const size_t ks_dense[] = { 1, 13, 67, 260 }, ks_block[] = { 1, 2, 3, 8 };
+	struct { size_t m, n, k; float *y; } cs[48];
+	char dir[1100], name[32];
+	size_t c = 0, a, b, d, i;
+	double num = 0, den = 0;
+	FILE *f;
+
+	if (!have_numpy())
+		skip();
+	reseed(kern->name);
+	rng ^= prm->type * 7919u;
+	f = cases_open(dir, sizeof(dir));
+	for (a = 0; a < 3; a++) {
+		for (b = 0; b < 4; b++) {
+			for (d = 0; d < 4; d++) {
+				size_t m = ms[a], n = ns[b], k;
+				uint64_t bytes;
+				uint8_t *w;
+				float *x;
+
+				k = blk == 1 ? ks_dense[d] : blk * ks_block[d];
+				if (b == 3 && d == 3 && a == 2 && prm->path == 0)
+					k = blk == 1 ? 100 : blk * 2;	/* keep portable quick */
+				w = random_weights(prm->type, n, k, &bytes);
+				x = random_floats(m * k, 1.0f);
+				snprintf(name, sizeof(name), "mm%zu", c);
+				put(dir, name, "w", w, bytes);
+				put(dir, name, "x", x, m * k * sizeof(float));
+				fprintf(f, "matmul %s %s %zu %zu %zu\n", name, type_name(prm->type),
+					m, n, k);
+				cs[c].m = m;
+				cs[c].n = n;
+				cs[c].k = k;
+				cs[c].y = malloc(m * n * sizeof(float));
+				run_mm(kern, pool, prm->type, w, n, k, x, k, cs[c].y, n, m);
+				free(w);
+				free(x);
+				c++;
+			}
+		}
+	}
+	fclose(f);
+	run_reference(dir);
+	for (i = 0; i < c; i++) {
+		size_t cnt = cs[i].m * cs[i].n, e;
+		double *ref, *abs;
+
+		snprintf(name, sizeof(name), "mm%zu", i);
+		ref = get(dir, name, "ref", cnt);
+		abs = get(dir, name, "abs", cnt);
+		for (e = 0; e < cnt; e++) {
+			double err = fabs((double)cs[i].y[e] - ref[e]);
+			double bound = mm_bound(cs[i].k, kern->lanes, abs[e]);
+
+			if (!(err <= bound))
+				fail_msg("%s %s m %zu n %zu k %zu: y[%zu][%zu] = %.9g, float64 %.17g, "
+					 "error %.3g > bound %.3g (seed %llu)", kern->name,
+					 type_name(prm->type), cs[i].m, cs[i].n, cs[i].k,
+					 e / cs[i].n, e % cs[i].n, cs[i].y[e], ref[e], err, bound,
+					 seed);
+			num += err * err;
+			den += ref[e] * ref[e];
+		}
+		free(ref);
+		free(abs);
+		free(cs[i].y);
+	}
+	/*
+	 * Over all outputs together: one short dot product that cancels can have
+	 * a large relative error while inside its elementwise bound.
+	 */
+	if (!(sqrt(num / den) < 1e-5))
+		fail_msg("%s %s: relative error %.3g >= 1e-5 (seed %llu)", kern->name,
+			 type_name(prm->type), sqrt(num / den), seed);
+	print_message("%s %s: %zu shapes, relative error %.2g\n", kern->name,
+		      type_name(prm->type), c, sqrt(num / den));
+}
+
+/* ---- matmul invariances (no reference needed) -------------------------------- */
+
+static void test_matmul_exact_dequant(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct matmul_kernels *kern = path_or_skip(pth);
+	const size_t m = 5, n = 37, k = 512;
+	float *x, *wf, *y, *yf;
+	unsigned int t;
+
+	reseed(kern->name);
+	x = random_floats(m * k, 3.0f);
+	wf = malloc(n * k * sizeof(float));
+	y = malloc(m * n * sizeof(float));
+	yf = malloc(m * n * sizeof(float));
+	for (t = 1; t < N_TYPES; t++) {
+		uint64_t bytes;
+		uint8_t *w = random_weights(mm_types[t], n, k, &bytes);
+
+		assert_int_equal(dequantize(mm_types[t], w, wf, n * k), 0);
+		run_mm(kern, pool, mm_types[t], w, n, k, x, k, y, n, m);
+		run_mm(kern, pool, GGML_TYPE_F32, wf, n, k, x, k, yf, n, m);
+		if (memcmp(y, yf, m * n * sizeof(float)))
+			fail_msg("%s %s differs from F32 on its dequantised weights (seed %llu)",
+				 kern->name, type_name(mm_types[t]), seed);
+		free(w);
+	}
+	free(x);
+	free(wf);
+	free(y);
+	free(yf);
+}
+
+/*
+ * Batch and thread invariance: M = 17 rows at once, in a pool, equal bit for
+ * bit each row computed alone on the caller; strides are honoured and the
+ * padding between rows is never written.
+ */
+static void test_matmul_invariance(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct matmul_kernels *kern = path_or_skip(pth);
+	const size_t m = 17, n = 131, ldx_pad = 5, ldy_pad = 3;
+	struct threadpool *p7 = threadpool_create(7);
+	unsigned int t;
+
+	reseed(kern->name);
+	assert_non_null(p7);
+	for (t = 0; t < N_TYPES; t++) {
+		const size_t k = block_of(mm_types[t]) == 1 ? 301 : 2 * 256;
+		const size_t ldx = k + ldx_pad, ldy = n + ldy_pad;
+		float *x = random_floats(m * ldx, 2.0f);
+		float *y = malloc(m * ldy * sizeof(float)), *y1 = malloc(n * sizeof(float));
+		float *ys = malloc(m * ldy * sizeof(float));
+		uint64_t bytes;
+		uint8_t *w = random_weights(mm_types[t], n, k, &bytes);
+		size_t i, j;
+
+		memset(y, 0xa5, m * ldy * sizeof(float));
+		memset(ys, 0xa5, m * ldy * sizeof(float));
+		run_mm(kern, p7, mm_types[t], w, n, k, x, ldx, y, ldy, m);
+		run_mm(kern, NULL, mm_types[t], w, n, k, x, ldx, ys, ldy, m);
+		if (memcmp(y, ys, m * ldy * sizeof(float)))
+			fail_msg("%s %s: 7 threads and 1 thread differ (seed %llu)", kern->name,
+				 type_name(mm_types[t]), seed);
+		for (i = 0; i < m; i++) {
+			run_mm(kern, NULL, mm_types[t], w, n, k, x + i * ldx, ldx, y1, n, 1);
+			if (memcmp(y + i * ldy, y1, n * sizeof(float)))
+				fail_msg("%s %s: row %zu of 17 differs from that row alone "
+					 "(seed %llu)", kern->name, type_name(mm_types[t]), i, seed);
+			for (j = n; j < ldy; j++) {
+				uint32_t bits;
+
+				memcpy(&bits, &y[i * ldy + j], 4);
+				assert_int_equal(bits, 0xa5a5a5a5);
+			}
+		}
+		free(x);
+		free(y);
+		free(y1);
+		free(ys);
+		free(w);
+	}
+	threadpool_destroy(p7);
+}
+
+/* Each SIMD path against the portable one, within twice the float64 bound. */
+static void test_matmul_paths_agree(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct matmul_kernels *kern = path_or_skip(pth);
+	const struct matmul_kernels *port = matmul_kernels(CPU_ISA_PORTABLE);
+	const size_t m = 3, n = 50;
+	unsigned int t;
+
+	reseed(kern->name);
+	for (t = 0; t < N_TYPES; t++) {
+		const size_t k = block_of(mm_types[t]) == 1 ? 771 : 3 * 256;
+		float *x = random_floats(m * k, 1.0f), *wf = malloc(n * k * sizeof(float));
+		float *y = malloc(m * n * sizeof(float)), *yp = malloc(m * n * sizeof(float));
+		uint64_t bytes;
+		uint8_t *w = random_weights(mm_types[t], n, k, &bytes);
+		size_t i, j, l;
+
+		dequantize(mm_types[t], w, wf, n * k);
+		run_mm(kern, pool, mm_types[t], w, n, k, x, k, y, n, m);
+		run_mm(port, pool, mm_types[t], w, n, k, x, k, yp, n, m);
+		for (i = 0; i < m; i++) {
+			for (j = 0; j < n; j++) {
+				double abs = 0, bound;
+
+				for (l = 0; l < k; l++)
+					abs += fabs((double)x[i * k + l] * wf[j * k + l]);
+				bound = mm_bound(k, kern->lanes, abs) + mm_bound(k, port->lanes, abs);
+				if (!(fabs((double)y[i * n + j] - yp[i * n + j]) <= bound))
+					fail_msg("%s %s y[%zu][%zu] = %.9g, portable %.9g (seed %llu)",
+						 kern->name, type_name(mm_types[t]), i, j,
+						 y[i * n + j], yp[i * n + j], seed);
+			}
+		}
+		free(x);
+		free(wf);
+		free(y);
+		free(yp);
+		free(w);
+	}
+}
+
+static void test_matmul_errors(void **state)
+{
+	float x[64] = { 0 }, y[4] = { 1, 2, 3, 4 };
+	uint8_t w[4 * 34] = { 0 };
+	struct cpu_matmul mm = {
+		.type = GGML_TYPE_Q8_0, .w = w, .n = 2, .k = 32,
+		.x = x, .ldx = 32, .y = y, .ldy = 2, .m = 2,
+	};
+	struct cpu_matmul bad;
+
+	(void)state;
+	assert_int_equal(cpu_matmul(pool, &mm), 0);
+	assert_true(y[0] == 0 && y[3] == 0);
+	bad = mm;
+	bad.type = GGML_TYPE_Q4_1;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad.type = 99;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.k = 48;		/* not whole blocks */
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.ldx = 31;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.ldy = 1;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.n = 0;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.x = NULL;
+	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
+	bad = mm;
+	bad.n = SIZE_MAX / 8;
+	assert_int_equal(cpu_matmul(pool, &bad), -EOVERFLOW);
+	bad = mm;
+	bad.m = 0;
+	bad.y = NULL;		/* nothing to compute, nothing written */
+	assert_int_equal(cpu_matmul(pool, &bad), 0);
+	if (!cpu_isa_supported(CPU_ISA_AVX512))
+		assert_int_equal(cpu_matmul_isa(pool, CPU_ISA_AVX512, &mm), -EOPNOTSUPP);
+	assert_int_equal(cpu_matmul_isa(pool, CPU_ISA_PORTABLE, &mm), 0);
+}
+
+/* ---- row kernels against numpy ----------------------------------------------- */
+
+static void check_close(const char *what, size_t i, double got, double ref, double bound)
+{
+	if (!(fabs(got - ref) <= bound))
+		fail_msg("%s [%zu]: %.9g, float64 %.17g, error %.3g > %.3g (seed %llu)", what, i,
+			 got, ref, fabs(got - ref), bound, seed);
+}
+
+static void test_rmsnorm(void **state)
+{
+	static const size_t ns[] = { 1, 7, 4096 };
+	static const float eps[] = { 1e-5f, 1e-6f, 1e-5f };
+	float *x[3], *g[3], *y[3];
+	char dir[1100], name[16];
+	size_t c, i;
+	FILE *f;
+
+	(void)state;
+	if (!have_numpy())
+		skip();
+	reseed("rmsnorm");
+	f = cases_open(dir, sizeof(dir));
+	for (c = 0; c < 3; c++) {
+		x[c] = random_floats(ns[c], c == 2 ? 30.0f : 1.0f);
+		g[c] = random_floats(ns[c], 2.0f);
+		y[c] = malloc(ns[c] * sizeof(float));
+		snprintf(name, sizeof(name), "rn%zu", c);
+		put(dir, name, "x", x[c], ns[c] * 4);
+		put(dir, name, "g", g[c], ns[c] * 4);
+		fprintf(f, "rmsnorm %s %zu %a\n", name, ns[c], (double)eps[c]);
+		cpu_rmsnorm(y[c], x[c], g[c], ns[c], eps[c]);
+	}
+	fclose(f);
+	run_reference(dir);
+	for (c = 0; c < 3; c++) {
+		double *ref;
+
+		snprintf(name, sizeof(name), "rn%zu", c);
+		ref = get(dir, name, "ref", ns[c]);
+		for (i = 0; i < ns[c]; i++)
+			check_close("rmsnorm", i, y[c][i], ref[i], 4 * U * fabs(ref[i]));
+		/* in place, and without weights */
+		cpu_rmsnorm(x[c], x[c], g[c], ns[c], eps[c]);
+		assert_memory_equal(x[c], y[c], ns[c] * 4);
+		free(ref);
+		free(x[c]);
+		free(g[c]);
+		free(y[c]);
+	}
+	{
+		float a[3] = { 3, 4, 0 }, b[3];
+
+		cpu_rmsnorm(b, a, NULL, 3, 0);
+		check_close("rmsnorm no weight", 0, b[0], 3 / sqrt(25.0 / 3), 4 * U * 2);
+	}
+}
+
+static void test_rope(void **state)
+{
+	static const struct {
+		size_t rows, heads, hd, n_rot;
+		float base, scale;
+		enum rope_type mode;
+	} cs[] = {
+		{ 5, 4, 64, 64, 10000.0f, 1.0f, ROPE_NORMAL },
+		{ 5, 4, 64, 64, 1000000.0f, 1.0f, ROPE_NEOX },
+		{ 3, 2, 80, 32, 10000.0f, 1.0f, ROPE_NORMAL },	/* partial rotation */
+		{ 3, 2, 80, 32, 500000.0f, 0.25f, ROPE_NEOX },
+		{ 1, 1, 2, 2, 10000.0f, 1.0f, ROPE_NEOX },
+	};
+	const size_t nc = sizeof(cs) / sizeof(cs[0]);
+	float *x[5], *y[5];
+	int32_t *pos[5];
+	char dir[1100], name[16];
+	size_t c, i, r;
+	FILE *f;
+
+	(void)state;
+	if (!have_numpy())
+		skip();
+	reseed("rope");
+	f = cases_open(dir, sizeof(dir));
+	for (c = 0; c < nc; c++) {
+		size_t row = cs[c].heads * cs[c].hd;
+		struct cpu_rope rope;
+
+		x[c] = random_floats(cs[c].rows * row, 2.0f);
+		y[c] = malloc(cs[c].rows * row * sizeof(float));
+		memcpy(y[c], x[c], cs[c].rows * row * sizeof(float));
+		pos[c] = malloc(cs[c].rows * sizeof(int32_t));
+		for (r = 0; r < cs[c].rows; r++)
+			pos[c][r] = r == 0 ? 0 : r == 1 ? 1 : (int32_t)(xr() % 100000);
+		snprintf(name, sizeof(name), "rope%zu", c);
+		put(dir, name, "x", x[c], cs[c].rows * row * 4);
+		put(dir, name, "pos", pos[c], cs[c].rows * 4);
+		fprintf(f, "rope %s %zu %zu %zu %zu %a %a %d\n", name, cs[c].rows, cs[c].heads,
+			cs[c].hd, cs[c].n_rot, (double)cs[c].base, (double)cs[c].scale,
+			cs[c].mode == ROPE_NEOX ? 2 : 0);
+		assert_int_equal(cpu_rope_init(&rope, cs[c].mode, cs[c].hd, cs[c].n_rot,
+					       cs[c].base, cs[c].scale), 0);
+		for (r = 0; r < cs[c].rows; r++)
+			cpu_rope(&rope, y[c] + r * row, cs[c].heads, pos[c][r]);
+	}
+	fclose(f);
+	run_reference(dir);
+	for (c = 0; c < nc; c++) {
+		size_t row = cs[c].heads * cs[c].hd, n = cs[c].rows * row, half = cs[c].n_rot / 2;
+		double *ref;
+
+		snprintf(name, sizeof(name), "rope%zu", c);
+		ref = get(dir, name, "ref", n);
+		for (i = 0; i < n; i++) {
+			size_t d = i % cs[c].hd, mate;
+
+			if (d >= cs[c].n_rot) {		/* not rotated: untouched */
+				assert_memory_equal(&y[c][i], &x[c][i], 4);
+				continue;
+			}
+			if (cs[c].mode == ROPE_NEOX)
+				mate = d < half ? i + half : i - half;
+			else
+				mate = d % 2 ? i - 1 : i + 1;
+			check_close("rope", i, y[c][i], ref[i],
+				    2 * U * (fabs(x[c][i]) + fabs(x[c][mate])));
+		}
+		/* position 0 is the identity */
+		assert_memory_equal(y[c], x[c], row * 4);
+		free(ref);
+		free(x[c]);
+		free(y[c]);
+		free(pos[c]);
+	}
+	{
+		struct cpu_rope rope;
+
+		assert_int_equal(cpu_rope_init(&rope, ROPE_NORMAL, 64, 65, 1e4f, 1), -EINVAL);
+		assert_int_equal(cpu_rope_init(&rope, ROPE_NORMAL, 64, 66, 1e4f, 1), -EINVAL);
+		assert_int_equal(cpu_rope_init(&rope, ROPE_NORMAL, 64, 0, 1e4f, 1), -EINVAL);
+		assert_int_equal(cpu_rope_init(&rope, ROPE_NEOX, 64, 64, 0, 1), -EINVAL);
+		assert_int_equal(cpu_rope_init(&rope, ROPE_NEOX, 4096, 2048, 1e4f, 1), -EINVAL);
+	}
+}
+
+static void test_softmax(void **state)
+{
+	static const size_t ns[] = { 1, 5, 1000, 4 };
+	float *x[4], *y[4];
+	char dir[1100], name[16];
+	size_t c, i;
+	FILE *f;
+
+	(void)state;
+	if (!have_numpy())
+		skip();
+	reseed("softmax");
+	f = cases_open(dir, sizeof(dir));
+	for (c = 0; c < 4; c++) {
+		x[c] = random_floats(ns[c], c == 2 ? 40.0f : 3.0f);
+		if (c == 2)			/* a causal mask's -inf entries */
+			for (i = 500; i < 1000; i += 3)
+				x[c][i] = -INFINITY;
+		if (c == 3)			/* everything masked */
+			for (i = 0; i < ns[c]; i++)
+				x[c][i] = -INFINITY;
+		y[c] = malloc(ns[c] * sizeof(float));
+		memcpy(y[c], x[c], ns[c] * sizeof(float));
+		snprintf(name, sizeof(name), "sm%zu", c);
+		put(dir, name, "x", x[c], ns[c] * 4);
+		fprintf(f, "softmax %s %zu\n", name, ns[c]);
+		cpu_softmax(y[c], ns[c]);
+	}
+	fclose(f);
+	run_reference(dir);
+	for (c = 0; c < 4; c++) {
+		double *ref, sum = 0;
+		float max = -INFINITY;
+
+		snprintf(name, sizeof(name), "sm%zu", c);
+		ref = get(dir, name, "ref", ns[c]);
+		for (i = 0; i < ns[c]; i++)
+			max = fmaxf(max, x[c][i]);
+		for (i = 0; i < ns[c]; i++) {
+			double spread = isinf(x[c][i]) ? 0 : fabs((double)x[c][i] - max);
+
+			check_close("softmax", i, y[c][i], ref[i],
+				    (spread + 8) * 2 * U * ref[i] + FLT_MIN);
+			sum += y[c][i];
+		}
+		if (c < 3)
+			assert_true(fabs(sum - 1) <= (double)ns[c] * 2 * U + 4 * U);
+		free(ref);
+		free(x[c]);
+		free(y[c]);
+	}
+}
+
+static void test_swiglu_add(void **state)
+{
+	const size_t n = 1000;
+	float *g, *u, *a, *b, *y, *z;
+	char dir[1100];
+	double *ref;
+	size_t i;
+	FILE *f;
+
+	(void)state;
+	if (!have_numpy())
+		skip();
+	reseed("swiglu");
+	f = cases_open(dir, sizeof(dir));
+	g = random_floats(n, 20.0f);
+	g[0] = -100.0f;		/* exp(100) overflows float: silu is -0 */
+	g[1] = 100.0f;
+	u = random_floats(n, 3.0f);
+	a = random_floats(n, 1e3f);
+	b = random_floats(n, 1.0f);
+	y = malloc(n * sizeof(float));
+	z = malloc(n * sizeof(float));
+	put(dir, "sw", "g", g, n * 4);
+	put(dir, "sw", "u", u, n * 4);
+	put(dir, "ad", "a", a, n * 4);
+	put(dir, "ad", "b", b, n * 4);
+	fprintf(f, "swiglu sw %zu\nadd ad %zu\n", n, n);
+	fclose(f);
+	cpu_swiglu(y, g, u, n);
+	cpu_add(z, a, b, n);
+	run_reference(dir);
+	ref = get(dir, "sw", "ref", n);
+	for (i = 0; i < n; i++)
+		check_close("swiglu", i, y[i], ref[i], 8 * U * fabs(ref[i]) + FLT_MIN);
+	free(ref);
+	ref = get(dir, "ad", "ref", n);
+	for (i = 0; i < n; i++)
+		check_close("add", i, z[i], ref[i], U * fabs(ref[i]));
+	free(ref);
+	/* in place */
+	cpu_swiglu(g, g, u, n);
+	assert_memory_equal(g, y, n * 4);
+	cpu_add(a, a, b, n);
+	assert_memory_equal(a, z, n * 4);
+	free(g);
+	free(u);
+	free(a);
+	free(b);
+	free(y);
+	free(z);
+}
+
+static void test_get_rows(void **state)
+{
+	const size_t rows = 50, nids = 7;
+	char dir[1100], name[16];
+	float *out[N_TYPES];
+	int32_t ids[7];
+	size_t dims[N_TYPES];
+	unsigned int t;
+	size_t i, j;
+	FILE *f;
+
+	(void)state;
+	if (!have_numpy())
+		skip();
+	reseed("get_rows");
+	f = cases_open(dir, sizeof(dir));
+	for (i = 0; i < nids; i++)
+		ids[i] = (int32_t)(xr() % rows);
+	ids[0] = 0;
+	ids[1] = (int32_t)rows - 1;
+	for (t = 0; t < N_TYPES; t++) {
+		uint64_t bytes;
+		uint8_t *w;
+		float *row;
+
+		dims[t] = block_of(mm_types[t]) == 1 ? 77 : 512;
+		w = random_weights(mm_types[t], rows, dims[t], &bytes);
+		out[t] = malloc(nids * (dims[t] + 2) * sizeof(float));
+		row = malloc(dims[t] * sizeof(float));
+		snprintf(name, sizeof(name), "gr%u", t);
+		put(dir, name, "w", w, bytes);
+		put(dir, name, "ids", ids, sizeof(ids));
+		fprintf(f, "getrows %s %s %zu %zu %zu\n", name, type_name(mm_types[t]), rows,
+			dims[t], nids);
+		assert_int_equal(cpu_get_rows(mm_types[t], w, rows, dims[t], ids, nids, out[t],
+					      dims[t] + 2), 0);
+		for (i = 0; i < nids; i++) {
+			dequantize(mm_types[t], w + (size_t)ids[i] * (bytes / rows), row, dims[t]);
+			assert_memory_equal(row, out[t] + i * (dims[t] + 2), dims[t] * 4);
+		}
+		{
+			int32_t bad[2] = { 3, (int32_t)rows };
+			float *scratch = malloc(2 * dims[t] * sizeof(float));
+
+			assert_int_equal(cpu_get_rows(mm_types[t], w, rows, dims[t], bad, 2,
+						      scratch, dims[t]), -ERANGE);
+			bad[1] = -1;
+			assert_int_equal(cpu_get_rows(mm_types[t], w, rows, dims[t], bad, 2,
+						      scratch, dims[t]), -ERANGE);
+			assert_int_equal(cpu_get_rows(mm_types[t], w, rows, dims[t], ids, 1,
+						      scratch, dims[t] - 1), -EINVAL);
+			free(scratch);
+		}
+		free(w);
+		free(row);
+	}
+	fclose(f);
+	run_reference(dir);
+	for (t = 0; t < N_TYPES; t++) {
+		double *ref;
+
+		snprintf(name, sizeof(name), "gr%u", t);
+		ref = get(dir, name, "ref", nids * dims[t]);
+		for (i = 0; i < nids; i++)
+			for (j = 0; j < dims[t]; j++)
+				if ((float)ref[i * dims[t] + j] != out[t][i * (dims[t] + 2) + j])
+					fail_msg("get_rows %s row %zu [%zu]: %a, numpy %a",
+						 type_name(mm_types[t]), i, j,
+						 out[t][i * (dims[t] + 2) + j], ref[i * dims[t] + j]);
+		free(ref);
+		free(out[t]);
+	}
+	assert_int_equal(cpu_get_rows(GGML_TYPE_Q4_1, out, 1, 32, ids, 0, NULL, 32), -EINVAL);
+	assert_int_equal(cpu_get_rows(GGML_TYPE_Q8_0, out, 1, 33, ids, 0, NULL, 33), -EINVAL);
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(tmpdir))
+		return -1;
+	pool = threadpool_create(3);	/* more threads than CI's two cores */
+	return pool ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[1200];
+
+	(void)state;
+	threadpool_destroy(pool);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+int main(void)
+{
+	struct CMUnitTest tests[64];
+	const char *env = getenv("LLMQ_TEST_SEED");
+	static char names[N_TYPES * 4 + 12][64];
+	size_t nt = 0, t, p, nn = 0;
+
+	seed = env ? strtoull(env, NULL, 0) : ((unsigned long long)time(NULL) << 20) ^
+					       (unsigned long long)getpid();
+	printf("test_kernels: seed %llu (LLMQ_TEST_SEED=%llu repeats this run)\n", seed, seed);
+	fflush(stdout);
+	if (!getcwd(srcdir, sizeof(srcdir)))
+		return 1;
+	paths_init();
+	for (p = 0; p < 4; p++)
+		path_params[p] = (int)p;
+
+#define ADD(fn, nm, st)	do {						\
+		tests[nt] = (struct CMUnitTest)cmocka_unit_test_prestate(fn, st); \
+		tests[nt++].name = nm;					\
+	} while (0)
+	ADD(test_pool_every_task_once, "pool_every_task_once", NULL);
+	ADD(test_pool_sizes, "pool_sizes", NULL);
+	ADD(test_pool_create_destroy, "pool_create_destroy", NULL);
+	ADD(test_isa_choice, "isa_choice", NULL);
+	for (p = 0; p < 4; p++) {
+		for (t = 0; t < N_TYPES; t++) {
+			struct mm_param *prm = &mm_params[p * N_TYPES + t];
+
+			prm->type = mm_types[t];
+			prm->path = (int)p;
+			snprintf(names[nn], sizeof(names[nn]), "matmul_vs_numpy/%s/%s",
+				 paths[p].name, type_name(mm_types[t]));
+			ADD(test_matmul_vs_numpy, names[nn], prm);
+			nn++;
+		}
+	}
+	for (p = 0; p < 4; p++) {
+		snprintf(names[nn], sizeof(names[nn]), "matmul_exact_dequant/%s", paths[p].name);
+		ADD(test_matmul_exact_dequant, names[nn++], &path_params[p]);
+		snprintf(names[nn], sizeof(names[nn]), "matmul_invariance/%s", paths[p].name);
+		ADD(test_matmul_invariance, names[nn++], &path_params[p]);
+		if (p) {
+			snprintf(names[nn], sizeof(names[nn]), "matmul_agrees_with_portable/%s",
+				 paths[p].name);
+			ADD(test_matmul_paths_agree, names[nn++], &path_params[p]);
+		}
+	}
+	ADD(test_matmul_errors, "matmul_errors", NULL);
+	ADD(test_rmsnorm, "rmsnorm", NULL);
+	ADD(test_rope, "rope", NULL);
+	ADD(test_softmax, "softmax", NULL);
+	ADD(test_swiglu_add, "swiglu_add", NULL);
+	ADD(test_get_rows, "get_rows", NULL);
+	return _cmocka_run_group_tests("kernels", tests, nt, setup, teardown);
+}
