@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
-
+#include "rng.h"
 #include "dtype.h"
 #include "cpu/cpu_features.h"
 #include "cpu/matmul.h"
@@ -64,7 +64,7 @@ extern const struct matmul_kernels matmul_avx512_simde __attribute__((weak));
 static char tmpdir[] = "/tmp/llmq-kernels-XXXXXX";
 static char srcdir[1024];
 static unsigned long long seed;
-static uint64_t rng;
+static uint64_t rs[4];
 static struct threadpool *pool;
 static int case_dir_no;
 
@@ -72,10 +72,7 @@ static int case_dir_no;
 
 static uint64_t xr(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return rng_next(rs);
 }
 
 static float frand(void)
@@ -90,7 +87,7 @@ static void reseed(const char *name)
 
 	while (*name)
 		h = (h ^ (unsigned char)*name++) * 1099511628211ULL;
-	rng = (seed ^ h) | 1;
+	rng_seed(rs, seed ^ h);
 }
 
 struct path {
@@ -405,7 +402,7 @@ static void test_matmul_vs_numpy(void **state)
 	if (!have_numpy())
 		skip();
 	reseed(kern->name);
-	rng ^= prm->type * 7919u;
+	rs[0] ^= prm->type * 7919u;
 	f = cases_open(dir, sizeof(dir));
 	for (a = 0; a < 3; a++) {
 		for (b = 0; b < 4; b++) {
