@@ -49,8 +49,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "rng.h"
+
 #include "dtype.h"
+#include "rng.h"
 #include "cpu/cpu_features.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
