@@ -783,20 +783,29 @@ static void test_polling_doorbell(void **state)
 	struct llmq_ring r;
 	struct result res;
 	static struct daemon d;
+	int i, polled;
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "poll", args), 0);
 	assert_int_equal(llmq_queue_init(&r, d.sock, &p), 0);
-	assert_int_equal(submit_gen(&r, "first", 2, LLMQ_SQE_STREAM, 1), 0);
-	assert_int_equal(collect(&r, 1, &res), 0);
-	/* Just served: the runtime is inside its 100 ms poll window. */
-	assert_false(r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP);
-	assert_int_equal(llmq_get_stats(d.sock, &before), 0);
-	assert_int_equal(submit_gen(&r, "second", 2, LLMQ_SQE_STREAM, 2), 0);
-	assert_int_equal(collect(&r, 2, &res), 0);
-	assert_int_equal(res.res, 2);
-	assert_int_equal(llmq_get_stats(d.sock, &after), 0);
-	assert_int_equal(after.doorbells, before.doorbells);	/* found by polling */
+	/*
+	 * Just served, the runtime polls for 100 ms: a submission then needs no
+	 * doorbell.  A loaded machine can stall us past the window, so one of
+	 * five tries must show it; an idle one shows it the first time.
+	 */
+	for (i = 0, polled = 0; i < 5 && !polled; i++) {
+		assert_int_equal(submit_gen(&r, "first", 2, LLMQ_SQE_STREAM, 1), 0);
+		assert_int_equal(collect(&r, 1, &res), 0);
+		if (r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP)
+			continue;
+		assert_int_equal(llmq_get_stats(d.sock, &before), 0);
+		assert_int_equal(submit_gen(&r, "second", 2, LLMQ_SQE_STREAM, 2), 0);
+		assert_int_equal(collect(&r, 2, &res), 0);
+		assert_int_equal(res.res, 2);
+		assert_int_equal(llmq_get_stats(d.sock, &after), 0);
+		polled = after.doorbells == before.doorbells;	/* found by polling */
+	}
+	assert_true(polled);
 	usleep(300000);
 	assert_true(r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP);	/* asleep again */
 	assert_int_equal(submit_gen(&r, "third", 2, LLMQ_SQE_STREAM, 3), 0);
