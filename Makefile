@@ -44,7 +44,7 @@ MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.
 TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
 		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
 MKMODEL_SRCS	:= tools/mkmodel/mkmodel.c tools/mkmodel/hf_tokenizer.c
-CLI_SRCS	:= tools/llmq/llmq.c tools/llmq/model_cmds.c
+CLI_SRCS	:= tools/llmq/llmq.c tools/llmq/model_cmds.c tools/llmq/run_cmd.c
 BENCH_SRCS	:= tools/ringbench/ringbench.c
 
 obj		= $(patsubst %.c,$(O)/obj/%.o,$(1))
@@ -63,6 +63,8 @@ endif
 MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
 TOK_OBJS	:= $(call obj,$(TOK_SRCS))
 TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
+# The CPU engine: the forward step, the kernels under it, the model it reads.
+ENGINE_OBJS	:= $(call obj,runtime/cpu/backend_cpu.c) $(CPU_OBJS) $(MODEL_OBJS)
 
 BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(O)/bin/llmq-mkmodel
 LIBA		:= $(O)/lib/libllmq.a
@@ -71,10 +73,10 @@ PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer \
-		   $(O)/tests/test_kernels
+		   $(O)/tests/test_kernels $(O)/tests/test_engine
 
 .PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles \
-	bench-tokenizer bench-kernels
+	bench-tokenizer bench-kernels bench-engine
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
 
 # Tools and tests built on the runtime's model code see its headers.
@@ -104,9 +106,10 @@ $(O)/bin/llmqd: $(RT_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING)
 
-$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(MODEL_OBJS) $(TOK_OBJS) $(LIBA)
+$(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
+	       $(call obj,runtime/sampler.c) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) -lpthread -lm
 
 $(O)/bin/llmq-mkmodel: $(call obj,$(MKMODEL_SRCS)) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
@@ -151,6 +154,19 @@ $(O)/tests/bench_kernels: $(call obj,tests/unit/bench_kernels.c) $(CPU_OBJS) \
 # CPU kernels: weight bytes streamed per second beside memcpy, per dtype and ISA.
 bench-kernels: $(O)/tests/bench_kernels
 	$(O)/tests/bench_kernels
+
+$(O)/tests/test_engine: $(call obj,tests/unit/test_engine.c) $(ENGINE_OBJS) \
+			| $(O)/bin/llmq-mkmodel $(O)/bin/llmq
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lpthread -lm
+
+$(O)/tests/bench_engine: $(call obj,tests/unit/bench_engine.c) $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lpthread -lm
+
+# Decode and prefill of a 100m model beside the copy-bandwidth floor.
+bench-engine: $(O)/bin/llmq-mkmodel $(O)/tests/bench_engine
+	scripts/bench-engine.sh $(O)
 
 $(O)/tests/test_sampler: $(call obj,tests/unit/test_sampler.c runtime/sampler.c)
 	@mkdir -p $(dir $@)

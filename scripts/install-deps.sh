@@ -23,6 +23,7 @@ need libpcre2-8 libpcre2-dev
 [ -f /usr/include/simde/x86/avx512.h ] || pkgs+=(libsimde-dev)
 need cmd:clang clang
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
+/usr/bin/python3 -c 'import torch' 2>/dev/null || pkgs+=(python3-torch)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 need cmd:cc gcc
 need cmd:make make

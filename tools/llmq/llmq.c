@@ -15,6 +15,7 @@
 
 #include "libllmq.h"
 #include "model_cmds.h"
+#include "run_cmd.h"
 
 #define MAX_STOPS 16
 
@@ -61,6 +62,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmq generate [OPTIONS] PROMPT\n"
 		"       llmq stats [--socket PATH]\n"
+		"       llmq run --model FILE [--max-tokens N] [--temperature T] [--top-p P]\n"
+		"                [--top-k K] [--seed S] [--threads N] [--verbose] PROMPT\n"
 		"       llmq model-info FILE.gguf\n"
 		"       llmq tokenize --model FILE [--no-special] [--parse-special] TEXT\n"
 		"       llmq detokenize --model FILE [--skip-special] ID...\n"
@@ -290,6 +293,8 @@ int main(int argc, char **argv)
 		return cmd_generate(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stats"))
 		return cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model-info"))
 		return cmd_model_info(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "tokenize"))

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The engine backend interface: a paged KV cache and one forward step over a
+ * batch of sequences (prefill chunks and decode tokens mixed), reading and
+ * writing K/V through per-sequence block tables. It knows nothing of rings
+ * or scheduling; the CPU backend implements it, the CUDA backend will.
+ */
+#ifndef LLMQD_BACKEND_H
+#define LLMQD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define BACKEND_DEFAULT_BLOCK_SIZE	16
+
+/**
+ * struct backend_params - what backend_cpu_create() is asked for
+ * @n_threads:		worker threads including the caller; 0 = one per core
+ * @block_size:		tokens per KV block; 0 = BACKEND_DEFAULT_BLOCK_SIZE
+ * @kv_bytes:		byte budget of the KV cache (all layers, K and V); the
+ *			number of blocks is the most that fit, at least one
+ * @max_tokens:		most tokens in one step (sum over sequences); sizes the
+ *			scratch buffers; 0 = 512
+ * @max_context:	longest sequence (positions); 0 = the model's n_ctx_train
+ */
+struct backend_params {
+	unsigned int	n_threads;
+	uint32_t	block_size;
+	size_t		kv_bytes;
+	uint32_t	max_tokens;
+	uint32_t	max_context;
+};
+
+enum backend_logits {
+	BACKEND_LOGITS_LAST = 0,	/* one row, for the step's last token */
+	BACKEND_LOGITS_NONE,		/* a prefill chunk that is not the last */
+	BACKEND_LOGITS_ALL,		/* one row per token of the step */
+};
+
+/**
+ * struct backend_seq - one sequence's part of a step
+ * @block_table:	KV block ids: position p lives in block
+ *			@block_table[p / block_size], slot p % block_size
+ * @n_blocks:		entries in @block_table; must cover @pos + @n_tokens
+ * @pos:		position of @tokens[0]: the tokens already in the cache
+ *			(positions 0 .. @pos - 1 were written by earlier steps)
+ * @tokens:		this step's tokens: a prefill chunk or one decode token
+ * @n_tokens:		how many, >= 1
+ * @logits:		which positions get a row of logits (enum backend_logits)
+ */
+struct backend_seq {
+	const uint32_t	*block_table;
+	uint32_t	n_blocks;
+	uint32_t	pos;
+	const uint32_t	*tokens;
+	uint32_t	n_tokens;
+	uint32_t	logits;
+};
+
+struct backend;
+
+/**
+ * struct backend_ops - one backend's implementation
+ * @name:	"cpu", "cuda"
+ * @step:	run one step; see backend_step()
+ * @destroy:	free everything; see backend_destroy()
+ */
+struct backend_ops {
+	const char	*name;
+	int		(*step)(struct backend *b, const struct backend_seq *seqs,
+				uint32_t n_seqs, float *logits);
+	void		(*destroy)(struct backend *b);
+};
+
+/**
+ * struct backend - the part of a backend its users read
+ * @ops:	the implementation
+ * @model:	the model it runs (not owned)
+ * @n_vocab:	floats per row of logits
+ * @block_size:	tokens per KV block
+ * @n_blocks:	KV blocks in the cache (ids 0 .. @n_blocks - 1)
+ * @kv_bytes:	bytes the cache takes
+ * @max_tokens:	most tokens per step
+ * @max_context: longest sequence
+ * @n_threads:	threads it computes with
+ */
+struct backend {
+	const struct backend_ops *ops;
+	const struct model	*model;
+	uint32_t		n_vocab;
+	uint32_t		block_size;
+	uint32_t		n_blocks;
+	size_t			kv_bytes;
+	uint32_t		max_tokens;
+	uint32_t		max_context;
+	unsigned int		n_threads;
+};
+
+struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,
+				   char *err, size_t errlen);
+size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
+
+/**
+ * backend_step() - run one forward step over a batch of sequences
+ * @b:		the backend
+ * @seqs:	the sequences of the step, each with distinct KV blocks for the
+ *		positions it writes
+ * @n_seqs:	how many, >= 1
+ * @logits:	out: rows of @b->n_vocab floats, in the order of @seqs, as each
+ *		sequence's &backend_seq.logits asks
+ *
+ * Writes the K/V of every token of the step into its block, then attends
+ * causally over all positions 0 .. pos + i of its sequence. The result for a
+ * sequence does not depend on the other sequences of the step, nor on how
+ * its prompt was split into chunks, nor on where its blocks lie. One step
+ * at a time per backend: a step uses the backend's scratch buffers.
+ *
+ * Return: 0, -EINVAL for a bad token, block id or table, -E2BIG when the
+ * step has more than max_tokens tokens or a sequence grows past max_context.
+ */
+static inline int backend_step(struct backend *b, const struct backend_seq *seqs,
+			       uint32_t n_seqs, float *logits)
+{
+	return b->ops->step(b, seqs, n_seqs, logits);
+}
+
+/**
+ * backend_destroy() - free a backend and its KV cache
+ * @b:	the backend, or NULL
+ */
+static inline void backend_destroy(struct backend *b)
+{
+	if (b)
+		b->ops->destroy(b);
+}
+
+#endif /* LLMQD_BACKEND_H */

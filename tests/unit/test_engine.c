@@ -1,0 +1,666 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of the CPU backend's forward step: logits against the float64
+ * PyTorch reference (tests/ref/forward_ref.py) on tiny llama and qwen2
+ * models of each dtype, greedy continuations, and the invariances of the
+ * paged, batched step: batching, chunking and block placement change nothing.
+ *
+ * The reference tests skip, saying so, when /usr/bin/python3 (or
+ * $LLMQ_TEST_PYTHON) cannot import torch (Debian's python3-torch).
+ */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "model.h"
+
+#define PROMPT_LEN	64
+#define GEN_LEN		32
+#define N_BLOCKS	128
+
+static char tmpdir[] = "/tmp/llmq-engine-XXXXXX";
+static char srcdir[1024];
+
+struct loaded {
+	struct model	m;
+	struct backend	*b;
+};
+
+/* A tiny model of a preset and dtype, written once into tmpdir, loaded. */
+static void load(struct loaded *l, const char *preset, const char *dtype, char *path,
+		 size_t len)
+{
+	struct backend_params p = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
+	char cmd[3000], err[256];
+
+	snprintf(path, len, "%s/%s-%s.gguf", tmpdir, preset, dtype);
+	if (access(path, R_OK)) {
+		snprintf(cmd, sizeof(cmd),
+			 "%s/llmq-mkmodel --preset %s --dtype %s -o %s >/dev/null 2>&1",
+			 getenv("LLMQ_BIN_DIR"), preset, dtype, path);
+		assert_int_equal(system(cmd), 0);
+	}
+	if (model_load(&l->m, path))
+		fail_msg("%s: %s", path, l->m.err);
+	p.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&l->m, 16);
+	l->b = backend_cpu_create(&l->m, &p, err, sizeof(err));
+	if (!l->b)
+		fail_msg("backend: %s", err);
+	assert_int_equal(l->b->n_blocks, N_BLOCKS);
+}
+
+static void unload(struct loaded *l)
+{
+	backend_destroy(l->b);
+	model_free(&l->m);
+}
+
+/* Deterministic tokens in [3, n_vocab): no BOS/EOS/UNK. */
+static void tokens_fill(uint32_t *t, size_t n, uint32_t n_vocab, uint32_t seed)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		t[i] = 3 + x % (n_vocab - 3);
+	}
+}
+
+/*
+ * Run one sequence alone: tokens fed in chunks of @chunk through @table,
+ * logits of every position into @out (n rows).
+ */
+static void run_alone(struct backend *b, const uint32_t *tok, uint32_t n, uint32_t chunk,
+		      const uint32_t *table, float *out)
+{
+	uint32_t pos;
+
+	for (pos = 0; pos < n; pos += chunk) {
+		struct backend_seq s = {
+			.block_table = table, .n_blocks = (n + 15) / 16, .pos = pos,
+			.tokens = tok + pos, .n_tokens = n - pos < chunk ? n - pos : chunk,
+			.logits = BACKEND_LOGITS_ALL,
+		};
+
+		assert_int_equal(backend_step(b, &s, 1, out + (size_t)pos * b->n_vocab), 0);
+	}
+}
+
+static uint32_t argmax(const float *x, size_t n)
+{
+	uint32_t best = 0;
+	size_t i;
+
+	for (i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+static double rel_err(const float *a, const double *ref, size_t n)
+{
+	double num = 0, den = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		num += (a[i] - ref[i]) * (a[i] - ref[i]);
+		den += ref[i] * ref[i];
+	}
+	return sqrt(num / den);
+}
+
+static double rel_err_f(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		den += (double)b[i] * b[i];
+	}
+	return den ? sqrt(num / den) : sqrt(num);
+}
+
+/* Debian's interpreter: the only one with Debian's python3-torch. */
+static const char *python(void)
+{
+	const char *p = getenv("LLMQ_TEST_PYTHON");
+
+	return p && *p ? p : "/usr/bin/python3";
+}
+
+static bool have_torch(void)
+{
+	static int have = -1;
+	char cmd[1200];
+
+	if (have < 0) {
+		snprintf(cmd, sizeof(cmd), "%s -c 'import torch' 2>/dev/null", python());
+		have = !access(python(), X_OK) && !system(cmd);
+	}
+	return have;
+}
+
+/* The reference, started once: requests on ref_in, answers on ref_out. */
+static FILE *ref_in, *ref_out;
+static pid_t ref_pid;
+
+static void reference_start(void)
+{
+	int to[2], from[2];
+	char script[1200];
+
+	snprintf(script, sizeof(script), "%s/tests/ref/forward_ref.py", srcdir);
+	signal(SIGPIPE, SIG_IGN);	/* a dead reference fails the test, not the run */
+	assert_int_equal(pipe(to), 0);
+	assert_int_equal(pipe(from), 0);
+	ref_pid = fork();
+	assert_true(ref_pid >= 0);
+	if (!ref_pid) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[0]);
+		close(to[1]);
+		close(from[0]);
+		close(from[1]);
+		execl(python(), "python3", script, "--serve", (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	ref_in = fdopen(to[1], "w");
+	ref_out = fdopen(from[0], "r");
+	assert_non_null(ref_in);
+	assert_non_null(ref_out);
+}
+
+static void reference_stop(void)
+{
+	if (!ref_pid)
+		return;
+	fclose(ref_in);
+	fclose(ref_out);
+	waitpid(ref_pid, NULL, 0);
+	ref_pid = 0;
+}
+
+/* The reference's logits (float64) of every position of @tok. */
+static double *reference(const char *model, const uint32_t *tok, size_t n, size_t n_vocab)
+{
+	char tpath[1200], opath[1200], line[512] = "no answer";
+	double *ref = malloc(n * n_vocab * sizeof(double));
+	FILE *f;
+	size_t i;
+
+	snprintf(tpath, sizeof(tpath), "%s/tokens.txt", tmpdir);
+	snprintf(opath, sizeof(opath), "%s/logits.f64", tmpdir);
+	f = fopen(tpath, "w");
+	assert_non_null(f);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%u\n", tok[i]);
+	fclose(f);
+	if (!ref_pid)
+		reference_start();
+	fprintf(ref_in, "%s %s %s\n", model, tpath, opath);
+	fflush(ref_in);
+	if (!fgets(line, sizeof(line), ref_out) || strcmp(line, "ok\n"))
+		fail_msg("reference on %s: %s", model, line);
+	f = fopen(opath, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(ref, sizeof(double), n * n_vocab, f), n * n_vocab);
+	fclose(f);
+	return ref;
+}
+
+struct ref_case {
+	const char	*preset;
+	const char	*dtype;
+	double		tol;
+};
+
+/*
+ * Logits of a 64-token prompt against the reference; for F32 also the
+ * greedy continuation of 32 tokens, position by position.
+ */
+static void test_reference(void **state)
+{
+	const struct ref_case *rc = *state;
+	bool greedy = !strcmp(rc->dtype, "F32");
+	uint32_t tok[PROMPT_LEN + GEN_LEN], table[8], i, n_gen = greedy ? GEN_LEN : 0;
+	struct loaded l;
+	char path[1200];
+	double *ref, err, margin = INFINITY;
+	size_t v;
+	float *out;
+
+	if (!have_torch()) {
+		print_message("[  SKIP    ] %s cannot import torch: reference not checked "
+			      "(apt-get install python3-torch)\n", python());
+		skip();
+	}
+	load(&l, rc->preset, rc->dtype, path, sizeof(path));
+	v = l.b->n_vocab;
+	for (i = 0; i < 8; i++)
+		table[i] = 7 * i + 3;
+	out = malloc((PROMPT_LEN + GEN_LEN) * v * sizeof(float));
+	tokens_fill(tok, PROMPT_LEN, v, 1);
+	run_alone(l.b, tok, PROMPT_LEN, PROMPT_LEN, table, out);
+	/* Greedy decode, one token per step, after the prompt. */
+	for (i = 0; i + 1 < n_gen; i++) {
+		uint32_t pos = PROMPT_LEN + i;
+		struct backend_seq s = {
+			.block_table = table, .n_blocks = 8, .pos = pos, .tokens = &tok[pos],
+			.n_tokens = 1,
+		};
+
+		tok[pos] = argmax(out + (size_t)(pos - 1) * v, v);
+		assert_int_equal(backend_step(l.b, &s, 1, out + (size_t)pos * v), 0);
+	}
+	if (n_gen)
+		tok[PROMPT_LEN + n_gen - 1] = argmax(out + (size_t)(PROMPT_LEN + n_gen - 2) * v, v);
+
+	ref = reference(path, tok, PROMPT_LEN + (n_gen ? n_gen - 1 : 0), v);
+	err = rel_err(out, ref, PROMPT_LEN * v);
+	print_message("[          ] %s %s: relative error %.3g (limit %.0e)\n", rc->preset,
+		      rc->dtype, err, rc->tol);
+	assert_true(err < rc->tol);
+	for (i = 0; i < n_gen; i++) {
+		uint32_t pos = PROMPT_LEN + i - 1;
+		double best = -INFINITY, second = -INFINITY;
+		uint32_t j, arg = 0;
+
+		for (j = 0; j < v; j++) {
+			double x = ref[pos * v + j];
+
+			if (x > best) {
+				second = best;
+				best = x;
+				arg = j;
+			} else if (x > second) {
+				second = x;
+			}
+		}
+		if (arg != tok[pos + 1])
+			fail_msg("greedy token %u: engine %u, reference %u", i, tok[pos + 1], arg);
+		if (best - second < margin)
+			margin = best - second;
+	}
+	if (n_gen)
+		print_message("[          ] greedy continuation of %u tokens identical "
+			      "(smallest top-2 logit gap %.3g)\n", n_gen, margin);
+	free(ref);
+	free(out);
+	unload(&l);
+}
+
+#define NSEQ	8
+#define EXTRA	3	/* decode tokens after each prompt */
+
+/*
+ * 8 sequences of different lengths advance together, each by a different
+ * chunk size each step (prefill chunks and single decode tokens mixed), with
+ * interleaved block tables: the logits equal those of each run alone.
+ */
+static void batch_vs_alone(const char *preset, const char *dtype)
+{
+	static const uint32_t len[NSEQ] = { 1, 5, 16, 17, 33, 40, 64, 3 };
+	static const uint32_t chunks[] = { 1, 7, 64, 3, 1 };
+	uint32_t *tok[NSEQ], table[NSEQ][8], done[NSEQ] = { 0 }, i, j, step;
+	float *alone[NSEQ], *together[NSEQ], *out;
+	struct backend_seq s[NSEQ];
+	struct loaded l;
+	char path[1200];
+	size_t v;
+	double worst = 0;
+	bool exact = true;
+
+	load(&l, preset, dtype, path, sizeof(path));
+	v = l.b->n_vocab;
+	out = malloc(256 * v * sizeof(float));
+	for (i = 0; i < NSEQ; i++) {
+		uint32_t n = len[i] + EXTRA;
+
+		tok[i] = malloc(n * sizeof(uint32_t));
+		tokens_fill(tok[i], n, v, 10 + i);
+		alone[i] = malloc(n * v * sizeof(float));
+		together[i] = malloc(n * v * sizeof(float));
+		/* Alone: contiguous blocks 0.., prompt at once, then decodes. */
+		for (j = 0; j < 8; j++)
+			table[i][j] = j;
+		run_alone(l.b, tok[i], len[i], len[i], table[i], alone[i]);
+		for (j = len[i]; j < n; j++) {
+			struct backend_seq d = {
+				.block_table = table[i], .n_blocks = 8, .pos = j,
+				.tokens = &tok[i][j], .n_tokens = 1,
+			};
+
+			assert_int_equal(backend_step(l.b, &d, 1, alone[i] + (size_t)j * v), 0);
+		}
+		/* Together: interleaved, scattered, descending block ids. */
+		for (j = 0; j < 8; j++)
+			table[i][j] = N_BLOCKS - 1 - (j * NSEQ + (i * 3) % NSEQ);
+	}
+	for (step = 0;; step++) {
+		uint32_t n = 0, o = 0;
+
+		for (i = 0; i < NSEQ; i++) {
+			uint32_t left = len[i] + EXTRA - done[i], c = chunks[(i + step) % 5];
+
+			if (!left)
+				continue;
+			s[n] = (struct backend_seq){
+				.block_table = table[i], .n_blocks = 8, .pos = done[i],
+				.tokens = tok[i] + done[i], .n_tokens = c < left ? c : left,
+				.logits = BACKEND_LOGITS_ALL,
+			};
+			n++;
+		}
+		if (!n)
+			break;
+		assert_int_equal(backend_step(l.b, s, n, out), 0);
+		for (i = 0, j = 0; i < NSEQ; i++) {
+			if (done[i] == len[i] + EXTRA)
+				continue;
+			memcpy(together[i] + (size_t)done[i] * v, out + (size_t)o * v,
+			       s[j].n_tokens * v * sizeof(float));
+			o += s[j].n_tokens;
+			done[i] += s[j].n_tokens;
+			j++;
+		}
+	}
+	for (i = 0; i < NSEQ; i++) {
+		size_t n = (size_t)(len[i] + EXTRA) * v;
+		double e = rel_err_f(together[i], alone[i], n);
+
+		if (memcmp(together[i], alone[i], n * sizeof(float)))
+			exact = false;
+		if (e > worst)
+			worst = e;
+		free(tok[i]);
+		free(alone[i]);
+		free(together[i]);
+	}
+	print_message("[          ] %s %s: %u steps, worst relative difference %.3g%s\n", preset,
+		      dtype, step, worst, exact ? " (bit-identical)" : "");
+	assert_true(worst < 1e-6);
+	free(out);
+	unload(&l);
+}
+
+static void test_batch_llama(void **state)
+{
+	(void)state;
+	batch_vs_alone("tiny", "F32");
+	batch_vs_alone("tiny", "Q8_0");
+}
+
+static void test_batch_qwen2(void **state)
+{
+	(void)state;
+	batch_vs_alone("tiny-qwen2", "F32");
+	batch_vs_alone("tiny-qwen2", "BF16");
+}
+
+/* A 64-token prompt fed in chunks of 1, 7 and 64 gives the same logits. */
+static void test_chunks(void **state)
+{
+	static const uint32_t chunk[] = { 1, 7, 64 };
+	uint32_t tok[PROMPT_LEN], table[4] = { 9, 2, 40, 17 }, i;
+	float *ref, *out;
+	struct loaded l;
+	char path[1200];
+	size_t v, n;
+
+	(void)state;
+	load(&l, "tiny-qwen2", "F16", path, sizeof(path));
+	v = l.b->n_vocab;
+	n = PROMPT_LEN * v;
+	tokens_fill(tok, PROMPT_LEN, v, 5);
+	ref = malloc(n * sizeof(float));
+	out = malloc(n * sizeof(float));
+	run_alone(l.b, tok, PROMPT_LEN, PROMPT_LEN, table, ref);
+	for (i = 0; i < 3; i++) {
+		double e;
+
+		memset(out, 0, n * sizeof(float));
+		run_alone(l.b, tok, PROMPT_LEN, chunk[i], table, out);
+		e = rel_err_f(out, ref, n);
+		print_message("[          ] chunks of %u: relative difference %.3g\n", chunk[i], e);
+		assert_true(e < 1e-6);
+	}
+	free(ref);
+	free(out);
+	unload(&l);
+}
+
+/* LOGITS_LAST gives the last row of LOGITS_ALL; LOGITS_NONE gives nothing. */
+static void test_logits_modes(void **state)
+{
+	uint32_t tok[20], table[2] = { 5, 6 };
+	struct backend_seq s[2];
+	float *all, *two;
+	struct loaded l;
+	char path[1200];
+	size_t v;
+
+	(void)state;
+	load(&l, "tiny", "F16", path, sizeof(path));
+	v = l.b->n_vocab;
+	tokens_fill(tok, 20, v, 3);
+	all = malloc(20 * v * sizeof(float));
+	two = malloc(2 * v * sizeof(float));
+	run_alone(l.b, tok, 20, 20, table, all);
+	s[0] = (struct backend_seq){ .block_table = table, .n_blocks = 2, .pos = 0,
+				     .tokens = tok, .n_tokens = 12,
+				     .logits = BACKEND_LOGITS_NONE };
+	assert_int_equal(backend_step(l.b, s, 1, NULL), 0);
+	s[0] = (struct backend_seq){ .block_table = table, .n_blocks = 2, .pos = 12,
+				     .tokens = tok + 12, .n_tokens = 8 };
+	assert_int_equal(backend_step(l.b, s, 1, two), 0);
+	assert_memory_equal(two, all + 19 * v, v * sizeof(float));
+	free(all);
+	free(two);
+	unload(&l);
+}
+
+/* Bad steps are refused with the documented errors, before any work. */
+static void test_bad_steps(void **state)
+{
+	uint32_t tok[300] = { 0 }, table[32] = { 0 };
+	struct backend_seq s = { .block_table = table, .n_blocks = 1, .tokens = tok,
+				 .n_tokens = 1 };
+	struct backend_seq t;
+	struct loaded l;
+	char path[1200];
+	float *out;
+
+	(void)state;
+	load(&l, "tiny", "F32", path, sizeof(path));
+	out = malloc(300 * l.b->n_vocab * sizeof(float));
+	assert_int_equal(backend_step(l.b, &s, 0, out), -EINVAL);
+	assert_int_equal(backend_step(l.b, &s, 1, NULL), -EINVAL);	/* logits wanted */
+	t = s;
+	t.n_tokens = 0;
+	assert_int_equal(backend_step(l.b, &t, 1, out), -EINVAL);
+	t = s;
+	tok[0] = l.b->n_vocab;
+	assert_int_equal(backend_step(l.b, &t, 1, out), -EINVAL);
+	tok[0] = 0;
+	t.n_tokens = 17;	/* one block holds 16 */
+	assert_int_equal(backend_step(l.b, &t, 1, out), -EINVAL);
+	t = s;
+	table[0] = N_BLOCKS;
+	assert_int_equal(backend_step(l.b, &t, 1, out), -EINVAL);
+	table[0] = 0;
+	t.logits = 7;
+	assert_int_equal(backend_step(l.b, &t, 1, out), -EINVAL);
+	t = s;
+	t.n_blocks = 32;
+	t.n_tokens = 257;	/* max_tokens 256 */
+	assert_int_equal(backend_step(l.b, &t, 1, out), -E2BIG);
+	t.n_tokens = 1;
+	t.pos = 512;		/* max_context 512 */
+	t.n_blocks = 32;
+	assert_int_equal(backend_step(l.b, &t, 1, out), -E2BIG);
+	free(out);
+	unload(&l);
+}
+
+/* Run a shell command; its stdout (and stderr) into malloc'ed strings. */
+static int sh(const char *cmd, char **out, char **err)
+{
+	char o[1200], e[1200], full[4000];
+	size_t n;
+	FILE *f;
+	int rc;
+
+	snprintf(o, sizeof(o), "%s/cli.out", tmpdir);
+	snprintf(e, sizeof(e), "%s/cli.err", tmpdir);
+	snprintf(full, sizeof(full), "%s >%s 2>%s", cmd, o, e);
+	rc = system(full);
+	f = fopen(o, "r");
+	assert_non_null(f);
+	*out = calloc(1, 65536);
+	n = fread(*out, 1, 65535, f);
+	(void)n;
+	fclose(f);
+	f = fopen(e, "r");
+	assert_non_null(f);
+	*err = calloc(1, 65536);
+	n = fread(*err, 1, 65535, f);
+	(void)n;
+	fclose(f);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static size_t lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/*
+ * llmq run: greedy output is the same twice and stops at --max-tokens;
+ * --verbose reports both rates on stderr, never on stdout; a bad flag
+ * exits 2 with one line. Skipped while llmq has no run command.
+ */
+static void test_cli_run(void **state)
+{
+	char cmd[3000], path[1200], *o1, *e1, *o2, *e2;
+	struct loaded l;
+	int rc;
+
+	(void)state;
+	load(&l, "tiny", "F16", path, sizeof(path));
+	unload(&l);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run", getenv("LLMQ_BIN_DIR"));
+	rc = sh(cmd, &o1, &e1);
+	if (!strstr(e1, "usage: llmq run")) {
+		print_message("[  SKIP    ] llmq has no run command yet (rc %d: %s)\n", rc, e1);
+		free(o1);
+		free(e1);
+		skip();
+	}
+	assert_int_equal(rc, 2);
+	free(o1);
+	free(e1);
+
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --temperature 0 --max-tokens 12 "
+		 "--threads 2 --verbose 'Once upon a time'", getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(sh(cmd, &o1, &e1), 0);
+	assert_int_equal(sh(cmd, &o2, &e2), 0);
+	assert_string_equal(o1, o2);
+	assert_non_null(strstr(e1, "prefill: "));
+	assert_non_null(strstr(e1, "decode: "));
+	assert_null(strstr(o1, "tokens/s"));
+	free(o1);
+	free(e1);
+	free(o2);
+	free(e2);
+
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --bogus x", getenv("LLMQ_BIN_DIR"),
+		 path);
+	assert_int_equal(sh(cmd, &o1, &e1), 2);
+	assert_int_equal(lines(e1), 1);
+	assert_string_equal(o1, "");
+	free(o1);
+	free(e1);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --top-k -1 x", getenv("LLMQ_BIN_DIR"),
+		 path);
+	assert_int_equal(sh(cmd, &o1, &e1), 2);
+	assert_int_equal(lines(e1), 1);
+	free(o1);
+	free(e1);
+}
+
+static int teardown(void **state)
+{
+	char cmd[1200];
+
+	(void)state;
+	reference_stop();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) ? -1 : 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+#define REF(p, d, t) { .preset = p, .dtype = d, .tol = t }
+static struct ref_case refs[] = {
+	REF("tiny", "F32", 1e-5), REF("tiny-qwen2", "F32", 1e-5),
+	REF("tiny", "F16", 1e-2), REF("tiny-qwen2", "F16", 1e-2),
+	REF("tiny", "BF16", 1e-2), REF("tiny-qwen2", "BF16", 1e-2),
+	REF("tiny", "Q8_0", 1e-2), REF("tiny-qwen2", "Q8_0", 1e-2),
+	REF("tiny", "Q4_0", 5e-2), REF("tiny-qwen2", "Q4_K", 5e-2),
+};
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+#define R(i) cmocka_unit_test_prestate(test_reference, &refs[i])
+		R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9),
+#undef R
+		cmocka_unit_test(test_batch_llama),
+		cmocka_unit_test(test_batch_qwen2),
+		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_logits_modes),
+		cmocka_unit_test(test_bad_steps),
+		cmocka_unit_test(test_cli_run),
+	};
+	char bindir[1200], *slash;
+
+	/* The binary is $(O)/tests/test_engine; tools are in $(O)/bin. */
+	(void)argc;
+	if (!realpath(argv[0], bindir))
+		return 1;
+	slash = strrchr(bindir, '/');
+	*slash = '\0';
+	strcat(bindir, "/../bin");
+	if (!getenv("LLMQ_BIN_DIR"))
+		setenv("LLMQ_BIN_DIR", bindir, 1);
+	if (!getcwd(srcdir, sizeof(srcdir)))
+		return 1;
+	return cmocka_run_group_tests_name("engine", tests, setup, teardown);
+}
