@@ -28,6 +28,7 @@ static const struct option run_opts[] = {
 	{ "top-k", required_argument, NULL, 'k' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "threads", required_argument, NULL, 'j' },
+	{ "kv-cache-mb", required_argument, NULL, 'c' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -36,6 +37,7 @@ struct run_opts {
 	const char		*model;
 	const char		*prompt;
 	unsigned int		threads;
+	unsigned long long	kv_mb;		/* 0: exactly prompt + max_tokens */
 	bool			verbose;
 	struct sampler_params	sp;
 };
@@ -105,6 +107,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			err = parse_u64(optarg, 1024, &u);
 			o->threads = u;
 			break;
+		case 'c':
+			err = parse_u64(optarg, 1ULL << 20, &u);
+			if (!err && !u)
+				err = -EINVAL;
+			o->kv_mb = u;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -120,7 +128,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (!o->model || optind != argc - 1) {
 		fprintf(stderr, "usage: llmq run --model FILE [--max-tokens N] [--temperature T] "
-			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--verbose] PROMPT\n");
+			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--kv-cache-mb N] "
+			"[--verbose] PROMPT\n");
 		return -EINVAL;
 	}
 	o->prompt = argv[optind];
@@ -243,6 +252,16 @@ int cmd_run(int argc, char **argv)
 	n_blocks = (ctx + bp.block_size - 1) / bp.block_size;
 	bp.n_threads = o.threads;
 	bp.kv_bytes = n_blocks * backend_kv_block_bytes(&m, bp.block_size);
+	if (o.kv_mb) {
+		/* One allocation of exactly the size asked for, if the request fits. */
+		if ((o.kv_mb << 20) < bp.kv_bytes) {
+			fprintf(stderr, "llmq run: --kv-cache-mb %llu is too small for %zu prompt "
+				"tokens + %u (needs %llu MiB)\n", o.kv_mb, n, o.sp.max_tokens,
+				(unsigned long long)((bp.kv_bytes + (1 << 20) - 1) >> 20));
+			goto out;
+		}
+		bp.kv_bytes = o.kv_mb << 20;
+	}
 	bp.max_tokens = n < RUN_PREFILL_CHUNK ? n : RUN_PREFILL_CHUNK;
 	bp.max_context = ctx;
 	b = backend_cpu_create(&m, &bp, err, sizeof(err));
