@@ -146,7 +146,7 @@ $(O)/tests/test_kernels: $(call obj,tests/unit/test_kernels.c) $(CPU_OBJS) $(CPU
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lpthread -lm
 
-$(O)/tests/bench_kernels: $(call obj,tests/unit/bench_kernels.c) $(CPU_OBJS) \
+$(O)/tests/bench_kernels: $(call obj,tests/unit/bench_kernels.c tests/unit/membw.c) $(CPU_OBJS) \
 			  $(call obj,runtime/dtype.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lpthread -lm
@@ -160,7 +160,7 @@ $(O)/tests/test_engine: $(call obj,tests/unit/test_engine.c) $(ENGINE_OBJS) \
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lpthread -lm
 
-$(O)/tests/bench_engine: $(call obj,tests/unit/bench_engine.c) $(ENGINE_OBJS)
+$(O)/tests/bench_engine: $(call obj,tests/unit/bench_engine.c tests/unit/membw.c) $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lpthread -lm
 

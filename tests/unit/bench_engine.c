@@ -17,19 +17,12 @@
 #include "cpu/threadpool.h"
 #include "dtype.h"
 #include "model.h"
+#include "membw.h"
 
 #define CTX_BLOCKS	8		/* 128 positions per batched sequence */
 #define MAX_BATCH	32
 #define PREFILL		512
 #define DECODE_STEPS	48
-
-struct copy_job {
-	char		*dst;
-	const char	*src;
-	size_t		len;
-	unsigned int	parts;
-	uint64_t	sink[64];
-};
 
 static double now(void)
 {
@@ -39,79 +32,22 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void copy_task(void *arg, unsigned int task, unsigned int thread)
-{
-	struct copy_job *j = arg;
-	size_t per = j->len / j->parts, off = (size_t)task * per;
-
-	(void)thread;
-	memcpy(j->dst + off, j->src + off, task == j->parts - 1 ? j->len - off : per);
-}
-
-/* Read every byte: 8 independent 64-bit sums, so the loop is load-bound. */
-static void read_task(void *arg, unsigned int task, unsigned int thread)
-{
-	struct copy_job *j = arg;
-	size_t per = j->len / j->parts / 64 * 64, off = (size_t)task * per, n, i;
-	const uint64_t *p = (const uint64_t *)(const void *)(j->src + off);
-	uint64_t s[8] = { 0 };
-
-	(void)thread;
-	n = (task == j->parts - 1 ? j->len - off : per) / 64;
-	for (i = 0; i < n; i++, p += 8) {
-		s[0] += p[0];
-		s[1] += p[1];
-		s[2] += p[2];
-		s[3] += p[3];
-		s[4] += p[4];
-		s[5] += p[5];
-		s[6] += p[6];
-		s[7] += p[7];
-	}
-	j->sink[task % 64] = s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7];
-}
-
-static double best_of(struct threadpool *pool, threadpool_fn fn, struct copy_job *j)
-{
-	double best = 1e30, t;
-	int r;
-
-	for (r = 0; r < 5; r++) {
-		t = now();
-		threadpool_run(pool, j->parts, fn, j);
-		t = now() - t;
-		if (t < best)
-			best = t;
-	}
-	return (double)j->len / best / 1e9;
-}
-
-/*
- * memcpy and a pure read over the pool, 256 MiB, best of 5 each, in GB/s:
- * bytes copied (resp. read) per second.
- */
+/* Copy and read bandwidth over the pool, 256 MiB, best of 5, in GB/s. */
 static void bandwidth(unsigned int threads, double *copy, double *read)
 {
 	struct threadpool *pool = threadpool_create(threads);
-	struct copy_job j = { .len = 256u << 20 };
+	unsigned int parts;
 
-	j.dst = malloc(j.len);
-	j.src = malloc(j.len);
-	if (!pool || !j.dst || !j.src) {
+	if (!pool) {
 		fprintf(stderr, "bench_engine: out of memory\n");
 		exit(1);
 	}
-	memset(j.dst, 1, j.len);
-	memset((char *)j.src, 2, j.len);
-	j.parts = threadpool_size(pool) * 4;
-	*copy = best_of(pool, copy_task, &j);
-	*read = best_of(pool, read_task, &j);
-	free(j.dst);
-	free((char *)j.src);
+	parts = threadpool_size(pool) * 4;
+	*copy = membw_copy(pool, 256u << 20, parts, 5);
+	*read = membw_read(pool, 256u << 20, parts, 5);
 	threadpool_destroy(pool);
 }
 
-/* Bytes of weights one token reads: every matrix once, the LM head once. */
 static double weight_bytes(const struct model *m)
 {
 	double b = 0;

@@ -18,14 +18,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/matmul.h"
 #include "cpu/threadpool.h"
-
-struct copy_job {
-	uint8_t		*dst;
-	const uint8_t	*src;
-	size_t		len;
-	unsigned int	parts;
-	double		sums[256];
-};
+#include "membw.h"
 
 static double now(void)
 {
@@ -33,38 +26,6 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void copy_task(void *arg, unsigned int task, unsigned int thread)
-{
-	struct copy_job *j = arg;
-	size_t per = j->len / j->parts, off = (size_t)task * per;
-
-	(void)thread;
-	memcpy(j->dst + off, j->src + off, task == j->parts - 1 ? j->len - off : per);
-}
-
-/* Read every byte: 8 independent 64-bit sums, so the loop is load-bound. */
-static void read_task(void *arg, unsigned int task, unsigned int thread)
-{
-	struct copy_job *j = arg;
-	size_t per = j->len / j->parts / 64 * 64, off = (size_t)task * per, n, i;
-	const uint64_t *p = (const uint64_t *)(const void *)(j->src + off);
-	uint64_t s[8] = { 0 };
-
-	(void)thread;
-	n = (task == j->parts - 1 ? j->len - off : per) / 64;
-	for (i = 0; i < n; i++, p += 8) {
-		s[0] += p[0];
-		s[1] += p[1];
-		s[2] += p[2];
-		s[3] += p[3];
-		s[4] += p[4];
-		s[5] += p[5];
-		s[6] += p[6];
-		s[7] += p[7];
-	}
-	j->sums[task % 256] = (double)(s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7]);
 }
 
 static void nop_task(void *arg, unsigned int task, unsigned int thread)
@@ -86,24 +47,6 @@ static double pool_overhead_us(struct threadpool *pool)
 	return (now() - t) / calls * 1e6;
 }
 
-/* Best of @reps runs of one pool job over @len bytes: GB/s. */
-static double bandwidth(struct threadpool *pool, threadpool_fn fn, struct copy_job *j,
-			unsigned int parts, int reps)
-{
-	double best = 1e30, t;
-	int r;
-
-	j->parts = parts;
-	for (r = 0; r < reps; r++) {
-		t = now();
-		threadpool_run(pool, parts, fn, j);
-		t = now() - t;
-		if (t < best)
-			best = t;
-	}
-	return (double)j->len / best / 1e9;
-}
-
 static float frand(uint64_t *s)
 {
 	*s ^= *s << 13;
@@ -123,9 +66,8 @@ int main(int argc, char **argv)
 	size_t mb = 100, k = 4096, len, maxrb, n;
 	int reps = 10, r;
 	struct threadpool *pool;
-	struct copy_job job;
 	double copy1, copyn, readn;
-	uint8_t *buf, *w;
+	uint8_t *w;
 	float *x, *y, *row;
 	uint64_t seed = 1, rb;
 	int only = -1;
@@ -157,18 +99,9 @@ int main(int argc, char **argv)
 	threads = threadpool_size(pool);
 	len = mb << 20;
 
-	/* copy and read bandwidth over 2 x len bytes, pages touched first */
-	buf = malloc(2 * len);
-	if (!buf)
-		return 1;
-	memset(buf, 1, 2 * len);
-	job.dst = buf + len;
-	job.src = buf;
-	job.len = len;
-	copy1 = bandwidth(NULL, copy_task, &job, 1, 5);
-	copyn = bandwidth(pool, copy_task, &job, threads, 5);
-	readn = bandwidth(pool, read_task, &job, threads, 5);
-	free(buf);
+	copy1 = membw_copy(NULL, len, 1, 5);
+	copyn = membw_copy(pool, len, threads, 5);
+	readn = membw_read(pool, len, threads, 5);
 
 	printf("CPU kernel paths here:");
 	for (isa = 0; isa < CPU_ISA_COUNT; isa++)
