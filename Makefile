@@ -240,7 +240,7 @@ bench-ring: deps all
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR)/linux $(DESTDIR)$(INCLUDEDIR)/llmq
-	install -m 755 $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(DESTDIR)$(BINDIR)
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
 	ln -sf libllmq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllmq.so.$(SOVERSION)
