@@ -75,7 +75,7 @@ TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer \
 		   $(O)/tests/test_kernels $(O)/tests/test_engine
 
-.PHONY: all check test demo bench-ring install clean deps modules fuzz test-oracles \
+.PHONY: all check test demo bench-ring install clean deps test-deps modules fuzz test-oracles \
 	bench-tokenizer bench-kernels bench-engine
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
 
@@ -183,6 +183,9 @@ $(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(
 deps:
 	@scripts/install-deps.sh
 
+test-deps:
+	@scripts/install-deps.sh --test
+
 # Reference implementations from npm that the tests compare against.
 test-oracles: tests/gguf/node_modules/.package-lock.json \
 	      tests/tokenizer/node_modules/.package-lock.json
@@ -196,7 +199,7 @@ tests/tokenizer/node_modules/.package-lock.json: tests/tokenizer/package.json \
 	fi
 
 # Tokens/s on 1 MiB of text, ours beside the npm reference tokenizers.
-bench-tokenizer: deps test-oracles $(O)/tests/bench_tokenizer
+bench-tokenizer: test-deps test-oracles $(O)/tests/bench_tokenizer
 	node tests/tokenizer/bench.mjs
 	$(O)/tests/bench_tokenizer
 
@@ -209,7 +212,7 @@ tests/gguf/node_modules/.package-lock.json: tests/gguf/package.json tests/gguf/p
 
 # The GGUF reader under libFuzzer with ASan+UBSan, seeded with real models.
 FUZZ_SECONDS	?= 60
-fuzz: $(O)/bin/llmq-mkmodel
+fuzz: test-deps $(O)/bin/llmq-mkmodel
 	@mkdir -p $(O)/fuzz/corpus
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -Iruntime \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -221,7 +224,7 @@ fuzz: $(O)/bin/llmq-mkmodel
 	$(O)/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 		$(O)/fuzz/corpus
 # Plain build and tests, then the same under ASan+UBSan in $(O)-asan.
-check: deps test-oracles
+check: test-deps test-oracles
 	@$(MAKE) --no-print-directory all tests-build
 	@$(MAKE) --no-print-directory O=$(O)-asan SAN=1 OPT=-O1 all tests-build
 	@scripts/run-tests.sh $(O) $(O)-asan

@@ -1,9 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Install what llmq needs to build and test, from Debian's packages, when it
-# is missing.  Quiet when everything is there; never prompts.
+# Install what llmq needs from Debian's packages, when it is missing.  Quiet
+# when everything is there; never prompts.
+#
+#   install-deps.sh          what building and running need (make, make demo)
+#   install-deps.sh --test   also the test references and tools (make check)
 set -euo pipefail
+
+tests=0
+[ "${1:-}" = "--test" ] && tests=1
 
 pkgs=()
 need() {	# need PKGCONFIG-NAME-OR-COMMAND DEBIAN-PACKAGE
@@ -20,13 +26,15 @@ need libnl-genl-3.0 libnl-genl-3-dev
 need json-c libjson-c-dev
 need libpcre2-8 libpcre2-dev
 [ -f /usr/include/uninorm.h ] || pkgs+=(libunistring-dev)
-[ -f /usr/include/simde/x86/avx512.h ] || pkgs+=(libsimde-dev)
-need cmd:clang clang
-/usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
-/usr/bin/python3 -c 'import torch' 2>/dev/null || pkgs+=(python3-torch)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 need cmd:cc gcc
 need cmd:make make
+if [ $tests -eq 1 ]; then
+	[ -f /usr/include/simde/x86/avx512.h ] || pkgs+=(libsimde-dev)
+	need cmd:clang clang
+	/usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
+	/usr/bin/python3 -c 'import torch' 2>/dev/null || pkgs+=(python3-torch)
+	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
 
 [ ${#pkgs[@]} -eq 0 ] && exit 0
 
