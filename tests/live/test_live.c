@@ -525,7 +525,6 @@ static void test_slow_reader(void **state)
 	struct llmq_params p = geometry(2, 4);
 	struct llmq_stats before, after;
 	struct llmq_ring r;
-	struct result a, b;
 
 	(void)state;
 	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
@@ -538,14 +537,13 @@ static void test_slow_reader(void **state)
 	/* Requests interleave; reap both streams and check each. */
 	{
 		struct llmq_cqe *cqe;
-		int got[3] = { 0 }, tok[3] = { 0 }, done = 0, res[3] = { 0 };
+		int got[3] = { 0 }, tok[3] = { 0 }, done = 0, res[3] = { 0 }, k;
 		uint32_t first[3] = { 0 };
 
 		while (done < 2) {
 			assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 			assert_true(cqe->user_data == 1 || cqe->user_data == 2);
-			int k = (int)cqe->user_data;
-
+			k = (int)cqe->user_data;
 			assert_int_equal(cqe->index, got[k]);
 			got[k]++;
 			if (cqe->flags & LLMQ_CQE_F_MORE) {
@@ -564,8 +562,6 @@ static void test_slow_reader(void **state)
 		assert_int_equal(res[1], 300);
 		assert_int_equal(res[2], 200);
 	}
-	(void)a;
-	(void)b;
 	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
 	assert_true(after.cqes_overflowed - before.cqes_overflowed > 400);
 	llmq_queue_exit(&r);
@@ -870,7 +866,6 @@ static void test_window_full(void **state)
 {
 	struct llmq_params p = geometry(8, 64);
 	struct llmq_ring r;
-	struct result res;
 	uint64_t t0, ms;
 	int i;
 
@@ -883,7 +878,6 @@ static void test_window_full(void **state)
 		struct llmq_cqe *cqe;
 		int finals = 0;
 
-		(void)res;
 		while (!finals) {
 			assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 			finals = !(cqe->flags & LLMQ_CQE_F_MORE);

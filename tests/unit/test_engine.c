@@ -25,6 +25,7 @@
 
 #include "backend.h"
 #include "model.h"
+#include "testenv.h"
 
 #define PROMPT_LEN	64
 #define GEN_LEN		32
@@ -649,17 +650,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_steps),
 		cmocka_unit_test(test_cli_run),
 	};
-	char bindir[1200], *slash;
-
-	/* The binary is $(O)/tests/test_engine; tools are in $(O)/bin. */
 	(void)argc;
-	if (!realpath(argv[0], bindir))
+	if (testenv_bin_dir(argv[0]))
 		return 1;
-	slash = strrchr(bindir, '/');
-	*slash = '\0';
-	strcat(bindir, "/../bin");
-	if (!getenv("LLMQ_BIN_DIR"))
-		setenv("LLMQ_BIN_DIR", bindir, 1);
 	if (!getcwd(srcdir, sizeof(srcdir)))
 		return 1;
 	return cmocka_run_group_tests_name("engine", tests, setup, teardown);

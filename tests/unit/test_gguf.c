@@ -26,6 +26,7 @@
 #include "gguf.h"
 #include "model.h"
 #include "rng.h"
+#include "testenv.h"
 
 static char tmpdir[] = "/tmp/llmq-gguf-XXXXXX";
 static char srcdir[1024];
@@ -651,16 +652,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_truncated_everywhere),
 		cmocka_unit_test(test_hostile_fields),
 	};
-	char bindir[1200], *slash;
-
-	/* The binary is $(O)/tests/test_gguf; tools are in $(O)/bin, sources at the top. */
 	(void)argc;
-	if (!realpath(argv[0], bindir))
+	if (testenv_bin_dir(argv[0]))
 		return 1;
-	slash = strrchr(bindir, '/');
-	*slash = '\0';
-	strcat(bindir, "/../bin");
-	setenv("LLMQ_BIN_DIR", bindir, 1);
 	if (!getcwd(srcdir, sizeof(srcdir)))
 		return 1;
 	return cmocka_run_group_tests_name("gguf", tests, setup, teardown);
