@@ -53,12 +53,10 @@ struct engine_ops {
  * struct engine - an engine instance
  * @ops:		its operations
  * @step_delay_ns:	simulated compute time per step (null engine)
- * @priv:		backend data
  */
 struct engine {
 	const struct engine_ops *ops;
 	uint64_t step_delay_ns;
-	void *priv;
 };
 
 extern const struct engine_ops engine_null_ops;

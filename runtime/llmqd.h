@@ -120,7 +120,6 @@ struct request {
 	struct list_head	slink;		/* sched waiting / running */
 	struct client		*c;
 	uint64_t		user_data;
-	uint64_t		arrival;
 	int32_t			priority;
 	uint32_t		flags;
 	uint32_t		max_tokens;
@@ -157,7 +156,6 @@ struct llmqd {
 	struct ev		ev_signal;
 	struct signalfd_siginfo	sigbuf;
 	uint64_t		next_client_id;
-	uint64_t		next_arrival;
 	uint64_t		shutdown_seq;
 	bool			stopping;
 	bool			accepting;

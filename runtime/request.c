@@ -84,7 +84,6 @@ int req_create(struct client *c, const struct llmq_sqe *sqe, struct request **ou
 	r->max_tokens = sqe->max_tokens ? sqe->max_tokens : 16;
 	if (r->max_tokens > d->cfg.max_tokens_limit)
 		r->max_tokens = d->cfg.max_tokens_limit;
-	r->arrival = d->next_arrival++;
 	r->seq.prompt = r->prompt;
 	r->seq.prompt_len = r->prompt_len;
 	r->prompt_tokens = d->engine.ops->prompt_tokens(&d->engine, r->prompt, r->prompt_len);
