@@ -38,8 +38,8 @@ LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
 		   tools/lib/llmq/uds.c
 RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
-		   runtime/client.c runtime/request.c runtime/scheduler.c \
-		   runtime/sqe_check.c runtime/engine_null.c runtime/log.c
+		   runtime/client.c runtime/request.c runtime/serve.c runtime/metrics.c \
+		   runtime/sqe_check.c runtime/log.c
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
 TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
 		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
@@ -65,6 +65,9 @@ TOK_OBJS	:= $(call obj,$(TOK_SRCS))
 TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
 # The CPU engine: the forward step, the kernels under it, the model it reads.
 ENGINE_OBJS	:= $(call obj,runtime/cpu/backend_cpu.c) $(CPU_OBJS) $(MODEL_OBJS)
+# What llmqd serves with: engines, scheduler, block manager, sampler, tokenizer.
+SERVE_OBJS	:= $(call obj,runtime/engine.c runtime/backend_null.c runtime/scheduler.c \
+		   runtime/kv_blocks.c runtime/sampler.c) $(ENGINE_OBJS) $(TOK_OBJS)
 
 BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(O)/bin/llmq-mkmodel
 LIBA		:= $(O)/lib/libllmq.a
@@ -73,7 +76,7 @@ PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer \
-		   $(O)/tests/test_kernels $(O)/tests/test_engine
+		   $(O)/tests/test_kernels $(O)/tests/test_engine $(O)/tests/test_kv_blocks
 
 .PHONY: all check test demo bench-ring install clean deps test-deps modules fuzz test-oracles \
 	bench-tokenizer bench-kernels bench-engine
@@ -102,9 +105,9 @@ $(PCFILE): tools/lib/llmq/libllmq.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/bin/llmqd: $(RT_OBJS) $(LIBA)
+$(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) -lpthread -lm
 
 $(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
 	       $(call obj,runtime/sampler.c) $(LIBA)
@@ -171,6 +174,10 @@ bench-engine: $(O)/bin/llmq-mkmodel $(O)/tests/bench_engine
 $(O)/tests/test_sampler: $(call obj,tests/unit/test_sampler.c runtime/sampler.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
+
+$(O)/tests/test_kv_blocks: $(call obj,tests/unit/test_kv_blocks.c runtime/kv_blocks.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
 
 $(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)

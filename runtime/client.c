@@ -394,8 +394,8 @@ static void handle_sqe(struct client *c, const struct llmq_sqe *sqe)
 		err = req_create(c, sqe, &r);
 		if (err)
 			post_result(c, sqe->user_data, err);
-		else
-			sched_add(d, r);
+		else if ((err = serve_submit(d, r)))
+			req_finish(r, err, LLMQ_FINISH_ERROR);
 		break;
 	}
 }

@@ -1,64 +1,72 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The engine interface: run one step over a batch of sequences.  Engines know
- * nothing of rings, clients or scheduling; they see prompts and positions.
+ * The engine: what llmqd computes with.  A backend (cpu, or null for tests
+ * and ring measurements), the model it runs and that model's tokenizer,
+ * opened together from the command line's settings.  It knows nothing of
+ * rings, requests or scheduling.
  */
 #ifndef LLMQD_ENGINE_H
 #define LLMQD_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-/**
- * struct engine_seq - one sequence's part of a step
- * @prompt:	the prompt bytes (runtime-owned copy)
- * @prompt_len:	their length
- * @pos:	tokens generated so far
- * @state:	engine-private, zero before the first step
- * @token:	out: the next token
- * @text:	out: its text, valid until the next step
- * @text_len:	out: bytes of @text
- * @eos:	out: the sequence ended with @token
- */
-struct engine_seq {
-	const char	*prompt;
-	uint32_t	prompt_len;
-	uint32_t	pos;
-	uint64_t	state;
-	uint32_t	token;
-	const char	*text;
-	uint32_t	text_len;
-	bool		eos;
-};
+#include "backend.h"
+#include "model.h"
+#include "tokenizer.h"
 
-struct engine;
+#define ENGINE_MAX_EOS	4
 
 /**
- * struct engine_ops - what a backend provides
- * @name:	as given to --engine
- * @init:	set up; returns 0 or -errno
- * @fini:	release everything
- * @prompt_tokens: how many tokens a prompt has (for usage reporting)
- * @step:	produce one token for each of @n sequences; 0 or -errno
+ * struct engine_config - how to open an engine
+ * @backend:		"cpu" or "null"
+ * @model_path:		cpu: the GGUF file
+ * @threads:		cpu: compute threads, 0 = one per core
+ * @kv_bytes:		KV cache budget in bytes
+ * @kv_blocks:		if not 0, exactly this many KV blocks (overrides
+ *			@kv_bytes)
+ * @block_size:		tokens per KV block
+ * @max_step_tokens:	most tokens in one step
+ * @max_model_len:	longest sequence; 0 = the model's training context,
+ *			capped by what the KV cache holds
+ * @null_delay_ns:	null: wall time per step
  */
-struct engine_ops {
-	const char *name;
-	int (*init)(struct engine *e);
-	void (*fini)(struct engine *e);
-	uint32_t (*prompt_tokens)(struct engine *e, const char *prompt, uint32_t len);
-	int (*step)(struct engine *e, struct engine_seq *const *seqs, unsigned int n);
+struct engine_config {
+	const char	*backend;
+	const char	*model_path;
+	unsigned int	threads;
+	size_t		kv_bytes;
+	uint32_t	kv_blocks;
+	uint32_t	block_size;
+	uint32_t	max_step_tokens;
+	uint32_t	max_model_len;
+	uint64_t	null_delay_ns;
 };
 
 /**
- * struct engine - an engine instance
- * @ops:		its operations
- * @step_delay_ns:	simulated compute time per step (null engine)
+ * struct engine - an open engine
+ * @be:			the backend
+ * @tok:		the tokenizer
+ * @model:		the model (cpu only)
+ * @have_model:		@model is loaded
+ * @eos_ids:		tokens that end a sequence
+ * @nr_eos:		how many
+ * @max_model_len:	longest sequence, prompt and output
+ * @desc:		one line for the log: backend, model, sizes
  */
 struct engine {
-	const struct engine_ops *ops;
-	uint64_t step_delay_ns;
+	struct backend		*be;
+	struct tokenizer	*tok;
+	struct model		model;
+	bool			have_model;
+	uint32_t		eos_ids[ENGINE_MAX_EOS];
+	uint32_t		nr_eos;
+	uint32_t		max_model_len;
+	char			desc[256];
 };
 
-extern const struct engine_ops engine_null_ops;
+int engine_open(struct engine *e, const struct engine_config *c, char *err, size_t errlen);
+void engine_close(struct engine *e);
 
 #endif /* LLMQD_ENGINE_H */

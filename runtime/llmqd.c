@@ -31,6 +31,17 @@ enum {
 	OPT_SHUTDOWN_TIMEOUT,
 	OPT_SOCKET_MODE,
 	OPT_POLL_US,
+	OPT_MODEL,
+	OPT_THREADS,
+	OPT_KV_CACHE_MB,
+	OPT_NUM_KV_BLOCKS,
+	OPT_BLOCK_SIZE,
+	OPT_MAX_NUM_SEQS,
+	OPT_MAX_NUM_BATCHED,
+	OPT_MAX_MODEL_LEN,
+	OPT_MAX_QUEUED,
+	OPT_NO_PREFIX_CACHING,
+	OPT_PREFIX_SALT,
 	OPT_FOREGROUND,
 	OPT_VERSION,
 };
@@ -48,6 +59,17 @@ static const struct option options[] = {
 	{ "shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
 	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
+	{ "model",		required_argument, NULL, OPT_MODEL },
+	{ "threads",		required_argument, NULL, OPT_THREADS },
+	{ "kv-cache-mb",	required_argument, NULL, OPT_KV_CACHE_MB },
+	{ "num-kv-blocks",	required_argument, NULL, OPT_NUM_KV_BLOCKS },
+	{ "block-size",		required_argument, NULL, OPT_BLOCK_SIZE },
+	{ "max-num-seqs",	required_argument, NULL, OPT_MAX_NUM_SEQS },
+	{ "max-num-batched-tokens", required_argument, NULL, OPT_MAX_NUM_BATCHED },
+	{ "max-model-len",	required_argument, NULL, OPT_MAX_MODEL_LEN },
+	{ "max-queued-requests", required_argument, NULL, OPT_MAX_QUEUED },
+	{ "no-prefix-caching",	no_argument,	   NULL, OPT_NO_PREFIX_CACHING },
+	{ "prefix-cache-salt",	required_argument, NULL, OPT_PREFIX_SALT },
 	{ "foreground",		no_argument,	   NULL, OPT_FOREGROUND },
 	{ "verbose",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
@@ -60,10 +82,25 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmqd [OPTIONS]\n"
 		"  --socket PATH             userspace-transport socket (default $LLMQ_SOCKET or %s)\n"
-		"  --engine NAME             inference engine: null (default null)\n"
+		"  --engine NAME             cpu or null (default cpu with --model, else null)\n"
+		"  --model FILE              GGUF model for the cpu engine\n"
+		"  --threads N               cpu engine: compute threads, 0..1024; 0 = one per core\n"
+		"                            (default 0)\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
+		"  --kv-cache-mb N           KV cache size in MiB, 1..1048576 (default 256)\n"
+		"  --num-kv-blocks N         exactly N KV blocks, 1..16777216 (overrides --kv-cache-mb)\n"
+		"  --block-size N            tokens per KV block, 1..1024 (default 16)\n"
 		"  --batch-timeout-ms N      batch window, 0..60000; 0 starts at once (default 2)\n"
-		"  --max-batch-size N        requests per step, and a full window, 1..4096 (default 64)\n"
+		"  --max-batch-size N        requests waiting that close the window early, 1..4096\n"
+		"                            (default --max-num-seqs)\n"
+		"  --max-num-seqs N          sequences per step, 1..4096 (default 64)\n"
+		"  --max-num-batched-tokens N  tokens per step, 1..65536 (default 512)\n"
+		"  --max-model-len N         longest prompt + output in tokens, 2..16777216\n"
+		"                            (default: the model's context, capped by the KV cache)\n"
+		"  --max-queued-requests N   waiting requests before -EBUSY, 1..1048576 (default 4096)\n"
+		"  --no-prefix-caching       compute every prompt in full\n"
+		"  --prefix-cache-salt S     uid: users share cached prefixes only with\n"
+		"                            themselves; none: everyone shares (default uid)\n"
 		"  --max-client-requests N   requests one client may have in flight, 1..65536 (default 256)\n"
 		"  --max-cq-overflow N       CQEs held for a full CQ before -ENOBUFS, 1..1048576 (default 4096)\n"
 		"  --max-prompt-bytes N      longest prompt, 1..%u (default 1048576)\n"
@@ -118,9 +155,51 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->socket_path = optarg;
 			break;
 		case OPT_ENGINE:
-			if (strcmp(optarg, "null"))
-				bad_flag("engine", optarg, "is not a known engine (null)");
-			cfg->engine = optarg;
+			if (strcmp(optarg, "null") && strcmp(optarg, "cpu"))
+				bad_flag("engine", optarg, "is not a known engine (cpu, null)");
+			cfg->engine.backend = optarg;
+			break;
+		case OPT_MODEL:
+			if (!*optarg)
+				bad_flag("model", optarg, "is empty");
+			cfg->engine.model_path = optarg;
+			break;
+		case OPT_THREADS:
+			cfg->engine.threads = parse_u32("threads", optarg, 0, 1024, 10);
+			break;
+		case OPT_KV_CACHE_MB:
+			cfg->kv_cache_mb = parse_u32("kv-cache-mb", optarg, 1, 1 << 20, 10);
+			break;
+		case OPT_NUM_KV_BLOCKS:
+			cfg->engine.kv_blocks = parse_u32("num-kv-blocks", optarg, 1, 1 << 24, 10);
+			break;
+		case OPT_BLOCK_SIZE:
+			cfg->engine.block_size = parse_u32("block-size", optarg, 1, 1024, 10);
+			break;
+		case OPT_MAX_NUM_SEQS:
+			cfg->sched.max_num_seqs = parse_u32("max-num-seqs", optarg, 1, 4096, 10);
+			break;
+		case OPT_MAX_NUM_BATCHED:
+			cfg->sched.max_num_batched_tokens =
+				parse_u32("max-num-batched-tokens", optarg, 1, 65536, 10);
+			break;
+		case OPT_MAX_MODEL_LEN:
+			cfg->engine.max_model_len = parse_u32("max-model-len", optarg, 2, 1 << 24, 10);
+			break;
+		case OPT_MAX_QUEUED:
+			cfg->sched.max_queued = parse_u32("max-queued-requests", optarg, 1, 1 << 20,
+							  10);
+			break;
+		case OPT_NO_PREFIX_CACHING:
+			cfg->prefix_caching = false;
+			break;
+		case OPT_PREFIX_SALT:
+			if (!strcmp(optarg, "uid"))
+				cfg->prefix_salt_uid = true;
+			else if (!strcmp(optarg, "none"))
+				cfg->prefix_salt_uid = false;
+			else
+				bad_flag("prefix-cache-salt", optarg, "is not uid or none");
 			break;
 		case OPT_NULL_DELAY:
 			cfg->null_delay_us = parse_u32("null-delay-us", optarg, 0, 10000000, 10);
@@ -129,7 +208,7 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->batch_timeout_ms = parse_u32("batch-timeout-ms", optarg, 0, 60000, 10);
 			break;
 		case OPT_MAX_BATCH:
-			cfg->max_batch_size = parse_u32("max-batch-size", optarg, 1, 4096, 10);
+			cfg->sched.max_batch_size = parse_u32("max-batch-size", optarg, 1, 4096, 10);
 			break;
 		case OPT_MAX_CLIENT_REQS:
 			cfg->max_client_requests = parse_u32("max-client-requests", optarg, 1,
@@ -181,6 +260,22 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 		fprintf(stderr, "llmqd: unexpected argument '%s'\n", argv[optind]);
 		exit(2);
 	}
+	if (!cfg->engine.backend)
+		cfg->engine.backend = cfg->engine.model_path ? "cpu" : "null";
+	if (!strcmp(cfg->engine.backend, "cpu") && !cfg->engine.model_path) {
+		fprintf(stderr, "llmqd: --engine cpu needs --model FILE.gguf\n");
+		exit(2);
+	}
+	if (!strcmp(cfg->engine.backend, "null") && cfg->engine.model_path) {
+		fprintf(stderr, "llmqd: --model is for the cpu engine, not null\n");
+		exit(2);
+	}
+	if (!cfg->sched.max_batch_size)
+		cfg->sched.max_batch_size = cfg->sched.max_num_seqs;
+	cfg->engine.kv_bytes = (size_t)cfg->kv_cache_mb << 20;
+	cfg->engine.max_step_tokens = cfg->sched.max_num_batched_tokens;
+	cfg->engine.null_delay_ns = cfg->null_delay_us * 1000ULL;
+	cfg->sched.batch_timeout_ns = cfg->batch_timeout_ms * 1000000ULL;
 }
 
 /*
@@ -231,12 +326,19 @@ int main(int argc, char **argv)
 {
 	static struct llmqd d;
 	int err, ready = -1;
-	char ok = 0;
+	char ok = 0, msg[512];
 
 	d.cfg = (struct llmqd_config){
-		.engine = "null",
+		.engine = { .block_size = BACKEND_DEFAULT_BLOCK_SIZE },
+		.sched = {
+			.max_num_seqs = 64,
+			.max_num_batched_tokens = 512,
+			.max_queued = 4096,
+		},
 		.batch_timeout_ms = 2,
-		.max_batch_size = 64,
+		.kv_cache_mb = 256,
+		.prefix_caching = true,
+		.prefix_salt_uid = true,
 		.max_client_requests = 256,
 		.max_cq_overflow = 4096,
 		.max_prompt_bytes = 1 << 20,
@@ -260,19 +362,15 @@ int main(int argc, char **argv)
 		pr_err("io_uring_queue_init: %s", strerror(-err));
 		return 1;
 	}
-	d.engine.ops = &engine_null_ops;
-	d.engine.step_delay_ns = d.cfg.null_delay_us * 1000ULL;
-	err = d.engine.ops->init(&d.engine);
+	err = serve_init(&d, msg, sizeof(msg));
 	if (err) {
-		pr_err("engine %s: %s", d.engine.ops->name, strerror(-err));
+		pr_err("%s", msg);
 		return 1;
 	}
-	err = sched_init(&d);
-	if (!err)
-		err = user_listen(&d);
+	err = user_listen(&d);
 	if (err)
 		return 1;
-	pr_info("listening on %s, engine %s", d.cfg.socket_path, d.engine.ops->name);
+	pr_info("listening on %s: %s", d.cfg.socket_path, d.engine.desc);
 	if (ready >= 0) {
 		(void)!write(ready, &ok, 1);
 		close(ready);
@@ -281,8 +379,7 @@ int main(int argc, char **argv)
 	}
 	err = loop_run(&d);
 	user_close_listener(&d);
-	d.engine.ops->fini(&d.engine);
-	sched_fini(&d);
+	serve_fini(&d);
 	io_uring_queue_exit(&d.ring);
 	pr_info("stopped");
 	return err ? 1 : 0;

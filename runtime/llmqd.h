@@ -8,24 +8,33 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/signalfd.h>
 #include <sys/types.h>
 #include <liburing.h>
 #include <linux/llmq.h>
 
 #include "engine.h"
+#include "kv_blocks.h"
 #include "list.h"
+#include "metrics.h"
 #include "scheduler.h"
+#include "tokenizer.h"
+
+struct sampler;
 
 /**
  * struct llmqd_config - everything the command line sets
  */
 struct llmqd_config {
 	const char	*socket_path;
-	const char	*engine;
+	struct engine_config engine;
+	struct sched_config sched;
 	uint32_t	null_delay_us;
 	uint32_t	batch_timeout_ms;
-	uint32_t	max_batch_size;
+	uint32_t	kv_cache_mb;
+	bool		prefix_caching;
+	bool		prefix_salt_uid;
 	uint32_t	max_client_requests;
 	uint32_t	max_cq_overflow;
 	uint32_t	max_prompt_bytes;
@@ -60,7 +69,6 @@ struct ev {
 
 enum timer_kind {
 	TIMER_WINDOW = 1,
-	TIMER_STEP,
 	TIMER_SHUTDOWN,
 };
 
@@ -117,26 +125,30 @@ struct client {
  */
 struct request {
 	struct list_head	clink;		/* client.reqs */
-	struct list_head	slink;		/* sched waiting / running */
 	struct client		*c;
 	uint64_t		user_data;
 	int32_t			priority;
 	uint32_t		flags;
 	uint32_t		max_tokens;
-	uint32_t		generated;
+	uint32_t		generated;	/* tokens output */
 	uint32_t		index;		/* CQEs posted so far */
 	uint32_t		prompt_tokens;
 	char			*prompt;
 	uint32_t		prompt_len;
 	uint32_t		*stop_ids;
 	uint32_t		nr_stop_ids;
-	char			*stop;		/* copied, used by model engines */
+	char			*stop;		/* NUL-separated stop strings */
 	uint32_t		stop_len;
+	char			**stops;	/* pointers into @stop */
+	uint32_t		nr_stops;
 	char			*text;		/* non-streamed output */
 	uint32_t		text_len;
 	uint32_t		text_cap;
-	struct engine_seq	seq;
-	bool			running;
+	struct sched_seq	seq;		/* tokens, blocks, state */
+	struct sampler		*smp;
+	struct tok_stream	ts;		/* UTF-8 held between tokens */
+	uint64_t		t_arrival;
+	uint64_t		t_last_token;
 };
 
 /**
@@ -146,7 +158,12 @@ struct llmqd {
 	struct llmqd_config	cfg;
 	struct io_uring		ring;
 	struct engine		engine;
+	struct kv_blocks	*kv;
 	struct sched		sched;
+	float			*logits;	/* max_num_seqs rows */
+	struct backend_seq	*bseqs;		/* max_num_seqs */
+	uint64_t		window_deadline; /* armed TIMER_WINDOW, 0 = none */
+	struct serve_metrics	metrics;
 	struct llmq_stats	stats;
 	struct list_head	clients;
 	struct list_head	dirty;
@@ -189,8 +206,19 @@ void client_set_need_wakeup(struct llmqd *d, bool on);
 
 /* request.c */
 int req_create(struct client *c, const struct llmq_sqe *sqe, struct request **out);
-void req_emit(struct request *r, const struct engine_seq *s);
+int req_output(struct request *r, bool is_token, uint32_t token, float logprob,
+	       const char *text, uint32_t len);
 void req_finish(struct request *r, int res, uint8_t finish);
 void req_free_silent(struct request *r);
+
+/* serve.c */
+int serve_init(struct llmqd *d, char *err, size_t errlen);
+void serve_fini(struct llmqd *d);
+int serve_submit(struct llmqd *d, struct request *r);
+void serve_remove(struct llmqd *d, struct request *r);
+bool serve_poll(struct llmqd *d);
+void serve_step(struct llmqd *d);
+void serve_update_stats(struct llmqd *d);
+void serve_dump_metrics(struct llmqd *d, FILE *f);
 
 #endif /* LLMQD_H */

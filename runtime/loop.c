@@ -3,11 +3,13 @@
  * The event loop: one io_uring for everything (accepts, handshakes, client
  * doorbells and hang-ups, signals, timers, wake-up writes).  Each turn
  * submits what the last turn queued and waits in the same io_uring_enter(),
- * handles every completion, runs at most one zero-delay engine step, then
- * publishes and wakes each client with news once.
+ * handles every completion, runs at most one engine step, then publishes
+ * and wakes each client with news once.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/signalfd.h>
@@ -102,6 +104,22 @@ void llmqd_stop(struct llmqd *d, bool now)
 		d->shutdown_seq = 0;
 }
 
+/* SIGUSR1: every metric, one log line each. */
+static void dump_metrics(struct llmqd *d)
+{
+	char *buf = NULL, *line, *save;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return;
+	serve_dump_metrics(d, f);
+	fclose(f);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		pr_info("%s", line);
+	free(buf);
+}
+
 static void on_signal(struct llmqd *d, int res)
 {
 	struct signalfd_siginfo *si = &d->sigbuf;
@@ -109,6 +127,11 @@ static void on_signal(struct llmqd *d, int res)
 	if (res != sizeof(*si)) {
 		pr_err("signalfd read failed: %d", res);
 		llmqd_stop(d, true);
+		return;
+	}
+	if (si->ssi_signo == SIGUSR1) {
+		dump_metrics(d);
+		arm_signal(d);
 		return;
 	}
 	pr_info("got signal %u", si->ssi_signo);
@@ -129,7 +152,7 @@ static void on_timer(struct llmqd *d, uint64_t ud, int res)
 			d->shutdown_seq = 0;
 		return;
 	}
-	sched_on_timer(d, kind, seq);
+	/* TIMER_WINDOW: waking the loop was the point; serve_poll() decides. */
 }
 
 static void dispatch(struct llmqd *d, struct io_uring_cqe *cqe)
@@ -178,6 +201,7 @@ static int signals_init(struct llmqd *d)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);
@@ -243,8 +267,14 @@ int loop_run(struct llmqd *d)
 		if (d->stopping && (!d->stats.requests_active || !d->shutdown_seq))
 			break;
 		client_flush(d);
-		if (d->sched.step_ready)
+		if (serve_poll(d)) {
+			/*
+			 * Steps back to back: clients do not ring while we
+			 * do not sleep, so look at their rings ourselves.
+			 */
+			client_poll_all(d);
 			err = io_uring_submit(&d->ring);
+		}
 		else
 			err = loop_sleep(d);
 		if (err < 0 && err != -EINTR && err != -EBUSY && err != -ETIME) {
@@ -257,8 +287,8 @@ int loop_run(struct llmqd *d)
 			n++;
 		}
 		io_uring_cq_advance(&d->ring, n);
-		if (d->sched.step_ready)
-			sched_run_step(d);
+		if (serve_poll(d))
+			serve_step(d);
 	}
 	client_kill_all(d, ESHUTDOWN);
 	return 0;

@@ -52,7 +52,6 @@
 #include "rng.h"
 #include "sampler.h"
 
-#define SAMPLER_MAX_STOP	32	/* stop strings per request */
 #define SAMPLER_MAX_STOP_LEN	256	/* bytes per stop string */
 #define SAMPLER_EPS		1e-5f	/* lower temperatures are greedy */
 #define TOP_P_SLACK		1e-6	/* float rounding allowed in top-p's sum */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SAMPLER_MAX_STOP	32	/* stop strings per request */
+
 /**
  * struct sampler_params - one request's sampling, in natural units
  * @temperature:	0 = greedy (argmax, lowest id on ties; so is anything below

@@ -1,180 +1,403 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The scheduler: "the bus leaves when full or on time".  When the engine is
- * idle and a request arrives, the batch window opens for batch_timeout_ms or
- * until max_batch_size requests wait; then steps run back to back.  At every
- * step boundary finished sequences have already left (their final CQE went
- * out the moment they finished) and waiting ones join, up to max_batch_size.
+ * The scheduler: "the bus leaves when full or on time", then continuous
+ * batching.  When the engine is idle and a request arrives, the batch window
+ * opens for batch_timeout_ns or until max_batch_size requests wait.  From
+ * then on steps run back to back; at every step boundary finished sequences
+ * have already left and waiting ones join.
+ *
+ * A step is planned as vLLM's chunked prefill does it: running decodes
+ * first (one token each), then running prefills, then waiting sequences,
+ * each taking what is left of max_num_batched_tokens, so a long prompt is
+ * cut into chunks and never stalls the decodes.  Every sequence is simply
+ * "n_computed of n_tokens": a prompt, a half-done prompt and a preempted
+ * sequence to recompute differ only in how far behind they are.
+ *
+ * When a running sequence needs a KV block and none is free, the running
+ * sequence with the lowest priority and the latest arrival that has no work
+ * in this step yet is preempted: its blocks are freed (the full ones stay
+ * in the prefix cache, so recomputing them is often a lookup) and it goes
+ * back to the waiting queue, ahead of everything that arrived after it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "llmqd.h"
-#include "log.h"
+#include "scheduler.h"
 
-int sched_init(struct llmqd *d)
+static uint32_t div_up(uint32_t a, uint32_t b)
 {
-	struct sched *s = &d->sched;
+	return a / b + !!(a % b);
+}
 
+/* Lower priority value first; among equals, earlier arrival first. */
+static bool seq_before(const struct sched_seq *a, const struct sched_seq *b)
+{
+	if (a->priority != b->priority)
+		return a->priority < b->priority;
+	return a->arrival < b->arrival;
+}
+
+static void insert_sorted(struct list_head *head, struct sched_seq *q)
+{
+	struct list_head *pos = head->prev;
+
+	while (pos != head && seq_before(q, list_entry(pos, struct sched_seq, link)))
+		pos = pos->prev;
+	list_add(&q->link, pos);
+}
+
+/**
+ * sched_init() - set up a scheduler over a block manager
+ * @s:		the scheduler
+ * @cfg:	its configuration (copied)
+ * @kv:		the KV block manager; must outlive @s
+ *
+ * Return: 0, -EINVAL for a configuration that could never run a sequence
+ * (a zero limit, or max_model_len beyond what the KV pool holds), -ENOMEM.
+ */
+int sched_init(struct sched *s, const struct sched_config *cfg, struct kv_blocks *kv)
+{
+	uint64_t pool = (uint64_t)kvb_num_blocks(kv) * kvb_block_size(kv);
+
+	memset(s, 0, sizeof(*s));
+	if (!cfg->max_batch_size || !cfg->max_num_seqs || !cfg->max_num_batched_tokens ||
+	    !cfg->max_queued || cfg->max_model_len < 2 || cfg->max_model_len > pool)
+		return -EINVAL;
+	s->cfg = *cfg;
+	s->kv = kv;
 	INIT_LIST_HEAD(&s->waiting);
 	INIT_LIST_HEAD(&s->running);
-	s->state = SCHED_S_IDLE;
-	s->seqs = calloc(d->cfg.max_batch_size, sizeof(*s->seqs));
-	s->reqs = calloc(d->cfg.max_batch_size, sizeof(*s->reqs));
-	if (!s->seqs || !s->reqs)
-		return -ENOMEM;
+	s->next_arrival = 1;
+	s->batch.seqs = calloc(cfg->max_num_seqs, sizeof(*s->batch.seqs));
+	return s->batch.seqs ? 0 : -ENOMEM;
+}
+
+/**
+ * sched_fini() - free the scheduler's memory
+ * @s:		the scheduler, with no sequences left
+ */
+void sched_fini(struct sched *s)
+{
+	free(s->batch.seqs);
+	s->batch.seqs = NULL;
+}
+
+/**
+ * sched_max_blocks() - the block table size a sequence needs
+ * @s:		the scheduler
+ *
+ * Return: entries for &sched_seq.blocks: enough for max_model_len tokens.
+ */
+uint32_t sched_max_blocks(const struct sched *s)
+{
+	return div_up(s->cfg.max_model_len, kvb_block_size(s->kv));
+}
+
+/**
+ * sched_add() - queue a new sequence
+ * @s:		the scheduler
+ * @q:		the sequence: @tokens holds the @n_prompt prompt tokens
+ *		(@n_tokens == @n_prompt), @max_len and @priority and @salt set,
+ *		@blocks sized by sched_max_blocks()
+ * @now:	the clock
+ *
+ * Return: 0, -EINVAL for an empty prompt or inconsistent lengths, -E2BIG
+ * for a prompt that leaves no room to generate within max_model_len,
+ * -EBUSY when max_queued sequences already wait.
+ */
+int sched_add(struct sched *s, struct sched_seq *q, uint64_t now)
+{
+	if (!q->n_prompt || q->n_tokens != q->n_prompt || q->max_len <= q->n_prompt)
+		return -EINVAL;
+	if (q->n_prompt >= s->cfg.max_model_len || q->max_len > s->cfg.max_model_len)
+		return -E2BIG;
+	if (s->nr_waiting >= s->cfg.max_queued)
+		return -EBUSY;
+	if (!s->nr_waiting && !s->nr_running)
+		s->window_start = now;
+	q->arrival = s->next_arrival++;
+	q->t_arrival = now;
+	q->t_scheduled = 0;
+	q->n_computed = 0;
+	q->n_blocks = 0;
+	q->n_committed = 0;
+	memset(&q->key, 0, sizeof(q->key));
+	q->preemptions = 0;
+	q->cached_tokens = 0;
+	q->step_len = 0;
+	q->step_sample = false;
+	q->state = SEQ_WAITING;
+	insert_sorted(&s->waiting, q);
+	s->nr_waiting++;
 	return 0;
 }
 
-void sched_fini(struct llmqd *d)
-{
-	free(d->sched.seqs);
-	free(d->sched.reqs);
-}
-
-/* Start a step: waiting requests join, then the step runs now or on a timer. */
-static void step_begin(struct llmqd *d)
-{
-	struct sched *s = &d->sched;
-	struct request *r;
-
-	while (s->nr_running < d->cfg.max_batch_size && !list_empty(&s->waiting)) {
-		r = list_first_entry(&s->waiting, struct request, slink);
-		list_del_init(&r->slink);
-		s->nr_waiting--;
-		if (r->c->nobufs) {
-			/* Its client stopped reading its CQ: see client_post(). */
-			req_finish(r, -ENOBUFS, LLMQ_FINISH_ERROR);
-			continue;
-		}
-		list_add_tail(&r->slink, &s->running);
-		s->nr_running++;
-		r->running = true;
-	}
-	d->stats.requests_waiting = s->nr_waiting;
-	s->window_seq = 0;
-	if (!s->nr_running) {
-		s->state = SCHED_S_IDLE;
-		s->step_ready = false;
-		return;
-	}
-	s->state = SCHED_S_STEP;
-	if (d->engine.step_delay_ns)
-		s->step_seq = loop_timer_arm(d, TIMER_STEP, d->engine.step_delay_ns);
-	else
-		s->step_ready = true;
-}
-
 /**
- * sched_add() - queue a new request
- * @d:		the daemon
- * @r:		a request no list holds yet
+ * sched_poll() - what the caller should do now
+ * @s:		the scheduler
+ * @now:	the clock
+ * @deadline:	out, for SCHED_ACT_WAIT: when to call again
  *
- * Lower priority values go first; equal priorities keep arrival order.
+ * Return: SCHED_ACT_STEP when sequences run, or wait and the window has
+ * closed (timed out, full, or no window configured); SCHED_ACT_WAIT while the
+ * window is open; SCHED_ACT_IDLE when nothing waits.
  */
-void sched_add(struct llmqd *d, struct request *r)
+enum sched_action sched_poll(struct sched *s, uint64_t now, uint64_t *deadline)
 {
-	struct sched *s = &d->sched;
-	struct list_head *pos = s->waiting.prev;
+	uint64_t dl;
 
-	while (pos != &s->waiting &&
-	       list_entry(pos, struct request, slink)->priority > r->priority)
-		pos = pos->prev;
-	list_add(&r->slink, pos);
-	s->nr_waiting++;
-	d->stats.requests_waiting = s->nr_waiting;
-
-	switch (s->state) {
-	case SCHED_S_IDLE:
-		if (!d->cfg.batch_timeout_ms || s->nr_waiting >= d->cfg.max_batch_size) {
-			step_begin(d);
-		} else {
-			s->state = SCHED_S_WINDOW;
-			s->window_seq = loop_timer_arm(d, TIMER_WINDOW,
-						       d->cfg.batch_timeout_ms * 1000000ULL);
-		}
-		break;
-	case SCHED_S_WINDOW:
-		/* The bus is full: leave now; the window timer goes stale. */
-		if (s->nr_waiting >= d->cfg.max_batch_size)
-			step_begin(d);
-		break;
-	case SCHED_S_STEP:
-		break;
-	}
+	if (s->nr_running)
+		return SCHED_ACT_STEP;
+	if (!s->nr_waiting)
+		return SCHED_ACT_IDLE;
+	if (!s->cfg.batch_timeout_ns || s->nr_waiting >= s->cfg.max_batch_size)
+		return SCHED_ACT_STEP;
+	dl = s->window_start + s->cfg.batch_timeout_ns;
+	if (now >= dl)
+		return SCHED_ACT_STEP;
+	*deadline = dl;
+	return SCHED_ACT_WAIT;
 }
 
-/**
- * sched_remove() - take a request off the scheduler (finished or cancelled)
- * @d:		the daemon
- * @r:		the request
- */
-void sched_remove(struct llmqd *d, struct request *r)
+/* Give @q blocks for positions 0 .. @n_pos - 1; -ENOSPC if the pool is dry. */
+static int seq_grow(struct sched *s, struct sched_seq *q, uint32_t n_pos)
 {
-	struct sched *s = &d->sched;
-
-	if (list_empty(&r->slink))
-		return;
-	list_del_init(&r->slink);
-	if (r->running)
-		s->nr_running--;
-	else
-		s->nr_waiting--;
-	r->running = false;
-	d->stats.requests_waiting = s->nr_waiting;
-}
-
-/**
- * sched_run_step() - run the step under way and post its output
- * @d:		the daemon
- *
- * Called from the loop when step_ready is set, or when the step timer of an
- * engine with a step delay fires.
- */
-void sched_run_step(struct llmqd *d)
-{
-	struct sched *s = &d->sched;
-	struct list_head *pos, *n;
-	unsigned int i = 0, nr;
+	uint32_t need = div_up(n_pos, kvb_block_size(s->kv));
 	int err;
 
-	s->step_ready = false;
-	list_for_each_safe(pos, n, &s->running) {
-		struct request *r = list_entry(pos, struct request, slink);
-
-		s->reqs[i] = r;
-		s->seqs[i] = &r->seq;
-		r->seq.pos = r->generated;
-		i++;
-	}
-	nr = i;
-	if (nr) {
-		d->stats.steps++;
-		err = d->engine.ops->step(&d->engine, s->seqs, nr);
-		for (i = 0; i < nr; i++) {
-			if (err)
-				req_finish(s->reqs[i], err, LLMQ_FINISH_ERROR);
-			else
-				req_emit(s->reqs[i], s->seqs[i]);
-		}
+	while (q->n_blocks < need) {
+		err = kvb_alloc(s->kv, &q->blocks[q->n_blocks]);
 		if (err)
-			pr_err("engine step failed: %d", err);
+			return err;
+		q->n_blocks++;
 	}
-	step_begin(d);
+	return 0;
+}
+
+/*
+ * Drop every block, the last first: a chain's tail then becomes the least
+ * recently freed and is evicted before the head other prompts may share.
+ */
+static void seq_release(struct sched *s, struct sched_seq *q)
+{
+	while (q->n_blocks)
+		kvb_put(s->kv, q->blocks[--q->n_blocks]);
+	q->n_computed = 0;
+	q->n_committed = 0;
+	memset(&q->key, 0, sizeof(q->key));
+}
+
+static void preempt(struct sched *s, struct sched_seq *q)
+{
+	list_del_init(&q->link);
+	s->nr_running--;
+	seq_release(s, q);
+	q->state = SEQ_WAITING;
+	q->preemptions++;
+	s->stats.preemptions++;
+	insert_sorted(&s->waiting, q);
+	s->nr_waiting++;
+}
+
+/* The running sequence to preempt: last in order among those with no work yet. */
+static struct sched_seq *pick_victim(struct sched *s)
+{
+	struct list_head *pos;
+
+	for (pos = s->running.prev; pos != &s->running; pos = pos->prev) {
+		struct sched_seq *q = list_entry(pos, struct sched_seq, link);
+
+		if (!q->step_len)
+			return q;
+	}
+	return NULL;
+}
+
+static void batch_add(struct sched *s, struct sched_seq *q, uint32_t len, uint64_t now)
+{
+	struct sched_batch *b = &s->batch;
+
+	q->step_pos = q->n_computed;
+	q->step_len = len;
+	q->step_sample = q->n_computed + len == q->n_tokens;
+	if (!q->t_scheduled)
+		q->t_scheduled = now;
+	if (q->n_tokens - q->n_computed == 1 && q->n_computed >= q->n_prompt)
+		b->n_decode++;
+	else
+		s->stats.prompt_tokens += len;
+	b->seqs[b->n_seqs++] = q;
+	b->n_tokens += len;
+}
+
+/*
+ * One pass over the running sequences: decodes (@decode) or chunks of
+ * prefill.  Returns false once the step is full.
+ */
+static bool plan_running(struct sched *s, bool decode, uint64_t now)
+{
+	struct sched_batch *b = &s->batch;
+	struct list_head *pos = s->running.next;
+	struct sched_seq *q, *victim;
+	uint32_t left, len;
+
+	while (pos != &s->running) {
+		q = list_entry(pos, struct sched_seq, link);
+		left = q->n_tokens - q->n_computed;
+		if (q->step_len || !left || (left == 1) != decode) {
+			pos = pos->next;
+			continue;
+		}
+		if (b->n_seqs >= s->cfg.max_num_seqs || b->n_tokens >= s->cfg.max_num_batched_tokens)
+			return false;
+		len = left;
+		if (len > s->cfg.max_num_batched_tokens - b->n_tokens)
+			len = s->cfg.max_num_batched_tokens - b->n_tokens;
+		victim = NULL;
+		while (victim != q && seq_grow(s, q, q->n_computed + len)) {
+			victim = pick_victim(s);
+			preempt(s, victim);
+		}
+		/* Everything behind @q with no work was preempted before it. */
+		if (victim == q)
+			return true;
+		batch_add(s, q, len, now);
+		pos = q->link.next;
+	}
+	return true;
+}
+
+/* Admit waiting sequences in order while the step and the pool have room. */
+static void plan_waiting(struct sched *s, uint64_t now)
+{
+	struct sched_batch *b = &s->batch;
+	uint32_t bs = kvb_block_size(s->kv), need, len, wm, matched;
+	struct sched_seq *q;
+
+	while (!list_empty(&s->waiting) && b->n_seqs < s->cfg.max_num_seqs &&
+	       b->n_tokens < s->cfg.max_num_batched_tokens) {
+		q = list_first_entry(&s->waiting, struct sched_seq, link);
+		/* Leave one token to compute: its logits pick the next one. */
+		matched = kvb_match(s->kv, q->salt, q->tokens, q->n_tokens - 1, q->blocks, &q->key);
+		q->n_blocks = matched;
+		q->n_committed = matched;
+		q->n_computed = matched * bs;
+		len = q->n_tokens - q->n_computed;
+		if (len > s->cfg.max_num_batched_tokens - b->n_tokens)
+			len = s->cfg.max_num_batched_tokens - b->n_tokens;
+		need = div_up(q->n_computed + len, bs) - q->n_blocks;
+		wm = s->nr_running ? s->cfg.watermark_blocks : 0;
+		if (kvb_num_free(s->kv) < need + wm) {
+			seq_release(s, q);
+			break;
+		}
+		if (seq_grow(s, q, q->n_computed + len)) {
+			seq_release(s, q);	/* cannot happen: counted above */
+			break;
+		}
+		if (!q->preemptions && !q->t_scheduled) {
+			q->cached_tokens = q->n_computed;
+			s->stats.cached_tokens += q->n_computed;
+		}
+		list_del_init(&q->link);
+		s->nr_waiting--;
+		q->state = SEQ_RUNNING;
+		insert_sorted(&s->running, q);
+		s->nr_running++;
+		batch_add(s, q, len, now);
+	}
 }
 
 /**
- * sched_on_timer() - a scheduler timer fired
- * @d:		the daemon
- * @kind:	TIMER_WINDOW or TIMER_STEP
- * @seq:	which arming it was; stale ones are ignored
+ * sched_plan() - plan the next step
+ * @s:		the scheduler
+ * @now:	the clock
+ *
+ * Allocates the KV blocks the step writes, preempting running sequences if
+ * the pool is short.  The batch may be empty (nothing fits yet).
+ *
+ * Return: the step's batch, valid until the next sched_plan(); each of its
+ * sequences has &sched_seq.step_pos, .step_len and .step_sample set.
  */
-void sched_on_timer(struct llmqd *d, int kind, uint64_t seq)
+const struct sched_batch *sched_plan(struct sched *s, uint64_t now)
 {
-	struct sched *s = &d->sched;
+	struct sched_batch *b = &s->batch;
+	struct list_head *pos;
+	struct sched_seq *q;
 
-	if (kind == TIMER_WINDOW && s->state == SCHED_S_WINDOW && seq == s->window_seq)
-		step_begin(d);
-	else if (kind == TIMER_STEP && s->state == SCHED_S_STEP && seq == s->step_seq)
-		sched_run_step(d);
+	b->n_seqs = 0;
+	b->n_tokens = 0;
+	b->n_decode = 0;
+	list_for_each(pos, &s->running) {
+		q = list_entry(pos, struct sched_seq, link);
+		q->step_len = 0;
+		q->step_sample = false;
+	}
+	if (plan_running(s, true, now) && plan_running(s, false, now))
+		plan_waiting(s, now);
+	if (b->n_seqs)
+		s->stats.steps++;
+	return b;
+}
+
+/**
+ * sched_advance() - the planned step has been computed
+ * @s:		the scheduler
+ *
+ * Every chunk's K/V is now in the cache; blocks it filled are committed to
+ * the prefix cache.  Call before sched_append() and sched_finish().
+ */
+void sched_advance(struct sched *s)
+{
+	uint32_t bs = kvb_block_size(s->kv), i;
+	struct sched_seq *q;
+
+	for (i = 0; i < s->batch.n_seqs; i++) {
+		q = s->batch.seqs[i];
+		q->n_computed += q->step_len;
+		while (q->n_committed < q->n_computed / bs) {
+			const uint32_t *t = q->tokens + (size_t)q->n_committed * bs;
+
+			kvb_commit(s->kv, q->blocks[q->n_committed], &q->key, q->salt, t);
+			kvb_key(&q->key, q->salt, t, bs, &q->key);
+			q->n_committed++;
+		}
+	}
+}
+
+/**
+ * sched_append() - a token was sampled for @q
+ * @s:		the scheduler
+ * @q:		a running sequence whose step had &sched_seq.step_sample set
+ * @token:	the token
+ *
+ * The caller ends the sequence (sched_finish()) when it is complete; one
+ * that reaches &sched_seq.max_len must be ended.
+ */
+void sched_append(struct sched *s, struct sched_seq *q, uint32_t token)
+{
+	assert(q->state == SEQ_RUNNING && q->n_tokens < q->max_len);
+	q->tokens[q->n_tokens++] = token;
+	s->stats.generation_tokens++;
+}
+
+/**
+ * sched_finish() - take @q off the scheduler and free its blocks
+ * @s:		the scheduler
+ * @q:		the sequence, in any state (finished, cancelled, never run)
+ */
+void sched_finish(struct sched *s, struct sched_seq *q)
+{
+	if (q->state == SEQ_WAITING) {
+		list_del_init(&q->link);
+		s->nr_waiting--;
+	} else if (q->state == SEQ_RUNNING) {
+		list_del_init(&q->link);
+		s->nr_running--;
+	}
+	seq_release(s, q);
+	q->step_len = 0;
+	q->state = SEQ_DONE;
 }

@@ -25,6 +25,7 @@ need cmocka libcmocka-dev
 need libnl-genl-3.0 libnl-genl-3-dev
 need json-c libjson-c-dev
 need libpcre2-8 libpcre2-dev
+need libxxhash libxxhash-dev
 [ -f /usr/include/uninorm.h ] || pkgs+=(libunistring-dev)
 need cmd:cc gcc
 need cmd:make make

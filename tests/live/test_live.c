@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "null_model.h"
 #include "libllmq.h"
 #include "ring.h"
 #include "uds.h"
@@ -98,8 +99,18 @@ struct result {
 	int	bad;		/* invariant violations */
 	char	text[8192];
 	size_t	text_len;
-	uint32_t first_token;
+	uint32_t ids[4096];	/* streamed token ids, the first 4096 */
 };
+
+/* Did @res stream exactly the null engine's tokens for @prompt? */
+static int null_matches(const struct result *res, const char *prompt)
+{
+	static uint32_t want[4096];
+	int n = res->tokens < 4096 ? res->tokens : 4096;
+
+	null_expect(prompt, n, want);
+	return !memcmp(res->ids, want, n * sizeof(*want));
+}
 
 /* Reap CQEs of @ud until its final one, checking order and continuity. */
 static int collect(struct llmq_ring *r, uint64_t ud, struct result *out)
@@ -126,10 +137,8 @@ static int collect(struct llmq_ring *r, uint64_t ud, struct result *out)
 			return 0;
 		}
 		if (cqe->flags & LLMQ_CQE_F_TOKEN) {
-			if (!out->tokens)
-				out->first_token = cqe->token;
-			else if (cqe->token != (out->first_token + out->tokens) % 4096)
-				out->bad++;
+			if (out->tokens < 4096)
+				out->ids[out->tokens] = cqe->token;
 			out->tokens++;
 		}
 		if (out->text_len + cqe->text_len < sizeof(out->text)) {
@@ -148,7 +157,8 @@ static int collect(struct llmq_ring *r, uint64_t ud, struct result *out)
 #define MANY_WINDOW	8
 
 struct track {
-	uint32_t want, got, first;
+	uint32_t want, got;
+	uint32_t ids[12];
 	bool done;
 };
 
@@ -170,6 +180,7 @@ static int many_child(const char *sock, int id)
 			k = sub;
 			t[k].want = 1 + (uint32_t)(k * 7 + id) % 12;
 			snprintf(prompt, sizeof(prompt), "client %d request %d", id, k);
+			null_expect(prompt, t[k].want, t[k].ids);
 			if (submit_gen(&r, prompt, t[k].want, LLMQ_SQE_STREAM, (uint64_t)k))
 				return 11;
 			sub++;
@@ -186,10 +197,8 @@ static int many_child(const char *sock, int id)
 		if (cqe->flags & LLMQ_CQE_F_MORE) {
 			if (!(cqe->flags & LLMQ_CQE_F_TOKEN) || !cqe->text_len)
 				return 15;
-			if (t[k].got && cqe->token != (t[k].first + t[k].got) % 4096)
-				return 16;
-			if (!t[k].got)
-				t[k].first = cqe->token;
+			if (t[k].got >= t[k].want || cqe->token != t[k].ids[t[k].got])
+				return 16;	/* not this prompt's token */
 			t[k].got++;
 		} else {
 			if (cqe->res != (int)t[k].want || t[k].got != t[k].want ||
@@ -260,6 +269,7 @@ static void test_stream_and_packed_agree(void **state)
 	assert_int_equal(a.res, 100);
 	assert_int_equal(b.res, 100);
 	assert_int_equal(a.tokens, 100);
+	assert_true(null_matches(&a, "same prompt"));
 	assert_int_equal(b.tokens, 0);		/* packed text carries no ids */
 	assert_true(b.cqes < a.cqes);		/* ... in fewer CQEs */
 	assert_int_equal(a.text_len, b.text_len);
@@ -274,14 +284,17 @@ static void test_stop_id_and_nop(void **state)
 	struct llmq_ring r;
 	struct llmq_sqe *sqe;
 	struct result a, b;
-	uint32_t stop;
+	uint32_t stop, want;
 
 	(void)state;
 	assert_int_equal(llmq_queue_init(&r, fast.sock, &p), 0);
 	assert_int_equal(submit_gen(&r, "stop here", 10, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&r, 1, &a), 0);
-	/* Stop at the 4th token: three are delivered, the stop id is not. */
-	stop = (a.first_token + 3) % 4096;
+	/* Stop at the 4th token: what precedes it is delivered, the stop id is not. */
+	assert_true(null_matches(&a, "stop here"));
+	stop = a.ids[3];
+	for (want = 0; a.ids[want] != stop; want++)
+		;
 	llmq_sampling_init(&sp);
 	sp.max_tokens = 10;
 	sp.stop_ids = &stop;
@@ -290,8 +303,8 @@ static void test_stop_id_and_nop(void **state)
 	assert_int_equal(llmq_prep_generate(&r, sqe, "stop here", 9, &sp, 2), 0);
 	assert_int_equal(llmq_submit(&r), 1);
 	assert_int_equal(collect(&r, 2, &b), 0);
-	assert_int_equal(b.res, 3);
-	assert_int_equal(b.tokens, 3);
+	assert_int_equal(b.res, want);
+	assert_int_equal(b.tokens, want);
 	assert_int_equal(b.finish, LLMQ_FINISH_STOP);
 
 	sqe = llmq_get_sqe(&r);
@@ -538,8 +551,10 @@ static void test_slow_reader(void **state)
 	{
 		struct llmq_cqe *cqe;
 		int got[3] = { 0 }, tok[3] = { 0 }, done = 0, res[3] = { 0 }, k;
-		uint32_t first[3] = { 0 };
+		static uint32_t want[3][300];
 
+		null_expect("slow reader one", 300, want[1]);
+		null_expect("slow reader two", 200, want[2]);
 		while (done < 2) {
 			assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 			assert_true(cqe->user_data == 1 || cqe->user_data == 2);
@@ -547,9 +562,7 @@ static void test_slow_reader(void **state)
 			assert_int_equal(cqe->index, got[k]);
 			got[k]++;
 			if (cqe->flags & LLMQ_CQE_F_MORE) {
-				if (!tok[k])
-					first[k] = cqe->token;
-				assert_int_equal(cqe->token, (first[k] + tok[k]) % 4096);
+				assert_int_equal(cqe->token, want[k][tok[k]]);
 				tok[k]++;
 			} else {
 				res[k] = cqe->res;

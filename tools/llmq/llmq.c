@@ -263,7 +263,7 @@ static int cmd_stats(int argc, char **argv)
 			strerror(-err));
 		return 1;
 	}
-#define P(f) printf("%-20s %" PRIu64 "\n", #f, (uint64_t)st.f)
+#define P(f) printf("%-22s %" PRIu64 "\n", #f, (uint64_t)st.f)
 	P(clients_active);
 	P(clients_total);
 	P(clients_broken);
@@ -279,6 +279,21 @@ static int cmd_stats(int argc, char **argv)
 	P(overflow_now);
 	P(wakeups);
 	P(doorbells);
+	P(requests_running);
+	P(kv_blocks_used);
+	P(kv_blocks_total);
+	P(preemptions);
+	P(prefix_cache_queries);
+	P(prefix_cache_hits);
+	P(prompt_tokens);
+	P(ttft_p50_us);
+	P(ttft_p99_us);
+	P(itl_p50_us);
+	P(itl_p99_us);
+	P(e2e_p50_us);
+	P(e2e_p99_us);
+	P(queue_p50_us);
+	P(queue_p99_us);
 #undef P
 	return 0;
 }

@@ -309,7 +309,24 @@ struct llmq_msg_reply {
  * @overflow_now:	CQEs waiting for CQ space now, all clients
  * @wakeups:		client wake-ups sent
  * @doorbells:		doorbell events read
+ * @requests_running:	requests in the running batch
+ * @kv_blocks_used:	KV cache blocks holding a running sequence's tokens
+ * @kv_blocks_total:	KV cache blocks
+ * @preemptions:	sequences preempted (blocks freed, recomputed later)
+ * @prefix_cache_queries: prompt tokens looked up in the prefix cache
+ * @prefix_cache_hits:	of those, tokens found (not computed again)
+ * @prompt_tokens:	prompt tokens computed (recomputation included)
+ * @ttft_p50_us:	time to first token, median, microseconds
+ * @ttft_p99_us:	time to first token, 99th percentile
+ * @itl_p50_us:		time between tokens of a request, median
+ * @itl_p99_us:		time between tokens, 99th percentile
+ * @e2e_p50_us:		arrival to final CQE, median
+ * @e2e_p99_us:		arrival to final CQE, 99th percentile
+ * @queue_p50_us:	arrival to first scheduled, median
+ * @queue_p99_us:	arrival to first scheduled, 99th percentile
  * @resv:		zero
+ *
+ * Percentiles are upper bounds within 9% of the true value (log buckets).
  */
 struct llmq_stats {
 	__u64	clients_active;
@@ -327,7 +344,22 @@ struct llmq_stats {
 	__u64	overflow_now;
 	__u64	wakeups;
 	__u64	doorbells;
-	__u64	resv[17];
+	__u64	requests_running;
+	__u64	kv_blocks_used;
+	__u64	kv_blocks_total;
+	__u64	preemptions;
+	__u64	prefix_cache_queries;
+	__u64	prefix_cache_hits;
+	__u64	prompt_tokens;
+	__u32	ttft_p50_us;
+	__u32	ttft_p99_us;
+	__u32	itl_p50_us;
+	__u32	itl_p99_us;
+	__u32	e2e_p50_us;
+	__u32	e2e_p99_us;
+	__u32	queue_p50_us;
+	__u32	queue_p99_us;
+	__u64	resv[6];
 };
 
 #ifndef __KERNEL__

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Serving: requests into the scheduler, each planned step through the
+ * backend, every sampled token out to its request, and the metrics of it
+ * all.  This is the one place that knows requests, the scheduler and the
+ * engine at once; each of those knows nothing of the others.
+ *
+ * A step runs on the loop's thread and blocks it for the step's length: new
+ * SQEs and cancellations are read between steps, which is when continuous
+ * batching could act on them anyway, and a finished sequence's final CQE
+ * goes out the moment its last token is sampled.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmqd.h"
+#include "log.h"
+#include "sampler.h"
+
+#define PIECE_MAX	1024	/* longest token text; GGUF vocabularies stay far below */
+
+/**
+ * serve_init() - open the engine and set up the scheduler over its cache
+ * @d:		the daemon, configured
+ * @err:	a message on failure
+ * @errlen:	its size
+ *
+ * Return: 0, or -errno with a message in @err.
+ */
+int serve_init(struct llmqd *d, char *err, size_t errlen)
+{
+	struct sched_config sc = d->cfg.sched;
+	struct backend *be;
+	int ret;
+
+	ret = engine_open(&d->engine, &d->cfg.engine, err, errlen);
+	if (ret)
+		return ret;
+	be = d->engine.be;
+	d->kv = kvb_create(be->n_blocks, be->block_size, d->cfg.prefix_caching);
+	sc.max_model_len = d->engine.max_model_len;
+	sc.watermark_blocks = be->n_blocks / 100;
+	ret = d->kv ? sched_init(&d->sched, &sc, d->kv) : -ENOMEM;
+	if (ret) {
+		snprintf(err, errlen, "scheduler: %s", strerror(-ret));
+		goto fail;
+	}
+	d->logits = malloc((size_t)sc.max_num_seqs * be->n_vocab * sizeof(*d->logits));
+	d->bseqs = calloc(sc.max_num_seqs, sizeof(*d->bseqs));
+	if (!d->logits || !d->bseqs) {
+		snprintf(err, errlen, "out of memory for %u rows of logits", sc.max_num_seqs);
+		ret = -ENOMEM;
+		goto fail;
+	}
+	d->stats.kv_blocks_total = be->n_blocks;
+	return 0;
+fail:
+	serve_fini(d);
+	return ret;
+}
+
+/**
+ * serve_fini() - free what serve_init() made
+ * @d:		the daemon, with no requests left
+ */
+void serve_fini(struct llmqd *d)
+{
+	free(d->logits);
+	free(d->bseqs);
+	d->logits = NULL;
+	d->bseqs = NULL;
+	sched_fini(&d->sched);
+	kvb_destroy(d->kv);
+	d->kv = NULL;
+	engine_close(&d->engine);
+}
+
+/**
+ * serve_submit() - queue a new request for scheduling
+ * @d:		the daemon
+ * @r:		a request fresh from req_create()
+ *
+ * Return: 0, -EBUSY when --max-queued-requests wait already, -E2BIG for a
+ * prompt too long for --max-model-len.  On error the caller finishes @r.
+ */
+int serve_submit(struct llmqd *d, struct request *r)
+{
+	int err = sched_add(&d->sched, &r->seq, now_ns());
+
+	if (!err)
+		d->stats.requests_waiting = d->sched.nr_waiting;
+	return err;
+}
+
+/**
+ * serve_remove() - take a request out of scheduling, in whatever state
+ * @d:		the daemon
+ * @r:		the request, being freed
+ */
+void serve_remove(struct llmqd *d, struct request *r)
+{
+	sched_finish(&d->sched, &r->seq);
+}
+
+/**
+ * serve_poll() - should a step run now?
+ * @d:		the daemon
+ *
+ * Arms the batch-window timer while the window is open, so that the loop
+ * wakes when it closes.
+ *
+ * Return: true when serve_step() should run at once.
+ */
+bool serve_poll(struct llmqd *d)
+{
+	uint64_t dl, now = now_ns();
+
+	switch (sched_poll(&d->sched, now, &dl)) {
+	case SCHED_ACT_STEP:
+		return true;
+	case SCHED_ACT_WAIT:
+		if (d->window_deadline != dl) {
+			d->window_deadline = dl;
+			loop_timer_arm(d, TIMER_WINDOW, dl - now);
+		}
+		return false;
+	case SCHED_ACT_IDLE:
+		break;
+	}
+	return false;
+}
+
+static bool is_stop_token(const struct llmqd *d, const struct request *r, uint32_t tok)
+{
+	uint32_t i;
+
+	if (!(r->flags & LLMQ_SQE_IGNORE_EOS))
+		for (i = 0; i < d->engine.nr_eos; i++)
+			if (d->engine.eos_ids[i] == tok)
+				return true;
+	for (i = 0; i < r->nr_stop_ids; i++)
+		if (r->stop_ids[i] == tok)
+			return true;
+	return false;
+}
+
+static void note_latency(struct llmqd *d, struct request *r, uint64_t now)
+{
+	struct sched_seq *q = &r->seq;
+
+	if (!r->t_last_token) {
+		hist_add(&d->metrics.ttft, now - r->t_arrival);
+		hist_add(&d->metrics.queue, q->t_scheduled - q->t_arrival);
+		hist_add(&d->metrics.prefill, now - q->t_scheduled);
+	} else {
+		hist_add(&d->metrics.itl, now - r->t_last_token);
+	}
+	r->t_last_token = now;
+}
+
+/*
+ * Sample @r's next token from @row, hand its text to the request, and end
+ * the request if the token ends it.  May free @r.
+ */
+static void emit_token(struct llmqd *d, struct request *r, float *row, uint64_t now)
+{
+	struct sched_seq *q = &r->seq;
+	char piece[PIECE_MAX];
+	const char *out;
+	size_t out_len;
+	uint32_t tok;
+	float lp;
+	int n, fin, err;
+
+	tok = sampler_sample(r->smp, row, &lp);
+	sched_append(&d->sched, q, tok);
+	note_latency(d, r, now);
+	if (r->c->nobufs) {
+		/* Its client stopped reading its CQ: see client_post(). */
+		req_finish(r, -ENOBUFS, LLMQ_FINISH_ERROR);
+		return;
+	}
+	n = tok_stream_next(d->engine.tok, &r->ts, tok, piece, sizeof(piece));
+	if (n < 0) {
+		req_finish(r, n, LLMQ_FINISH_ERROR);
+		return;
+	}
+	fin = sampler_accept(r->smp, tok, piece, n, &out, &out_len);
+	if (fin < 0) {
+		req_finish(r, fin, LLMQ_FINISH_ERROR);
+		return;
+	}
+	if (fin == SAMPLER_STOP && is_stop_token(d, r, tok)) {
+		/* The stop token is not output, but text held back for it is. */
+		err = out_len ? req_output(r, false, 0, 0.0f, out, out_len) : 0;
+		req_finish(r, err ? err : (int)r->generated,
+			   err ? LLMQ_FINISH_ERROR : LLMQ_FINISH_STOP);
+		return;
+	}
+	err = req_output(r, true, tok, lp, out, out_len);
+	if (!err && fin == SAMPLER_CONTINUE && q->n_tokens < q->max_len)
+		return;
+	if (!err && fin == SAMPLER_CONTINUE) {
+		/* max-model-len cut the request short of its max_tokens */
+		sampler_flush(r->smp, &out, &out_len);
+		if (out_len)
+			err = req_output(r, false, 0, 0.0f, out, out_len);
+		fin = SAMPLER_LENGTH;
+	}
+	if (err)
+		req_finish(r, err, LLMQ_FINISH_ERROR);
+	else
+		req_finish(r, (int)r->generated,
+			   fin == SAMPLER_LENGTH ? LLMQ_FINISH_LENGTH : LLMQ_FINISH_STOP);
+}
+
+/**
+ * serve_step() - plan a step, compute it, deliver its tokens
+ * @d:		the daemon
+ *
+ * A backend failure fails every request of the step with its errno; the
+ * others, and the daemon, go on.
+ */
+void serve_step(struct llmqd *d)
+{
+	const struct sched_batch *b;
+	struct backend *be = d->engine.be;
+	struct sched_seq *q;
+	uint32_t i, row = 0;
+	uint64_t now = now_ns();
+	int err;
+
+	d->window_deadline = 0;
+	b = sched_plan(&d->sched, now);
+	if (!b->n_seqs) {
+		serve_update_stats(d);
+		return;
+	}
+	for (i = 0; i < b->n_seqs; i++) {
+		q = b->seqs[i];
+		d->bseqs[i] = (struct backend_seq){
+			.block_table = q->blocks,
+			.n_blocks = q->n_blocks,
+			.pos = q->step_pos,
+			.tokens = q->tokens + q->step_pos,
+			.n_tokens = q->step_len,
+			.logits = q->step_sample ? BACKEND_LOGITS_LAST : BACKEND_LOGITS_NONE,
+		};
+	}
+	d->stats.steps++;
+	err = backend_step(be, d->bseqs, b->n_seqs, d->logits);
+	if (err) {
+		pr_err("%s step of %u sequences, %u tokens failed: %s", be->ops->name,
+		       b->n_seqs, b->n_tokens, strerror(-err));
+		for (i = b->n_seqs; i-- > 0;)
+			req_finish(b->seqs[i]->priv, err, LLMQ_FINISH_ERROR);
+		serve_update_stats(d);
+		return;
+	}
+	sched_advance(&d->sched);
+	now = now_ns();
+	for (i = 0; i < b->n_seqs; i++) {
+		q = b->seqs[i];
+		if (q->step_sample)
+			emit_token(d, q->priv, d->logits + (size_t)row++ * be->n_vocab, now);
+	}
+	serve_update_stats(d);
+}
+
+/**
+ * serve_update_stats() - refresh the gauges and counters in d->stats
+ * @d:		the daemon
+ */
+void serve_update_stats(struct llmqd *d)
+{
+	struct llmq_stats *st = &d->stats;
+	struct serve_metrics *m = &d->metrics;
+	struct kv_blocks_stats ks;
+
+	kvb_stats(d->kv, &ks);
+	st->requests_waiting = d->sched.nr_waiting;
+	st->requests_running = d->sched.nr_running;
+	st->kv_blocks_used = kvb_num_used(d->kv);
+	st->preemptions = d->sched.stats.preemptions;
+	st->prefix_cache_queries = ks.queries;
+	st->prefix_cache_hits = ks.hits;
+	st->prompt_tokens = d->sched.stats.prompt_tokens;
+	st->tokens_generated = d->sched.stats.generation_tokens;
+	st->ttft_p50_us = hist_quantile(&m->ttft, 0.5) / 1000;
+	st->ttft_p99_us = hist_quantile(&m->ttft, 0.99) / 1000;
+	st->itl_p50_us = hist_quantile(&m->itl, 0.5) / 1000;
+	st->itl_p99_us = hist_quantile(&m->itl, 0.99) / 1000;
+	st->e2e_p50_us = hist_quantile(&m->e2e, 0.5) / 1000;
+	st->e2e_p99_us = hist_quantile(&m->e2e, 0.99) / 1000;
+	st->queue_p50_us = hist_quantile(&m->queue, 0.5) / 1000;
+	st->queue_p99_us = hist_quantile(&m->queue, 0.99) / 1000;
+}
+
+static void gauge(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/**
+ * serve_dump_metrics() - write every metric in Prometheus' text format
+ * @d:		the daemon
+ * @f:		where (llmqd sends it to its log on SIGUSR1)
+ *
+ * Names follow vLLM's ("vllm:" becomes "llmq:").
+ */
+void serve_dump_metrics(struct llmqd *d, FILE *f)
+{
+	const struct llmq_stats *st = &d->stats;
+	const struct serve_metrics *m = &d->metrics;
+
+	serve_update_stats(d);
+	gauge(f, "llmq:num_requests_running", "gauge", "Requests in the running batch.",
+	      st->requests_running);
+	gauge(f, "llmq:num_requests_waiting", "gauge", "Requests waiting to be scheduled.",
+	      st->requests_waiting);
+	gauge(f, "llmq:kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (0-1).",
+	      st->kv_blocks_total ? (double)st->kv_blocks_used / st->kv_blocks_total : 0.0);
+	gauge(f, "llmq:kv_cache_blocks_used", "gauge", "KV blocks in use.", st->kv_blocks_used);
+	gauge(f, "llmq:kv_cache_blocks_total", "gauge", "KV blocks in the cache.",
+	      st->kv_blocks_total);
+	gauge(f, "llmq:num_preemptions_total", "counter", "Sequences preempted.",
+	      st->preemptions);
+	gauge(f, "llmq:prefix_cache_queries_total", "counter",
+	      "Prompt tokens looked up in the prefix cache.", st->prefix_cache_queries);
+	gauge(f, "llmq:prefix_cache_hits_total", "counter",
+	      "Prompt tokens found in the prefix cache.", st->prefix_cache_hits);
+	gauge(f, "llmq:prompt_tokens_total", "counter", "Prompt tokens computed.",
+	      st->prompt_tokens);
+	gauge(f, "llmq:generation_tokens_total", "counter", "Tokens generated.",
+	      st->tokens_generated);
+	gauge(f, "llmq:request_failure_total", "counter", "Requests that ended in an error.",
+	      st->requests_failed);
+	hist_print(f, "llmq:time_to_first_token_seconds", "Arrival to first token.", &m->ttft);
+	hist_print(f, "llmq:inter_token_latency_seconds", "Between tokens of a request.",
+		   &m->itl);
+	hist_print(f, "llmq:e2e_request_latency_seconds", "Arrival to final completion.",
+		   &m->e2e);
+	hist_print(f, "llmq:request_queue_time_seconds", "Arrival to first scheduled.",
+		   &m->queue);
+	hist_print(f, "llmq:request_prefill_time_seconds", "First scheduled to first token.",
+		   &m->prefill);
+}
