@@ -76,7 +76,8 @@ PCFILE		:= $(O)/lib/pkgconfig/libllmq.pc
 
 TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 		   $(O)/tests/test_gguf $(O)/tests/test_sampler $(O)/tests/test_tokenizer \
-		   $(O)/tests/test_kernels $(O)/tests/test_engine $(O)/tests/test_kv_blocks
+		   $(O)/tests/test_kernels $(O)/tests/test_engine $(O)/tests/test_kv_blocks \
+		   $(O)/tests/test_scheduler $(O)/tests/test_serve
 
 .PHONY: all check test demo bench-ring install clean deps test-deps modules fuzz test-oracles \
 	bench-tokenizer bench-kernels bench-engine
@@ -179,6 +180,11 @@ $(O)/tests/test_kv_blocks: $(call obj,tests/unit/test_kv_blocks.c runtime/kv_blo
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
 
+$(O)/tests/test_scheduler: $(call obj,tests/unit/test_scheduler.c runtime/scheduler.c \
+			    runtime/kv_blocks.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
 $(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
@@ -186,6 +192,11 @@ $(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
 $(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
+
+$(O)/tests/test_serve: $(call obj,tests/live/test_serve.c tests/live/harness.c) $(LIBA) \
+		       | $(O)/bin/llmq-mkmodel $(O)/bin/llmqd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
 
 deps:
 	@scripts/install-deps.sh

@@ -902,6 +902,108 @@ static void test_window_full(void **state)
 	llmq_queue_exit(&r);
 }
 
+/* ---- admission limits ------------------------------------------------------ */
+
+/* A full waiting queue refuses at once; a prompt past max-model-len too. */
+static void test_queue_bound_and_model_len(void **state)
+{
+	static const char *const args[] = { "--null-delay-us", "20000", "--max-num-seqs", "1",
+		"--max-queued-requests", "2", "--batch-timeout-ms", "0", "--max-model-len", "64",
+		NULL };
+	struct llmq_params p = geometry(8, 64);
+	static struct daemon d;
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	struct result res;
+	char longp[128];
+	int finals = 0, busy = 0;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "bound", args), 0);
+	assert_int_equal(llmq_queue_init(&r, d.sock, &p), 0);
+	/* 'a' runs (one sequence per step), 'b' and 'c' wait, 'd' is one too many. */
+	assert_int_equal(submit_gen(&r, "a", 40, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+	assert_int_equal(cqe->user_data, 1);
+	llmq_cqe_seen(&r, cqe);
+	assert_int_equal(submit_gen(&r, "b", 2, 0, 2), 0);
+	assert_int_equal(submit_gen(&r, "c", 2, 0, 3), 0);
+	assert_int_equal(submit_gen(&r, "d", 2, 0, 4), 0);
+	while (finals < 4) {
+		assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			if (cqe->user_data == 4) {
+				assert_int_equal(cqe->res, -EBUSY);
+				/* at once: before 'a', which has 40 steps of 20 ms to go */
+				assert_int_equal(finals, 0);
+				busy++;
+			} else {
+				assert_true(cqe->res > 0);
+			}
+			finals++;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	assert_int_equal(busy, 1);
+	/* 1 + 3 + 100 + 3 tokens: more than --max-model-len 64 */
+	memset(longp, 'x', 100);
+	longp[100] = '\0';
+	assert_int_equal(submit_gen(&r, longp, 2, 0, 5), 0);
+	assert_int_equal(collect(&r, 5, &res), 0);
+	assert_int_equal(res.res, -E2BIG);
+	/* a prompt that fits, and max_tokens cut to what is left of 64 */
+	memset(longp, 'y', 40);
+	longp[40] = '\0';
+	assert_int_equal(submit_gen(&r, longp, 100, LLMQ_SQE_STREAM, 6), 0);
+	assert_int_equal(collect(&r, 6, &res), 0);
+	assert_int_equal(res.res, 64 - (int)null_prompt_tokens(longp));
+	assert_int_equal(res.finish, LLMQ_FINISH_LENGTH);
+	assert_true(null_matches(&res, longp));
+	llmq_queue_exit(&r);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* Many clients on a KV pool far too small: preemption, and still exact output. */
+static void test_null_preemption(void **state)
+{
+	static const char *const args[] = { "--num-kv-blocks", "12", "--batch-timeout-ms", "5",
+		NULL };
+	static struct daemon d;
+	struct llmq_stats a, b;
+	pid_t pids[16];
+	int i, st;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "preempt", args), 0);
+	assert_int_equal(llmq_get_stats(d.sock, &a), 0);
+	for (i = 0; i < 16; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i]) {
+			struct llmq_params p = geometry(8, 256);
+			struct llmq_ring r;
+			struct result res;
+			char prompt[64];
+
+			snprintf(prompt, sizeof(prompt), "preempted client number %d", i);
+			if (llmq_queue_init(&r, d.sock, &p) ||
+			    submit_gen(&r, prompt, 60, LLMQ_SQE_STREAM, 1) || collect(&r, 1, &res))
+				_exit(1);
+			_exit(res.res == 60 && res.tokens == 60 && !res.bad &&
+			      null_matches(&res, prompt) ? 0 : 2);
+		}
+	}
+	for (i = 0; i < 16; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	assert_int_equal(llmq_get_stats(d.sock, &b), 0);
+	assert_true(b.preemptions > a.preemptions);
+	assert_int_equal(b.kv_blocks_used, 0);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* ---- shutdown, flags, tools ----------------------------------------------- */
 
 static void test_sigterm(void **state)
@@ -949,6 +1051,16 @@ static void test_bad_flags(void **state)
 		{ "--max-cq-overflow", "0", NULL },
 		{ "--socket-mode", "999", NULL },
 		{ "--no-such-flag", NULL, NULL },
+		{ "--engine", "cpu", NULL },		/* without --model */
+		{ "--kv-cache-mb", "0", NULL },
+		{ "--num-kv-blocks", "x", NULL },
+		{ "--max-num-seqs", "0", NULL },
+		{ "--max-num-batched-tokens", "70000", NULL },
+		{ "--max-model-len", "1", NULL },
+		{ "--max-queued-requests", "0", NULL },
+		{ "--prefix-cache-salt", "everyone", NULL },
+		{ "--threads", "-2", NULL },
+		{ "--block-size", "0", NULL },
 	};
 	char bin[PATH_MAX + 32], err[512];
 	unsigned int i;
@@ -1037,6 +1149,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_window_batches),
 		cmocka_unit_test(test_window_full),
 		cmocka_unit_test(test_sigterm),
+		cmocka_unit_test(test_queue_bound_and_model_len),
+		cmocka_unit_test(test_null_preemption),
 		cmocka_unit_test(test_bad_flags),
 		cmocka_unit_test(test_socket_path_not_socket),
 		cmocka_unit_test(test_cli),
