@@ -270,6 +270,11 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 		fprintf(stderr, "llmqd: --model is for the cpu engine, not null\n");
 		exit(2);
 	}
+	if (cfg->sched.max_num_batched_tokens < cfg->sched.max_num_seqs) {
+		fprintf(stderr, "llmqd: --max-num-batched-tokens %u is below --max-num-seqs %u\n",
+			cfg->sched.max_num_batched_tokens, cfg->sched.max_num_seqs);
+		exit(2);
+	}
 	if (!cfg->sched.max_batch_size)
 		cfg->sched.max_batch_size = cfg->sched.max_num_seqs;
 	cfg->engine.kv_bytes = (size_t)cfg->kv_cache_mb << 20;

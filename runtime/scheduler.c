@@ -300,6 +300,7 @@ static void plan_waiting(struct sched *s, uint64_t now)
 		if (!q->preemptions && !q->t_scheduled) {
 			q->cached_tokens = q->n_computed;
 			s->stats.cached_tokens += q->n_computed;
+			s->stats.cache_queries += q->n_tokens;
 		}
 		list_del_init(&q->link);
 		s->nr_waiting--;
@@ -323,6 +324,7 @@ static void plan_waiting(struct sched *s, uint64_t now)
  */
 const struct sched_batch *sched_plan(struct sched *s, uint64_t now)
 {
+	uint64_t preemptions = s->stats.preemptions;
 	struct sched_batch *b = &s->batch;
 	struct list_head *pos;
 	struct sched_seq *q;
@@ -335,10 +337,25 @@ const struct sched_batch *sched_plan(struct sched *s, uint64_t now)
 		q->step_len = 0;
 		q->step_sample = false;
 	}
-	if (plan_running(s, true, now) && plan_running(s, false, now))
+	/*
+	 * A step that had to preempt has no blocks to spare: admitting now
+	 * would hand the blocks just freed for the running ones' growth to a
+	 * newcomer, or back to the victim to recompute from the start, only
+	 * for it to be preempted again next step.
+	 */
+	if (plan_running(s, true, now) && plan_running(s, false, now) &&
+	    s->stats.preemptions == preemptions)
 		plan_waiting(s, now);
-	if (b->n_seqs)
+	if (b->n_seqs) {
 		s->stats.steps++;
+		/*
+		 * The bus has left, so the window is closed: whatever still
+		 * waits when the engine next goes quiet queued behind a step,
+		 * and runs at once rather than at the old deadline.  The
+		 * unsigned wrap puts that deadline exactly at @now.
+		 */
+		s->window_start = now - s->cfg.batch_timeout_ns;
+	}
 	return b;
 }
 

@@ -113,6 +113,9 @@ struct sched_seq {
  * @prompt_tokens:	prompt tokens computed (recomputation included)
  * @generation_tokens:	tokens appended by sched_append()
  * @cached_tokens:	prompt tokens taken from the prefix cache
+ * @cache_queries:	prompt tokens of admitted sequences (each counted once,
+ *			at its first admission: retries and recomputation are
+ *			not queries), the denominator of @cached_tokens
  */
 struct sched_stats {
 	uint64_t	steps;
@@ -120,6 +123,7 @@ struct sched_stats {
 	uint64_t	prompt_tokens;
 	uint64_t	generation_tokens;
 	uint64_t	cached_tokens;
+	uint64_t	cache_queries;
 };
 
 /**

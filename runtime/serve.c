@@ -277,15 +277,13 @@ void serve_update_stats(struct llmqd *d)
 {
 	struct llmq_stats *st = &d->stats;
 	struct serve_metrics *m = &d->metrics;
-	struct kv_blocks_stats ks;
-
-	kvb_stats(d->kv, &ks);
 	st->requests_waiting = d->sched.nr_waiting;
 	st->requests_running = d->sched.nr_running;
 	st->kv_blocks_used = kvb_num_used(d->kv);
 	st->preemptions = d->sched.stats.preemptions;
-	st->prefix_cache_queries = ks.queries;
-	st->prefix_cache_hits = ks.hits;
+	/* The scheduler's counts: the block manager's also count retries. */
+	st->prefix_cache_queries = d->sched.stats.cache_queries;
+	st->prefix_cache_hits = d->sched.stats.cached_tokens;
 	st->prompt_tokens = d->sched.stats.prompt_tokens;
 	st->tokens_generated = d->sched.stats.generation_tokens;
 	st->ttft_p50_us = hist_quantile(&m->ttft, 0.5) / 1000;
