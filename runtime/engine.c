@@ -137,6 +137,11 @@ static int open_cpu(struct engine *e, const struct engine_config *c, char *err, 
 		return ret;
 	}
 	e->have_model = true;
+	if (c->max_model_len > e->model.hp.n_ctx_train && e->model.hp.n_ctx_train) {
+		snprintf(err, errlen, "--max-model-len %u exceeds the model's training context %u",
+			 c->max_model_len, e->model.hp.n_ctx_train);
+		return -EINVAL;
+	}
 	block_bytes = backend_kv_block_bytes(&e->model, c->block_size);
 	if (c->kv_blocks)
 		p.kv_bytes = (size_t)c->kv_blocks * block_bytes;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * llmqd's logging: one line per message; warnings and errors always, info
- * with -v, debug with -vv.
+ * llmqd's logging: one line per message; notices (asked-for output such
+ * as the metrics dump), warnings and errors always, info with -v, debug
+ * with -vv.
  */
 #include <stdarg.h>
 #include <stdbool.h>

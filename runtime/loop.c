@@ -116,7 +116,7 @@ static void dump_metrics(struct llmqd *d)
 	serve_dump_metrics(d, f);
 	fclose(f);
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		pr_info("%s", line);
+		pr_notice("%s", line);
 	free(buf);
 }
 

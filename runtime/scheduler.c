@@ -14,10 +14,11 @@
  * sequence to recompute differ only in how far behind they are.
  *
  * When a running sequence needs a KV block and none is free, the running
- * sequence with the lowest priority and the latest arrival that has no work
- * in this step yet is preempted: its blocks are freed (the full ones stay
- * in the prefix cache, so recomputing them is often a lookup) and it goes
- * back to the waiting queue, ahead of everything that arrived after it.
+ * sequence with the lowest priority and the latest arrival is preempted,
+ * losing the work it was already given in this step if any: its blocks are
+ * freed (the full ones stay in the prefix cache, so recomputing them is
+ * often a lookup) and it goes back to the waiting queue, ahead of
+ * everything that arrived after it.
  */
 #include <assert.h>
 #include <errno.h>
@@ -189,8 +190,35 @@ static void seq_release(struct sched *s, struct sched_seq *q)
 	memset(&q->key, 0, sizeof(q->key));
 }
 
+static bool is_decode(const struct sched_seq *q)
+{
+	return q->n_tokens - q->n_computed == 1 && q->n_computed >= q->n_prompt;
+}
+
+/* Take back the work @q was given in the step being planned. */
+static void batch_drop(struct sched *s, struct sched_seq *q)
+{
+	struct sched_batch *b = &s->batch;
+	uint32_t i;
+
+	for (i = 0; i < b->n_seqs && b->seqs[i] != q; i++)
+		;
+	if (i == b->n_seqs)
+		return;
+	b->n_tokens -= q->step_len;
+	if (is_decode(q))
+		b->n_decode--;
+	else
+		s->stats.prompt_tokens -= q->step_len;
+	memmove(&b->seqs[i], &b->seqs[i + 1], (b->n_seqs - i - 1) * sizeof(*b->seqs));
+	b->n_seqs--;
+	q->step_len = 0;
+	q->step_sample = false;
+}
+
 static void preempt(struct sched *s, struct sched_seq *q)
 {
+	batch_drop(s, q);
 	list_del_init(&q->link);
 	s->nr_running--;
 	seq_release(s, q);
@@ -199,20 +227,6 @@ static void preempt(struct sched *s, struct sched_seq *q)
 	s->stats.preemptions++;
 	insert_sorted(&s->waiting, q);
 	s->nr_waiting++;
-}
-
-/* The running sequence to preempt: last in order among those with no work yet. */
-static struct sched_seq *pick_victim(struct sched *s)
-{
-	struct list_head *pos;
-
-	for (pos = s->running.prev; pos != &s->running; pos = pos->prev) {
-		struct sched_seq *q = list_entry(pos, struct sched_seq, link);
-
-		if (!q->step_len)
-			return q;
-	}
-	return NULL;
 }
 
 static void batch_add(struct sched *s, struct sched_seq *q, uint32_t len, uint64_t now)
@@ -224,7 +238,7 @@ static void batch_add(struct sched *s, struct sched_seq *q, uint32_t len, uint64
 	q->step_sample = q->n_computed + len == q->n_tokens;
 	if (!q->t_scheduled)
 		q->t_scheduled = now;
-	if (q->n_tokens - q->n_computed == 1 && q->n_computed >= q->n_prompt)
+	if (is_decode(q))
 		b->n_decode++;
 	else
 		s->stats.prompt_tokens += len;
@@ -255,12 +269,17 @@ static bool plan_running(struct sched *s, bool decode, uint64_t now)
 		len = left;
 		if (len > s->cfg.max_num_batched_tokens - b->n_tokens)
 			len = s->cfg.max_num_batched_tokens - b->n_tokens;
+		/*
+		 * The victim is the last running sequence, even one already
+		 * given work in this step (decodes are planned first): @q, if
+		 * nothing runs behind it.
+		 */
 		victim = NULL;
 		while (victim != q && seq_grow(s, q, q->n_computed + len)) {
-			victim = pick_victim(s);
+			victim = list_entry(s->running.prev, struct sched_seq, link);
 			preempt(s, victim);
 		}
-		/* Everything behind @q with no work was preempted before it. */
+		/* Nothing runs behind @q any more. */
 		if (victim == q)
 			return true;
 		batch_add(s, q, len, now);

@@ -11,6 +11,7 @@
  * goes out the moment its last token is sampled.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,13 @@
 #include "log.h"
 #include "sampler.h"
 
-#define PIECE_MAX	1024	/* longest token text; GGUF vocabularies stay far below */
+/*
+ * Room for one token's text.  Vocabularies stay far below; a longer piece
+ * fails its request with -ENOSPC rather than being cut.
+ */
+#define PIECE_MAX	16384
+
+static char piece[PIECE_MAX];	/* steps run on the loop's one thread */
 
 /**
  * serve_init() - open the engine and set up the scheduler over its cache
@@ -167,7 +174,6 @@ static void note_latency(struct llmqd *d, struct request *r, uint64_t now)
 static void emit_token(struct llmqd *d, struct request *r, float *row, uint64_t now)
 {
 	struct sched_seq *q = &r->seq;
-	char piece[PIECE_MAX];
 	const char *out;
 	size_t out_len;
 	uint32_t tok;
@@ -269,6 +275,14 @@ void serve_step(struct llmqd *d)
 	serve_update_stats(d);
 }
 
+/* A quantile in microseconds, saturated to the __u32 of struct llmq_stats. */
+static uint32_t quantile_us(const struct hist *h, double q)
+{
+	uint64_t us = hist_quantile(h, q) / 1000;
+
+	return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
 /**
  * serve_update_stats() - refresh the gauges and counters in d->stats
  * @d:		the daemon
@@ -282,18 +296,20 @@ void serve_update_stats(struct llmqd *d)
 	st->kv_blocks_used = kvb_num_used(d->kv);
 	st->preemptions = d->sched.stats.preemptions;
 	/* The scheduler's counts: the block manager's also count retries. */
-	st->prefix_cache_queries = d->sched.stats.cache_queries;
-	st->prefix_cache_hits = d->sched.stats.cached_tokens;
+	if (d->cfg.prefix_caching) {
+		st->prefix_cache_queries = d->sched.stats.cache_queries;
+		st->prefix_cache_hits = d->sched.stats.cached_tokens;
+	}
 	st->prompt_tokens = d->sched.stats.prompt_tokens;
 	st->tokens_generated = d->sched.stats.generation_tokens;
-	st->ttft_p50_us = hist_quantile(&m->ttft, 0.5) / 1000;
-	st->ttft_p99_us = hist_quantile(&m->ttft, 0.99) / 1000;
-	st->itl_p50_us = hist_quantile(&m->itl, 0.5) / 1000;
-	st->itl_p99_us = hist_quantile(&m->itl, 0.99) / 1000;
-	st->e2e_p50_us = hist_quantile(&m->e2e, 0.5) / 1000;
-	st->e2e_p99_us = hist_quantile(&m->e2e, 0.99) / 1000;
-	st->queue_p50_us = hist_quantile(&m->queue, 0.5) / 1000;
-	st->queue_p99_us = hist_quantile(&m->queue, 0.99) / 1000;
+	st->ttft_p50_us = quantile_us(&m->ttft, 0.5);
+	st->ttft_p99_us = quantile_us(&m->ttft, 0.99);
+	st->itl_p50_us = quantile_us(&m->itl, 0.5);
+	st->itl_p99_us = quantile_us(&m->itl, 0.99);
+	st->e2e_p50_us = quantile_us(&m->e2e, 0.5);
+	st->e2e_p99_us = quantile_us(&m->e2e, 0.99);
+	st->queue_p50_us = quantile_us(&m->queue, 0.5);
+	st->queue_p99_us = quantile_us(&m->queue, 0.99);
 }
 
 static void gauge(FILE *f, const char *name, const char *type, const char *help, double v)

@@ -283,6 +283,7 @@ void user_on_hello(struct llmqd *d, struct ev *ev, int res)
 	if (err)
 		goto out;
 	if (type == LLMQ_MSG_STATS) {
+		serve_update_stats(d);
 		reply(cn->fd, type, 0, 0, &d->stats, sizeof(d->stats));
 		goto out;
 	}

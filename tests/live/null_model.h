@@ -38,7 +38,7 @@ static inline uint32_t null_push(uint64_t *h, uint32_t id, uint32_t pos)
 /* The prompt's token count. */
 static inline uint32_t null_prompt_tokens(const char *prompt)
 {
-	uint32_t n = 1 + 3, i;
+	uint32_t n = 1 + (*prompt ? 3 : 0), i;
 
 	for (i = 0; prompt[i]; i++)
 		n += prompt[i] == ' ' ? 3 : 1;
@@ -53,7 +53,8 @@ static inline void null_expect(const char *prompt, uint32_t n, uint32_t *out)
 	uint64_t h = 0;
 
 	next = null_push(&h, 1, pos++);
-	for (k = 0; k < 3; k++)
+	/* an empty prompt is BOS alone: no text, no space prefix */
+	for (k = 0; k < 3 && *prompt; k++)
 		next = null_push(&h, 3 + space[k], pos++);
 	for (i = 0; prompt[i]; i++) {
 		if (prompt[i] == ' ')
