@@ -198,6 +198,35 @@ $(O)/tests/test_serve: $(call obj,tests/live/test_serve.c tests/live/harness.c) 
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
 
+# ---- llmq-bench (tools/llmq-bench/) and its tests: owned by that tool --------
+LLMQ_BENCH_SRCS	:= tools/llmq-bench/main.c tools/llmq-bench/workload.c tools/llmq-bench/client.c \
+		   tools/llmq-bench/stats.c tools/llmq-bench/report.c
+BINS		+= $(O)/bin/llmq-bench
+TESTS		+= $(O)/tests/test_bench $(O)/tests/test_bench_live
+
+# all's prerequisites were expanded before the += above.
+all: $(O)/bin/llmq-bench
+
+$(O)/bin/llmq-bench: $(call obj,$(LLMQ_BENCH_SRCS)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_JSON) -lm -lpthread
+
+$(O)/tests/test_bench: $(call obj,tests/unit/test_bench.c tools/llmq-bench/stats.c \
+			tools/llmq-bench/workload.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_JSON) $(LIBS_CMOCKA) -lm
+
+$(O)/tests/test_bench_live: $(call obj,tests/live/test_bench_live.c tests/live/harness.c) $(LIBA) \
+			    | $(O)/bin/llmq-bench $(O)/bin/llmqd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
+
+# The serving curve of a 100m model: llmq-bench --sweep 1,8,32 against llmqd.
+.PHONY: bench-serve
+bench-serve: all $(O)/bin/llmq-bench $(O)/bin/llmq-mkmodel
+	scripts/bench-serve.sh $(O)
+# ---- end of llmq-bench ----------------------------------------------------------
+
 deps:
 	@scripts/install-deps.sh
 
