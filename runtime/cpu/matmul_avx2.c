@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Matrix kernels for AVX2 + FMA + F16C: 8-lane vectors, micro-tiles of up to
- * 4 rows of x by 4 rows of W in the 16 YMM registers. The body is
+ * 4 rows of x by 4 rows of W in the 16 YMM registers; packed micro-tiles of
+ * 4 by 3 (12 accumulators, 3 W vectors and one x vector: all 16). The body is
  * matmul_tmpl.h; this file supplies the vector vocabulary.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -19,6 +21,8 @@
 #define NR2		4
 #define NR3		3
 #define NR4		2
+#define PMR		4
+#define PNR		3
 #define ROWS_PROLOGUE()	do { } while (0)
 #define VI		static inline __attribute__((always_inline)) TARGET
 
@@ -37,6 +41,11 @@ VI vec v_set1(float f)
 VI vec v_load(const float *p)
 {
 	return _mm256_loadu_ps(p);
+}
+
+VI void v_store(float *p, vec v)
+{
+	_mm256_storeu_ps(p, v);
 }
 
 VI vec v_fma(vec a, vec b, vec c)

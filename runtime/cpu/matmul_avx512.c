@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Matrix kernels for AVX-512F: 16-lane vectors, micro-tiles of up to 4 rows
- * of x by 8 rows of W in the 32 ZMM registers. The body is matmul_tmpl.h;
+ * of x by 8 rows of W in the 32 ZMM registers; packed micro-tiles of 4 by 6
+ * (24 accumulators, 6 W vectors, one x vector). The body is matmul_tmpl.h;
  * this file supplies the vector vocabulary.
  *
  * Built with -DLLMQ_CPU_SIMDE (and -mavx2 -mfma -mf16c) the same source
@@ -11,6 +12,7 @@
  * the emulated kernels round exactly as the real ones. (Add -Wno-psabi:
  * SIMDe's headers pass 512-bit unions by value, which GCC notes.)
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -52,6 +54,8 @@ typedef __m128i quarter_i;
 #define NR2		6
 #define NR3		4
 #define NR4		4
+#define PMR		4
+#define PNR		6
 #define ROWS_PROLOGUE()	do { } while (0)
 #define VI		static inline __attribute__((always_inline)) TARGET
 
@@ -68,6 +72,11 @@ VI vec v_set1(float f)
 VI vec v_load(const float *p)
 {
 	return M512(loadu_ps)(p);
+}
+
+VI void v_store(float *p, vec v)
+{
+	M512(storeu_ps)(p, v);
 }
 
 VI vec v_fma(vec a, vec b, vec c)

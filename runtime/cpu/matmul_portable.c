@@ -6,6 +6,7 @@
  * ones through a 64Ki-entry table). The body is matmul_tmpl.h.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@
 #define NR2		4
 #define NR3		3
 #define NR4		2
+#define PMR		4
+#define PNR		3
 #define VI		static inline __attribute__((always_inline))
 
 typedef float vec __attribute__((vector_size(16)));
@@ -56,6 +59,11 @@ VI vec v_load(const float *p)
 
 	memcpy(&v, p, sizeof(v));
 	return v;
+}
+
+VI void v_store(float *p, vec v)
+{
+	memcpy(p, &v, sizeof(v));
 }
 
 /*

@@ -6,7 +6,9 @@
  *   vec, VL				vector type and its float lanes (8 or 16)
  *   TARGET				the function attribute enabling the ISA
  *   NR1, NR2, NR3, NR4		W rows per micro-tile for 1..4 rows of x
+ *   PMR, PNR				x rows by W rows of a packed micro-tile
  *   v_zero() v_set1(f) v_load(p)	F32 vectors
+ *   v_store(p, v)			a vector to p
  *   v_fma(a, b, c)			a * b + c
  *   v_mul(a, b) v_sub(a, b)		one rounding each
  *   v_keep(v)				an optimisation barrier (no FMA contraction)
@@ -30,11 +32,15 @@
  *   - y[m][n] depends only on x row m, W row n and the path: not on how many
  *     rows x has, which micro-tile computed it, nor on the thread split.
  *
- * Blocking: a micro-tile holds mr x nr vector accumulators (mr <= 4 rows of
- * x, nr rows of W) in registers over all of k; W rows of a cache tile (about
+ * Blocking, below PACK_MIN_M rows of x (decode): a micro-tile holds mr x nr
+ * vector accumulators (mr <= 4 rows of x, nr rows of W) in registers over
+ * all of k, dequantising W as it goes; W rows of a cache tile (about
  * TILE_BYTES) are reused from cache for every group of 4 rows of x, so W
  * streams from memory once per call whatever m is. Past the last W row a
- * micro-tile re-reads that row and drops the results.
+ * micro-tile re-reads that row and drops the results. From PACK_MIN_M rows
+ * (batches, prefill) the packed path below dequantises each W element once
+ * per call instead of once per group of 4 rows, in the same values and the
+ * same order of operations, so it gives the same bits.
  */
 
 #define MR		4
@@ -252,6 +258,215 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 	}
 }
 
+/*
+ * The packed path, for PACK_MIN_M rows of x or more: a panel of up to
+ * PANEL_ROWS W rows is dequantised KBLK columns at a time into a float buffer
+ * (exactly the values the registers get above, zero-padded past k like the
+ * F32 tail), and that buffer, in L1, is reused for every row of x. Each
+ * micro-tile of PMR x rows by PNR W rows then needs no conversion, and holds
+ * more accumulators than the in-register tiles can beside their
+ * dequantisation. Between K blocks the accumulators wait in memory: each is
+ * the same chain of FMAs in the same k order as in tile(), so y is bit for
+ * bit what tile() gives, and still depends only on its x row and W row.
+ */
+/*
+ * Sizes: a 36 KB panel (12 rows of 768 floats) stays in L1 or close to it,
+ * and with K blocks this long a model of width 768 keeps its accumulators in
+ * registers over all of k (measured best of 256 x 24, 512 x 12, 768 x 12 and
+ * 1024 x 6 on Zen 3). Panel and accumulators live on the stack: 36 KB plus
+ * PACK_CHUNK * PANEL_ROWS vectors (24 KB on AVX2). The packed path pays from 5 rows
+ * of x: up to 4 the in-register tiles dequantise each W vector once too.
+ */
+#define KBLK		768		/* a multiple of every block size and VL */
+#define PANEL_ROWS	12		/* a multiple of every PNR */
+#define PACK_CHUNK	64		/* x rows whose accumulators are kept */
+#define PACK_MIN_M	(MR + 1)
+
+/* Columns k0 .. k0 + kc of one W row as floats at dst, zero-padded to VL. */
+static ALWAYS_INLINE TARGET void unpack(const int type, const uint8_t *row, size_t k0,
+				       size_t kc, float *dst)
+{
+	size_t kk, b, t;
+	int v, s;
+
+	switch (type) {
+	case GGML_TYPE_F32:
+	case GGML_TYPE_F16:
+	case GGML_TYPE_BF16:
+		for (kk = 0; kk + VL <= kc; kk += VL)
+			v_store(dst + kk, dense_vec(type, row, k0 + kk));
+		if (kk < kc) {
+			for (t = 0; t < VL; t++)
+				dst[kk + t] = kk + t < kc ? dense_elem(type, row, k0 + kk + t) :
+				      0.0f;
+		}
+		break;
+
+	case GGML_TYPE_Q8_0:
+		for (b = k0 / 32; b < (k0 + kc) / 32; b++, dst += 32) {
+			vec d = v_set1(s_f16(row + b * 34));
+
+			UNROLL(4)
+			for (v = 0; v < 32 / VL; v++)
+				v_store(dst + v * VL, v_mul(d, v_load_i8(row + b * 34 + 2 + v * VL)));
+		}
+		break;
+
+	case GGML_TYPE_Q4_0:
+		for (b = k0 / 32; b < (k0 + kc) / 32; b++, dst += 32) {
+			vec d = v_set1(s_f16(row + b * 18));
+
+			UNROLL(4)
+			for (v = 0; v < 32 / VL; v++) {
+				const int off = (v * VL) % 16, hi = (v * VL) / 16;
+				vec q = v_load_u4(row + b * 18 + 2 + off, hi);
+
+				v_store(dst + v * VL, v_mul(d, v_sub(q, v_set1(8.0f))));
+			}
+		}
+		break;
+
+	case GGML_TYPE_Q4_K:
+		for (b = k0 / 256; b < (k0 + kc) / 256; b++) {
+			float dd = s_f16(row + b * 144), dm = s_f16(row + b * 144 + 2);
+
+			for (s = 0; s < 8; s++, dst += 32) {
+				const size_t qoff = b * 144 + 16 + 32 * (size_t)(s / 2);
+				unsigned int sc, mn;
+				vec d1, m1;
+
+				q4k_sm(s, row + b * 144 + 4, &sc, &mn);
+				d1 = v_set1(dd * (float)sc);
+				m1 = v_set1(dm * (float)mn);
+				UNROLL(4)
+				for (v = 0; v < 32 / VL; v++) {
+					vec q = v_load_u4(row + qoff + v * VL, s & 1);
+
+					v_store(dst + v * VL, v_sub(v_keep(v_mul(d1, q)), m1));
+				}
+			}
+		}
+		break;
+	}
+}
+
+/*
+ * acc[i][j] (i < mr, j < nr; rows PANEL_ROWS vectors apart) over columns
+ * 0 .. kc of the panel wb (rows KBLK floats apart, zero-padded) and of x;
+ * from zero if @first; if @last, the sums go to y[i][j] for j < nv.
+ */
+static ALWAYS_INLINE TARGET void ptile(const int mr, const int nr, const float *wb, size_t nv,
+				       const float *x, size_t ldx, size_t kc, vec *acc,
+				       bool first, bool last, float *y, size_t ldy)
+{
+	vec a[PMR][PNR];
+	size_t kk;
+	int i, j;
+
+	UNROLL(8)
+	for (i = 0; i < mr; i++) {
+		UNROLL(8)
+		for (j = 0; j < nr; j++)
+			a[i][j] = first ? v_zero() : acc[i * PANEL_ROWS + j];
+	}
+	for (kk = 0; kk + VL <= kc; kk += VL) {
+		vec wv[PNR];
+
+		UNROLL(8)
+		for (j = 0; j < nr; j++)
+			wv[j] = v_load(wb + (size_t)j * KBLK + kk);
+		UNROLL(8)
+		for (i = 0; i < mr; i++) {
+			vec xv = v_load(x + (size_t)i * ldx + kk);
+
+			UNROLL(8)
+			for (j = 0; j < nr; j++)
+				a[i][j] = v_fma(wv[j], xv, a[i][j]);
+		}
+	}
+	if (kk < kc) {
+		/* the last k % VL, zero-padded as tile() pads it */
+		float xt[VL];
+		size_t t;
+
+		UNROLL(8)
+		for (i = 0; i < mr; i++) {
+			for (t = 0; t < VL; t++)
+				xt[t] = kk + t < kc ? x[(size_t)i * ldx + kk + t] : 0.0f;
+			UNROLL(8)
+			for (j = 0; j < nr; j++)
+				a[i][j] = v_fma(v_load(wb + (size_t)j * KBLK + kk), v_load(xt),
+						a[i][j]);
+		}
+	}
+	UNROLL(8)
+	for (i = 0; i < mr; i++) {
+		UNROLL(8)
+		for (j = 0; j < nr; j++) {
+			if (!last)
+				acc[i * PANEL_ROWS + j] = a[i][j];
+			else if ((size_t)j < nv)
+				y[(size_t)i * ldy + j] = v_hsum(a[i][j]);
+		}
+	}
+}
+
+#define PMICRO(MRV)							\
+	for (j = 0; j < np; j += PNR)					\
+		ptile(MRV, PNR, wb + j * KBLK, np - j < PNR ? np - j : PNR,	\
+		      xm, ldx, kc, acc + i * PANEL_ROWS + j, first, last,	\
+		      ym + j, ldy)
+
+static ALWAYS_INLINE TARGET void rows_packed(const int type, const uint8_t *w, size_t rb,
+					     size_t n_rows, const float *x, size_t ldx,
+					     size_t m, size_t k, float *y, size_t ldy)
+{
+	float wb[PANEL_ROWS * KBLK] __attribute__((aligned(64)));
+	vec acc[PACK_CHUNK * PANEL_ROWS];
+	size_t n0, m0, k0, i, j;
+
+	for (n0 = 0; n0 < n_rows; n0 += PANEL_ROWS) {
+		size_t np = n_rows - n0 < PANEL_ROWS ? n_rows - n0 : PANEL_ROWS;
+		/* whole micro-tiles of rows: past np, repeat the last row */
+		size_t npad = (np + PNR - 1) / PNR * PNR;
+
+		for (m0 = 0; m0 < m; m0 += PACK_CHUNK) {
+			size_t mc = m - m0 < PACK_CHUNK ? m - m0 : PACK_CHUNK;
+
+			for (k0 = 0; k0 < k; k0 += KBLK) {
+				size_t kc = k - k0 < KBLK ? k - k0 : KBLK;
+				bool first = !k0, last = k0 + kc == k;
+
+				/* one K block is still there from the last chunk */
+				if (!m0 || k > KBLK) {
+					for (j = 0; j < npad; j++)
+						unpack(type, w + (n0 + (j < np ? j : np - 1)) * rb,
+						       k0, kc, wb + j * KBLK);
+				}
+				for (i = 0; i < mc; i += PMR) {
+					const float *xm = x + (m0 + i) * ldx + k0;
+					float *ym = y + (m0 + i) * ldy + n0;
+
+					switch (mc - i < PMR ? mc - i : PMR) {
+					case 1:
+						PMICRO(1);
+						break;
+					case 2:
+						PMICRO(2);
+						break;
+					case 3:
+						PMICRO(3);
+						break;
+					default:
+						PMICRO(PMR);
+						break;
+					}
+				}
+			}
+		}
+	}
+}
+
 /* W rows per cache tile: about TILE_BYTES, a multiple of TILE_ALIGN. */
 static size_t tile_rows(size_t rb)
 {
@@ -271,6 +486,7 @@ static ALWAYS_INLINE TARGET void rows(const int type, const uint8_t *w, size_t r
 				      size_t k, float *y, size_t ldy)
 {
 	size_t tr = tile_rows(rb), n0, m0, j;
+
 
 	for (n0 = 0; n0 < n_rows; n0 += tr) {
 		size_t nt = n_rows - n0 < tr ? n_rows - n0 : tr;
@@ -298,13 +514,28 @@ static ALWAYS_INLINE TARGET void rows(const int type, const uint8_t *w, size_t r
 	}
 }
 
+/*
+ * The packed path in a function of its own: its 60 KB or more of stack and
+ * its code stay out of the decode path's frame and loops.
+ */
 #define DEFINE_ROWS(name, type)						\
+static __attribute__((noinline)) TARGET void				\
+name##_packed(const uint8_t *w, size_t rb, size_t n_rows,		\
+	      const float *x, size_t ldx, size_t m, size_t k,		\
+	      float *y, size_t ldy)					\
+{									\
+	rows_packed(type, w, rb, n_rows, x, ldx, m, k, y, ldy);		\
+}									\
+									\
 static TARGET void name(const uint8_t *w, size_t rb, size_t n_rows,	\
 			const float *x, size_t ldx, size_t m, size_t k,	\
 			float *y, size_t ldy)				\
 {									\
 	ROWS_PROLOGUE();						\
-	rows(type, w, rb, n_rows, x, ldx, m, k, y, ldy);		\
+	if (m >= PACK_MIN_M)						\
+		name##_packed(w, rb, n_rows, x, ldx, m, k, y, ldy);	\
+	else								\
+		rows(type, w, rb, n_rows, x, ldx, m, k, y, ldy);	\
 }
 
 DEFINE_ROWS(rows_f32, GGML_TYPE_F32)

@@ -557,6 +557,56 @@ static void test_matmul_invariance(void **state)
 	threadpool_destroy(p7);
 }
 
+/*
+ * The packed kernels (PACK_MIN_M rows of x or more, see matmul_tmpl.h) at
+ * their edges: more rows than one chunk of accumulators (64) with a few
+ * over, K across several K blocks (768) with a tail of less than a vector,
+ * N across panels (12) with a partial micro-tile left. Every row equals that
+ * row computed alone (the in-register kernels) bit for bit, and every dtype
+ * equals F32 on its dequantised weights bit for bit.
+ */
+static void test_matmul_packed_edges(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct matmul_kernels *kern = path_or_skip(pth);
+	const size_t m = 70, n = 29, ldy = n + 2;
+	unsigned int t;
+
+	reseed(kern->name);
+	for (t = 0; t < N_TYPES; t++) {
+		const size_t blk = block_of(mm_types[t]);
+		const size_t k = blk == 1 ? 2 * 768 + 7 : blk == 32 ? 50 * 32 : 4 * 256;
+		const size_t ldx = k + 3;
+		float *x = random_floats(m * ldx, 2.0f), *wf = malloc(n * k * sizeof(float));
+		float *y = malloc(m * ldy * sizeof(float)), *yf = malloc(m * ldy * sizeof(float));
+		float *y1 = malloc(n * sizeof(float));
+		uint64_t bytes;
+		uint8_t *w = random_weights(mm_types[t], n, k, &bytes);
+		size_t i;
+
+		assert_int_equal(dequantize(mm_types[t], w, wf, n * k), 0);
+		run_mm(kern, pool, mm_types[t], w, n, k, x, ldx, y, ldy, m);
+		run_mm(kern, pool, GGML_TYPE_F32, wf, n, k, x, ldx, yf, ldy, m);
+		for (i = 0; i < m; i++) {
+			run_mm(kern, NULL, mm_types[t], w, n, k, x + i * ldx, ldx, y1, n, 1);
+			if (memcmp(y + i * ldy, y1, n * sizeof(float)))
+				fail_msg("%s %s: row %zu of %zu differs from that row alone "
+					 "(seed %llu)", kern->name, type_name(mm_types[t]), i, m,
+					 seed);
+			if (memcmp(y + i * ldy, yf + i * ldy, n * sizeof(float)))
+				fail_msg("%s %s: row %zu differs from F32 on its dequantised "
+					 "weights (seed %llu)", kern->name, type_name(mm_types[t]),
+					 i, seed);
+		}
+		free(x);
+		free(wf);
+		free(y);
+		free(yf);
+		free(y1);
+		free(w);
+	}
+}
+
 /* Each SIMD path against the portable one, within twice the float64 bound. */
 static void test_matmul_paths_agree(void **state)
 {
@@ -994,7 +1044,7 @@ int main(void)
 {
 	struct CMUnitTest tests[64];
 	const char *env = getenv("LLMQ_TEST_SEED");
-	static char names[N_TYPES * 4 + 12][64];
+	static char names[N_TYPES * 4 + 16][64];
 	size_t nt = 0, t, p, nn = 0;
 
 	seed = env ? strtoull(env, NULL, 0) : ((unsigned long long)time(NULL) << 20) ^
@@ -1032,6 +1082,8 @@ int main(void)
 		ADD(test_matmul_exact_dequant, names[nn++], &path_params[p]);
 		snprintf(names[nn], sizeof(names[nn]), "matmul_invariance/%s", paths[p].name);
 		ADD(test_matmul_invariance, names[nn++], &path_params[p]);
+		snprintf(names[nn], sizeof(names[nn]), "matmul_packed_edges/%s", paths[p].name);
+		ADD(test_matmul_packed_edges, names[nn++], &path_params[p]);
 		if (p) {
 			snprintf(names[nn], sizeof(names[nn]), "matmul_agrees_with_portable/%s",
 				 paths[p].name);
