@@ -94,7 +94,7 @@ static void usage(FILE *f)
 		"  --max-batch-size N        requests waiting that close the window early, 1..4096\n"
 		"                            (default --max-num-seqs)\n"
 		"  --max-num-seqs N          sequences per step, 1..4096 (default 64)\n"
-		"  --max-num-batched-tokens N  tokens per step, 1..65536 (default 512)\n"
+		"  --max-num-batched-tokens N  tokens per step, 1..65536 (default 128)\n"
 		"  --max-model-len N         longest prompt + output in tokens, 2..16777216\n"
 		"                            (default: the model's context, capped by the KV cache)\n"
 		"  --max-queued-requests N   waiting requests before -EBUSY, 1..1048576 (default 4096)\n"
@@ -337,7 +337,7 @@ int main(int argc, char **argv)
 		.engine = { .block_size = BACKEND_DEFAULT_BLOCK_SIZE },
 		.sched = {
 			.max_num_seqs = 64,
-			.max_num_batched_tokens = 512,
+			.max_num_batched_tokens = 128,
 			.max_queued = 4096,
 		},
 		.batch_timeout_ms = 2,

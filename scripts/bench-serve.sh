@@ -11,7 +11,7 @@
 # Needs BUILD_DIR/bin/{llmqd,llmq,llmq-bench,llmq-mkmodel}.
 # Environment: SWEEP (1,8,32), INPUT_LEN (128), OUTPUT_LEN (64),
 # NUM_PROMPTS (per point; default max(8, 2 x concurrency)), THREADS
-# (llmqd --threads; default one per core).
+# (llmqd --threads; default one per core), LLMQD_ARGS (more llmqd flags).
 set -euo pipefail
 
 O=${1:-build}
@@ -51,7 +51,7 @@ if ! "$MK" --preset 100m --dtype Q8_0 -o "$dir/100m.gguf" >"$dir/mkmodel.log" 2>
 	exit 1
 fi
 sock=$dir/llmq.sock
-"$LLMQD" --foreground --socket "$sock" --model "$dir/100m.gguf" --threads "$THREADS" \
+"$LLMQD" --foreground --socket "$sock" --model "$dir/100m.gguf" --threads "$THREADS" ${LLMQD_ARGS:-} \
 	2>"$dir/llmqd.log" &
 pid=$!
 # Loading the model takes a moment; the socket answers once it is done.
