@@ -94,11 +94,7 @@ void serve_fini(struct llmqd *d)
  */
 int serve_submit(struct llmqd *d, struct request *r)
 {
-	int err = sched_add(&d->sched, &r->seq, now_ns());
-
-	if (!err)
-		d->stats.requests_waiting = d->sched.nr_waiting;
-	return err;
+	return sched_add(&d->sched, &r->seq, now_ns());
 }
 
 /**
@@ -240,10 +236,8 @@ void serve_step(struct llmqd *d)
 
 	d->window_deadline = 0;
 	b = sched_plan(&d->sched, now);
-	if (!b->n_seqs) {
-		serve_update_stats(d);
+	if (!b->n_seqs)
 		return;
-	}
 	for (i = 0; i < b->n_seqs; i++) {
 		q = b->seqs[i];
 		d->bseqs[i] = (struct backend_seq){
@@ -262,7 +256,6 @@ void serve_step(struct llmqd *d)
 		       b->n_seqs, b->n_tokens, strerror(-err));
 		for (i = b->n_seqs; i-- > 0;)
 			req_finish(b->seqs[i]->priv, err, LLMQ_FINISH_ERROR);
-		serve_update_stats(d);
 		return;
 	}
 	sched_advance(&d->sched);
@@ -272,7 +265,6 @@ void serve_step(struct llmqd *d)
 		if (q->step_sample)
 			emit_token(d, q->priv, d->logits + (size_t)row++ * be->n_vocab, now);
 	}
-	serve_update_stats(d);
 }
 
 /* A quantile in microseconds, saturated to the __u32 of struct llmq_stats. */
@@ -286,6 +278,9 @@ static uint32_t quantile_us(const struct hist *h, double q)
 /**
  * serve_update_stats() - refresh the gauges and counters in d->stats
  * @d:		the daemon
+ *
+ * Called when someone reads them (a STATS reply, the SIGUSR1 dump), not
+ * per step: the percentiles walk every histogram bucket.
  */
 void serve_update_stats(struct llmqd *d)
 {
