@@ -298,6 +298,14 @@ static void plan_waiting(struct sched *s, uint64_t now)
 	while (!list_empty(&s->waiting) && b->n_seqs < s->cfg.max_num_seqs &&
 	       b->n_tokens < s->cfg.max_num_batched_tokens) {
 		q = list_first_entry(&s->waiting, struct sched_seq, link);
+		wm = s->nr_running ? s->cfg.watermark_blocks : 0;
+		/*
+		 * Whatever the cache holds, the first uncached position needs a
+		 * fresh block: with none to spare, do not hash the prompt again
+		 * only to give the blocks back.
+		 */
+		if (kvb_num_free(s->kv) < 1 + wm)
+			break;
 		/* Leave one token to compute: its logits pick the next one. */
 		matched = kvb_match(s->kv, q->salt, q->tokens, q->n_tokens - 1, q->blocks, &q->key);
 		q->n_blocks = matched;
@@ -307,7 +315,6 @@ static void plan_waiting(struct sched *s, uint64_t now)
 		if (len > s->cfg.max_num_batched_tokens - b->n_tokens)
 			len = s->cfg.max_num_batched_tokens - b->n_tokens;
 		need = div_up(q->n_computed + len, bs) - q->n_blocks;
-		wm = s->nr_running ? s->cfg.watermark_blocks : 0;
 		if (kvb_num_free(s->kv) < need + wm) {
 			seq_release(s, q);
 			break;
