@@ -34,6 +34,10 @@ if [ $tests -eq 1 ]; then
 	need cmd:clang clang
 	/usr/bin/python3 -c 'import numpy' 2>/dev/null || pkgs+=(python3-numpy)
 	/usr/bin/python3 -c 'import torch' 2>/dev/null || pkgs+=(python3-torch)
+	/usr/bin/python3 -c 'import sentencepiece' 2>/dev/null || pkgs+=(python3-sentencepiece)
+	# torch through the reference BLAS is 30x slower than through OpenBLAS.
+	dpkg -s libopenblas0-openmp >/dev/null 2>&1 || pkgs+=(libopenblas0-openmp)
+	need cmd:gnuplot gnuplot-nox
 	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
 
