@@ -43,7 +43,7 @@ RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
 TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
 		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
-MKMODEL_SRCS	:= tools/mkmodel/mkmodel.c tools/mkmodel/hf_tokenizer.c
+MKMODEL_SRCS	:= tools/mkmodel/mkmodel.c tools/mkmodel/hf_tokenizer.c tools/mkmodel/hf_model.c
 CLI_SRCS	:= tools/llmq/llmq.c tools/llmq/model_cmds.c tools/llmq/run_cmd.c
 BENCH_SRCS	:= tools/ringbench/ringbench.c
 
@@ -200,7 +200,7 @@ $(O)/tests/test_serve: $(call obj,tests/live/test_serve.c tests/live/harness.c) 
 
 # ---- llmq-bench (tools/llmq-bench/) and its tests: owned by that tool --------
 LLMQ_BENCH_SRCS	:= tools/llmq-bench/main.c tools/llmq-bench/workload.c tools/llmq-bench/client.c \
-		   tools/llmq-bench/stats.c tools/llmq-bench/report.c
+		   tools/llmq-bench/stats.c tools/llmq-bench/report.c tools/llmq-bench/plot.c
 BINS		+= $(O)/bin/llmq-bench
 TESTS		+= $(O)/tests/test_bench $(O)/tests/test_bench_live
 
@@ -212,19 +212,26 @@ $(O)/bin/llmq-bench: $(call obj,$(LLMQ_BENCH_SRCS)) $(LIBA)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_JSON) -lm -lpthread
 
 $(O)/tests/test_bench: $(call obj,tests/unit/test_bench.c tools/llmq-bench/stats.c \
-			tools/llmq-bench/workload.c)
+			tools/llmq-bench/workload.c tools/llmq-bench/plot.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_JSON) $(LIBS_CMOCKA) -lm
 
 $(O)/tests/test_bench_live: $(call obj,tests/live/test_bench_live.c tests/live/harness.c) $(LIBA) \
 			    | $(O)/bin/llmq-bench $(O)/bin/llmqd
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lutil -lpthread
 
 # The serving curve of a 100m model: llmq-bench --sweep 1,8,32 against llmqd.
 .PHONY: bench-serve
 bench-serve: all $(O)/bin/llmq-bench $(O)/bin/llmq-mkmodel
 	scripts/bench-serve.sh $(O)
+
+# The standard scenario on the embedded default (models/kjv-11m-q8_0.gguf on
+# the CPU engine; the null engine until that model exists): the sweep table,
+# and its plot in $(O)/bench.png.
+.PHONY: bench
+bench: all $(O)/bin/llmq-bench
+	scripts/bench.sh $(O)
 # ---- end of llmq-bench ----------------------------------------------------------
 
 deps:

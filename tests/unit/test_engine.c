@@ -39,12 +39,25 @@ struct loaded {
 	struct backend	*b;
 };
 
+static void load_path(struct loaded *l, const char *path)
+{
+	struct backend_params p = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
+	char err[256];
+
+	if (model_load(&l->m, path))
+		fail_msg("%s: %s", path, l->m.err);
+	p.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&l->m, 16);
+	l->b = backend_cpu_create(&l->m, &p, err, sizeof(err));
+	if (!l->b)
+		fail_msg("backend: %s", err);
+	assert_int_equal(l->b->n_blocks, N_BLOCKS);
+}
+
 /* A tiny model of a preset and dtype, written once into tmpdir, loaded. */
 static void load(struct loaded *l, const char *preset, const char *dtype, char *path,
 		 size_t len)
 {
-	struct backend_params p = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
-	char cmd[3000], err[256];
+	char cmd[3000];
 
 	snprintf(path, len, "%s/%s-%s.gguf", tmpdir, preset, dtype);
 	if (access(path, R_OK)) {
@@ -53,13 +66,7 @@ static void load(struct loaded *l, const char *preset, const char *dtype, char *
 			 getenv("LLMQ_BIN_DIR"), preset, dtype, path);
 		assert_int_equal(system(cmd), 0);
 	}
-	if (model_load(&l->m, path))
-		fail_msg("%s: %s", path, l->m.err);
-	p.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&l->m, 16);
-	l->b = backend_cpu_create(&l->m, &p, err, sizeof(err));
-	if (!l->b)
-		fail_msg("backend: %s", err);
-	assert_int_equal(l->b->n_blocks, N_BLOCKS);
+	load_path(l, path);
 }
 
 static void unload(struct loaded *l)
@@ -306,6 +313,68 @@ static void test_reference(void **state)
 			      "(smallest top-2 logit gap %.3g)\n", n_gen, margin);
 	free(ref);
 	free(out);
+	unload(&l);
+}
+
+struct hf_case {
+	const char	*arch;
+	bool		bf16;
+};
+
+/*
+ * llmq-mkmodel --hf-model: a random Hugging Face checkpoint converted to
+ * GGUF gives, in the engine, the logits of an independent float64 forward
+ * written in Hugging Face's conventions (rotate-half RoPE, [out, in]
+ * weights), so the Q/K permutation, the names, biases and tied heads are
+ * checked.  BF16 safetensors are read exactly.
+ */
+static void test_hf_import(void **state)
+{
+	const struct hf_case *hc = *state;
+	char dir[1100], path[1200], cmd[8000];
+	uint32_t tok[48], table[4] = { 5, 1, 9, 2 };
+	double *ref, err;
+	struct loaded l;
+	float *out;
+	size_t i, v = 300;
+	FILE *f;
+
+	if (!have_torch()) {
+		print_message("[  SKIP    ] %s cannot import torch: conversion not checked "
+			      "(apt-get install python3-torch)\n", python());
+		skip();
+	}
+	snprintf(dir, sizeof(dir), "%s/hf-%s%s", tmpdir, hc->arch, hc->bf16 ? "-bf16" : "");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	tokens_fill(tok, 48, v, 5);
+	snprintf(path, sizeof(path), "%s/tokens.txt", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	for (i = 0; i < 48; i++)
+		fprintf(f, "%u\n", tok[i]);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s %s/tests/ref/hf_checkpoint.py %s %s %s/logits.f64 %s && "
+		 "%s/llmq-mkmodel --hf-model %s --dtype F32 -o %s/m.gguf >/dev/null 2>&1",
+		 python(), srcdir, dir, hc->arch, dir, hc->bf16 ? "--bf16" : "",
+		 getenv("LLMQ_BIN_DIR"), dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/m.gguf", dir);
+	load_path(&l, path);
+	assert_int_equal(l.b->n_vocab, v);
+	out = malloc(48 * v * sizeof(float));
+	ref = malloc(48 * v * sizeof(double));
+	run_alone(l.b, tok, 48, 48, table, out);
+	snprintf(path, sizeof(path), "%s/logits.f64", dir);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(ref, sizeof(double), 48 * v, f), 48 * v);
+	fclose(f);
+	err = rel_err(out, ref, 48 * v);
+	print_message("[          ] %s from %s safetensors: relative error %.3g (limit 1e-5)\n",
+		      hc->arch, hc->bf16 ? "BF16" : "F32", err);
+	assert_true(err < 1e-5);
+	free(out);
+	free(ref);
 	unload(&l);
 }
 
@@ -612,6 +681,95 @@ static void test_cli_run(void **state)
 	free(e1);
 }
 
+/* A checkpoint directory from literal parts; @hdr NULL: no safetensors. */
+static void write_ckpt(const char *dir, const char *cfg, const char *hdr, size_t data)
+{
+	char path[1200];
+	uint64_t n;
+	FILE *f;
+
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(cfg, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	unlink(path);
+	if (!hdr)
+		return;
+	f = fopen(path, "w");
+	assert_non_null(f);
+	n = strlen(hdr);
+	fwrite(&n, 8, 1, f);
+	fputs(hdr, f);
+	while (data--)
+		fputc(0, f);
+	fclose(f);
+}
+
+struct bad_ckpt {
+	const char	*cfg;
+	const char	*hdr;
+	size_t		data;
+	const char	*tok;		/* tokenizer.vocab contents */
+	const char	*msg;
+};
+
+#define CFG(extra) "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, " \
+	"\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"vocab_size\": 4" extra "}"
+#define EMB(shape, end) "{\"model.embed_tokens.weight\": {\"dtype\": \"F32\", \"shape\": " \
+	shape ", \"data_offsets\": [0, " end "]}}"
+
+/* Hostile or broken checkpoints: one clear line, status 1, no output file. */
+static void test_hf_import_errors(void **state)
+{
+	static const struct bad_ckpt cases[] = {
+		{ "", NULL, 0, NULL, "config.json" },
+		{ "{\"model_type\": \"gpt2\"}", NULL, 0, NULL, "model_type gpt2" },
+		{ CFG(", \"num_key_value_heads\": 3"), NULL, 0, NULL, "divide" },
+		{ CFG(", \"hidden_size\": -1"), NULL, 0, NULL, "hidden_size" },
+		{ CFG(", \"rope_scaling\": {\"type\": \"linear\"}"), NULL, 0, NULL, "rope_scaling" },
+		{ CFG(""), NULL, 0, NULL, "model.safetensors" },
+		{ CFG(""), "[1, 2]", 0, NULL, "not a JSON object" },
+		{ CFG(""), EMB("[4, 32]", "513"), 512, NULL, "data_offsets" },
+		{ CFG(""), EMB("[4, 32]", "256"), 512, NULL, "data_offsets" },
+		{ CFG(""), EMB("[4, 32]", "512"), 512, NULL, "has no model.layers.0" },
+		{ CFG(""), EMB("[4, 16]", "256"), 256, NULL, "shape" },
+		{ CFG(""), EMB("[4, 32]", "512"), 512, "<unk>\n", "piece<TAB>score" },
+		{ CFG(""), EMB("[4, 32]", "512"), 512, "<unk>\tlots\n", "bad score" },
+	};
+	char dir[1100], cmd[4000], path[1200];
+	char *out, *err;
+	size_t i;
+	FILE *f;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/hf-bad", tmpdir);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bad_ckpt *c = &cases[i];
+
+		write_ckpt(dir, c->cfg, c->hdr, c->data);
+		snprintf(path, sizeof(path), "%s/tokenizer.vocab", dir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(c->tok ? c->tok : "<unk>\t0\n<s>\t0\n</s>\t0\n\xe2\x96\x81\t-1\n", f);
+		fclose(f);
+		snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --hf-model %s -o %s/out.gguf",
+			 getenv("LLMQ_BIN_DIR"), dir, dir);
+		if (!c->tok)
+			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --dtype F32");
+		assert_int_equal(sh(cmd, &out, &err), 1);
+		if (!strstr(err, c->msg) || lines(err) != 1)
+			fail_msg("case %zu: wanted one line with '%s', got '%s'", i, c->msg, err);
+		assert_string_equal(out, "");
+		snprintf(path, sizeof(path), "%s/out.gguf", dir);
+		assert_int_not_equal(access(path, F_OK), 0);
+		free(out);
+		free(err);
+	}
+}
+
 static int teardown(void **state)
 {
 	char cmd[1200];
@@ -628,6 +786,10 @@ static int setup(void **state)
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
 
+static struct hf_case hf_cases[] = {
+	{ "llama", false }, { "qwen2", true },
+};
+
 #define REF(p, d, t) { .preset = p, .dtype = d, .tol = t }
 static struct ref_case refs[] = {
 	REF("tiny", "F32", 1e-5), REF("tiny-qwen2", "F32", 1e-5),
@@ -643,6 +805,9 @@ int main(int argc, char **argv)
 #define R(i) cmocka_unit_test_prestate(test_reference, &refs[i])
 		R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9),
 #undef R
+		cmocka_unit_test_prestate(test_hf_import, &hf_cases[0]),
+		cmocka_unit_test_prestate(test_hf_import, &hf_cases[1]),
+		cmocka_unit_test(test_hf_import_errors),
 		cmocka_unit_test(test_batch_llama),
 		cmocka_unit_test(test_batch_qwen2),
 		cmocka_unit_test(test_chunks),

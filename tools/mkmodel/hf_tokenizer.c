@@ -383,6 +383,102 @@ out:
 }
 
 /**
+ * hf_tokenizer_load_spm_vocab() - read a SentencePiece vocabulary listing
+ * @t:		filled on success
+ * @path:	the trainer's MODEL.vocab: "piece<TAB>score" per line, in id order
+ * @err:	a message on failure
+ * @errlen:	its size
+ *
+ * The listing has no token types, so they are those SentencePiece gives:
+ * <unk> unknown, <s> and </s> control, <0xHH> byte pieces, the rest normal.
+ * Encoding adds BOS and a space prefix, as SentencePiece's defaults (and
+ * LLaMA's) do; --add-bos overrides the first.
+ *
+ * Return: 0, or -errno with @err set.
+ */
+int hf_tokenizer_load_spm_vocab(struct hf_tokenizer *t, const char *path, char *err,
+				size_t errlen)
+{
+	char *line = NULL, *tab, *end;
+	size_t cap = 0;
+	uint32_t n = 0, i;
+	ssize_t len;
+	FILE *f;
+	int ret;
+
+	memset(t, 0, sizeof(*t));
+	t->bos = t->eos = t->unk = -1;
+	f = fopen(path, "r");
+	if (!f) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	while (getline(&line, &cap, f) > 0)
+		n++;
+	if (!n || n > (1u << 24)) {
+		snprintf(err, errlen, "%s: %u lines, not a vocabulary", path, n);
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = alloc_vocab(t, n);
+	if (ret)
+		goto out;
+	rewind(f);
+	for (i = 0; i < n && (len = getline(&line, &cap, f)) > 0; i++) {
+		if (line[len - 1] == '\n')
+			line[--len] = '\0';
+		tab = strrchr(line, '\t');
+		if (!tab || tab == line) {
+			snprintf(err, errlen, "%s:%u: not \"piece<TAB>score\"", path, i + 1);
+			ret = -EINVAL;
+			goto out;
+		}
+		errno = 0;
+		t->scores[i] = strtof(tab + 1, &end);
+		if (errno || end == tab + 1 || *end) {
+			snprintf(err, errlen, "%s:%u: bad score '%s'", path, i + 1, tab + 1);
+			ret = -EINVAL;
+			goto out;
+		}
+		ret = set_token(t, i, line, (size_t)(tab - line));
+		if (ret)
+			goto out;
+		if (!strcmp(t->tokens[i], "<unk>"))
+			t->types[i] = TOK_TYPE_UNKNOWN;
+		else if (!strcmp(t->tokens[i], "<s>") || !strcmp(t->tokens[i], "</s>"))
+			t->types[i] = TOK_TYPE_CONTROL;
+		else if (t->lens[i] == 6 && !strncmp(t->tokens[i], "<0x", 3) &&
+			 t->tokens[i][5] == '>')
+			t->types[i] = TOK_TYPE_BYTE;
+		else
+			t->types[i] = TOK_TYPE_NORMAL;
+	}
+	if (i != n) {
+		snprintf(err, errlen, "%s: changed while reading", path);
+		ret = -EIO;
+		goto out;
+	}
+	ret = build_index(t);
+	if (ret)
+		goto out;
+	snprintf(t->model, sizeof(t->model), "llama");
+	t->unk = hf_tokenizer_find(t, "<unk>");
+	t->bos = hf_tokenizer_find(t, "<s>");
+	t->eos = hf_tokenizer_find(t, "</s>");
+	t->add_bos = t->bos >= 0;
+	t->add_space_prefix = true;
+out:
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "%s: out of memory", path);
+	free(line);
+	fclose(f);
+	if (ret)
+		hf_tokenizer_free(t);
+	return ret;
+}
+
+/**
  * hf_tokenizer_byte_vocab() - the built-in vocabulary: <unk>, <s>, </s>, the
  * 256 byte tokens of SentencePiece byte fallback, and U+2581 for the space
  * @t:		filled

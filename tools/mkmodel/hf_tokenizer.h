@@ -35,6 +35,8 @@ struct hf_tokenizer {
 };
 
 int hf_tokenizer_load(struct hf_tokenizer *t, const char *path, char *err, size_t errlen);
+int hf_tokenizer_load_spm_vocab(struct hf_tokenizer *t, const char *path, char *err,
+				size_t errlen);
 void hf_tokenizer_byte_vocab(struct hf_tokenizer *t);
 int hf_tokenizer_find(const struct hf_tokenizer *t, const char *text);
 int hf_tokenizer_write(const struct hf_tokenizer *t, struct gguf_writer *w);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * llmq-mkmodel: write a standard GGUF model (llama.cpp's tensor names and
- * metadata keys) with seeded random weights for a named preset, in any
- * dtype llmq reads, with a tokenizer imported from a Hugging Face
- * tokenizer.json or a built-in byte vocabulary.  For tests and benchmarks:
- * the weights are noise, the shapes and formats are real.
+ * metadata keys) in any dtype llmq reads, with a tokenizer imported from a
+ * Hugging Face tokenizer.json, a SentencePiece .vocab listing or a built-in
+ * byte vocabulary.  The weights are either seeded noise for a named preset
+ * (tests and benchmarks: the shapes and formats are real) or converted from
+ * a Hugging Face checkpoint (--hf-model, how the bundled model is made).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dtype.h"
 #include "gguf.h"
+#include "hf_model.h"
 #include "hf_tokenizer.h"
 #include "rng.h"
 
@@ -57,6 +60,9 @@ struct fill {
 	uint64_t	ne0;
 	uint64_t	rows;
 	float		scale;		/* normal(0, scale); 0: all ones */
+	const struct hf_model	*hf;	/* converting: rows come from here */
+	const struct hf_tensor	*src;
+	char		name[96];
 };
 
 static float uniform(uint64_t *s)
@@ -75,6 +81,13 @@ static int fill_tensor(void *arg, void *dst, uint64_t bytes)
 		return -ENOMEM;
 	dtype_row_bytes(f->type, f->ne0, &row_bytes);
 	for (r = 0; r < f->rows && !err; r++) {
+		if (f->src) {
+			err = hf_model_row(f->hf, f->src, f->name, r, row);
+			if (!err)
+				err = quantize(f->type, row, (uint8_t *)dst + r * row_bytes,
+					       f->ne0);
+			continue;
+		}
 		for (i = 0; i < f->ne0; i += 2) {
 			/* Box-Muller: two normals per pair of uniforms. */
 			float u1 = uniform(f->s), u2 = uniform(f->s);
@@ -98,6 +111,7 @@ struct model_out {
 	uint64_t		seed;
 	uint32_t		dtype;
 	uint64_t		params;
+	const struct hf_model	*hf;
 };
 
 static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1, float scale)
@@ -116,6 +130,27 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 	f->rows = vec ? 1 : ne1;
 	f->scale = scale;
 	o->params += ne0 * (vec ? 1 : ne1);
+	if (o->hf) {
+		char hf_name[128];
+		const struct hf_tensor *t = hf_model_tensor(o->hf, name, hf_name, sizeof(hf_name));
+
+		if (!t) {
+			fprintf(stderr, "llmq-mkmodel: the checkpoint has no %s (for %s)\n",
+				hf_name, name);
+			return -EINVAL;
+		}
+		if (t->type == UINT32_MAX || t->n_dims != (vec ? 1u : 2u) ||
+		    t->shape[vec ? 0 : 1] != ne0 || (!vec && t->shape[0] != ne1)) {
+			fprintf(stderr, "llmq-mkmodel: %s is not an F32/F16/BF16 tensor of shape "
+				"[%llu%s%llu] as config.json implies\n", hf_name,
+				(unsigned long long)(vec ? ne0 : ne1), vec ? "" : ", ",
+				vec ? 0ull : (unsigned long long)ne0);
+			return -EINVAL;
+		}
+		f->hf = o->hf;
+		f->src = t;
+		snprintf(f->name, sizeof(f->name), "%s", name);
+	}
 	if (!vec && ne0 % dtype_info(o->dtype)->block) {
 		fprintf(stderr, "llmq-mkmodel: %s: %llu columns do not fit %s blocks of %u\n",
 			name, (unsigned long long)ne0, dtype_info(o->dtype)->name,
@@ -131,20 +166,27 @@ static void usage(FILE *f)
 
 	fprintf(f,
 		"usage: llmq-mkmodel --preset NAME [OPTIONS] -o OUT.gguf\n"
-		"  --preset NAME      model shape, one of:\n");
+		"       llmq-mkmodel --hf-model DIR [OPTIONS] -o OUT.gguf\n"
+		"  --hf-model DIR     convert a Hugging Face LlamaForCausalLM or Qwen2ForCausalLM\n"
+		"                     checkpoint: DIR/config.json, DIR/model.safetensors (F32,\n"
+		"                     F16 or BF16), tokenizer from DIR/tokenizer.json or\n"
+		"                     DIR/tokenizer.vocab unless --tokenizer says\n"
+		"  --preset NAME      seeded random weights of a model shape, one of:\n");
 	for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
 		fprintf(f, "                       %-10s %s\n", presets[i].name, presets[i].what);
 	fprintf(f,
 		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0 or Q4_K\n"
 		"                     (default F16; norms and biases stay F32)\n"
 		"  --seed N           weights generator seed (default 0)\n"
-		"  --tokenizer FILE   import a Hugging Face tokenizer.json (default: a built-in\n"
-		"                     byte vocabulary of 260 tokens)\n"
+		"  --tokenizer FILE   import a Hugging Face tokenizer.json or a SentencePiece\n"
+		"                     MODEL.vocab (default: a built-in byte vocabulary of 260\n"
+		"                     tokens)\n"
 		"  --pre NAME         override tokenizer.ggml.pre (llama-bpe, qwen2, default)\n"
 		"  --bos TOKEN        override the begin-of-sequence token (by its text)\n"
 		"  --eos TOKEN        override the end-of-sequence token (by its text)\n"
 		"  --add-bos yes|no   override whether encoding adds BOS\n"
-		"  --name NAME        general.name (default llmq-<preset>)\n"
+		"  --name NAME        general.name (default llmq-<preset>, or the checkpoint\n"
+		"                     directory's name)\n"
 		"  -o, --output FILE  where to write\n"
 		"  -h, --help         this text\n");
 }
@@ -163,10 +205,11 @@ static uint32_t parse_dtype(const char *s)
 	exit(2);
 }
 
-static int write_model(const struct preset *p, struct hf_tokenizer *tok, uint32_t dtype,
-		       uint64_t seed, const char *name, const char *out)
+static int write_model(const struct preset *p, const struct hf_model *hf,
+		       struct hf_tokenizer *tok, uint32_t dtype, uint64_t seed, const char *name,
+		       const char *out)
 {
-	struct model_out o = { .seed = seed, .dtype = dtype };
+	struct model_out o = { .seed = seed, .dtype = dtype, .hf = hf };
 	uint32_t hd = p->n_embd / p->n_head, n_vocab = p->n_vocab ? p->n_vocab : tok->n, l;
 	uint64_t q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd;
 	char key[128], tn[96];
@@ -180,8 +223,12 @@ static int write_model(const struct preset *p, struct hf_tokenizer *tok, uint32_
 	}
 	o.w = gguf_writer_new(0);
 	o.fills = calloc(4 + 12 * (size_t)p->n_layer, sizeof(*o.fills));
-	if (!o.w || !o.fills)
+	if (!o.w || !o.fills) {
+		fprintf(stderr, "llmq-mkmodel: out of memory\n");
+		gguf_writer_free(o.w);
+		free(o.fills);
 		return -ENOMEM;
+	}
 	gguf_add_str(o.w, "general.architecture", a);
 	gguf_add_str(o.w, "general.name", name);
 #define KU(k, v) do { snprintf(key, sizeof(key), "%s." k, a); gguf_add_u32(o.w, key, v); } while (0)
@@ -206,8 +253,11 @@ static int write_model(const struct preset *p, struct hf_tokenizer *tok, uint32_
 		tok->lens = realloc(tok->lens, n_vocab * sizeof(*tok->lens));
 		tok->scores = realloc(tok->scores, n_vocab * sizeof(*tok->scores));
 		tok->types = realloc(tok->types, n_vocab * sizeof(*tok->types));
-		if (!tok->tokens || !tok->lens || !tok->scores || !tok->types)
-			return -ENOMEM;
+		if (!tok->tokens || !tok->lens || !tok->scores || !tok->types) {
+			fprintf(stderr, "llmq-mkmodel: out of memory\n");
+			err = -ENOMEM;	/* @tok is freed by the caller */
+			goto out;
+		}
 		for (i = old; i < n_vocab; i++) {
 			char pad[32];
 
@@ -247,12 +297,16 @@ static int write_model(const struct preset *p, struct hf_tokenizer *tok, uint32_
 		err = add(&o, "output_norm.weight", p->n_embd, 0, 0);
 	if (!err && !p->tied)
 		err = add(&o, "output.weight", p->n_embd, n_vocab, 0.02f);
-	if (!err)
+	if (!err) {
 		err = gguf_write_file(o.w, out);
+		if (err)
+			fprintf(stderr, "llmq-mkmodel: cannot write %s: %s\n", out, strerror(-err));
+	}
 	if (!err)
 		fprintf(stderr, "llmq-mkmodel: wrote %s: %s %s, %.1fM parameters, %s, vocab %u (%s)\n",
 			out, p->name, a, o.params / 1e6, dtype_info(dtype)->name, n_vocab,
 			tok->model);
+out:
 	gguf_writer_free(o.w);
 	free(o.fills);
 	return err;
@@ -262,6 +316,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "preset", required_argument, NULL, 'p' },
+		{ "hf-model", required_argument, NULL, 'H' },
 		{ "dtype", required_argument, NULL, 'd' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "tokenizer", required_argument, NULL, 't' },
@@ -275,6 +330,10 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct preset *p = NULL;
+	struct preset hp = { .name = "hf" };
+	struct hf_model hf = { 0 };
+	const char *hfdir = NULL;
+	char tokpath[4096];
 	const char *tokfile = NULL, *out = NULL, *pre = NULL, *name = NULL, *bos = NULL;
 	const char *eos = NULL;
 	int add_bos = -1;
@@ -297,6 +356,9 @@ int main(int argc, char **argv)
 					"see --help\n", optarg);
 				return 2;
 			}
+			break;
+		case 'H':
+			hfdir = optarg;
 			break;
 		case 'd':
 			dtype = parse_dtype(optarg);
@@ -348,40 +410,78 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!p || !out || optind != argc) {
-		fprintf(stderr, "llmq-mkmodel: --preset and -o are required; see --help\n");
+	if (!!p == !!hfdir || !out || optind != argc) {
+		fprintf(stderr, "llmq-mkmodel: one of --preset or --hf-model, and -o, are required; "
+			"see --help\n");
 		return 2;
 	}
+	if (hfdir) {
+		if (hf_model_open(&hf, hfdir, err, sizeof(err))) {
+			fprintf(stderr, "llmq-mkmodel: %s\n", err);
+			hf_model_close(&hf);
+			return 1;
+		}
+		hp.arch = hf.arch;
+		hp.n_embd = hf.n_embd;
+		hp.n_layer = hf.n_layer;
+		hp.n_head = hf.n_head;
+		hp.n_head_kv = hf.n_head_kv;
+		hp.n_ff = hf.n_ff;
+		hp.n_ctx = hf.n_ctx;
+		hp.n_vocab = hf.n_vocab;
+		hp.rope_base = hf.rope_base;
+		hp.rms_eps = hf.rms_eps;
+		hp.tied = hf.tied;
+		p = &hp;
+		if (!tokfile) {
+			snprintf(tokpath, sizeof(tokpath), "%s/tokenizer.json", hfdir);
+			if (access(tokpath, F_OK))
+				snprintf(tokpath, sizeof(tokpath), "%s/tokenizer.vocab", hfdir);
+			tokfile = tokpath;
+		}
+		if (!name) {
+			name = strrchr(hfdir, '/') && strrchr(hfdir, '/')[1] ?
+			       strrchr(hfdir, '/') + 1 : hfdir;
+		}
+	}
 	if (tokfile) {
-		if (hf_tokenizer_load(&tok, tokfile, err, sizeof(err))) {
+		size_t tl = strlen(tokfile);
+
+		ret = tl > 6 && !strcmp(tokfile + tl - 6, ".vocab") ?
+		      hf_tokenizer_load_spm_vocab(&tok, tokfile, err, sizeof(err)) :
+		      hf_tokenizer_load(&tok, tokfile, err, sizeof(err));
+		if (ret) {
+			hf_model_close(&hf);
 			fprintf(stderr, "llmq-mkmodel: %s\n", err);
 			return 1;
 		}
 	} else {
 		hf_tokenizer_byte_vocab(&tok);
-		if (!tok.n)
+		if (!tok.n) {
+			hf_model_close(&hf);
 			return 1;
+		}
 	}
 	if (pre)
 		snprintf(tok.pre, sizeof(tok.pre), "%s", pre);
 	if (bos && (tok.bos = hf_tokenizer_find(&tok, bos)) < 0) {
 		fprintf(stderr, "llmq-mkmodel: --bos: no token '%s'\n", bos);
 		hf_tokenizer_free(&tok);
+		hf_model_close(&hf);
 		return 1;
 	}
 	if (eos && (tok.eos = hf_tokenizer_find(&tok, eos)) < 0) {
 		fprintf(stderr, "llmq-mkmodel: --eos: no token '%s'\n", eos);
 		hf_tokenizer_free(&tok);
+		hf_model_close(&hf);
 		return 1;
 	}
 	if (add_bos >= 0)
 		tok.add_bos = add_bos;
 	snprintf(defname, sizeof(defname), "llmq-%s", p->name);
-	ret = write_model(p, &tok, dtype, seed, name ? name : defname, out);
+	ret = write_model(p, hfdir ? &hf : NULL, &tok, dtype, seed, name ? name : defname, out);
 	hf_tokenizer_free(&tok);
-	if (ret) {
-		fprintf(stderr, "llmq-mkmodel: cannot write %s: %s\n", out, strerror(-ret));
-		return 1;
-	}
+	hf_model_close(&hf);
+	return ret ? 1 : 0;	/* write_model() said why */
 	return 0;
 }
