@@ -8,6 +8,7 @@
 #                     plain and under ASan+UBSan; ends "N passed, N failed"
 #   make demo         start llmqd on a private socket, stream from clients
 #   make bench-ring   ring round trip and throughput beside loopback HTTP
+#   make model        retrain the bundled model (models/) from Debian packages
 #   make install      PREFIX=/usr/local DESTDIR=
 
 O		?= build
@@ -15,13 +16,15 @@ PREFIX		?= /usr/local
 LIBDIR		?= $(PREFIX)/lib
 INCLUDEDIR	?= $(PREFIX)/include
 BINDIR		?= $(PREFIX)/bin
+DATADIR		?= $(PREFIX)/share
+MODELDIR	:= $(DATADIR)/llmq/models
 VERSION		:= 0.1.0
 SOVERSION	:= 0
 
 CC		?= cc
 OPT		?= -O2
 CFLAGS_BASE	:= -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -fPIC \
-		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq
+		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -DLLMQ_MODEL_DIR='"$(MODELDIR)"'
 ifeq ($(SAN),1)
 CFLAGS_BASE	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined
@@ -307,6 +310,14 @@ install: all
 	    tools/lib/llmq/libllmq.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmq.pc
 	install -m 644 include/uapi/linux/llmq.h $(DESTDIR)$(INCLUDEDIR)/linux
 	install -m 644 tools/lib/llmq/libllmq.h $(DESTDIR)$(INCLUDEDIR)/llmq
+	install -d $(DESTDIR)$(MODELDIR)
+	install -m 644 models/kjv-11m-q8_0.gguf models/kjv-11m-q8_0.provenance \
+		models/kjv-11m.tokenizer.model $(DESTDIR)$(MODELDIR)
+
+# Rebuild the bundled model from Debian packages (about an hour on 2 cores).
+.PHONY: model
+model: $(O)/bin/llmq-mkmodel
+	scripts/make-model.sh $(O)
 
 clean:
 	rm -rf $(O) $(O)-asan

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "libllmq.h"
 #include "llmqd.h"
 #include "log.h"
+#include "model.h"
 
 #define LLMQD_VERSION "0.1"
 
@@ -45,6 +47,9 @@ enum {
 	OPT_FOREGROUND,
 	OPT_VERSION,
 };
+
+/* The bundled model's path when no --model is given; cfg points here. */
+static char default_model[PATH_MAX];
 
 static const struct option options[] = {
 	{ "socket",		required_argument, NULL, OPT_SOCKET },
@@ -82,8 +87,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmqd [OPTIONS]\n"
 		"  --socket PATH             userspace-transport socket (default $LLMQ_SOCKET or %s)\n"
-		"  --engine NAME             cpu or null (default cpu with --model, else null)\n"
-		"  --model FILE              GGUF model for the cpu engine\n"
+		"  --engine NAME             cpu or null (default cpu)\n"
+		"  --model FILE              GGUF model for the cpu engine (default: the bundled\n"
+		"                            " LLMQ_DEFAULT_MODEL ")\n"
 		"  --threads N               cpu engine: compute threads, 0..1024; 0 = one per core\n"
 		"                            (default 0)\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
@@ -261,10 +267,15 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 		exit(2);
 	}
 	if (!cfg->engine.backend)
-		cfg->engine.backend = cfg->engine.model_path ? "cpu" : "null";
+		cfg->engine.backend = "cpu";
 	if (!strcmp(cfg->engine.backend, "cpu") && !cfg->engine.model_path) {
-		fprintf(stderr, "llmqd: --engine cpu needs --model FILE.gguf\n");
-		exit(2);
+		cfg->engine.model_path = model_default_path(default_model, sizeof(default_model));
+		if (!cfg->engine.model_path) {
+			fprintf(stderr, "llmqd: no --model given and the bundled model is not "
+				"installed (%s) nor in a source tree beside this binary; pass "
+				"--model FILE.gguf or --engine null\n", default_model);
+			exit(2);
+		}
 	}
 	if (!strcmp(cfg->engine.backend, "null") && cfg->engine.model_path) {
 		fprintf(stderr, "llmqd: --model is for the cpu engine, not null\n");

@@ -5,10 +5,12 @@
  * hyper-parameters, and the tokenizer vocabulary gathered for tok_create().
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dtype.h"
 #include "model.h"
@@ -387,6 +389,38 @@ int model_parse(struct model *m, const void *buf, size_t size)
 	if (err)
 		return fail(m, err, "%s", m->gguf.err);
 	return model_init(m, "(memory)");
+}
+
+/**
+ * model_default_path() - where the bundled model is
+ * @buf:	receives the path
+ * @len:	its size
+ *
+ * Installed, it is LLMQ_MODEL_DIR/LLMQ_DEFAULT_MODEL (make install puts it
+ * there); in a source tree it is models/ two levels above the running
+ * binary (build/bin/llmqd finds models/), so a fresh clone serves it without
+ * installing anything.
+ *
+ * Return: @buf, or NULL when neither exists; @buf then names the installed
+ * path, for the message.
+ */
+const char *model_default_path(char *buf, size_t len)
+{
+	char exe[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n > 0) {
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(buf, len, "%s/../../models/%s", exe, LLMQ_DEFAULT_MODEL);
+			if (!access(buf, R_OK))
+				return buf;
+		}
+	}
+	snprintf(buf, len, "%s/%s", LLMQ_MODEL_DIR, LLMQ_DEFAULT_MODEL);
+	return access(buf, R_OK) ? NULL : buf;
 }
 
 /**

@@ -13,6 +13,12 @@
 #include "gguf.h"
 #include "tokenizer.h"
 
+/* The bundled model (models/ in the source tree, make install copies it). */
+#define LLMQ_DEFAULT_MODEL	"kjv-11m-q8_0.gguf"
+#ifndef LLMQ_MODEL_DIR
+#define LLMQ_MODEL_DIR		"/usr/local/share/llmq/models"
+#endif
+
 enum model_arch {
 	ARCH_LLAMA,	/* LLaMA 1/2/3, TinyLlama, SmolLM, Mistral (no sliding window) */
 	ARCH_QWEN2,	/* QKV bias, NeoX RoPE */
@@ -67,6 +73,7 @@ struct model {
 
 int model_load(struct model *m, const char *path);
 int model_parse(struct model *m, const void *buf, size_t size);
+const char *model_default_path(char *buf, size_t len);
 void model_free(struct model *m);
 const char *model_arch_name(enum model_arch a);
 

@@ -1,16 +1,21 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# make demo: start llmqd on the embedded default (userspace transport, a
-# private socket) and let several client processes stream answers at once,
-# each on its own labelled line, then print what the runtime counted.
+# make demo: start llmqd on the embedded default (userspace transport on a
+# private socket, CPU engine, the bundled model) and let several client
+# processes stream their answers at once, each labelled, then print what the
+# runtime measured and stop it.
 #
-# Until the CPU engine and the bundled model land, the engine is the null
-# engine: a deterministic word stream with a simulated 30 ms step.
+#   scripts/demo.sh [BUILD_DIR]
+#
+# DEMO_FAST=1 (CI) asks for short answers; the demo still checks that every
+# client got a complete one and that llmqd stops cleanly, and exits 1 if not.
 set -euo pipefail
 
 O=${1:-build}
 bin=$O/bin
+tokens=64
+[ "${DEMO_FAST:-0}" = 1 ] && tokens=12
 tmp=$(mktemp -d /tmp/llmq-demo.XXXXXX)
 sock=$tmp/llmq.sock
 daemon=
@@ -20,62 +25,98 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/llmqd" --foreground --socket "$sock" --engine null --null-delay-us 30000 \
-	--batch-timeout-ms 5 &
+"$bin/llmqd" --foreground --socket "$sock" --batch-timeout-ms 5 2>"$tmp/llmqd.log" &
 daemon=$!
-for _ in $(seq 100); do
-	"$bin/llmq" stats --socket "$sock" >/dev/null 2>&1 && break
+up=0
+for _ in $(seq 200); do
+	if "$bin/llmq" stats --socket "$sock" >/dev/null 2>&1; then
+		up=1
+		break
+	fi
+	kill -0 "$daemon" 2>/dev/null || break
 	sleep 0.05
 done
+if [ $up -eq 0 ]; then
+	echo "demo: llmqd did not start:" >&2
+	cat "$tmp/llmqd.log" >&2
+	exit 1
+fi
 
-prompts=("Tell me a story" "What is io_uring?" "Write a haiku" "Explain paged attention"
-	 "Why no network stack?" "Count to ten")
+prompts=("In the beginning" "And the LORD said unto Moses," "Blessed are the"
+	 "The LORD is my shepherd;" "And Jesus answered and said unto them,"
+	 "For God so loved")
 n=${#prompts[@]}
-echo "llmqd is up on $sock (null engine, 30 ms per step); $n clients stream at once:"
+model=$(sed -n 's/.*listening on [^:]*: //p' "$tmp/llmqd.log" | head -n1)
+echo "llmqd is up on $sock (${model:-cpu engine, bundled model})."
+echo "$n client processes ask at once, $tokens tokens each, sampled at temperature 0.8:"
 echo
 start=$(date +%s.%N)
 for i in $(seq 0 $((n - 1))); do
-	"$bin/llmq" generate --socket "$sock" --stream --max-tokens $((12 + 4 * i)) \
-		"${prompts[$i]}" >"$tmp/out.$i" 2>&1 &
+	"$bin/llmq" generate --socket "$sock" --stream --verbose --max-tokens $tokens \
+		--temperature 0.8 --top-p 0.95 --seed $((i + 1)) "${prompts[$i]}" \
+		>"$tmp/out.$i" 2>"$tmp/err.$i" &
 	pids[$i]=$!
 done
 
-label() { printf '[client %d pid %-6s] %-26s|' "$1" "${pids[$1]}" "\"${prompts[$1]}\""; }
-cols=$(tput cols 2>/dev/null || echo 120)
+label() { printf '[client %d, pid %-6s]' "$1" "${pids[$1]}"; }
+flat() { tr '\n' ' ' <"$tmp/out.$1"; }
 if [ -t 1 ]; then
-	# Redraw one line per client while they stream.
+	# One line per client, redrawn while they stream: the latest words.
+	cols=$(tput cols 2>/dev/null || echo 100)
 	for i in $(seq 0 $((n - 1))); do echo; done
 	while :; do
 		running=0
 		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && running=1; done
 		printf '\033[%dA' "$n"
 		for i in $(seq 0 $((n - 1))); do
-			line="$(label "$i")$(tr -d '\n' <"$tmp/out.$i")"
-			printf '\r\033[K%s\n' "${line:0:$((cols - 1))}"
+			text="${prompts[$i]}$(flat "$i")"
+			room=$((cols - 26))
+			[ ${#text} -gt $room ] && text="...${text: -$((room - 3))}"
+			printf '\r\033[K%s %s\n' "$(label "$i")" "$text"
 		done
 		[ $running -eq 0 ] && break
 		sleep 0.05
 	done
+	echo
 fi
-status=0
 for i in $(seq 0 $((n - 1))); do
-	wait "${pids[$i]}" || status=1
-	[ -t 1 ] || echo "$(label "$i")$(tr -d '\n' <"$tmp/out.$i")"
+	rcs[$i]=0
+	wait "${pids[$i]}" || rcs[$i]=$?
 done
 end=$(date +%s.%N)
+
+status=0
+for i in $(seq 0 $((n - 1))); do
+	rc=${rcs[$i]}
+	got=$(sed -n 's/^llmq: \([0-9]*\) tokens generated$/\1/p' "$tmp/err.$i")
+	echo "$(label "$i") ${got:-no} tokens"
+	{ printf '%s' "${prompts[$i]}"; cat "$tmp/out.$i"; echo; } | fold -s -w 96 |
+		sed 's/^/    /'
+	if [ $rc -ne 0 ] || [ -z "$got" ] || [ "$got" -eq 0 ] || [ ! -s "$tmp/out.$i" ]; then
+		echo "    !! client $i did not get a complete answer (exit $rc):" \
+		     "$(tr '\n' ' ' <"$tmp/err.$i")"
+		status=1
+	fi
+done
 
 echo
 "$bin/llmq" stats --socket "$sock" >"$tmp/stats"
 get() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/stats"; }
-tokens=$(get tokens_generated)
-steps=$(get steps)
-awk -v t="$tokens" -v s="$steps" -v a="$start" -v b="$end" -v n="$n" 'BEGIN {
+awk -v t="$(get tokens_generated)" -v s="$(get steps)" -v a="$start" -v b="$end" -v n="$n" \
+    -v tf50="$(get ttft_p50_us)" -v tf99="$(get ttft_p99_us)" \
+    -v it50="$(get itl_p50_us)" -v it99="$(get itl_p99_us)" 'BEGIN {
 	d = b - a
-	printf "%d clients, %d tokens in %.2f s: %.0f tokens/s\n", n, t, d, t / d
-	printf "%d engine steps for %d tokens: %.1f sequences per step (continuous batching)\n",
-		s, t, t / s
+	printf "%d clients, %d tokens in %.2f s: %.0f tokens/s in all\n", n, t, d, t / d
+	printf "%d engine steps: %.1f sequences per step (continuous batching)\n", s, t / s
+	printf "time to first token p50 %.0f ms, p99 %.0f ms; between tokens p50 %.1f ms, " \
+	       "p99 %.1f ms\n", tf50 / 1000, tf99 / 1000, it50 / 1000, it99 / 1000
 }'
 kill -TERM "$daemon"
-wait "$daemon" && echo "llmqd stopped cleanly" || { echo "llmqd exited $?"; status=1; }
+if wait "$daemon"; then
+	echo "llmqd stopped cleanly"
+else
+	echo "llmqd exited $?"
+	status=1
+fi
 daemon=
 exit $status

@@ -22,6 +22,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -168,6 +169,7 @@ unsigned int threadpool_default_threads(void)
 struct threadpool *threadpool_create(unsigned int n_threads)
 {
 	struct threadpool *pool;
+	sigset_t all, old;
 	unsigned int i;
 	int err;
 
@@ -186,6 +188,13 @@ struct threadpool *threadpool_create(unsigned int n_threads)
 		return NULL;
 	}
 	pool->n_threads = 1;
+	/*
+	 * Workers inherit a mask blocking every signal, so SIGTERM and SIGINT
+	 * always reach the thread that reads them from its signalfd, whether
+	 * the pool was made before or after that thread blocked them.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 1; i < n_threads; i++) {
 		struct worker_start *ws = malloc(sizeof(*ws));
 
@@ -202,8 +211,10 @@ struct threadpool *threadpool_create(unsigned int n_threads)
 		}
 		pool->n_threads++;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return pool;
 fail:
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	threadpool_destroy(pool);
 	errno = err;
 	return NULL;

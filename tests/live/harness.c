@@ -70,6 +70,14 @@ int daemon_start(struct daemon *d, const char *name, const char *const *args)
 	argv[i++] = "--foreground";
 	argv[i++] = "--socket";
 	argv[i++] = d->sock;
+	for (n = 0; args && args[n]; n++)
+		if (!strcmp(args[n], "--engine") || !strcmp(args[n], "--model"))
+			break;
+	if (!args || !args[n]) {	/* the tests' default engine is the null one */
+		argv[i++] = "--engine";
+		argv[i++] = "null";
+	}
+	n = 0;
 	while (args && args[n] && i < 30)
 		argv[i++] = args[n++];
 	argv[i] = NULL;

@@ -1051,7 +1051,7 @@ static void test_bad_flags(void **state)
 		{ "--max-cq-overflow", "0", NULL },
 		{ "--socket-mode", "999", NULL },
 		{ "--no-such-flag", NULL, NULL },
-		{ "--engine", "cpu", NULL },		/* without --model */
+		{ "--model", "", NULL },
 		{ "--kv-cache-mb", "0", NULL },
 		{ "--num-kv-blocks", "x", NULL },
 		{ "--max-num-seqs", "0", NULL },

@@ -169,6 +169,28 @@ static int teardown(void **state)
 	return 0;
 }
 
+/*
+ * SIGTERM and SIGINT stop a CPU-engine llmqd cleanly (status 0) even with
+ * compute threads, which must not be the ones the signal lands on.
+ */
+static void test_signals_stop_cleanly(void **state)
+{
+	static const char *const args[] = { "--model", model, "--threads", "2", NULL };
+	static const int sigs[] = { SIGTERM, SIGINT };
+	uint32_t ids[8];
+	struct daemon d;
+	char name[16];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "sig%u", i);
+		assert_int_equal(daemon_start(&d, name, args), 0);
+		assert_int_equal(generate(d.sock, "warm up", 4, ids), 4);
+		assert_int_equal(daemon_stop(&d, sigs[i]), 0);
+	}
+}
+
 static void assert_same_as_alone(void)
 {
 	int i;
@@ -295,6 +317,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_tight_pool_recomputes),
 		cmocka_unit_test(test_prefix_shared),
 		cmocka_unit_test(test_prefix_salted_by_uid),
+		cmocka_unit_test(test_signals_stop_cleanly),
 	};
 
 	(void)argc;

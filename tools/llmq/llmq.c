@@ -35,6 +35,7 @@ enum {
 	OPT_STOP_ID,
 	OPT_IGNORE_EOS,
 	OPT_STREAM,
+	OPT_VERBOSE,
 };
 
 static const struct option gen_options[] = {
@@ -53,6 +54,7 @@ static const struct option gen_options[] = {
 	{ "stop-id",		required_argument, NULL, OPT_STOP_ID },
 	{ "ignore-eos",		no_argument,	   NULL, OPT_IGNORE_EOS },
 	{ "stream",		no_argument,	   NULL, OPT_STREAM },
+	{ "verbose",		no_argument,	   NULL, OPT_VERBOSE },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -62,7 +64,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmq generate [OPTIONS] PROMPT\n"
 		"       llmq stats [--socket PATH]\n"
-		"       llmq run --model FILE [--max-tokens N] [--temperature T] [--top-p P]\n"
+		"       llmq run [--model FILE] [--max-tokens N] [--temperature T] [--top-p P]\n"
 		"                [--top-k K] [--seed S] [--threads N] [--verbose] PROMPT\n"
 		"       llmq model-info FILE.gguf\n"
 		"       llmq tokenize --model FILE [--no-special] [--parse-special] TEXT\n"
@@ -82,7 +84,8 @@ static void usage(FILE *f)
 		"  --stop STRING              stop before this text (repeatable, up to %d)\n"
 		"  --stop-id ID               stop at this token id (repeatable, up to %d)\n"
 		"  --ignore-eos               keep going past end-of-sequence\n"
-		"  --stream                   print text as it arrives\n",
+		"  --stream                   print text as it arrives\n"
+		"  --verbose                  then the number of tokens generated, on stderr\n",
 		LLMQ_DEFAULT_SOCKET, MAX_STOPS, MAX_STOPS);
 }
 
@@ -141,7 +144,7 @@ static int cmd_generate(int argc, char **argv)
 	const char *sock = NULL;
 	struct llmq_sampling sp;
 	struct llmq_ring ring;
-	int opt, nr_stops = 0, stream = 0, res, err;
+	int opt, nr_stops = 0, stream = 0, verbose = 0, res, err;
 
 	llmq_sampling_init(&sp);
 	sp.flags = 0;
@@ -209,6 +212,9 @@ static int cmd_generate(int argc, char **argv)
 		case OPT_STREAM:
 			stream = 1;
 			break;
+		case OPT_VERBOSE:
+			verbose = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -237,6 +243,10 @@ static int cmd_generate(int argc, char **argv)
 	}
 	if (isatty(STDOUT_FILENO))
 		putchar('\n');
+	if (verbose) {
+		fflush(stdout);
+		fprintf(stderr, "llmq: %d tokens generated\n", res);
+	}
 	return 0;
 }
 

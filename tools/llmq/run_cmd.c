@@ -4,6 +4,7 @@
  * a continuation and stream only the generated text to stdout.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -126,11 +127,21 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		fprintf(stderr, "llmq run: bad value '%s' for --%s\n", optarg, run_opts[idx].name);
 		return -EINVAL;
 	}
-	if (!o->model || optind != argc - 1) {
-		fprintf(stderr, "usage: llmq run --model FILE [--max-tokens N] [--temperature T] "
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
 			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--kv-cache-mb N] "
 			"[--verbose] PROMPT\n");
 		return -EINVAL;
+	}
+	if (!o->model) {
+		static char path[PATH_MAX];
+
+		o->model = model_default_path(path, sizeof(path));
+		if (!o->model) {
+			fprintf(stderr, "llmq run: no --model given and the bundled model is not "
+				"installed (%s) nor in a source tree beside this binary\n", path);
+			return -ENOENT;
+		}
 	}
 	o->prompt = argv[optind];
 	return 0;
@@ -203,7 +214,7 @@ static int generate(struct backend *b, struct tokenizer *t, struct sampler *smp,
 }
 
 /**
- * cmd_run() - llmq run --model FILE [options] PROMPT
+ * cmd_run() - llmq run [--model FILE] [options] PROMPT
  * @argc:	arguments after "run"
  * @argv:	the options and the prompt
  *
