@@ -162,6 +162,14 @@ $(O)/tests/bench_kernels: $(call obj,tests/unit/bench_kernels.c tests/unit/membw
 bench-kernels: $(O)/tests/bench_kernels
 	$(O)/tests/bench_kernels
 
+# The bundled model: provenance, golden continuations, tokenizer, make demo.
+TESTS		+= $(O)/tests/test_model
+$(O)/tests/test_model: $(call obj,tests/unit/test_model.c) $(ENGINE_OBJS) $(TOK_OBJS) \
+			| $(O)/bin/llmq $(O)/bin/llmqd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) $(LIBS_JSON) $(LIBS_TOK) \
+		-lpthread -lm
+
 $(O)/tests/test_engine: $(call obj,tests/unit/test_engine.c) $(ENGINE_OBJS) \
 			| $(O)/bin/llmq-mkmodel $(O)/bin/llmq
 	@mkdir -p $(dir $@)
