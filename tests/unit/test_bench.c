@@ -8,6 +8,8 @@
  * goodput against each SLO with its boundaries.  Also the workload: the
  * calibration's solution, random prompts of an exact word count with a
  * shared prefix, output lengths in range, and gamma-distributed arrivals.
+ * And the gnuplot script of --plot: its inline data, its axes, and text
+ * that reaches it quoted so that gnuplot substitutes nothing.
  */
 #include <errno.h>
 #include <math.h>
@@ -400,6 +402,93 @@ static void test_arrivals(void **state)
 	free(r);
 }
 
+/* The script for @n points, in a string to free(). */
+static char *script(const char *title, const char *sub, const unsigned long *conc,
+		    const struct bench_result *rs, unsigned int n, int *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	*err = bench_plot_script(f, title, sub, conc, rs, n);
+	assert_int_equal(fclose(f), 0);
+	return buf;
+}
+
+static void result(struct bench_result *r, double tput, double ttft99, double itl99)
+{
+	memset(r, 0, sizeof(*r));
+	r->completed = 8;
+	r->out_throughput = tput;
+	r->ttft.p99 = ttft99;
+	r->itl.p99 = itl99;
+}
+
+static void test_plot_script(void **state)
+{
+	const unsigned long conc[] = { 1, 8, 32 }, two[] = { 2, 4 };
+	struct bench_result rs[3];
+	char *s;
+	int err;
+
+	(void)state;
+	/* bench-serve's figures: concurrency 1 to 32, latencies 14.64 to 3702.11 ms */
+	result(&rs[0], 77.76, 196.64, 14.64);
+	result(&rs[1], 235.70, 1476.22, 159.24);
+	result(&rs[2], 241.03, 3702.11, 203.94);
+	rs[2].failed = 1;
+	rs[2].unsent = 2;
+	s = script("it's `echo no` @GPVAL_TERM", "line 2\nline 3\tend", conc, rs, 3, &err);
+	assert_int_equal(err, 0);
+	/* conc, tok/s, TTFT p99, ITL p99, ratio to conc 1 (235.7 / 77.76), ok, not ok */
+	assert_non_null(strstr(s, "$sweep << EOD\n"
+				  "1 77.76 196.64 14.64 1 8 0\n"
+				  "8 235.7 1476.22 159.24 3.03112 8 0\n"
+				  "32 241.03 3702.11 203.94 3.09967 8 3\n"
+				  "EOD\n"));
+	/* quotes doubled, a newline joins two strings, a tab is not kept */
+	assert_non_null(strstr(s, "title = 'it''s `echo no` @GPVAL_TERM' . \"\\n\" . "
+				  "'line 2' . \"\\n\" . 'line 3?end'\n"));
+	/* 32 / 1 and 3702.11 / 14.64: log axes */
+	assert_non_null(strstr(s, "set logscale x 2\n"));
+	assert_non_null(strstr(s, "set logscale y 10\n"));
+	assert_non_null(strstr(s, "set xtics (1, 8, 32)\n"));
+	assert_non_null(strstr(s, "ratio to concurrency 1)"));
+	assert_non_null(strstr(s, "title 'TTFT p99'"));
+	assert_non_null(strstr(s, "title 'ITL p99'"));
+	assert_non_null(strstr(s, "pngcairo"));
+	assert_null(strstr(s, "set output"));	/* the PNG goes to standard output */
+	free(s);
+
+	/* No concurrency 1: ratios to the first point; 4 / 2: linear axes. */
+	result(&rs[0], 100, 20, NAN);
+	result(&rs[1], 150, 30, NAN);
+	s = script("t", NULL, two, rs, 2, &err);
+	assert_int_equal(err, 0);
+	assert_non_null(strstr(s, "2 100 20 ? 1 8 0\n4 150 30 ? 1.5 8 0\n"));
+	assert_non_null(strstr(s, "title = 't'\n"));
+	assert_non_null(strstr(s, "ratio to concurrency 2)"));
+	assert_null(strstr(s, "logscale"));
+	assert_non_null(strstr(s, "set xrange [1.4:4.6]\n"));
+	assert_non_null(strstr(s, "title 'TTFT p99'"));
+	assert_null(strstr(s, "title 'ITL p99'"));	/* no ITL sample: no line */
+	free(s);
+
+	/* Nothing measured at all: an empty panel that says so. */
+	result(&rs[0], 0, NAN, NAN);
+	s = script("t", NULL, conc, rs, 1, &err);
+	assert_int_equal(err, 0);
+	assert_non_null(strstr(s, "1 0 ? ? ? 8 0\n"));
+	assert_non_null(strstr(s, "no latency samples"));
+	assert_non_null(strstr(s, "plot NaN notitle\n"));
+	free(s);
+
+	s = script("t", NULL, conc, rs, 0, &err);
+	assert_int_equal(err, -EINVAL);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_calibration),
 		cmocka_unit_test(test_random_prompts),
 		cmocka_unit_test(test_arrivals),
+		cmocka_unit_test(test_plot_script),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
  *   client.c    client threads, each with its own ring; SIGINT; progress
  *   stats.c     percentiles, TPOT, ITL, throughput and goodput
  *   report.c    the text table, the sweep table and the JSON document
+ *   plot.c      --plot: the sweep drawn by gnuplot into a PNG
  */
 #ifndef LLMQ_BENCH_H
 #define LLMQ_BENCH_H
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct json_object;
 
@@ -50,7 +52,9 @@ struct bench_opts {
 	unsigned int	nr_sweep;
 	unsigned long	timeout_s;
 	const char	*json_path;
-	bool		progress;	/* stderr is a terminal */
+	const char	*plot_path;	/* --plot, with --sweep */
+	const char	*plot_title;	/* --plot-title, NULL: the default */
+	bool		progress;	/* stderr is a terminal, no --no-progress */
 };
 
 /* One prompt of the workload, shared by every run of a sweep. */
@@ -213,5 +217,14 @@ struct json_object *bench_report_json(const struct bench_opts *o, const struct b
 				      const struct bench_req *reqs, size_t n,
 				      const struct bench_result *r, bool interrupted);
 void bench_report_pct_label(double p, char *buf, size_t len);
+
+/* plot.c */
+unsigned int bench_sweep_base(const unsigned long *conc, unsigned int n);
+void bench_plot_quote(FILE *f, const char *s);
+int bench_plot_script(FILE *f, const char *title, const char *subtitle,
+		      const unsigned long *conc, const struct bench_result *rs, unsigned int n);
+int bench_plot_draw(int out_fd, const char *title, const char *subtitle,
+		    const unsigned long *conc, const struct bench_result *rs, unsigned int n,
+		    char *why, size_t why_len);
 
 #endif /* LLMQ_BENCH_H */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #define GRACE_NS	(5 * NS_PER_S)	/* for a cancelled request's final CQE */
 #define CANCEL_UD	(1ULL << 63)	/* user_data bit of our cancellations */
 #define NOP_UD		(CANCEL_UD | (1ULL << 62))	/* SQEs handed back unused */
+#define BAR_WIDTH	20
 
 enum slot_state {
 	SLOT_FREE = 0,
@@ -49,6 +51,7 @@ struct run {
 	const struct bench_opts		*o;
 	struct bench_req		*reqs;
 	size_t				n;
+	unsigned long			cap;	/* a sweep point's concurrency */
 	struct llmq_params		params;
 	uint64_t			t0;
 	pthread_mutex_t			lock;
@@ -556,24 +559,51 @@ static void *client_main(void *arg)
 	return NULL;
 }
 
+/* Columns of the terminal on stderr, 80 when it does not say. */
+static unsigned int term_cols(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) || ws.ws_col < 20)
+		return 80;
+	return ws.ws_col;
+}
+
+/*
+ * The progress line, redrawn in place ("\r", then the line, then erase to
+ * its end) and cut to the terminal's width so that it never wraps:
+ *
+ *   conc 8 [#######.............] 12/32 requests, 0 failed, 812 tok/s, 3.4 s
+ *
+ * @last erases it, leaving the cursor where the line began.
+ */
 static void progress(struct run *run, bool last)
 {
 	unsigned long done = __atomic_load_n(&run->done, __ATOMIC_RELAXED);
 	unsigned long failed = __atomic_load_n(&run->failed, __ATOMIC_RELAXED);
 	unsigned long tokens = __atomic_load_n(&run->tokens, __ATOMIC_RELAXED);
 	double secs = (double)(now_ns() - run->t0) / 1e9;
-	char bar[31];
-	size_t fill = run->n ? done * (sizeof(bar) - 1) / run->n : 0, i;
+	size_t fill = run->n ? done * BAR_WIDTH / run->n : 0, i, cols = term_cols() - 1;
+	char line[256], bar[BAR_WIDTH + 1];
+	int len = 0;
 
 	if (last) {
-		fprintf(stderr, "\r\033[K");
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
 		return;
 	}
-	for (i = 0; i < sizeof(bar) - 1; i++)
+	for (i = 0; i < BAR_WIDTH; i++)
 		bar[i] = i < fill ? '#' : '.';
-	bar[sizeof(bar) - 1] = '\0';
-	fprintf(stderr, "\r[%s] %lu/%zu requests, %lu failed, %.0f tok/s\033[K", bar, done,
-		run->n, failed, secs > 0 ? (double)tokens / secs : 0.0);
+	bar[BAR_WIDTH] = '\0';
+	if (run->o->nr_sweep)
+		len = snprintf(line, sizeof(line), "conc %lu ", run->cap);
+	snprintf(line + len, sizeof(line) - (size_t)len,
+		 "[%s] %lu/%zu requests, %lu failed, %.0f tok/s, %.1f s", bar, done, run->n,
+		 failed, secs > 0 ? (double)tokens / secs : 0.0, secs);
+	if (cols < sizeof(line))
+		line[cols] = '\0';
+	fprintf(stderr, "\r%s\033[K", line);
+	fflush(stderr);
 }
 
 /**
@@ -590,7 +620,7 @@ static void progress(struct run *run, bool last)
 int bench_run(const struct bench_opts *o, const struct bench_traffic *t, struct bench_req *reqs,
 	      size_t n, uint64_t *t0, int *gone_err)
 {
-	struct run run = { .o = o, .reqs = reqs, .n = n };
+	struct run run = { .o = o, .reqs = reqs, .n = n, .cap = t->cap };
 	struct client *cl;
 	pthread_condattr_t ca;
 	unsigned long i, started = 0, nr = t->clients;

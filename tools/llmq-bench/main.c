@@ -10,6 +10,7 @@
  * or dataset; 130 after SIGINT (the report is printed in every case but 2).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -32,6 +34,8 @@
 #define OPEN_CLIENTS		16	/* clients of a run without --max-concurrency */
 #define OPEN_PER_CLIENT		256	/* llmqd's default --max-client-requests */
 #define SWEEP_MIN_PROMPTS	8
+#define MAX_PLOT_TITLE		200
+#define DEF_PLOT_TITLE		"llmq-bench: output throughput and p99 latency against concurrency"
 
 enum {
 	OPT_NUM_PROMPTS = 256,
@@ -52,6 +56,9 @@ enum {
 	OPT_SWEEP,
 	OPT_TIMEOUT,
 	OPT_JSON,
+	OPT_PLOT,
+	OPT_PLOT_TITLE,
+	OPT_NO_PROGRESS,
 };
 
 static const struct option lopts[] = {
@@ -73,6 +80,9 @@ static const struct option lopts[] = {
 	{ "sweep",		required_argument, NULL, OPT_SWEEP },
 	{ "timeout-s",		required_argument, NULL, OPT_TIMEOUT },
 	{ "json",		required_argument, NULL, OPT_JSON },
+	{ "plot",		required_argument, NULL, OPT_PLOT },
+	{ "plot-title",		required_argument, NULL, OPT_PLOT_TITLE },
+	{ "no-progress",	no_argument,	   NULL, OPT_NO_PROGRESS },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -110,19 +120,26 @@ static void usage(FILE *f)
 		"                             (default 99)\n"
 		"  --goodput SLO...           ttft:MS tpot:MS e2el:MS, requests/s meeting all\n"
 		"  --json FILE                the results as JSON, per-request data included\n"
+		"  --plot FILE.png            with --sweep: throughput and p99 TTFT and ITL\n"
+		"                             against concurrency, drawn by gnuplot\n"
+		"  --plot-title TEXT          the plot's title (default: what it shows)\n"
+		"  --no-progress              no progress line, even on a terminal\n"
 		"  -h, --help                 this text\n",
 		MAX_NUM_PROMPTS, DEF_NUM_PROMPTS, SWEEP_MIN_PROMPTS, MAX_LEN, DEF_INPUT_LEN,
 		BENCH_MAX_OUTPUT_LEN, DEF_OUTPUT_LEN, MAX_LEN, BENCH_MAX_CONC,
 		LLMQ_DEFAULT_SOCKET, DEF_TIMEOUT_S);
 }
 
-/* --json's file until it is written: a run that ends early leaves none. */
+/* --json's and --plot's files until written: a run that ends early leaves none. */
 static const char *json_unwritten;
+static const char *plot_unwritten;
 
-static void remove_json(void)
+static void remove_unwritten(void)
 {
 	if (json_unwritten)
 		unlink(json_unwritten);
+	if (plot_unwritten)
+		unlink(plot_unwritten);
 }
 
 static void __attribute__((noreturn)) bad(const char *flag, const char *val, const char *why)
@@ -284,6 +301,8 @@ static void parse_opts(struct bench_opts *o, int argc, char **argv)
 	bool rr_set = false, in_set = false, prefix_set = false, burst_set = false;
 	const char *rr_s = NULL, *in_s = NULL, *prefix_s = NULL, *burst_s = NULL;
 	const char *sweep_s = NULL;
+	bool no_progress = false;
+	const char *p;
 	int c;
 
 	opterr = 0;
@@ -373,6 +392,27 @@ static void parse_opts(struct bench_opts *o, int argc, char **argv)
 				bad("json", optarg, "is empty");
 			o->json_path = optarg;
 			break;
+		case OPT_PLOT:
+			if (!*optarg)
+				bad("plot", optarg, "is empty");
+			o->plot_path = optarg;
+			break;
+		case OPT_PLOT_TITLE:
+			if (strlen(optarg) > MAX_PLOT_TITLE)
+				bad("plot-title", optarg, "is longer than 200 bytes");
+			for (p = optarg; *p; p++) {
+				if ((unsigned char)*p >= 0x20 && *p != 0x7f)
+					continue;
+				/* Not echoed: the message stays one line. */
+				fprintf(stderr, "llmq-bench: --plot-title: has a control "
+					"character (a newline, a tab...)\n");
+				exit(2);
+			}
+			o->plot_title = optarg;
+			break;
+		case OPT_NO_PROGRESS:
+			no_progress = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -408,6 +448,13 @@ static void parse_opts(struct bench_opts *o, int argc, char **argv)
 		bad("sweep", sweep_s, "is a closed loop: it takes no --request-rate");
 	if (o->nr_sweep && o->max_concurrency)
 		bad("sweep", sweep_s, "sets the concurrency itself: it takes no --max-concurrency");
+	if (o->plot_path && !o->nr_sweep)
+		bad("plot", o->plot_path, "draws a sweep: it needs --sweep");
+	if (o->plot_title && !o->plot_path)
+		bad("plot-title", o->plot_title, "needs --plot");
+	if (o->plot_path && o->json_path && !strcmp(o->plot_path, o->json_path))
+		bad("plot", o->plot_path, "is also the --json file");
+	o->progress = !no_progress && isatty(STDERR_FILENO);
 }
 
 /* How a single (not swept) run sends its @n requests. */
@@ -585,7 +632,70 @@ static size_t sweep_prompts(const struct bench_opts *o, unsigned long c)
 	return 2 * c > SWEEP_MIN_PROMPTS ? 2 * c : SWEEP_MIN_PROMPTS;
 }
 
-static int sweep(const struct bench_opts *o, FILE *jf)
+/* The plot's title lines under the first: the workload, and when it ran. */
+static void plot_subtitle(const struct bench_opts *o, char *buf, size_t len)
+{
+	char date[32] = "", per[64], prefix[48] = "", range[64] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (gmtime_r(&now, &tm))
+		strftime(date, sizeof(date), "; %Y-%m-%d %H:%M UTC", &tm);
+	if (o->num_prompts)
+		snprintf(per, sizeof(per), "%lu requests per point", o->num_prompts);
+	else
+		snprintf(per, sizeof(per), "max(%d, 2 x concurrency) requests per point",
+			 SWEEP_MIN_PROMPTS);
+	if (o->file_dataset) {
+		snprintf(buf, len, "prompts from %s\n%s%s", o->dataset_path, per, date);
+		return;
+	}
+	if (o->prefix_len)
+		snprintf(prefix, sizeof(prefix), " + %lu shared", o->prefix_len);
+	if (o->range_ratio > 0)
+		snprintf(range, sizeof(range), ", lengths x %g..%g", 1 - o->range_ratio,
+			 1 + o->range_ratio);
+	snprintf(buf, len, "random prompts of %lu%s tokens, %s %lu output tokens%s, seed %llu\n"
+		 "%s%s", o->input_len, prefix, o->ignore_eos ? "exactly" : "up to", o->output_len,
+		 range, (unsigned long long)o->seed, per, date);
+}
+
+/* Draw the sweep's @done points into --plot's @fd; returns an exit status. */
+static int plot(const struct bench_opts *o, int fd, const struct bench_result *rs,
+		unsigned int done)
+{
+	char sub[512], why[256];
+	int err;
+
+	if (!done) {
+		fprintf(stderr, "llmq-bench: --plot: '%s': no point was measured, nothing to "
+			"draw\n", o->plot_path);
+		close(fd);
+		return 1;
+	}
+	plot_subtitle(o, sub, sizeof(sub));
+	if (done < o->nr_sweep)
+		snprintf(sub + strlen(sub), sizeof(sub) - strlen(sub),
+			 "; stopped after %u of %u points", done, o->nr_sweep);
+	err = bench_plot_draw(fd, o->plot_title ? o->plot_title : DEF_PLOT_TITLE, sub,
+			      o->sweep, rs, done, why, sizeof(why));
+	if (!err && close(fd)) {
+		err = -errno;
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+	} else if (err) {
+		close(fd);
+	}
+	if (err) {
+		fprintf(stderr, "llmq-bench: --plot: '%s': %s\n", o->plot_path, why);
+		return 1;
+	}
+	plot_unwritten = NULL;
+	printf("(plot: %s)\n", o->plot_path);
+	fflush(stdout);
+	return 0;
+}
+
+static int sweep(const struct bench_opts *o, FILE *jf, int pfd)
 {
 	struct bench_result rs[BENCH_MAX_SWEEP];
 	struct json_object *doc = NULL, *arr = NULL, *j;
@@ -637,6 +747,11 @@ static int sweep(const struct bench_opts *o, FILE *jf)
 	if (doc) {
 		json_write(o, jf, doc);
 		json_object_put(doc);
+	}
+	if (pfd >= 0) {
+		s = plot(o, pfd, rs, done);
+		if (s > status)
+			status = s;
 	}
 	bench_workload_free(p, nmax);
 	return status;
@@ -690,7 +805,7 @@ int main(int argc, char **argv)
 	};
 	char **nv, *joined;
 	FILE *jf = NULL;
-	int nc, status;
+	int nc, status, pfd = -1;
 
 	nv = join_goodput(argc, argv, &nc, &joined);
 	if (!nv) {
@@ -698,22 +813,37 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	parse_opts(&o, nc, nv);
-	o.progress = isatty(STDERR_FILENO);
+	atexit(remove_unwritten);
+	status = 2;
 	if (o.json_path) {
 		/* Now, so that a bad path costs no benchmark run. */
 		jf = fopen(o.json_path, "w");
 		if (!jf) {
 			fprintf(stderr, "llmq-bench: --json: '%s' cannot be written: %s\n",
 				o.json_path, strerror(errno));
-			return 2;
+			goto out;
 		}
 		json_unwritten = o.json_path;
-		atexit(remove_json);
+	}
+	if (o.plot_path) {
+		/* gnuplot writes to this descriptor: the name is never in its script. */
+		pfd = open(o.plot_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		if (pfd < 0) {
+			fprintf(stderr, "llmq-bench: --plot: '%s' cannot be written: %s\n",
+				o.plot_path, strerror(errno));
+			goto out_json;
+		}
+		plot_unwritten = o.plot_path;
 	}
 	/* Doubles in --json with enough digits, without 17 of noise. */
 	json_c_set_serialization_double_format("%.10g", JSON_C_OPTION_GLOBAL);
 	bench_signals_init();
-	status = o.nr_sweep ? sweep(&o, jf) : single(&o, jf);
+	status = o.nr_sweep ? sweep(&o, jf, pfd) : single(&o, jf);
+	goto out;
+out_json:
+	if (jf)
+		fclose(jf);
+out:
 	free(joined);
 	free(nv);
 	return status;

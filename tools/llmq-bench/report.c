@@ -185,13 +185,8 @@ static void cell_ms(double v)
 void bench_report_sweep(const unsigned long *conc, const struct bench_result *rs,
 			unsigned int n)
 {
-	unsigned int i, base = 0;
+	unsigned int i, base = bench_sweep_base(conc, n);
 
-	for (i = 0; i < n; i++)
-		if (conc[i] == 1) {
-			base = i;
-			break;
-		}
 	printf("============ Concurrency Sweep ============\n");
 	printf("%5s %5s %5s %7s %8s %9s %9s %9s %9s %9s %7s\n", "conc", "ok", "fail", "in tok",
 	       "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "ratio");
