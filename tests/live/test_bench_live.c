@@ -291,12 +291,21 @@ static int idle(const struct llmq_stats *st, void *arg)
 	return st->requests_active == 0 && st->clients_active == 0;
 }
 
+static int busy(const struct llmq_stats *st, void *arg)
+{
+	(void)arg;
+	return st->requests_active >= 2;
+}
+
 /*
- * Run @argv with its standard output in out[], SIGINT it after @delay_us,
- * and wait for it: it must stop within 7 s.  Returns its wait status.
+ * Run @argv with its standard output in out[], SIGINT it @delay_us after
+ * its run began, and wait for it: it must stop within 7 s.  The run has
+ * begun when two requests are in flight at once (the calibration's probes
+ * go one at a time).  Returns its wait status.
  */
 static int run_and_interrupt(const char *const *argv, useconds_t delay_us)
 {
+	struct llmq_stats st;
 	int fd[2], status = 0, i;
 	size_t have = 0;
 	ssize_t got;
@@ -314,6 +323,11 @@ static int run_and_interrupt(const char *const *argv, useconds_t delay_us)
 		_exit(127);
 	}
 	close(fd[1]);
+	if (stats_wait(d.sock, busy, NULL, 10000, &st)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("llmq-bench's run did not begin within 10 s");
+	}
 	usleep(delay_us);
 	kill(pid, SIGINT);
 	t = now_ns();
@@ -357,7 +371,7 @@ static void test_interrupt(void **state)
 	(void)state;
 	json_path(path, sizeof(path), "sigint");
 	/* Mid-run: each request takes 30 steps of 10 ms. */
-	status = run_and_interrupt(argv, 600000);
+	status = run_and_interrupt(argv, 500000);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 130);
 	assert_non_null(strstr(out, "Interrupted:"));
@@ -614,7 +628,7 @@ static void test_interrupt_sweep(void **state)
 	json_path(path, sizeof(path), "sigint-sweep");
 	png_path(png, sizeof(png), "sigint-sweep");
 	/* 40 requests of 30 steps of 10 ms, 2 at a time: 6 s for the first point */
-	status = run_and_interrupt(argv, 600000);
+	status = run_and_interrupt(argv, 500000);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 130);
 	assert_non_null(strstr(out, "Concurrency Sweep"));
