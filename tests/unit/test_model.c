@@ -8,6 +8,8 @@
  * gives every client a complete answer.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -321,6 +323,131 @@ static void test_demo_fast(void **state)
 	free(out);
 }
 
+static bool have_python_module(const char *mod)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 -c 'import %s' 2>/dev/null", mod);
+	return !system(cmd);
+}
+
+/* A corpus of made-up words, chapters of ten lines, as corpus.py writes. */
+static void write_corpus(const char *dir)
+{
+	static const char letters[] = "abcdefghijklmnoprstuvwy";
+	const char *names[] = { "train.txt", "heldout.txt" };
+	char words[200][10], path[1200];
+	uint64_t x = 88172645463325252ull;
+	int i, j, k, f;
+
+	for (i = 0; i < 200; i++) {
+		int len = 2 + (int)((x = x * 6364136223846793005ull + 1) >> 61);
+
+		for (j = 0; j < len; j++)
+			words[i][j] = letters[((x = x * 6364136223846793005ull + 1) >> 59) & 15];
+		words[i][len] = '\0';
+	}
+	for (f = 0; f < 2; f++) {
+		FILE *o;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
+		o = fopen(path, "w");
+		assert_non_null(o);
+		for (i = 0; i < (f ? 10 : 150); i++) {
+			for (j = 0; j < 10; j++) {
+				int n = 4 + (int)((x = x * 6364136223846793005ull + 1) >> 61);
+
+				for (k = 0; k < n; k++)
+					fprintf(o, "%s%s", k ? " " : "",
+						words[((x = x * 6364136223846793005ull + 1) >> 56) % 200]);
+				fputs(".\n", o);
+			}
+			fputc('\n', o);
+		}
+		fclose(o);
+	}
+}
+
+/*
+ * tools/train: the same command twice gives the same GGUF file, and llmq
+ * runs the converted model as the trainer's own PyTorch forward does.
+ */
+static void test_train_reproducible(void **state)
+{
+	char dir[] = "/tmp/llmq-test-train-XXXXXX", cmd[8192], path[1200];
+	struct backend_params bp = { .n_threads = 2, .max_tokens = 64, .max_context = 64 };
+	uint32_t ids[64], table[4] = { 2, 0, 3, 1 }, n = 0;
+	double num = 0, den = 0;
+	float *want, *got;
+	struct backend *b;
+	struct model m;
+	char err[256];
+	size_t i, v;
+	FILE *f;
+	int r;
+
+	(void)state;
+	if (!have_python_module("torch") || !have_python_module("sentencepiece")) {
+		print_message("[  SKIP    ] /usr/bin/python3 lacks torch or sentencepiece: training "
+			      "not checked (apt-get install python3-torch python3-sentencepiece)\n");
+		skip();
+	}
+	assert_non_null(mkdtemp(dir));
+	write_corpus(dir);
+	for (r = 1; r <= 2; r++) {
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/python3 tools/train/train.py --corpus %s --out %s/hf%d "
+			 "--vocab 400 --dim 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64 --ctx 32 "
+			 "--max-ctx 64 --batch 4 --steps 3 --warmup 1 --eval-every 100 >/dev/null && "
+			 "%s/llmq-mkmodel --hf-model %s/hf%d --name t --dtype F32 -o %s/m%d.gguf 2>/dev/null",
+			 dir, dir, r, getenv("LLMQ_BIN_DIR"), dir, r, dir, r);
+		assert_int_equal(system(cmd), 0);
+	}
+	snprintf(cmd, sizeof(cmd), "cmp %s/m1.gguf %s/m2.gguf", dir, dir);
+	assert_int_equal(system(cmd), 0);
+
+	snprintf(path, sizeof(path), "%s/m1.gguf", dir);
+	if (model_load(&m, path))
+		fail_msg("%s: %s", path, m.err);
+	bp.kv_bytes = 4 * backend_kv_block_bytes(&m, 16);
+	b = backend_cpu_create(&m, &bp, err, sizeof(err));
+	assert_non_null(b);
+	snprintf(path, sizeof(path), "%s/hf1/check.tokens", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (n < 64 && fscanf(f, "%u", &ids[n]) == 1)
+		n++;
+	fclose(f);
+	assert_true(n >= 16);
+	v = b->n_vocab;
+	want = malloc(n * v * sizeof(float));
+	got = malloc(n * v * sizeof(float));
+	snprintf(path, sizeof(path), "%s/hf1/check.f32", dir);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(want, sizeof(float), n * v, f), n * v);
+	fclose(f);
+	{
+		struct backend_seq s = { .block_table = table, .n_blocks = 4, .tokens = ids,
+					 .n_tokens = n, .logits = BACKEND_LOGITS_ALL };
+
+		assert_int_equal(backend_step(b, &s, 1, got), 0);
+	}
+	for (i = 0; i < n * v; i++) {
+		num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+		den += (double)want[i] * want[i];
+	}
+	print_message("[          ] two trainings, one GGUF; llmq vs the trainer's forward: "
+		      "relative error %.3g (limit 1e-4)\n", sqrt(num / den));
+	assert_true(sqrt(num / den) < 1e-4);
+	free(want);
+	free(got);
+	backend_destroy(b);
+	model_free(&m);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +456,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_golden_cli),
 		cmocka_unit_test(test_tokenizer_vs_sentencepiece),
 		cmocka_unit_test(test_demo_fast),
+		cmocka_unit_test(test_train_reproducible),
 	};
 
 	(void)argc;

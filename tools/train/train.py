@@ -10,7 +10,8 @@
 # OUT receives a Hugging Face style checkpoint that llmq-mkmodel converts to
 # GGUF: config.json, model.safetensors (LlamaForCausalLM tensor names and
 # rotate-half RoPE layout), tokenizer.model and tokenizer.vocab, plus
-# report.json (losses, perplexities, timings) for the provenance file.
+# report.json (losses, perplexities, timings) for the provenance file and
+# check.tokens / check.f32 (held-out tokens and the model's logits on them).
 #
 # Reproducible: the tokenizer trainer sees the whole corpus in file order,
 # every random draw comes from the seed, torch runs its deterministic
@@ -283,6 +284,13 @@ def main():
            "tie_word_embeddings": True, "bos_token_id": sp.bos_id(),
            "eos_token_id": sp.eos_id(), "hidden_act": "silu", "torch_dtype": "float32"}
     json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)
+    # The trained model's own logits on held-out text: what a conversion
+    # must reproduce (tests/unit/test_model.c checks llmq against them).
+    check = held[:min(64, a.ctx)]
+    model.eval()
+    with torch.no_grad():
+        model(check[None])[0].numpy().astype("<f4").tofile(os.path.join(a.out, "check.f32"))
+    open(os.path.join(a.out, "check.tokens"), "w").write(" ".join(map(str, check.tolist())))
     write_safetensors(os.path.join(a.out, "model.safetensors"), hf_state(model))
     report = {
         "args": vars(a), "parameters": n_params,
