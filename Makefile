@@ -8,6 +8,7 @@
 #                     plain and under ASan+UBSan; ends "N passed, N failed"
 #   make demo         start llmqd on a private socket, stream from clients
 #   make bench-ring   ring round trip and throughput beside loopback HTTP
+#   make bench        the standard llmq-bench scenario on the embedded default
 #   make model        retrain the bundled model (models/) from Debian packages
 #   make install      PREFIX=/usr/local DESTDIR=
 
