@@ -5,7 +5,9 @@
 #
 #   make              all userspace: llmqd, llmq, libllmq (.a, .so, .pc)
 #   make check        install test dependencies, run every test twice:
-#                     plain and under ASan+UBSan; ends "N passed, N failed"
+#                     plain and under ASan+UBSan, and the module's QEMU stage
+#                     once (make vm-check); ends "N passed, N failed"
+#   make modules      driver/llmq.ko, KDIR= the kernel headers
 #   make demo         start llmqd on a private socket, stream from clients
 #   make bench-ring   ring round trip and throughput beside loopback HTTP
 #   make bench        the standard llmq-bench scenario on the embedded default
@@ -83,7 +85,7 @@ TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 		   $(O)/tests/test_kernels $(O)/tests/test_engine $(O)/tests/test_kv_blocks \
 		   $(O)/tests/test_scheduler $(O)/tests/test_serve
 
-.PHONY: all check test demo bench-ring install clean deps test-deps modules fuzz test-oracles \
+.PHONY: all check test demo bench-ring install clean deps test-deps fuzz test-oracles \
 	bench-tokenizer bench-kernels bench-engine
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
 
@@ -245,6 +247,45 @@ bench-serve: all $(O)/bin/llmq-bench $(O)/bin/llmq-mkmodel
 bench: all $(O)/bin/llmq-bench
 	scripts/bench.sh $(O)
 # ---- end of llmq-bench ----------------------------------------------------------
+
+# ---- llmq.ko (driver/, Kbuild) and its QEMU stage: the kernel transport ------
+# make modules builds driver/llmq.ko against KDIR, by default the newest
+# installed Debian 6.1 headers (never the running kernel's).  make vm-check
+# lints the module (W=1, sparse, checkpatch --strict) and runs tests/vm/ in
+# the matching Debian kernel under qemu-system-x86_64 -accel tcg.
+KDIR		?= $(shell scripts/vm-kernel.sh --kdir 2>/dev/null)
+.PHONY: modules modules-clean vm-check
+modules:
+	@test -n "$(KDIR)" || { echo "llmq: no 6.1 headers; make deps or KDIR=..."; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+modules-clean:
+	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+vm-check:
+	scripts/vm-check.sh $(O)
+
+# The module's sources as DKMS wants them, and the udev rule (group llmq).
+UDEVDIR		?= /lib/udev/rules.d
+.PHONY: dkms-src
+dkms-src:
+	install -d $(DESTDIR)/usr/src/llmq-$(VERSION)/driver \
+		$(DESTDIR)/usr/src/llmq-$(VERSION)/include/uapi/linux $(DESTDIR)$(UDEVDIR)
+	install -m 644 driver/dkms.conf Kbuild $(DESTDIR)/usr/src/llmq-$(VERSION)
+	install -m 644 driver/Kbuild driver/llmq.c $(DESTDIR)/usr/src/llmq-$(VERSION)/driver
+	install -m 644 include/uapi/linux/llmq.h \
+		$(DESTDIR)/usr/src/llmq-$(VERSION)/include/uapi/linux
+	install -m 644 driver/60-llmq.rules $(DESTDIR)$(UDEVDIR)
+
+# make check runs the stage as a test of the plain build (not twice).
+ifneq ($(SAN),1)
+TESTS		+= $(O)/tests/test_vm
+endif
+$(O)/tests/test_vm: scripts/vm-check.sh
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec "%s/scripts/vm-check.sh" "%s"\n' "$(CURDIR)" "$(abspath $(O))" >$@
+	chmod +x $@
+# ---- end of llmq.ko ---------------------------------------------------------------
 
 deps:
 	@scripts/install-deps.sh

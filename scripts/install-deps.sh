@@ -39,9 +39,26 @@ if [ $tests -eq 1 ]; then
 	dpkg -s libopenblas0-openmp >/dev/null 2>&1 || pkgs+=(libopenblas0-openmp)
 	need cmd:gnuplot gnuplot-nox
 	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+	# The kernel transport's stage (make vm-check): the 6.1 headers, a
+	# kernel to boot under QEMU, an initramfs, and the module's linters.
+	ls -d /usr/src/linux-headers-6.1.*-amd64 >/dev/null 2>&1 || pkgs+=(linux-headers-amd64)
+	need cmd:qemu-system-x86_64 qemu-system-x86
+	dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static)
+	need cmd:cpio cpio
+	need cmd:sparse sparse
+	[ -f /usr/src/linux-source-6.1.tar.xz ] || pkgs+=(linux-source-6.1)
 fi
 
-[ ${#pkgs[@]} -eq 0 ] && exit 0
+# The Debian kernel matching those headers, for QEMU (only its vmlinuz).
+vmlinuz() {
+	[ $tests -eq 1 ] || return 0
+	"$(dirname "$0")/vm-kernel.sh" --vmlinuz >/dev/null
+}
+
+if [ ${#pkgs[@]} -eq 0 ]; then
+	vmlinuz
+	exit 0
+fi
 
 echo "llmq: installing ${pkgs[*]}"
 sudo=""
@@ -56,3 +73,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" </dev/null >/dev/null
+vmlinuz

@@ -20,6 +20,7 @@
 #ifndef _UAPI_LINUX_LLMQ_H
 #define _UAPI_LINUX_LLMQ_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 #define LLMQ_MAGIC		0x514d4c4cU	/* "LLMQ" little endian */
@@ -362,6 +363,111 @@ struct llmq_stats {
 	__u64	resv[6];
 };
 
+/*
+ * Kernel transport (/dev/llmq).  A client opens the device, lays its ring
+ * out with LLMQ_IOC_SETUP, mmap()s exactly llmq_setup.map_size bytes at
+ * offset 0, rings the doorbell with LLMQ_IOC_DOORBELL or an 8-byte write(),
+ * and sleeps in poll() or an 8-byte read() for wake-ups.  The runtime opens
+ * the device, attaches with LLMQ_IOC_ATTACH, read()s struct llmq_event
+ * records, maps client rings at LLMQ_RT_MAP_OFF(client_id) and wakes clients
+ * with LLMQ_IOC_WAKE or a write() of __u32 client ids.
+ */
+#define LLMQ_IOC_MAGIC		0xB8
+
+/**
+ * struct llmq_setup - LLMQ_IOC_SETUP argument
+ * @magic:	LLMQ_MAGIC
+ * @version:	LLMQ_ABI_VERSION
+ * @params:	ring geometry, checked as for the userspace transport
+ * @client_id:	out: this client's id, as the runtime's events name it
+ * @map_size:	out: bytes to mmap() at offset 0
+ * @flags:	zero
+ * @resv:	zero
+ */
+struct llmq_setup {
+	__u32	magic;
+	__u32	version;
+	struct llmq_params params;
+	__u32	client_id;
+	__u32	map_size;
+	__u32	flags;
+	__u32	resv[3];
+};
+
+/**
+ * struct llmq_attach - LLMQ_IOC_ATTACH argument
+ * @magic:	LLMQ_MAGIC
+ * @version:	LLMQ_ABI_VERSION
+ * @flags:	zero
+ * @resv:	zero
+ */
+struct llmq_attach {
+	__u32	magic;
+	__u32	version;
+	__u32	flags;
+	__u32	resv[5];
+};
+
+/* At most this many client ids per LLMQ_IOC_WAKE. */
+#define LLMQ_WAKE_MAX		4096
+
+/**
+ * struct llmq_wake - LLMQ_IOC_WAKE argument
+ * @ids:	user pointer to @count __u32 client ids
+ * @count:	ids in the array, at most LLMQ_WAKE_MAX
+ * @flags:	zero
+ */
+struct llmq_wake {
+	__u64	ids;
+	__u32	count;
+	__u32	flags;
+};
+
+/* Event types (struct llmq_event.type). */
+enum {
+	LLMQ_EV_OPEN		= 1,	/* a client set its ring up */
+	LLMQ_EV_DOORBELL	= 2,	/* a client rang its doorbell */
+	LLMQ_EV_CLOSE		= 3,	/* a client is gone */
+};
+
+/**
+ * struct llmq_event - one record of the runtime's event stream
+ * @type:	LLMQ_EV_*
+ * @flags:	zero
+ * @client_id:	the client
+ * @pid:	OPEN: the client's process id in the reader's pid namespace
+ * @uid:	OPEN: the client's effective uid in the reader's user namespace
+ * @sq_entries:	OPEN: SQ entries
+ * @cq_entries:	OPEN: CQ entries
+ * @arena_size:	OPEN: arena bytes
+ * @map_size:	OPEN: bytes to mmap() at LLMQ_RT_MAP_OFF(@client_id)
+ * @resv:	zero
+ *
+ * Fields an event type does not use are zero.  Events of one client come in
+ * the order OPEN, DOORBELL..., CLOSE; doorbells not yet read coalesce.
+ */
+struct llmq_event {
+	__u32	type;
+	__u32	flags;
+	__u32	client_id;
+	__u32	pid;
+	__u32	uid;
+	__u32	sq_entries;
+	__u32	cq_entries;
+	__u32	arena_size;
+	__u32	map_size;
+	__u32	resv[3];
+};
+
+/* The runtime maps client @id's ring at this mmap() offset. */
+#define LLMQ_RT_MAP_SHIFT	32
+#define LLMQ_RT_MAP_OFF(id)	((__u64)(id) << LLMQ_RT_MAP_SHIFT)
+
+#define LLMQ_IOC_SETUP		_IOWR(LLMQ_IOC_MAGIC, 0x01, struct llmq_setup)
+#define LLMQ_IOC_DOORBELL	_IO(LLMQ_IOC_MAGIC, 0x02)
+#define LLMQ_IOC_ATTACH		_IOW(LLMQ_IOC_MAGIC, 0x10, struct llmq_attach)
+#define LLMQ_IOC_WAKE		_IOW(LLMQ_IOC_MAGIC, 0x11, struct llmq_wake)
+
 #ifndef __KERNEL__
 #define __LLMQ_ASSERT(c, m) _Static_assert(c, m)
 #else
@@ -374,6 +480,10 @@ __LLMQ_ASSERT(sizeof(struct llmq_params) == 32, "llmq_params layout");
 __LLMQ_ASSERT(sizeof(struct llmq_msg_hello) == 48, "llmq_msg_hello layout");
 __LLMQ_ASSERT(sizeof(struct llmq_msg_reply) == 32, "llmq_msg_reply layout");
 __LLMQ_ASSERT(sizeof(struct llmq_stats) == 256, "llmq_stats layout");
+__LLMQ_ASSERT(sizeof(struct llmq_setup) == 64, "llmq_setup layout");
+__LLMQ_ASSERT(sizeof(struct llmq_attach) == 32, "llmq_attach layout");
+__LLMQ_ASSERT(sizeof(struct llmq_wake) == 16, "llmq_wake layout");
+__LLMQ_ASSERT(sizeof(struct llmq_event) == 48, "llmq_event layout");
 #undef __LLMQ_ASSERT
 
 #endif /* _UAPI_LINUX_LLMQ_H */

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The guest's test runner: one child per test, a timeout per test, and
+ * cmocka's output format.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int run_one(const struct vm_test *t)
+{
+	struct timespec t0, t1;
+	pid_t pid, w;
+	int status = 0;
+	unsigned int waited_ms = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		setpgid(0, 0);
+		_exit(t->fn() ? 1 : 0);
+	}
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (waited_ms >= t->timeout_s * 1000) {
+			fprintf(stderr, "%s: timed out after %u s\n", t->name, t->timeout_s);
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		usleep(10000);
+		waited_ms += 10;
+	}
+	/* Whatever the test forked and left behind goes too. */
+	kill(-pid, SIGKILL);
+	while (waitpid(-pid, NULL, 0) > 0)
+		;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "%s: killed by signal %d\n", t->name, WTERMSIG(status));
+		return -1;
+	}
+	fprintf(stderr, "%s: %.2f s\n", t->name,
+		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return WEXITSTATUS(status) ? -1 : 0;
+}
+
+int vm_run_tests(const char *suite, const struct vm_test *t, unsigned int n,
+		 int (*after)(const char *name))
+{
+	unsigned int i, failed = 0;
+	char *bad = calloc(n, 1);
+
+	printf("[==========] %s: Running %u test(s).\n", suite, n);
+	for (i = 0; i < n; i++) {
+		int err;
+
+		printf("[ RUN      ] %s\n", t[i].name);
+		err = run_one(&t[i]);
+		if (!err && after)
+			err = after(t[i].name);
+		if (err) {
+			printf("[  FAILED  ] %s\n", t[i].name);
+			failed++;
+			if (bad)
+				bad[i] = 1;
+		} else {
+			printf("[       OK ] %s\n", t[i].name);
+		}
+		fflush(stdout);
+	}
+	printf("[==========] %s: %u test(s) run.\n", suite, n);
+	printf("[  PASSED  ] %u test(s).\n", n - failed);
+	if (failed) {
+		printf("[  FAILED  ] %u test(s), listed below:\n", failed);
+		for (i = 0; i < n; i++)
+			if (bad && bad[i])
+				printf("[  FAILED  ] %s\n", t[i].name);
+	}
+	fflush(stdout);
+	free(bad);
+	return (int)failed;
+}
