@@ -272,18 +272,21 @@ undo:
 }
 
 /*
- * Mark a ring dead for its client: the runtime is gone.  Store the errno
- * before the flag, then a full barrier before the wake-up, the ABI's rule.
+ * Mark a ring dead for its client: no runtime serves it.  A runtime that
+ * marked it dead itself (an orderly shutdown) said why; keep its errno.
+ * Store the errno before the flag, then a full barrier before the wake-up,
+ * the ABI's rule.
  */
 static void llmq_ring_mark_dead(struct llmq_ring *ring, u32 err)
 {
 	struct llmq_ring_hdr *hdr = ring->mem;
+	u32 flags = READ_ONCE(hdr->rt_flags);
 
-	WRITE_ONCE(hdr->rt_errno, err);
+	if (!(flags & LLMQ_RING_DEAD) || !READ_ONCE(hdr->rt_errno))
+		WRITE_ONCE(hdr->rt_errno, err);
 	/* The client reads rt_errno after it sees the flag. */
 	smp_wmb();
-	WRITE_ONCE(hdr->rt_flags, READ_ONCE(hdr->rt_flags) | LLMQ_RING_DEAD |
-		   LLMQ_RING_NEED_WAKEUP);
+	WRITE_ONCE(hdr->rt_flags, flags | LLMQ_RING_DEAD | LLMQ_RING_NEED_WAKEUP);
 	/* Flag stores before the wake-up's look at the sleeper. */
 	smp_mb();
 }
@@ -452,6 +455,13 @@ static int llmq_ioc_setup(struct llmq_client *c, void __user *arg)
 		err = PTR_ERR(ring);
 		goto out;
 	}
+	/*
+	 * No runtime yet: the client learns so from the ring (ENOTCONN) instead
+	 * of sleeping for ever; what it queues waits for the first runtime.
+	 * Runtimes come and go under llmq.mutex, which we hold.
+	 */
+	if (!llmq.runtime)
+		llmq_ring_mark_dead(ring, ENOTCONN);
 	/* Whoever finds the client in the table finds its ring. */
 	c->ring = ring;
 	err = xa_alloc(&llmq.clients, &id, c, XA_LIMIT(1, S32_MAX), GFP_KERNEL);

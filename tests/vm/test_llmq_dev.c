@@ -316,7 +316,10 @@ static int test_layout_and_mmap(void)
 	CHECK(hdr->cq_off == 4096 + 64 * 128);
 	CHECK(hdr->arena_off == 4096 + 64 * 128 + 1024 * 64);
 	CHECK(hdr->map_size == s.map_size);
-	CHECK(hdr->sq_head == 0 && hdr->sq_tail == 0 && hdr->rt_flags == 0);
+	CHECK(hdr->sq_head == 0 && hdr->sq_tail == 0);
+	/* No runtime: the client is told at once, not left asleep. */
+	CHECK(hdr->rt_flags == (LLMQ_RING_DEAD | LLMQ_RING_NEED_WAKEUP));
+	CHECK(hdr->rt_errno == ENOTCONN);
 	/* Zeroed memory, not someone else's. */
 	CHECK(((unsigned char *)m)[s.map_size - 1] == 0);
 	CHECK(mprotect(m, s.map_size, PROT_READ | PROT_EXEC) < 0);
@@ -839,6 +842,16 @@ static int test_runtime_death(void)
 	}
 	close(rt);
 	CHECK(h->rt_flags & LLMQ_RING_DEAD);
+	CHECK(h->rt_errno == ECONNRESET);
+
+	/* A runtime that says why it leaves keeps its errno. */
+	rt = runtime_new();
+	CHECK(rt >= 0);
+	CHECK(!(h->rt_flags & LLMQ_RING_DEAD));
+	h->rt_errno = ESHUTDOWN;	/* as llmqd's client_kill_all() does */
+	h->rt_flags |= LLMQ_RING_DEAD;
+	close(rt);
+	CHECK(h->rt_errno == ESHUTDOWN);
 	close(c);
 	munmap(h, size);
 	CHECK(stat_wait("rings", 0, 1000) == 0);
