@@ -43,7 +43,7 @@ LIBS_TOK	:= $(LIBS_PCRE2) -lunistring	# libunistring has no .pc
 LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
 		   tools/lib/llmq/uds.c
-RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c \
+RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c runtime/transport_kernel.c \
 		   runtime/client.c runtime/request.c runtime/serve.c runtime/metrics.c \
 		   runtime/sqe_check.c runtime/log.c
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
@@ -262,7 +262,7 @@ modules:
 modules-clean:
 	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
 
-vm-check:
+vm-check: all
 	scripts/vm-check.sh $(O)
 
 # The module's sources as DKMS wants them, and the udev rule (group llmq).

@@ -120,11 +120,41 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 	map = mmap(NULL, lay.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	c = calloc(1, sizeof(*c));
+	c = client_new(d, map, &lay, p, pid, uid);
 	if (!c) {
 		munmap(map, lay.map_size);
 		return -ENOMEM;
 	}
+	c->sock_fd = sock_fd;
+	c->door_fd = fds[1];
+	c->wake_fd = fds[2];
+	close(fds[0]);
+	client_arm_doorbell(c);
+	client_arm_sock(c);
+	*out = c;
+	return 0;
+}
+
+/**
+ * client_new() - serve a ring mapped at @map, whatever brought it
+ * @d:		the daemon
+ * @map:	the mapping, of @lay->map_size bytes; the client owns it after
+ * @lay:	its layout, computed from @p by the runtime
+ * @p:		its geometry, validated
+ * @pid:	the client's pid
+ * @uid:	the client's uid
+ *
+ * The transport sets the descriptors (-1 here) and arms what it needs.
+ *
+ * Return: the client, or NULL without memory.
+ */
+struct client *client_new(struct llmqd *d, void *map, const struct llmq_layout *lay,
+			  const struct llmq_params *p, pid_t pid, uid_t uid)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
 	c->d = d;
 	c->id = ++d->next_client_id;
 	c->pid = pid;
@@ -132,15 +162,13 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 	c->ev_door.type = EV_DOORBELL;
 	c->ev_sock.type = EV_SOCK;
 	c->ev_wake.type = EV_WAKE;
-	c->sock_fd = sock_fd;
-	c->door_fd = fds[1];
-	c->wake_fd = fds[2];
+	c->sock_fd = c->door_fd = c->wake_fd = -1;
 	c->map = map;
-	c->map_size = lay.map_size;
+	c->map_size = lay->map_size;
 	c->hdr = map;
-	c->sqes = (struct llmq_sqe *)((char *)map + lay.sq_off);
-	c->cqes = (struct llmq_cqe *)((char *)map + lay.cq_off);
-	c->arena = (uint8_t *)map + lay.arena_off;
+	c->sqes = (struct llmq_sqe *)((char *)map + lay->sq_off);
+	c->cqes = (struct llmq_cqe *)((char *)map + lay->cq_off);
+	c->arena = (uint8_t *)map + lay->arena_off;
 	c->sq_entries = p->sq_entries;
 	c->cq_entries = p->cq_entries;
 	c->arena_size = p->arena_size;
@@ -156,16 +184,12 @@ int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 	 */
 	c->rt_flags = d->cfg.poll_us ? 0 : LLMQ_RING_NEED_WAKEUP;
 	client_store_flags(c);
-	close(fds[0]);
 	d->stats.clients_active++;
 	d->stats.clients_total++;
-	client_arm_doorbell(c);
-	client_arm_sock(c);
 	pr_info("client %llu attached: pid %d uid %u, sq %u cq %u arena %u",
 		(unsigned long long)c->id, (int)pid, (unsigned int)uid,
 		p->sq_entries, p->cq_entries, p->arena_size);
-	*out = c;
-	return 0;
+	return c;
 }
 
 static void client_free(struct client *c)
@@ -176,9 +200,11 @@ static void client_free(struct client *c)
 	if (c->dirty)
 		list_del_init(&c->dirty_link);
 	munmap(c->map, c->map_size);
-	close(c->sock_fd);
-	close(c->door_fd);
-	close(c->wake_fd);
+	if (c->sock_fd >= 0) {
+		close(c->sock_fd);
+		close(c->door_fd);
+		close(c->wake_fd);
+	}
 	free(c->ovf);
 	d->stats.overflow_now -= c->ovf_tail - c->ovf_head;
 	d->stats.clients_active--;
@@ -186,12 +212,22 @@ static void client_free(struct client *c)
 	free(c);
 }
 
-/* The client went away: drop its requests, cancel our reads, free when idle. */
-static void client_close(struct client *c)
+/**
+ * client_close() - the client went away: drop its requests, cancel our
+ * reads, free it when no io_uring operation points at it any more
+ * @c:		the client
+ */
+void client_close(struct client *c)
 {
 	struct list_head *pos, *n;
 	struct io_uring_sqe *sqe;
 
+	if (!c->closing && c->sock_fd < 0) {
+		/* /dev/llmq's: no reads of ours to cancel. */
+		c->closing = true;
+		list_for_each_safe(pos, n, &c->reqs)
+			req_free_silent(list_entry(pos, struct request, clink));
+	}
 	if (!c->closing) {
 		c->closing = true;
 		list_for_each_safe(pos, n, &c->reqs)
@@ -228,7 +264,9 @@ static void client_break(struct client *c, int err)
 	client_store_flags(c);
 	c->need_wake = true;
 	client_mark_dirty(c);
-	shutdown(c->sock_fd, SHUT_RDWR);
+	/* On /dev/llmq the ring stays, ignored, until the client closes it. */
+	if (c->sock_fd >= 0)
+		shutdown(c->sock_fd, SHUT_RDWR);
 }
 
 static int ovf_push(struct client *c, const struct llmq_cqe *cqe)
@@ -450,12 +488,23 @@ void client_on_doorbell(struct client *c, int res)
 		client_close(c);
 		return;
 	}
+	client_doorbell(c);
+	if (!c->closing)
+		client_arm_doorbell(c);
+}
+
+/**
+ * client_doorbell() - the client rang: flush held CQEs, drain its SQ
+ * @c:		the client
+ */
+void client_doorbell(struct client *c)
+{
 	c->d->stats.doorbells++;
+	if (c->rt_flags & LLMQ_RING_BROKEN)
+		return;
 	if (c->ovf_head != c->ovf_tail)
 		ovf_flush(c);
 	client_drain(c);
-	if (!c->closing)
-		client_arm_doorbell(c);
 }
 
 /**
@@ -559,6 +608,10 @@ void client_flush(struct llmqd *d)
 		    !(c->rt_flags & (LLMQ_RING_BROKEN | LLMQ_RING_DEAD)))
 			continue;	/* awake: it will see the CQEs itself */
 		c->need_wake = false;
+		if (c->kid) {
+			kernel_wake(d, c);
+			continue;
+		}
 		c->wake_inflight = true;
 		c->ops++;
 		sqe = loop_sqe(d);
@@ -566,6 +619,8 @@ void client_flush(struct llmqd *d)
 		io_uring_sqe_set_data(sqe, &c->ev_wake);
 		d->stats.wakeups++;
 	}
+	/* /dev/llmq's clients: one system call wakes them all. */
+	kernel_wake_flush(d);
 }
 
 /**

@@ -46,6 +46,7 @@ enum {
 	OPT_PREFIX_SALT,
 	OPT_FOREGROUND,
 	OPT_VERSION,
+	OPT_TRANSPORT,
 };
 
 /* The bundled model's path when no --model is given; cfg points here. */
@@ -53,6 +54,7 @@ static char default_model[PATH_MAX];
 
 static const struct option options[] = {
 	{ "socket",		required_argument, NULL, OPT_SOCKET },
+	{ "transport",		required_argument, NULL, OPT_TRANSPORT },
 	{ "engine",		required_argument, NULL, OPT_ENGINE },
 	{ "null-delay-us",	required_argument, NULL, OPT_NULL_DELAY },
 	{ "batch-timeout-ms",	required_argument, NULL, OPT_BATCH_TIMEOUT },
@@ -87,6 +89,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: llmqd [OPTIONS]\n"
 		"  --socket PATH             userspace-transport socket (default $LLMQ_SOCKET or %s)\n"
+		"  --transport T             kernel (/dev/llmq), shm (the socket) or auto: kernel\n"
+		"                            when /dev/llmq exists (default auto); the socket\n"
+		"                            always serves admin requests and clients naming it\n"
 		"  --engine NAME             cpu or null (default cpu)\n"
 		"  --model FILE              GGUF model for the cpu engine (default: the bundled\n"
 		"                            " LLMQ_DEFAULT_MODEL ")\n"
@@ -155,6 +160,16 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 	opterr = 0;	/* our own one-line message instead of getopt's */
 	while ((opt = getopt_long(argc, argv, ":vh", options, NULL)) != -1) {
 		switch (opt) {
+		case OPT_TRANSPORT:
+			if (!strcmp(optarg, "kernel"))
+				cfg->transport = TRANSPORT_KERNEL;
+			else if (!strcmp(optarg, "shm"))
+				cfg->transport = TRANSPORT_SHM;
+			else if (!strcmp(optarg, "auto"))
+				cfg->transport = TRANSPORT_AUTO;
+			else
+				bad_flag("transport", optarg, "is not kernel, shm or auto");
+			break;
 		case OPT_SOCKET:
 			if (!*optarg)
 				bad_flag("socket", optarg, "is empty");
@@ -369,6 +384,9 @@ int main(int argc, char **argv)
 	INIT_LIST_HEAD(&d.dirty);
 	d.listen_fd = -1;
 	d.signal_fd = -1;
+	d.dev_fd = -1;
+	if (d.cfg.transport == TRANSPORT_AUTO)
+		d.cfg.transport = access(LLMQ_DEVICE, F_OK) == 0 ? TRANSPORT_KERNEL : TRANSPORT_SHM;
 
 	if (!d.cfg.foreground)
 		ready = daemonize();
@@ -386,7 +404,15 @@ int main(int argc, char **argv)
 	err = user_listen(&d);
 	if (err)
 		return 1;
-	pr_info("listening on %s: %s", d.cfg.socket_path, d.engine.desc);
+	if (d.cfg.transport == TRANSPORT_KERNEL) {
+		err = kernel_attach(&d);
+		if (err)
+			return 1;
+		pr_info("serving %s, admin on %s: %s", LLMQ_DEVICE, d.cfg.socket_path,
+			d.engine.desc);
+	} else {
+		pr_info("listening on %s: %s", d.cfg.socket_path, d.engine.desc);
+	}
 	if (ready >= 0) {
 		(void)!write(ready, &ok, 1);
 		close(ready);

@@ -18,10 +18,18 @@
 #include "kv_blocks.h"
 #include "list.h"
 #include "metrics.h"
+#include "ring.h"
 #include "scheduler.h"
 #include "tokenizer.h"
 
 struct sampler;
+
+/* Where clients come from (--transport). */
+enum transport {
+	TRANSPORT_AUTO,		/* the kernel's when /dev/llmq exists, else shm */
+	TRANSPORT_SHM,		/* the unix socket only */
+	TRANSPORT_KERNEL,	/* /dev/llmq, and the socket for admin requests */
+};
 
 /**
  * struct llmqd_config - everything the command line sets
@@ -43,6 +51,7 @@ struct llmqd_config {
 	uint32_t	socket_mode;
 	uint32_t	poll_us;
 	bool		foreground;
+	enum transport	transport;
 };
 
 /* What an io_uring completion is about; embedded in the owning object. */
@@ -53,6 +62,7 @@ enum ev_type {
 	EV_DOORBELL,
 	EV_SIGNAL,
 	EV_WAKE,
+	EV_KEVENTS,
 };
 
 struct ev {
@@ -86,6 +96,7 @@ struct client {
 	struct list_head	dirty_link;	/* llmqd.dirty, while dirty */
 	struct llmqd		*d;
 	uint64_t		id;
+	uint32_t		kid;		/* /dev/llmq's id; 0 on the socket */
 	pid_t			pid;
 	uid_t			uid;
 	int			sock_fd;
@@ -173,6 +184,13 @@ struct llmqd {
 	struct ev		ev_signal;
 	struct signalfd_siginfo	sigbuf;
 	uint64_t		next_client_id;
+	int			dev_fd;		/* /dev/llmq, attached; or -1 */
+	struct ev		ev_kevents;
+	struct llmq_event	kev[32];
+	struct client		**kclients;	/* by kid */
+	uint32_t		nr_kclients;
+	uint32_t		*kwake;		/* kids to wake this turn */
+	uint32_t		nr_kwake;
 	uint64_t		shutdown_seq;
 	bool			stopping;
 	bool			accepting;
@@ -191,9 +209,19 @@ void user_on_accept(struct llmqd *d, int res, bool more);
 void user_on_hello(struct llmqd *d, struct ev *ev, int res);
 void user_close_listener(struct llmqd *d);
 
+/* transport_kernel.c */
+int kernel_attach(struct llmqd *d);
+void kernel_on_events(struct llmqd *d, int res);
+void kernel_wake(struct llmqd *d, struct client *c);
+void kernel_wake_flush(struct llmqd *d);
+
 /* client.c */
+struct client *client_new(struct llmqd *d, void *map, const struct llmq_layout *lay,
+			  const struct llmq_params *p, pid_t pid, uid_t uid);
 int client_attach(struct llmqd *d, int sock_fd, const int fds[3],
 		  const struct llmq_params *p, pid_t pid, uid_t uid, struct client **out);
+void client_doorbell(struct client *c);
+void client_close(struct client *c);
 void client_on_doorbell(struct client *c, int res);
 void client_on_sock(struct client *c, int res);
 void client_on_wake(struct client *c, int res);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The event loop: one io_uring for everything (accepts, handshakes, client
- * doorbells and hang-ups, signals, timers, wake-up writes).  Each turn
+ * doorbells and hang-ups, /dev/llmq's events, signals, timers, wake-up
+ * writes).  Each turn
  * submits what the last turn queued and waits in the same io_uring_enter(),
  * handles every completion, runs at most one engine step, then publishes
  * and wakes each client with news once.
@@ -189,6 +190,9 @@ static void dispatch(struct llmqd *d, struct io_uring_cqe *cqe)
 		break;
 	case EV_WAKE:
 		client_on_wake(container_of(ev, struct client, ev_wake), cqe->res);
+		break;
+	case EV_KEVENTS:
+		kernel_on_events(d, cqe->res);
 		break;
 	}
 }

@@ -139,6 +139,25 @@ if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude
 	fail vm_boot
 	summary
 fi
+if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude/uapi \
+	-Itools/lib/llmq -static -o "$root/test_llmq_runtime" tests/vm/test_llmq_runtime.c \
+	tests/vm/harness.c "$O/lib/libllmq.a" -lm; then
+	echo "build libllmq first (make all)"
+	fail vm_boot
+	summary
+fi
+# llmqd as it is built, with the shared libraries it loads.
+copy_bin() {
+	local lib
+	mkdir -p "$root$(dirname "$2")"
+	cp "$1" "$root$2"
+	for lib in $(ldd "$1" | grep -o '/[^ ]*'); do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+[ -x "$O/bin/llmqd" ] || { echo "build llmqd first (make all)"; fail vm_boot; summary; }
+copy_bin "$O/bin/llmqd" /bin/llmqd
 cp "$KO" "$root/llmq.ko"
 cat >"$root/init" <<EOF
 #!/bin/busybox sh
@@ -149,6 +168,10 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 echo LLMQ-VM-BEGIN
 /test_llmq_dev /llmq.ko $VM_FUZZ
+echo "LLMQ-VM-RC \$?"
+/test_llmq_runtime /llmq.ko /bin/llmqd
+echo "LLMQ-VM-RC \$?"
+/test_llmq_runtime /llmq.ko /bin/llmqd bench
 echo "LLMQ-VM-RC \$?"
 echo LLMQ-VM-DONE
 poweroff -f
@@ -180,8 +203,15 @@ else
 fi
 
 # The guest's own verdicts count as tests.
-gp=$(tr -d '\r' <"$log" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' | tail -n1)
-passed=$((passed + ${gp:-0}))
+for gp in $(tr -d '\r' <"$log" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p'); do
+	passed=$((passed + gp))
+done
+echo "[ RUN      ] vm_bench"
+if tr -d '\r' <"$log" | grep -q '^bench: gen  16 '; then
+	ok vm_bench
+else
+	fail vm_bench
+fi
 while read -r name; do
 	[ -n "$name" ] && fail "$name"
 done < <(tr -d '\r' <"$log" | sed -n 's/^\[  FAILED  \] \(test_[a-z0-9_]*\)$/\1/p' | sort -u)

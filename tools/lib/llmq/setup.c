@@ -2,13 +2,15 @@
 /*
  * Ring setup and teardown: choose the transport, lay the shared ring out,
  * and hand it to the runtime over the userspace socket (memfd + eventfds by
- * SCM_RIGHTS), or over /dev/llmq once the kernel module is loaded.
+ * SCM_RIGHTS), or have /dev/llmq lay it out when the kernel module is
+ * loaded.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -66,10 +68,65 @@ int llmq_uds_connect(const char *path)
 	return fd;
 }
 
+/* Point the ring's fields into its mapping. */
+static void ring_set(struct llmq_ring *ring, void *map, const struct llmq_layout *lay,
+		     const struct llmq_params *p)
+{
+	ring->map = map;
+	ring->map_size = lay->map_size;
+	ring->hdr = map;
+	ring->sqes = (struct llmq_sqe *)((char *)map + lay->sq_off);
+	ring->cqes = (struct llmq_cqe *)((char *)map + lay->cq_off);
+	ring->arena = (uint8_t *)map + lay->arena_off;
+	ring->sq_entries = p->sq_entries;
+	ring->cq_entries = p->cq_entries;
+	ring->arena_size = p->arena_size;
+}
+
+/*
+ * The kernel transport: the device lays the ring out in its own memory; we
+ * map it, ring the doorbell with write() and sleep in poll()/read() on the
+ * same open file (one descriptor for the doorbell, a dup of it for waking).
+ */
+static int dev_setup(struct llmq_ring *ring, const struct llmq_params *p)
+{
+	struct llmq_setup s = {
+		.magic = LLMQ_MAGIC,
+		.version = LLMQ_ABI_VERSION,
+		.params = *p,
+	};
+	struct llmq_layout lay;
+	void *map;
+	int fd, err;
+
+	err = llmq_params_check(p, &lay);
+	if (err)
+		return err;
+	fd = open(LLMQ_DEVICE, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	ring->doorbell_fd = fd;
+	if (ioctl(fd, LLMQ_IOC_SETUP, &s) < 0)
+		return -errno;
+	/* Both sides compute the layout; a kernel that disagrees speaks another ABI. */
+	if (s.map_size != lay.map_size)
+		return -EPROTO;
+	ring->wake_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (ring->wake_fd < 0)
+		return -errno;
+	map = mmap(NULL, lay.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	ring_set(ring, map, &lay, p);
+	ring->client_id = s.client_id;
+	return 0;
+}
+
 static int ring_map(struct llmq_ring *ring, const struct llmq_params *p, int *memfd)
 {
 	struct llmq_layout lay;
 	struct llmq_ring_hdr *hdr;
+	void *map;
 	int fd, err;
 
 	err = llmq_params_check(p, &lay);
@@ -83,13 +140,11 @@ static int ring_map(struct llmq_ring *ring, const struct llmq_params *p, int *me
 	/* The runtime refuses rings it could lose pages of under its feet. */
 	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		goto fail;
-	ring->map = mmap(NULL, lay.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (ring->map == MAP_FAILED) {
-		ring->map = NULL;
+	map = mmap(NULL, lay.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
 		goto fail;
-	}
-	ring->map_size = lay.map_size;
-	hdr = ring->map;
+	ring_set(ring, map, &lay, p);
+	hdr = map;
 	hdr->magic = LLMQ_MAGIC;
 	hdr->version = LLMQ_ABI_VERSION;
 	hdr->sq_entries = p->sq_entries;
@@ -99,13 +154,6 @@ static int ring_map(struct llmq_ring *ring, const struct llmq_params *p, int *me
 	hdr->cq_off = lay.cq_off;
 	hdr->arena_off = lay.arena_off;
 	hdr->map_size = lay.map_size;
-	ring->hdr = hdr;
-	ring->sqes = (struct llmq_sqe *)((char *)ring->map + lay.sq_off);
-	ring->cqes = (struct llmq_cqe *)((char *)ring->map + lay.cq_off);
-	ring->arena = (uint8_t *)ring->map + lay.arena_off;
-	ring->sq_entries = p->sq_entries;
-	ring->cq_entries = p->cq_entries;
-	ring->arena_size = p->arena_size;
 	*memfd = fd;
 	return 0;
 fail:
@@ -164,11 +212,16 @@ static void ring_free(struct llmq_ring *ring)
  * @p:		geometry, or NULL for the defaults (64 SQEs, 1024 CQEs, 1 MiB)
  *
  * With @path NULL the kernel transport (/dev/llmq) is used when present,
- * else the socket named by $LLMQ_SOCKET, else LLMQ_DEFAULT_SOCKET.
+ * else the socket named by $LLMQ_SOCKET, else LLMQ_DEFAULT_SOCKET.  On the
+ * kernel transport a ring set up while no runtime is attached succeeds; the
+ * first wait for a completion then returns -ENOTCONN, and what was
+ * submitted waits in the ring for the next runtime.
  *
  * Return: 0, or -errno: -EINVAL bad geometry, -ENOENT / -ECONNREFUSED no
  * runtime, -EPROTO / -EPROTONOSUPPORT the runtime speaks another ABI, or
- * the runtime's own refusal (-EACCES, -EMFILE...).
+ * the runtime's own refusal (-EACCES, -EMFILE...); on the kernel
+ * transport -EACCES (not in the device's group) and the device's refusals
+ * (-ENOSPC, -ENOMEM).
  */
 int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_params *p)
 {
@@ -184,18 +237,20 @@ int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_
 	ring->sock_fd = ring->doorbell_fd = ring->wake_fd = -1;
 	if (!p)
 		p = &def;
-	if ((!path || !*path) && access(LLMQ_DEVICE, F_OK) == 0) {
-		/* The kernel transport arrives with driver/llmq.ko. */
-		return -EOPNOTSUPP;
-	}
-	err = ring_map(ring, p, &memfd);
-	if (err)
-		goto fail;
 	ring->slots = calloc(p->sq_entries, sizeof(*ring->slots));
 	if (!ring->slots) {
 		err = -ENOMEM;
 		goto fail;
 	}
+	if ((!path || !*path) && access(LLMQ_DEVICE, F_OK) == 0) {
+		err = dev_setup(ring, p);
+		if (err)
+			goto fail;
+		goto spin;
+	}
+	err = ring_map(ring, p, &memfd);
+	if (err)
+		goto fail;
 	ring->doorbell_fd = eventfd(0, EFD_CLOEXEC);
 	ring->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ring->doorbell_fd < 0 || ring->wake_fd < 0) {
@@ -212,6 +267,7 @@ int llmq_queue_init(struct llmq_ring *ring, const char *path, const struct llmq_
 	if (err)
 		goto fail;
 	close(memfd);
+spin:
 	spin = getenv("LLMQ_SPIN_US");
 	if (spin && *spin >= '0' && *spin <= '9') {
 		unsigned long long us;
