@@ -8,6 +8,7 @@
 #                     plain and under ASan+UBSan, and the module's QEMU stage
 #                     once (make vm-check); ends "N passed, N failed"
 #   make modules      driver/llmq.ko, KDIR= the kernel headers
+#   make vm-bench     round trips through /dev/llmq and the socket, in QEMU
 #   make demo         start llmqd on a private socket, stream from clients
 #   make bench-ring   ring round trip and throughput beside loopback HTTP
 #   make bench        the standard llmq-bench scenario on the embedded default
@@ -264,6 +265,11 @@ modules-clean:
 
 vm-check: all
 	scripts/vm-check.sh $(O)
+
+# The same boot, then round trips through /dev/llmq beside the socket transport.
+.PHONY: vm-bench
+vm-bench: all
+	VM_BENCH=1 scripts/vm-check.sh $(O)
 
 # The module's sources as DKMS wants them, and the udev rule (group llmq).
 UDEVDIR		?= /lib/udev/rules.d

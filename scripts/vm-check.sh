@@ -13,7 +13,8 @@
 #
 # Prints cmocka's verdict lines for all of it, so scripts/run-tests.sh
 # counts the stage.  Usage: vm-check.sh [BUILD-DIR]; environment: KDIR (the
-# headers), VM_TIMEOUT (seconds, default 170), VM_FUZZ (fuzz iterations).
+# headers), VM_TIMEOUT (seconds, default 170), VM_FUZZ (fuzz iterations),
+# VM_BENCH=1 (also the round-trip benchmark, /dev/llmq beside the socket).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -130,6 +131,13 @@ if ! command -v qemu-system-x86_64 >/dev/null || ! command -v cpio >/dev/null; t
 	summary
 fi
 
+# The benchmark only with VM_BENCH=1 (make vm-bench): its timings under TCG
+# on a busy host are too noisy to gate make check on.
+bench_cmd=
+if [ "${VM_BENCH:-0}" = 1 ]; then
+	bench_cmd='/test_llmq_runtime /llmq.ko /bin/llmqd bench; echo "LLMQ-VM-RC $?"'
+fi
+
 root=$VM/initramfs
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp}
@@ -171,8 +179,7 @@ echo LLMQ-VM-BEGIN
 echo "LLMQ-VM-RC \$?"
 /test_llmq_runtime /llmq.ko /bin/llmqd
 echo "LLMQ-VM-RC \$?"
-/test_llmq_runtime /llmq.ko /bin/llmqd bench
-echo "LLMQ-VM-RC \$?"
+$bench_cmd
 echo LLMQ-VM-DONE
 poweroff -f
 EOF
@@ -206,11 +213,13 @@ fi
 for gp in $(tr -d '\r' <"$log" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p'); do
 	passed=$((passed + gp))
 done
-echo "[ RUN      ] vm_bench"
-if tr -d '\r' <"$log" | grep -q '^bench: gen  16 '; then
-	ok vm_bench
-else
-	fail vm_bench
+if [ -n "$bench_cmd" ]; then
+	echo "[ RUN      ] vm_bench"
+	if tr -d '\r' <"$log" | grep -q '^bench: gen  16 '; then
+		ok vm_bench
+	else
+		fail vm_bench
+	fi
 fi
 while read -r name; do
 	[ -n "$name" ] && fail "$name"
