@@ -337,6 +337,7 @@ static int test_rt_runtime_sigkill(void)
 static int test_rt_shutdown(void)
 {
 	const char *args[] = { "--null-delay-us", "20000", "--shutdown-timeout-ms", "100", NULL };
+	struct llmq_cqe *cqe;
 	struct llmq_ring r;
 	int err;
 	pid_t d;
@@ -345,6 +346,10 @@ static int test_rt_shutdown(void)
 	CHECK(d > 0);
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
 	CHECK(submit_gen(&r, "cut short", 30000, LLMQ_SQE_STREAM, 1) == 0);
+	/* Streaming: llmqd's loop runs and handles SIGTERM (not so at start-up). */
+	CHECK(llmq_wait_cqe_timeout(&r, &cqe, 5000) == 0);
+	CHECK(cqe->user_data == 1 && (cqe->flags & LLMQ_CQE_F_MORE));
+	llmq_cqe_seen(&r, cqe);
 	CHECK(llmqd_stop(d, SIGTERM) == 0);
 	err = reap_final(&r, 1, NULL, 5000);
 	/* Failed by the runtime on its way out, or told by the ring. */
@@ -374,6 +379,92 @@ static int test_rt_two_runtimes(void)
 	}
 	CHECK(waitpid(d2, NULL, 0) == d2);
 	CHECK(stat_read("runtime_attached") == 1);
+	CHECK(llmqd_stop(d, SIGTERM) == 0);
+	return 0;
+}
+
+/* A client that corrupts its indices is dropped; others are not. */
+static int test_rt_scribbler(void)
+{
+	struct llmq_params p = { .sq_entries = 8, .cq_entries = 64, .arena_size = 65536 };
+	struct llmq_ring bad, good;
+	struct llmq_cqe *cqe;
+	struct llmq_stats st;
+	uint64_t one = 1;
+	int tokens;
+	pid_t d;
+
+	d = llmqd_start(1, NULL);
+	CHECK(d > 0);
+	CHECK(llmq_queue_init(&bad, NULL, &p) == 0);
+	CHECK(llmq_queue_init(&good, NULL, &p) == 0);
+	bad.hdr->sq_tail = bad.hdr->sq_head + 1000;
+	CHECK(write(bad.doorbell_fd, &one, 8) == 8);
+	CHECK(llmq_wait_cqe_timeout(&bad, &cqe, 5000) == -EPROTO);
+	CHECK(bad.hdr->rt_flags & LLMQ_RING_BROKEN);
+	CHECK(submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5) == 0);
+	CHECK(reap_final(&good, 5, &tokens, 5000) == 0);
+	CHECK(tokens == 7);
+	/* The admin socket still answers on the kernel transport. */
+	CHECK(llmq_get_stats(SOCK, &st) == 0);
+	CHECK(st.clients_broken == 1 && st.clients_active == 2);
+	llmq_queue_exit(&bad);
+	llmq_queue_exit(&good);
+	CHECK(stat_wait("rings", 0, 2000) == 0);
+	CHECK(llmqd_stop(d, SIGTERM) == 0);
+	return 0;
+}
+
+/* A full CQ: completions wait in the runtime until the client makes room. */
+static int test_rt_slow_reader(void)
+{
+	struct llmq_params p = { .sq_entries = 2, .cq_entries = 4, .arena_size = 4096 };
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	struct llmq_stats st;
+	int toks = 0, cqes = 0, res = -1;
+	pid_t d;
+
+	d = llmqd_start(1, NULL);
+	CHECK(d > 0);
+	CHECK(llmq_queue_init(&r, NULL, &p) == 0);
+	CHECK(submit_gen(&r, "slow reader", 200, LLMQ_SQE_STREAM, 1) == 0);
+	usleep(300000);
+	CHECK(llmq_get_stats(SOCK, &st) == 0);
+	CHECK(st.overflow_now > 0);
+	CHECK(r.hdr->rt_flags & LLMQ_RING_CQ_OVERFLOW);
+	for (;;) {
+		CHECK(llmq_wait_cqe_timeout(&r, &cqe, 5000) == 0);
+		CHECK(cqe->user_data == 1 && cqe->index == (uint32_t)cqes);
+		cqes++;
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			res = cqe->res;
+			llmq_cqe_seen(&r, cqe);
+			break;
+		}
+		toks += !!(cqe->flags & LLMQ_CQE_F_TOKEN);
+		llmq_cqe_seen(&r, cqe);
+	}
+	CHECK(res == 200 && toks == 200);
+	llmq_queue_exit(&r);
+	CHECK(llmqd_stop(d, SIGTERM) == 0);
+	return 0;
+}
+
+static int test_rt_cancel(void)
+{
+	const char *slow[] = { "--null-delay-us", "10000", NULL };
+	struct llmq_ring r;
+	pid_t d;
+
+	d = llmqd_start(1, slow);
+	CHECK(d > 0);
+	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
+	CHECK(submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 1) == 0);
+	usleep(50000);
+	CHECK(llmq_cancel(&r, 1, 2) == 0);
+	CHECK(reap_final(&r, 1, NULL, 5000) == -ECANCELED);
+	llmq_queue_exit(&r);
 	CHECK(llmqd_stop(d, SIGTERM) == 0);
 	return 0;
 }
@@ -508,6 +599,9 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_rt_runtime_sigkill, 30),
 	VM_TEST(test_rt_shutdown, 30),
 	VM_TEST(test_rt_two_runtimes, 30),
+	VM_TEST(test_rt_scribbler, 30),
+	VM_TEST(test_rt_slow_reader, 30),
+	VM_TEST(test_rt_cancel, 30),
 	VM_TEST(test_rt_rmmod, 20),
 };
 
