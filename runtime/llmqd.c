@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +357,7 @@ static void detach_stdio(void)
 int main(int argc, char **argv)
 {
 	static struct llmqd d;
+	sigset_t sigs;
 	int err, ready = -1;
 	char ok = 0, msg[512];
 
@@ -388,6 +390,15 @@ int main(int argc, char **argv)
 	if (d.cfg.transport == TRANSPORT_AUTO)
 		d.cfg.transport = access(LLMQ_DEVICE, F_OK) == 0 ? TRANSPORT_KERNEL : TRANSPORT_SHM;
 
+	/*
+	 * From here on SIGTERM, SIGINT and SIGUSR1 wait for the loop's signalfd:
+	 * one that comes while we start up still means an orderly stop.
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	if (!d.cfg.foreground)
 		ready = daemonize();
 

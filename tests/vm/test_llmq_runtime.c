@@ -360,6 +360,20 @@ static int test_rt_shutdown(void)
 	return 0;
 }
 
+/* SIGTERM as soon as llmqd serves the device: still an orderly stop. */
+static int test_rt_sigterm_at_start(void)
+{
+	int i;
+	pid_t d;
+
+	for (i = 0; i < 5; i++) {
+		d = llmqd_start(1, NULL);
+		CHECK(d > 0);
+		CHECK(llmqd_stop(d, SIGTERM) == 0);
+	}
+	return 0;
+}
+
 static int test_rt_two_runtimes(void)
 {
 	pid_t d, d2;
@@ -598,6 +612,7 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_rt_client_sigkill, 30),
 	VM_TEST(test_rt_runtime_sigkill, 30),
 	VM_TEST(test_rt_shutdown, 30),
+	VM_TEST(test_rt_sigterm_at_start, 30),
 	VM_TEST(test_rt_two_runtimes, 30),
 	VM_TEST(test_rt_scribbler, 30),
 	VM_TEST(test_rt_slow_reader, 30),
