@@ -258,10 +258,11 @@ KDIR		?= $(shell scripts/vm-kernel.sh --kdir 2>/dev/null)
 .PHONY: modules modules-clean vm-check
 modules:
 	@test -n "$(KDIR)" || { echo "llmq: no 6.1 headers; make deps or KDIR=..."; exit 1; }
-	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+	env -u MAKEFLAGS -u MAKELEVEL $(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
+# (Our O=, CC=, CFLAGS= are not the kernel's: MAKEFLAGS stays behind.)
 modules-clean:
-	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
+	@test -z "$(KDIR)" || env -u MAKEFLAGS -u MAKELEVEL $(MAKE) -C $(KDIR) M=$(CURDIR) clean
 
 vm-check: all
 	scripts/vm-check.sh $(O)

@@ -17,6 +17,10 @@
 # VM_BENCH=1 (also the round-trip benchmark, /dev/llmq beside the socket).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Run from make, the variables of our command line (O=, CC=, CFLAGS=...)
+# would reach the kernel's make through MAKEFLAGS, where O= means its
+# output directory.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
 O=${1:-build}
 VM=$O/vm
