@@ -67,8 +67,9 @@ int vm_run_tests(const char *suite, const struct vm_test *t, unsigned int n,
 
 		printf("[ RUN      ] %s\n", t[i].name);
 		err = run_one(&t[i]);
-		if (!err && after)
-			err = after(t[i].name);
+		/* After a failure too: the next test must not inherit its mess. */
+		if (after && after(t[i].name))
+			err = -1;
 		if (err) {
 			printf("[  FAILED  ] %s\n", t[i].name);
 			failed++;

@@ -80,6 +80,9 @@ static pid_t llmqd_start(int kernel, const char *const *extra)
 	for (i = 0; extra && extra[i] && argc < 31; i++)
 		argv[argc++] = extra[i];
 	argv[argc] = NULL;
+	/* A runtime killed just before may still be detaching (io_uring teardown). */
+	if (kernel && stat_wait("runtime_attached", 0, 5000))
+		return -1;
 	unlink(SOCK);
 	pid = fork();
 	if (pid < 0)
@@ -202,7 +205,8 @@ static int test_rt_generate(void)
 	}
 	llmq_queue_exit(&r);
 	CHECK(stat_wait("rings", 0, 2000) == 0);	/* the runtime let go too */
-	CHECK(stat_read("doorbells") > 0 && stat_read("wakeups") > 0);
+	/* Its OPEN and CLOSE at least (doorbells and wake-ups depend on timing). */
+	CHECK(stat_read("events") >= 2);
 	CHECK(llmqd_stop(d, SIGTERM) == 0);
 	return 0;
 }
@@ -210,15 +214,25 @@ static int test_rt_generate(void)
 static int client_proc(int n)
 {
 	struct llmq_ring r;
-	int i, tokens;
+	int i, tokens, err;
 
-	if (llmq_queue_init(&r, NULL, NULL))
+	err = llmq_queue_init(&r, NULL, NULL);
+	if (err) {
+		fprintf(stderr, "client %d: llmq_queue_init: %s\n", getpid(), strerror(-err));
 		return 1;
+	}
 	for (i = 0; i < n; i++) {
-		if (submit_gen(&r, "sixteen at once", 3, LLMQ_SQE_STREAM, i + 1))
+		err = submit_gen(&r, "sixteen at once", 3, LLMQ_SQE_STREAM, i + 1);
+		if (err) {
+			fprintf(stderr, "client %d: submit %d: %s\n", getpid(), i, strerror(-err));
 			return 2;
-		if (reap_final(&r, i + 1, &tokens, 20000) || tokens != 3)
+		}
+		err = reap_final(&r, i + 1, &tokens, 20000);
+		if (err || tokens != 3) {
+			fprintf(stderr, "client %d: request %d: %s, %d tokens\n", getpid(), i,
+				strerror(-err), tokens);
 			return 3;
+		}
 	}
 	llmq_queue_exit(&r);
 	return 0;
@@ -585,7 +599,7 @@ static int bench(void)
 	       "rps d/s");
 	for (bench_nop = 1; bench_nop >= 0; bench_nop--) {
 		for (i = 0; i < sizeof(cl) / sizeof(cl[0]); i++) {
-			n = cl[i] == 1 ? 300 : 30;
+			n = cl[i] == 1 ? 1000 : 100;
 			if (bench_run(1, cl[i], n, &k) || bench_run(0, cl[i], n, &u)) {
 				printf("bench: %d clients failed\n", cl[i]);
 				return 1;
@@ -651,7 +665,7 @@ int main(int argc, char **argv)
 	close(fd);
 	if (argc > 3 && !strcmp(argv[3], "bench")) {
 		/* Timings under TCG on a busy host vary; never let them eat the VM's time. */
-		alarm(60);
+		alarm(100);
 		failed = bench();
 		if (syscall(SYS_delete_module, "llmq", O_NONBLOCK)) {
 			perror("delete_module");
