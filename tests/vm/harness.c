@@ -3,6 +3,7 @@
  * The guest's test runner: one child per test, a timeout per test, and
  * cmocka's output format.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -10,6 +11,48 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+/**
+ * stat_read() - one of the module's counters
+ * @name:	its file under STATS
+ *
+ * Return: its value, or -1 if it cannot be read.
+ */
+long stat_read(const char *name)
+{
+	char path[128], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), STATS "%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/**
+ * stat_wait() - wait for a counter to read a value
+ * @name:	its file under STATS
+ * @want:	the value
+ * @ms:		how long to wait at most
+ *
+ * Return: 0, or -1 if it did not read @want within @ms.
+ */
+int stat_wait(const char *name, long want, unsigned int ms)
+{
+	while (stat_read(name) != want) {
+		if (!ms--)
+			return -1;
+		usleep(1000);
+	}
+	return 0;
+}
 
 static int run_one(const struct vm_test *t)
 {

@@ -51,7 +51,12 @@ struct vm_test {
  * in the parent after each one: it fails the test by returning non-zero.
  * Prints cmocka's summary.  Returns the number of failures.
  */
+/* The module's counters, one file each. */
+#define STATS		"/sys/class/misc/llmq/stats/"
+
 int vm_run_tests(const char *suite, const struct vm_test *t, unsigned int n,
 		 int (*after)(const char *name));
+long stat_read(const char *name);
+int stat_wait(const char *name, long want, unsigned int ms);
 
 #endif /* LLMQ_VM_HARNESS_H */

@@ -23,7 +23,6 @@
 #include "harness.h"
 
 #define DEV		"/dev/llmq"
-#define STATS		"/sys/class/misc/llmq/stats/"
 #define NOBODY		65534
 #define RT_GROUP	4242
 #define LLMQ_GROUP	100	/* the udev rule's group "llmq" */
@@ -56,35 +55,6 @@ static int kmod_unload(unsigned int tries)
 		if ((errno != EAGAIN && errno != EBUSY) || !tries--)
 			return -1;
 		usleep(20000);
-	}
-	return 0;
-}
-
-static long stat_read(const char *name)
-{
-	char path[128], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), STATS "%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return strtol(buf, NULL, 10);
-}
-
-/* Wait up to @ms for stat @name to read @want. */
-static int stat_wait(const char *name, long want, unsigned int ms)
-{
-	while (stat_read(name) != want) {
-		if (!ms--)
-			return -1;
-		usleep(1000);
 	}
 	return 0;
 }

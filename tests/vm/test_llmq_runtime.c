@@ -22,38 +22,9 @@
 #include "harness.h"
 #include "libllmq.h"
 
-#define STATS		"/sys/class/misc/llmq/stats/"
 #define SOCK		"/tmp/llmqd.sock"
 
 static const char *ko_path, *llmqd_path;
-
-static long stat_read(const char *name)
-{
-	char path[128], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), STATS "%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return strtol(buf, NULL, 10);
-}
-
-static int stat_wait(const char *name, long want, unsigned int ms)
-{
-	while (stat_read(name) != want) {
-		if (!ms--)
-			return -1;
-		usleep(1000);
-	}
-	return 0;
-}
 
 static uint64_t now_ns(void)
 {
