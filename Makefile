@@ -40,13 +40,15 @@ LIBS_CMOCKA	:= $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 LIBS_JSON	:= $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 LIBS_PCRE2	:= $(shell pkg-config --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
 LIBS_TOK	:= $(LIBS_PCRE2) -lunistring	# libunistring has no .pc
+CFLAGS_NL	:= $(shell pkg-config --cflags libnl-genl-3.0 2>/dev/null || echo -I/usr/include/libnl3)
+LIBS_NL		:= $(shell pkg-config --libs libnl-genl-3.0 2>/dev/null || echo -lnl-genl-3 -lnl-3)
 
 LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/prep.c tools/lib/llmq/generate.c \
 		   tools/lib/llmq/uds.c
 RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c runtime/transport_kernel.c \
 		   runtime/client.c runtime/request.c runtime/serve.c runtime/metrics.c \
-		   runtime/sqe_check.c runtime/log.c
+		   runtime/sqe_check.c runtime/log.c runtime/admin.c
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
 TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
 		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
@@ -115,7 +117,7 @@ $(PCFILE): tools/lib/llmq/libllmq.pc.in Makefile
 
 $(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) -lpthread -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) $(LIBS_NL) -lpthread -lm
 
 $(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
 	       $(call obj,runtime/sampler.c) $(LIBA)
@@ -212,6 +214,25 @@ $(O)/tests/test_serve: $(call obj,tests/live/test_serve.c tests/live/harness.c) 
 		       | $(O)/bin/llmq-mkmodel $(O)/bin/llmqd
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
+
+# ---- llmqctl (tools/llmqctl/) and its test: the control plane's client ------
+# The runtime's side is runtime/admin.c (in RT_SRCS).
+LLMQCTL_SRCS	:= tools/llmqctl/llmqctl.c runtime/metrics.c
+BINS		+= $(O)/bin/llmqctl
+TESTS		+= $(O)/tests/test_llmqctl
+
+all: $(O)/bin/llmqctl
+
+$(O)/obj/runtime/admin.o $(O)/obj/tools/llmqctl/%.o: CFLAGS_ALL += $(CFLAGS_NL) -Iruntime
+
+$(O)/bin/llmqctl: $(call obj,$(LLMQCTL_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_NL) $(LIBS_JSON) -lm
+
+$(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness.c) $(LIBA) \
+			 | $(O)/bin/llmqctl $(O)/bin/llmqd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
 
 # ---- llmq-bench (tools/llmq-bench/) and its tests: owned by that tool --------
 LLMQ_BENCH_SRCS	:= tools/llmq-bench/main.c tools/llmq-bench/workload.c tools/llmq-bench/client.c \

@@ -425,7 +425,7 @@ static void handle_sqe(struct client *c, const struct llmq_sqe *sqe)
 		do_cancel(c, sqe);
 		break;
 	case LLMQ_OP_GENERATE:
-		if (d->stopping) {
+		if (d->stopping || d->draining) {
 			post_result(c, sqe->user_data, -ESHUTDOWN);
 			break;
 		}

@@ -407,6 +407,7 @@ int main(int argc, char **argv)
 		pr_err("io_uring_queue_init: %s", strerror(-err));
 		return 1;
 	}
+	d.t_start = now_ns();
 	err = serve_init(&d, msg, sizeof(msg));
 	if (err) {
 		pr_err("%s", msg);

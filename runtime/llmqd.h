@@ -122,6 +122,7 @@ struct client {
 	char			sock_buf[64];
 	struct list_head	reqs;
 	uint32_t		nr_reqs;
+	uint64_t		tokens;		/* output tokens, all requests */
 	unsigned int		ops;		/* io_uring ops pointing here */
 	bool			dirty;
 	bool			need_wake;
@@ -192,6 +193,10 @@ struct llmqd {
 	uint32_t		*kwake;		/* kids to wake this turn */
 	uint32_t		nr_kwake;
 	uint64_t		shutdown_seq;
+	uint64_t		t_start;	/* now_ns() at start */
+	uint64_t		tps_sec[8];	/* second of each slot */
+	uint64_t		tps_tok[8];	/* tokens output in it */
+	bool			draining;	/* admin DRAIN: no new requests */
 	bool			stopping;
 	bool			accepting;
 };
@@ -214,6 +219,10 @@ int kernel_attach(struct llmqd *d);
 void kernel_on_events(struct llmqd *d, int res);
 void kernel_wake(struct llmqd *d, struct client *c);
 void kernel_wake_flush(struct llmqd *d);
+
+/* admin.c */
+void admin_handle(struct llmqd *d, int fd, const void *buf, size_t len, pid_t pid, uid_t uid);
+bool admin_is_netlink(const void *buf, size_t len);
 
 /* client.c */
 struct client *client_new(struct llmqd *d, void *map, const struct llmq_layout *lay,

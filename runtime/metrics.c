@@ -8,6 +8,8 @@
 
 #include "metrics.h"
 
+_Static_assert(sizeof(struct hist) == sizeof(struct llmq_hist), "struct hist is struct llmq_hist");
+
 static unsigned int bucket_of(uint64_t ns)
 {
 	double x;
@@ -83,4 +85,52 @@ void hist_print(FILE *f, const char *name, const char *help, const struct hist *
 			hist_quantile(h, qs[i]) / 1e9);
 	fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum_ns / 1e9, name,
 		(unsigned long long)h->count);
+}
+
+static void gauge(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/**
+ * metrics_print() - write every metric in Prometheus' text format
+ * @f:		where
+ * @st:		the counters and gauges, up to date
+ * @m:		the histograms
+ *
+ * Names follow vLLM's ("vllm:" becomes "llmq:").  llmqd's SIGUSR1 dump and
+ * llmqctl stats --prometheus both come through here.
+ */
+void metrics_print(FILE *f, const struct llmq_stats *st, const struct serve_metrics *m)
+{
+	gauge(f, "llmq:num_requests_running", "gauge", "Requests in the running batch.",
+	      st->requests_running);
+	gauge(f, "llmq:num_requests_waiting", "gauge", "Requests waiting to be scheduled.",
+	      st->requests_waiting);
+	gauge(f, "llmq:kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (0-1).",
+	      st->kv_blocks_total ? (double)st->kv_blocks_used / st->kv_blocks_total : 0.0);
+	gauge(f, "llmq:kv_cache_blocks_used", "gauge", "KV blocks in use.", st->kv_blocks_used);
+	gauge(f, "llmq:kv_cache_blocks_total", "gauge", "KV blocks in the cache.",
+	      st->kv_blocks_total);
+	gauge(f, "llmq:num_preemptions_total", "counter", "Sequences preempted.",
+	      st->preemptions);
+	gauge(f, "llmq:prefix_cache_queries_total", "counter",
+	      "Prompt tokens looked up in the prefix cache.", st->prefix_cache_queries);
+	gauge(f, "llmq:prefix_cache_hits_total", "counter",
+	      "Prompt tokens found in the prefix cache.", st->prefix_cache_hits);
+	gauge(f, "llmq:prompt_tokens_total", "counter", "Prompt tokens computed.",
+	      st->prompt_tokens);
+	gauge(f, "llmq:generation_tokens_total", "counter", "Tokens generated.",
+	      st->tokens_generated);
+	gauge(f, "llmq:request_failure_total", "counter", "Requests that ended in an error.",
+	      st->requests_failed);
+	hist_print(f, "llmq:time_to_first_token_seconds", "Arrival to first token.", &m->ttft);
+	hist_print(f, "llmq:inter_token_latency_seconds", "Between tokens of a request.",
+		   &m->itl);
+	hist_print(f, "llmq:e2e_request_latency_seconds", "Arrival to final completion.",
+		   &m->e2e);
+	hist_print(f, "llmq:request_queue_time_seconds", "Arrival to first scheduled.",
+		   &m->queue);
+	hist_print(f, "llmq:request_prefill_time_seconds", "First scheduled to first token.",
+		   &m->prefill);
 }

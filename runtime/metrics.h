@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <linux/llmq.h>
 
 /*
  * Buckets grow by 2^(1/8) (9% apart) from 1 us; 256 of them reach past
@@ -49,5 +50,7 @@ struct serve_metrics {
 	struct hist	queue;
 	struct hist	prefill;
 };
+
+void metrics_print(FILE *f, const struct llmq_stats *st, const struct serve_metrics *m);
 
 #endif /* LLMQD_METRICS_H */

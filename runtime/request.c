@@ -286,6 +286,17 @@ int req_output(struct request *r, bool is_token, uint32_t token, float logprob,
 	       const char *text, uint32_t len)
 {
 	r->generated += is_token;
+	if (is_token) {
+		struct llmqd *d = r->c->d;
+		uint64_t sec = now_ns() / 1000000000ULL;
+
+		r->c->tokens++;
+		if (d->tps_sec[sec % 8] != sec) {
+			d->tps_sec[sec % 8] = sec;
+			d->tps_tok[sec % 8] = 0;
+		}
+		d->tps_tok[sec % 8]++;
+	}
 	if (r->flags & LLMQ_SQE_STREAM) {
 		if (is_token || len)
 			post_text(r, text, len, is_token, token, logprob);

@@ -307,52 +307,16 @@ void serve_update_stats(struct llmqd *d)
 	st->queue_p99_us = quantile_us(&m->queue, 0.99);
 }
 
-static void gauge(FILE *f, const char *name, const char *type, const char *help, double v)
-{
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
-}
-
 /**
  * serve_dump_metrics() - write every metric in Prometheus' text format
  * @d:		the daemon
  * @f:		where (llmqd sends it to its log on SIGUSR1)
  *
- * Names follow vLLM's ("vllm:" becomes "llmq:").
+ * Names follow vLLM's ("vllm:" becomes "llmq:"); metrics_print() has them,
+ * for llmqctl stats --prometheus too.
  */
 void serve_dump_metrics(struct llmqd *d, FILE *f)
 {
-	const struct llmq_stats *st = &d->stats;
-	const struct serve_metrics *m = &d->metrics;
-
 	serve_update_stats(d);
-	gauge(f, "llmq:num_requests_running", "gauge", "Requests in the running batch.",
-	      st->requests_running);
-	gauge(f, "llmq:num_requests_waiting", "gauge", "Requests waiting to be scheduled.",
-	      st->requests_waiting);
-	gauge(f, "llmq:kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (0-1).",
-	      st->kv_blocks_total ? (double)st->kv_blocks_used / st->kv_blocks_total : 0.0);
-	gauge(f, "llmq:kv_cache_blocks_used", "gauge", "KV blocks in use.", st->kv_blocks_used);
-	gauge(f, "llmq:kv_cache_blocks_total", "gauge", "KV blocks in the cache.",
-	      st->kv_blocks_total);
-	gauge(f, "llmq:num_preemptions_total", "counter", "Sequences preempted.",
-	      st->preemptions);
-	gauge(f, "llmq:prefix_cache_queries_total", "counter",
-	      "Prompt tokens looked up in the prefix cache.", st->prefix_cache_queries);
-	gauge(f, "llmq:prefix_cache_hits_total", "counter",
-	      "Prompt tokens found in the prefix cache.", st->prefix_cache_hits);
-	gauge(f, "llmq:prompt_tokens_total", "counter", "Prompt tokens computed.",
-	      st->prompt_tokens);
-	gauge(f, "llmq:generation_tokens_total", "counter", "Tokens generated.",
-	      st->tokens_generated);
-	gauge(f, "llmq:request_failure_total", "counter", "Requests that ended in an error.",
-	      st->requests_failed);
-	hist_print(f, "llmq:time_to_first_token_seconds", "Arrival to first token.", &m->ttft);
-	hist_print(f, "llmq:inter_token_latency_seconds", "Between tokens of a request.",
-		   &m->itl);
-	hist_print(f, "llmq:e2e_request_latency_seconds", "Arrival to final completion.",
-		   &m->e2e);
-	hist_print(f, "llmq:request_queue_time_seconds", "Arrival to first scheduled.",
-		   &m->queue);
-	hist_print(f, "llmq:request_prefill_time_seconds", "First scheduled to first token.",
-		   &m->prefill);
+	metrics_print(f, &d->stats, &d->metrics);
 }

@@ -31,7 +31,7 @@ struct conn {
 	} ctl;
 	union {
 		struct llmq_msg_hello hello;
-		char	raw[256];
+		char	raw[1024];
 	} in;
 };
 
@@ -277,6 +277,13 @@ void user_on_hello(struct llmqd *d, struct ev *ev, int res)
 		err = res ? res : -ECONNRESET;
 		goto out;
 	}
+	if (!got && !(cn->msg.msg_flags & MSG_TRUNC) && admin_is_netlink(&cn->in, res)) {
+		if (getsockopt(cn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+			cred.uid = (uid_t)-1;	/* no credentials: unprivileged */
+		admin_handle(d, cn->fd, &cn->in, res, cred.pid, cred.uid);
+		err = 0;
+		goto out;
+	}
 	err = hello_check(cn, res, got);
 	if (!err && getsockopt(cn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
 		err = -errno;
@@ -287,7 +294,7 @@ void user_on_hello(struct llmqd *d, struct ev *ev, int res)
 		reply(cn->fd, type, 0, 0, &d->stats, sizeof(d->stats));
 		goto out;
 	}
-	if (d->stopping) {
+	if (d->stopping || d->draining) {
 		err = -ESHUTDOWN;
 		goto out;
 	}

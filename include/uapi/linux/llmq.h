@@ -468,6 +468,95 @@ struct llmq_event {
 #define LLMQ_IOC_ATTACH		_IOW(LLMQ_IOC_MAGIC, 0x10, struct llmq_attach)
 #define LLMQ_IOC_WAKE		_IOW(LLMQ_IOC_MAGIC, 0x11, struct llmq_wake)
 
+/*
+ * The control plane: the generic netlink family "llmq".  In userspace mode
+ * the same messages travel over llmqd's admin socket: the client connects,
+ * sends one netlink message (struct nlmsghdr, struct genlmsghdr, attributes)
+ * as one SOCK_SEQPACKET message with nlmsg_type LLMQ_GENL_SOCK_TYPE, and
+ * gets one reply message of the same shape and command back; then the
+ * connection is closed.  Every reply carries LLMQ_ATTR_ERRNO (0 or a
+ * positive errno) and, on failure, may carry LLMQ_ATTR_ERRMSG.
+ *
+ * Reading (GET_*) is open to whoever can reach the socket; the others need
+ * uid 0, CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer, else EPERM.
+ */
+#define LLMQ_GENL_NAME		"llmq"
+#define LLMQ_GENL_VERSION	1
+#define LLMQ_GENL_SOCK_TYPE	0x4c51	/* nlmsg_type on the admin socket */
+
+enum llmq_cmd {
+	LLMQ_CMD_UNSPEC,
+	LLMQ_CMD_GET_STATUS,	/* transport, model, engine, uptime, load */
+	LLMQ_CMD_GET_STATS,	/* struct llmq_stats and the histograms */
+	LLMQ_CMD_GET_CLIENTS,	/* one LLMQ_ATTR_CLIENT nest per client */
+	LLMQ_CMD_GET_CONFIG,	/* LLMQ_ATTR_CONFIG */
+	LLMQ_CMD_SET_CONFIG,	/* LLMQ_ATTR_CONFIG with the keys to change */
+	LLMQ_CMD_CANCEL_CLIENT,	/* LLMQ_ATTR_CLIENT_PID; reply: LLMQ_ATTR_CANCELLED */
+	LLMQ_CMD_DRAIN,		/* stop taking requests, finish the running */
+	LLMQ_CMD_SHUTDOWN,	/* as SIGTERM */
+	__LLMQ_CMD_MAX,
+};
+#define LLMQ_CMD_MAX (__LLMQ_CMD_MAX - 1)
+
+enum llmq_attr {
+	LLMQ_ATTR_UNSPEC,
+	LLMQ_ATTR_ERRNO,		/* u32: 0 or a positive errno */
+	LLMQ_ATTR_ERRMSG,		/* string: what was wrong */
+	LLMQ_ATTR_TRANSPORT,		/* string: "shm" or "kernel" */
+	LLMQ_ATTR_ENGINE,		/* string: the backend's name */
+	LLMQ_ATTR_MODEL,		/* string: the engine's description */
+	LLMQ_ATTR_UPTIME_MS,		/* u64 */
+	LLMQ_ATTR_REQUESTS_RUNNING,	/* u64 */
+	LLMQ_ATTR_REQUESTS_WAITING,	/* u64 */
+	LLMQ_ATTR_KV_BLOCKS_USED,	/* u64 */
+	LLMQ_ATTR_KV_BLOCKS_TOTAL,	/* u64 */
+	LLMQ_ATTR_TOKENS_PER_SEC_MILLI,	/* u64: tokens/s x 1000, last 5 s */
+	LLMQ_ATTR_DRAINING,		/* u8: 1 after LLMQ_CMD_DRAIN */
+	LLMQ_ATTR_STATS,		/* binary: struct llmq_stats */
+	LLMQ_ATTR_HIST_TTFT,		/* binary: struct llmq_hist */
+	LLMQ_ATTR_HIST_ITL,		/* binary: struct llmq_hist */
+	LLMQ_ATTR_HIST_E2E,		/* binary: struct llmq_hist */
+	LLMQ_ATTR_HIST_QUEUE,		/* binary: struct llmq_hist */
+	LLMQ_ATTR_HIST_PREFILL,		/* binary: struct llmq_hist */
+	LLMQ_ATTR_CLIENT,		/* nest: LLMQ_ATTR_CLIENT_* */
+	LLMQ_ATTR_CLIENT_PID,		/* u32 */
+	LLMQ_ATTR_CLIENT_UID,		/* u32 */
+	LLMQ_ATTR_CLIENT_REQUESTS,	/* u32: requests in flight */
+	LLMQ_ATTR_CLIENT_TOKENS,	/* u64: tokens served */
+	LLMQ_ATTR_CLIENT_ID,		/* u64: the runtime's client id */
+	LLMQ_ATTR_CONFIG,		/* nest: LLMQ_CFG_* */
+	LLMQ_ATTR_CANCELLED,		/* u32: requests cancelled */
+	__LLMQ_ATTR_MAX,
+};
+#define LLMQ_ATTR_MAX (__LLMQ_ATTR_MAX - 1)
+
+/* Live settings, inside LLMQ_ATTR_CONFIG; each an s64 (8 bytes). */
+enum llmq_cfg {
+	LLMQ_CFG_UNSPEC,
+	LLMQ_CFG_BATCH_TIMEOUT_MS,
+	LLMQ_CFG_MAX_BATCH_SIZE,
+	LLMQ_CFG_MAX_NUM_SEQS,
+	LLMQ_CFG_MAX_NUM_BATCHED_TOKENS,
+	LLMQ_CFG_MAX_QUEUED_REQUESTS,
+	__LLMQ_CFG_MAX,
+};
+#define LLMQ_CFG_MAX (__LLMQ_CFG_MAX - 1)
+
+#define LLMQ_HIST_BUCKETS	256
+
+/**
+ * struct llmq_hist - a latency histogram (LLMQ_ATTR_HIST_*)
+ * @count:	samples
+ * @sum_ns:	their sum in nanoseconds
+ * @buckets:	samples per bucket; bucket i holds values up to
+ *		1 us * 2^((i + 1) / 8)
+ */
+struct llmq_hist {
+	__u64	count;
+	__u64	sum_ns;
+	__u64	buckets[LLMQ_HIST_BUCKETS];
+};
+
 #ifndef __KERNEL__
 #define __LLMQ_ASSERT(c, m) _Static_assert(c, m)
 #else
@@ -484,6 +573,7 @@ __LLMQ_ASSERT(sizeof(struct llmq_setup) == 64, "llmq_setup layout");
 __LLMQ_ASSERT(sizeof(struct llmq_attach) == 32, "llmq_attach layout");
 __LLMQ_ASSERT(sizeof(struct llmq_wake) == 16, "llmq_wake layout");
 __LLMQ_ASSERT(sizeof(struct llmq_event) == 48, "llmq_event layout");
+__LLMQ_ASSERT(sizeof(struct llmq_hist) == 2064, "llmq_hist layout");
 #undef __LLMQ_ASSERT
 
 #endif /* _UAPI_LINUX_LLMQ_H */

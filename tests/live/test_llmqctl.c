@@ -1,0 +1,694 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * llmqctl against live llmqd instances (null engine, userspace transport):
+ * every command, its JSON parsed and checked, live configuration seen in
+ * the step counter, each error's exit status, and the Prometheus text
+ * through a strict format check.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+
+#define WAIT_MS 20000
+#define OUT_MAX (256 * 1024)
+
+static char out[OUT_MAX], err[8192];
+
+/* Run llmqctl --socket @sock ARGS...; returns its exit status. */
+static int ctl(const char *sock, ...)
+{
+	const char *argv[16];
+	char bin[PATH_MAX + 16];
+	const char *a;
+	va_list ap;
+	int i = 0;
+
+	snprintf(bin, sizeof(bin), "%s/llmqctl", harness_bin_dir);
+	argv[i++] = bin;
+	argv[i++] = "--socket";
+	argv[i++] = sock;
+	va_start(ap, sock);
+	while ((a = va_arg(ap, const char *)) && i < 15)
+		argv[i++] = a;
+	va_end(ap);
+	argv[i] = NULL;
+	return run_cmd(argv, out, sizeof(out), err, sizeof(err));
+}
+
+static struct json_object *ctl_json(const char *sock, const char *cmd, const char *arg)
+{
+	struct json_object *o;
+
+	assert_int_equal(ctl(sock, "--json", cmd, arg, NULL), 0);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	return o;
+}
+
+static int64_t jint(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	assert_true(json_object_is_type(v, json_type_int));
+	return json_object_get_int64(v);
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	assert_true(json_object_is_type(v, json_type_string));
+	return json_object_get_string(v);
+}
+
+static bool jbool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	assert_true(json_object_is_type(v, json_type_boolean));
+	return json_object_get_boolean(v);
+}
+
+/*
+ * Open a ring and submit @n requests of @max_tokens, @gap_ms apart; wait
+ * for all of them.  Returns the sum of their results, or the first error.
+ */
+static int generate_n(const char *sock, int n, uint32_t max_tokens, int gap_ms)
+{
+	struct llmq_params p = { .sq_entries = 8, .cq_entries = 256, .arena_size = 65536 };
+	struct llmq_sampling sp;
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	int i, done = 0, sum = 0, res = 0, e;
+
+	e = llmq_queue_init(&r, sock, &p);
+	if (e)
+		return e;
+	llmq_sampling_init(&sp);
+	sp.max_tokens = max_tokens;
+	sp.flags = LLMQ_SQE_IGNORE_EOS;
+	for (i = 0; i < n; i++) {
+		if (llmq_prep_generate(&r, llmq_get_sqe(&r), "hello", 5, &sp, (uint64_t)i + 1) ||
+		    llmq_submit(&r) != 1) {
+			res = -EPROTO;
+			goto out;
+		}
+		if (gap_ms)
+			usleep((useconds_t)gap_ms * 1000);
+	}
+	while (done < n) {
+		if (llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
+			res = -ETIMEDOUT;
+			goto out;
+		}
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			done++;
+			if (cqe->res < 0 && !res)
+				res = cqe->res;
+			else if (cqe->res > 0)
+				sum += cqe->res;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	if (!res)
+		res = sum;
+out:
+	llmq_queue_exit(&r);
+	return res;
+}
+
+/* A child process with one long request; its result comes back on a pipe. */
+struct bg {
+	pid_t	pid;
+	int	fd;
+};
+
+static void bg_start(struct bg *b, const char *sock, uint32_t max_tokens)
+{
+	int p[2];
+	int res;
+
+	assert_int_equal(pipe(p), 0);
+	b->pid = fork();
+	assert_true(b->pid >= 0);
+	if (!b->pid) {
+		close(p[0]);
+		res = generate_n(sock, 1, max_tokens, 0);
+		(void)!write(p[1], &res, sizeof(res));
+		_exit(0);
+	}
+	close(p[1]);
+	b->fd = p[0];
+}
+
+static int bg_result(struct bg *b)
+{
+	int res = -EPIPE;
+
+	if (read(b->fd, &res, sizeof(res)) != sizeof(res))
+		res = -EPIPE;
+	close(b->fd);
+	waitpid(b->pid, NULL, 0);
+	return res;
+}
+
+/* Wait until `clients` lists @pid with a request in flight and a token. */
+static void wait_client_busy(const char *sock, pid_t pid)
+{
+	uint64_t end = now_ns() + WAIT_MS * 1000000ULL;
+	struct json_object *arr, *c;
+	size_t i;
+
+	while (now_ns() < end) {
+		arr = ctl_json(sock, "clients", NULL);
+		assert_true(json_object_is_type(arr, json_type_array));
+		for (i = 0; i < json_object_array_length(arr); i++) {
+			c = json_object_array_get_idx(arr, i);
+			if (jint(c, "pid") == pid && jint(c, "requests") == 1 &&
+			    jint(c, "tokens") >= 1) {
+				assert_int_equal(jint(c, "uid"), (int64_t)getuid());
+				assert_true(jint(c, "id") > 0);
+				json_object_put(arr);
+				return;
+			}
+		}
+		json_object_put(arr);
+		usleep(10000);
+	}
+	fail_msg("pid %d never showed up busy in llmqctl clients", (int)pid);
+}
+
+static void test_status(void **state)
+{
+	struct json_object *o;
+	struct daemon d;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "status", NULL), 0);
+	assert_int_equal(generate_n(d.sock, 2, 4, 0), 8);
+	o = ctl_json(d.sock, "status", NULL);
+	assert_string_equal(jstr(o, "transport"), "shm");
+	assert_string_equal(jstr(o, "engine"), "null");
+	assert_non_null(strstr(jstr(o, "model"), "null engine"));
+	assert_true(jint(o, "uptime_ms") >= 0);
+	assert_int_equal(jint(o, "requests_running"), 0);
+	assert_int_equal(jint(o, "requests_waiting"), 0);
+	assert_true(jint(o, "kv_blocks_total") > 0);
+	assert_true(jint(o, "kv_blocks_used") <= jint(o, "kv_blocks_total"));
+	assert_false(jbool(o, "draining"));
+	assert_true(json_object_object_get_ex(o, "tokens_per_sec", NULL));
+	assert_true(json_object_object_get_ex(o, "kv_cache_usage", NULL));
+	json_object_put(o);
+	/* The text form too. */
+	assert_int_equal(ctl(d.sock, "status", NULL), 0);
+	assert_non_null(strstr(out, "transport:         shm"));
+	assert_non_null(strstr(out, "tokens/s:"));
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_stats(void **state)
+{
+	static const char *const names[] = {
+		"clients_active", "clients_total", "clients_broken", "requests_active",
+		"requests_waiting", "requests_total", "requests_failed", "requests_cancelled",
+		"steps", "tokens_generated", "cqes_posted", "cqes_overflowed", "overflow_now",
+		"wakeups", "doorbells", "requests_running", "kv_blocks_used", "kv_blocks_total",
+		"preemptions", "prefix_cache_queries", "prefix_cache_hits", "prompt_tokens",
+		"ttft_p50_us", "ttft_p99_us", "itl_p50_us", "itl_p99_us", "e2e_p50_us",
+		"e2e_p99_us", "queue_p50_us", "queue_p99_us",
+	};
+	struct llmq_stats st;
+	struct json_object *o;
+	struct daemon d;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "stats", NULL), 0);
+	assert_int_equal(generate_n(d.sock, 3, 5, 0), 15);
+	o = ctl_json(d.sock, "stats", NULL);
+	assert_int_equal(json_object_object_length(o), sizeof(names) / sizeof(names[0]));
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		assert_true(jint(o, names[i]) >= 0);
+	assert_int_equal(jint(o, "requests_total"), 3);
+	assert_int_equal(jint(o, "tokens_generated"), 15);
+	assert_true(jint(o, "steps") >= 5);
+	assert_true(jint(o, "ttft_p50_us") > 0);
+	/* The same counters as the old STATS message. */
+	assert_int_equal(llmq_get_stats(d.sock, &st), 0);
+	assert_int_equal(jint(o, "steps"), (int64_t)st.steps);
+	assert_int_equal(jint(o, "kv_blocks_total"), (int64_t)st.kv_blocks_total);
+	json_object_put(o);
+	assert_int_equal(ctl(d.sock, "stats", NULL), 0);
+	assert_non_null(strstr(out, "tokens_generated       15\n"));
+	assert_int_equal(ctl(d.sock, "--json", "stats", "--prometheus", NULL), 2);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/*
+ * The Prometheus text exposition format, strictly: every line a comment,
+ * HELP, TYPE or sample; a metric's HELP and TYPE before its samples, once;
+ * sample names of the family (histogram: _bucket with le ascending and
+ * ending in +Inf, _sum, _count; summary: quantile, _sum, _count); values
+ * that parse as floats.  Returns NULL or what was wrong.
+ */
+static const char *prom_check(const char *text, int *nr_families)
+{
+	static char why[2048];
+	regex_t name_re, sample_re;
+	char *copy = strdup(text), *line, *save, fam[256] = "", type[32] = "";
+	char helped[256] = "", seen[64][256];
+	double last_le = -1.0;
+	bool inf_seen = false, have_sum = false, have_count = false, have_sample = false;
+	int nseen = 0, i;
+	const char *ret = NULL;
+
+	*nr_families = 0;
+	assert_int_equal(regcomp(&name_re, "^[a-zA-Z_:][a-zA-Z0-9_:]*$", REG_EXTENDED | REG_NOSUB), 0);
+	assert_int_equal(regcomp(&sample_re,
+				 "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")"
+				 "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? ([^ ]+)$",
+				 REG_EXTENDED), 0);
+#define BAD(...) do { snprintf(why, sizeof(why), __VA_ARGS__); ret = why; goto out; } while (0)
+#define END_FAMILY() do {							\
+	if (fam[0] && !have_sample && strcmp(type, "histogram") && strcmp(type, "summary")) \
+		BAD("%s: no sample", fam);					\
+	if (fam[0] && (!strcmp(type, "histogram") || !strcmp(type, "summary")) && \
+	    (!have_sum || !have_count))						\
+		BAD("%s: %s without _sum and _count", fam, type);		\
+	if (fam[0] && !strcmp(type, "histogram") && !inf_seen)			\
+		BAD("%s: no le=\"+Inf\" bucket", fam);				\
+} while (0)
+	if (!*text || text[strlen(text) - 1] != '\n')
+		BAD("output does not end in a newline");
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		regmatch_t mm[6];
+		char name[256], help_name[256], tname[256], labels[512] = "", val[64];
+		char *endp;
+
+		if (!strncmp(line, "# HELP ", 7)) {
+			if (sscanf(line + 7, "%255s", help_name) != 1 ||
+			    regexec(&name_re, help_name, 0, NULL, 0))
+				BAD("bad HELP line: %s", line);
+			if (strlen(line + 7) <= strlen(help_name) + 1)
+				BAD("HELP without text: %s", line);
+			END_FAMILY();
+			for (i = 0; i < nseen; i++)
+				if (!strcmp(seen[i], help_name))
+					BAD("%s described twice", help_name);
+			if (nseen < 64)
+				strcpy(seen[nseen++], help_name);
+			strcpy(helped, help_name);
+			fam[0] = type[0] = '\0';
+			continue;
+		}
+		if (!strncmp(line, "# TYPE ", 7)) {
+			if (sscanf(line + 7, "%255s %31s", tname, type) != 2)
+				BAD("bad TYPE line: %s", line);
+			if (strcmp(tname, helped))
+				BAD("TYPE %s not right after its HELP", tname);
+			if (strcmp(type, "counter") && strcmp(type, "gauge") &&
+			    strcmp(type, "histogram") && strcmp(type, "summary") &&
+			    strcmp(type, "untyped"))
+				BAD("unknown type %s", type);
+			if (!strcmp(type, "counter") &&
+			    (strlen(tname) < 6 || strcmp(tname + strlen(tname) - 6, "_total")))
+				BAD("counter %s does not end in _total", tname);
+			strcpy(fam, tname);
+			(*nr_families)++;
+			last_le = -1.0;
+			inf_seen = have_sum = have_count = have_sample = false;
+			continue;
+		}
+		if (line[0] == '#')
+			continue;
+		if (regexec(&sample_re, line, 6, mm, 0))
+			BAD("not a sample line: %s", line);
+		snprintf(name, sizeof(name), "%.*s", (int)(mm[1].rm_eo - mm[1].rm_so),
+			 line + mm[1].rm_so);
+		if (mm[2].rm_so >= 0)
+			snprintf(labels, sizeof(labels), "%.*s", (int)(mm[2].rm_eo - mm[2].rm_so),
+				 line + mm[2].rm_so);
+		snprintf(val, sizeof(val), "%.*s", (int)(mm[5].rm_eo - mm[5].rm_so),
+			 line + mm[5].rm_so);
+		if (!fam[0])
+			BAD("sample %s before its HELP and TYPE", name);
+		if (strcmp(val, "+Inf") && strcmp(val, "-Inf") && strcmp(val, "NaN")) {
+			strtod(val, &endp);
+			if (*endp)
+				BAD("%s: value '%s' is not a float", name, val);
+		}
+		have_sample = true;
+		if (!strcmp(name, fam)) {
+			if (!strcmp(type, "histogram"))
+				BAD("%s: a histogram sample without a suffix", name);
+			if (!strcmp(type, "summary") && !strstr(labels, "quantile=\""))
+				BAD("%s: a summary sample without quantile", name);
+			if (strcmp(type, "summary") && labels[0])
+				BAD("%s: unexpected labels %s", name, labels);
+			continue;
+		}
+		if (strncmp(name, fam, strlen(fam)))
+			BAD("sample %s under %s", name, fam);
+		if (!strcmp(name + strlen(fam), "_sum")) {
+			have_sum = true;
+		} else if (!strcmp(name + strlen(fam), "_count")) {
+			have_count = true;
+			if (!strcmp(type, "histogram") && !inf_seen)
+				BAD("%s: _count before the +Inf bucket", fam);
+		} else if (!strcmp(name + strlen(fam), "_bucket") && !strcmp(type, "histogram")) {
+			const char *le = strstr(labels, "le=\"");
+			double v;
+
+			if (!le)
+				BAD("%s: bucket without le", name);
+			le += 4;
+			if (inf_seen)
+				BAD("%s: bucket after +Inf", name);
+			if (!strncmp(le, "+Inf\"", 5)) {
+				inf_seen = true;
+				continue;
+			}
+			v = strtod(le, &endp);
+			if (*endp != '"' || v <= last_le)
+				BAD("%s: le not ascending at %s", name, labels);
+			last_le = v;
+		} else {
+			BAD("sample %s does not belong to %s %s", name, type, fam);
+		}
+	}
+	END_FAMILY();
+out:
+#undef BAD
+#undef END_FAMILY
+	regfree(&name_re);
+	regfree(&sample_re);
+	free(copy);
+	return ret;
+}
+
+static void test_prometheus(void **state)
+{
+	struct daemon d;
+	const char *why;
+	int n;
+
+	(void)state;
+	/* The checker itself catches what it should. */
+	assert_null(prom_check("# HELP a_total x\n# TYPE a_total counter\na_total 1\n", &n));
+	assert_non_null(prom_check("a_total 1\n", &n));
+	assert_non_null(prom_check("# HELP a x\n# TYPE a counter\na 1\n", &n));
+	assert_non_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"2\"} 1\n"
+				   "h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n"
+				   "h_count 1\n", &n));
+	assert_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+			       "h_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n"
+			       "h_count 1\n", &n));
+	assert_non_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+				   "h_sum 1\nh_count 1\n", &n));
+	assert_non_null(prom_check("# HELP g x\n# TYPE g gauge\ng one\n", &n));
+
+	assert_int_equal(daemon_start(&d, "prom", NULL), 0);
+	assert_int_equal(generate_n(d.sock, 2, 3, 0), 6);
+	assert_int_equal(ctl(d.sock, "stats", "--prometheus", NULL), 0);
+	why = prom_check(out, &n);
+	if (why)
+		fail_msg("llmqctl stats --prometheus: %s", why);
+	assert_int_equal(n, 16);
+	assert_non_null(strstr(out, "\nllmq:generation_tokens_total 6\n"));
+	assert_non_null(strstr(out, "\nllmq:time_to_first_token_seconds_count 2\n"));
+	assert_non_null(strstr(out, "# TYPE llmq:e2e_request_latency_seconds summary\n"));
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+static int64_t steps_of(const char *sock)
+{
+	struct llmq_stats st;
+
+	assert_int_equal(llmq_get_stats(sock, &st), 0);
+	return (int64_t)st.steps;
+}
+
+/* Four one-token requests 30 ms apart: how many steps do they take? */
+static int64_t steps_for_four(const char *sock)
+{
+	int64_t before = steps_of(sock);
+
+	assert_int_equal(generate_n(sock, 4, 1, 30), 4);
+	return steps_of(sock) - before;
+}
+
+static void test_config_live(void **state)
+{
+	const char *args[] = { "--batch-timeout-ms", "0", NULL };
+	struct json_object *o;
+	struct daemon d;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "config", args), 0);
+	o = ctl_json(d.sock, "config", "get");
+	assert_int_equal(json_object_object_length(o), 5);
+	assert_int_equal(jint(o, "batch_timeout_ms"), 0);
+	assert_int_equal(jint(o, "max_batch_size"), 64);
+	assert_int_equal(jint(o, "max_num_seqs"), 64);
+	assert_int_equal(jint(o, "max_num_batched_tokens"), 128);
+	assert_int_equal(jint(o, "max_queued_requests"), 4096);
+	json_object_put(o);
+
+	/* No window: each request its own step. */
+	assert_int_equal(steps_for_four(d.sock), 4);
+	/* A one-second window: all four in one step, no restart. */
+	assert_int_equal(ctl(d.sock, "config", "set", "batch_timeout_ms", "1000", NULL), 0);
+	assert_string_equal(out, "1000\n");
+	assert_int_equal(ctl(d.sock, "config", "get", "batch_timeout_ms", NULL), 0);
+	assert_string_equal(out, "1000\n");
+	assert_int_equal(steps_for_four(d.sock), 1);
+	/* And back. */
+	assert_int_equal(ctl(d.sock, "--json", "config", "set", "batch_timeout_ms", "0", NULL), 0);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_int_equal(jint(o, "batch_timeout_ms"), 0);
+	json_object_put(o);
+	assert_int_equal(steps_for_four(d.sock), 4);
+
+	/* The other keys take too. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_queued_requests", "7", NULL), 0);
+	assert_int_equal(ctl(d.sock, "config", "set", "max_batch_size", "3", NULL), 0);
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "8", NULL), 0);
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "16", NULL), 0);
+	o = ctl_json(d.sock, "config", "get");
+	assert_int_equal(jint(o, "max_queued_requests"), 7);
+	assert_int_equal(jint(o, "max_batch_size"), 3);
+	assert_int_equal(jint(o, "max_num_seqs"), 8);
+	assert_int_equal(jint(o, "max_num_batched_tokens"), 16);
+	json_object_put(o);
+	assert_int_equal(generate_n(d.sock, 4, 3, 0), 12);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_config_errors(void **state)
+{
+	struct json_object *o;
+	struct daemon d;
+	pid_t pid;
+	int st, p[2];
+	char buf[512] = "";
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "cfgerr", NULL), 0);
+	/* A bad key: usage, 2, before anything is sent. */
+	assert_int_equal(ctl(d.sock, "config", "set", "batch_window", "5", NULL), 2);
+	assert_non_null(strstr(err, "unknown key 'batch_window'"));
+	assert_int_equal(ctl(d.sock, "config", "get", "nope", NULL), 2);
+	assert_non_null(strstr(err, "unknown key 'nope'"));
+	/* Not a number: usage, 2. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "12abc", NULL), 2);
+	assert_non_null(strstr(err, "not a whole number"));
+	/* A negative value: llmqd refuses it, 3. */
+	assert_int_equal(ctl(d.sock, "config", "set", "batch_timeout_ms", "-5", NULL), 3);
+	assert_non_null(strstr(err, "batch_timeout_ms: -5 is out of range 0..60000"));
+	/* Beyond the flag's bound, or above the start-up value where that caps. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_queued_requests", "2000000", NULL), 3);
+	assert_non_null(strstr(err, "out of range 1..1048576"));
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "65", NULL), 3);
+	assert_non_null(strstr(err, "start-up value"));
+	/* A combination llmqd's flags refuse too. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "32", NULL), 3);
+	assert_non_null(strstr(err, "below max_num_seqs"));
+
+	/* Unprivileged: reading works, setting is EPERM, 4. */
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(p[0]);
+		if (setgid(65534) || setuid(65534))
+			_exit(90);
+		if (ctl(d.sock, "status", NULL) != 0)
+			_exit(91);
+		st = ctl(d.sock, "config", "set", "batch_timeout_ms", "5", NULL);
+		(void)!write(p[1], err, strlen(err));
+		if (ctl(d.sock, "drain", NULL) != 4 || ctl(d.sock, "shutdown", NULL) != 4 ||
+		    ctl(d.sock, "cancel", "--client", "1", NULL) != 4)
+			_exit(92);
+		_exit(st);
+	}
+	close(p[1]);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 4);
+	assert_non_null(strstr(buf, "needs root, CAP_NET_ADMIN or CAP_SYS_ADMIN"));
+
+	/* None of it changed anything. */
+	o = ctl_json(d.sock, "config", "get");
+	assert_int_equal(jint(o, "batch_timeout_ms"), 2);
+	assert_int_equal(jint(o, "max_num_seqs"), 64);
+	assert_int_equal(jint(o, "max_num_batched_tokens"), 128);
+	assert_int_equal(jint(o, "max_queued_requests"), 4096);
+	json_object_put(o);
+	o = ctl_json(d.sock, "status", NULL);
+	assert_false(jbool(o, "draining"));
+	json_object_put(o);
+
+	/* Usage errors and an unreachable daemon. */
+	assert_int_equal(ctl(d.sock, "frobnicate", NULL), 2);
+	assert_int_equal(ctl(d.sock, "cancel", "--client", "x", NULL), 2);
+	assert_int_equal(ctl("/tmp/llmq-test-nonexistent.sock", "status", NULL), 5);
+	assert_non_null(strstr(err, "cannot reach llmqd"));
+	/* No such client: llmqd refuses, 1. */
+	assert_int_equal(ctl(d.sock, "cancel", "--client", "999999999", NULL), 1);
+	assert_non_null(strstr(err, "no client with pid 999999999"));
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_clients_cancel(void **state)
+{
+	const char *args[] = { "--null-delay-us", "5000", NULL };
+	struct json_object *o;
+	struct daemon d;
+	struct bg b;
+	char pid[32];
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "cancel", args), 0);
+	o = ctl_json(d.sock, "clients", NULL);
+	assert_int_equal(json_object_array_length(o), 0);
+	json_object_put(o);
+	bg_start(&b, d.sock, 2000);
+	wait_client_busy(d.sock, b.pid);
+	assert_int_equal(ctl(d.sock, "clients", NULL), 0);
+	snprintf(pid, sizeof(pid), "%d", (int)b.pid);
+	assert_non_null(strstr(out, pid));
+	assert_int_equal(ctl(d.sock, "--json", "cancel", "--client", pid, NULL), 0);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_int_equal(jint(o, "cancelled"), 1);
+	assert_int_equal(jint(o, "pid"), b.pid);
+	json_object_put(o);
+	assert_int_equal(bg_result(&b), -ECANCELED);
+	o = ctl_json(d.sock, "stats", NULL);
+	assert_int_equal(jint(o, "requests_cancelled"), 1);
+	json_object_put(o);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_drain_shutdown(void **state)
+{
+	const char *args[] = { "--null-delay-us", "5000", NULL };
+	struct json_object *o;
+	struct daemon d;
+	struct bg b;
+	int st, i, res;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "drain", args), 0);
+	bg_start(&b, d.sock, 60);
+	wait_client_busy(d.sock, b.pid);
+	o = ctl_json(d.sock, "drain", NULL);
+	assert_true(jbool(o, "draining"));
+	assert_int_equal(jint(o, "requests_running"), 1);
+	json_object_put(o);
+	/* New requests fail with ESHUTDOWN: a new ring is refused. */
+	res = generate_n(d.sock, 1, 2, 0);
+	assert_int_equal(res, -ESHUTDOWN);
+	/* The running one finishes. */
+	assert_int_equal(bg_result(&b), 60);
+	o = ctl_json(d.sock, "status", NULL);
+	assert_true(jbool(o, "draining"));
+	assert_int_equal(jint(o, "requests_running"), 0);
+	json_object_put(o);
+	/* Draining twice is fine. */
+	assert_int_equal(ctl(d.sock, "drain", NULL), 0);
+	assert_non_null(strstr(out, "draining"));
+
+	assert_int_equal(ctl(d.sock, "shutdown", NULL), 0);
+	assert_non_null(strstr(out, "shutting down"));
+	for (i = 0; i < 500; i++) {
+		if (waitpid(d.pid, &st, WNOHANG) == d.pid)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 500);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	d.pid = 0;
+	assert_int_equal(ctl(d.sock, "status", NULL), 5);
+}
+
+/* --json shutdown prints {} */
+static void test_shutdown_json(void **state)
+{
+	struct json_object *o;
+	struct daemon d;
+	int st, i;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "shutj", NULL), 0);
+	o = ctl_json(d.sock, "shutdown", NULL);
+	assert_int_equal(json_object_object_length(o), 0);
+	json_object_put(o);
+	for (i = 0; i < 500 && waitpid(d.pid, &st, WNOHANG) != d.pid; i++)
+		usleep(10000);
+	assert_true(i < 500);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	d.pid = 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_prometheus),
+		cmocka_unit_test(test_config_live),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_clients_cancel),
+		cmocka_unit_test(test_drain_shutdown),
+		cmocka_unit_test(test_shutdown_json),
+	};
+
+	(void)argc;
+	signal(SIGPIPE, SIG_IGN);
+	harness_init(argv[0]);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
