@@ -425,7 +425,9 @@ static int cmd_config(int argc, char **argv)
 	int key = 0, ret;
 
 	if (argc >= 2 && !strcmp(argv[1], "get") && argc <= 3) {
-		if (argc == 3 && !(key = cfg_key(argv[2])))
+		if (argc == 3)
+			key = cfg_key(argv[2]);
+		if (argc == 3 && !key)
 			return die_usage("config: unknown key '%s' (batch_timeout_ms, "
 					 "max_batch_size, max_num_seqs, max_num_batched_tokens, "
 					 "max_queued_requests)", argv[2]);

@@ -496,6 +496,7 @@ enum llmq_cmd {
 	LLMQ_CMD_SHUTDOWN,	/* as SIGTERM */
 	__LLMQ_CMD_MAX,
 };
+
 #define LLMQ_CMD_MAX (__LLMQ_CMD_MAX - 1)
 
 enum llmq_attr {
@@ -528,6 +529,7 @@ enum llmq_attr {
 	LLMQ_ATTR_CANCELLED,		/* u32: requests cancelled */
 	__LLMQ_ATTR_MAX,
 };
+
 #define LLMQ_ATTR_MAX (__LLMQ_ATTR_MAX - 1)
 
 /* Live settings, inside LLMQ_ATTR_CONFIG; each an s64 (8 bytes). */
@@ -540,6 +542,7 @@ enum llmq_cfg {
 	LLMQ_CFG_MAX_QUEUED_REQUESTS,
 	__LLMQ_CFG_MAX,
 };
+
 #define LLMQ_CFG_MAX (__LLMQ_CFG_MAX - 1)
 
 #define LLMQ_HIST_BUCKETS	256
