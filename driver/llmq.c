@@ -552,17 +552,20 @@ static int llmq_ioc_attach(struct llmq_client *c, void __user *arg)
 		err = -EBUSY;
 		goto out;
 	}
-	llmq_set_role(c, LLMQ_ROLE_RUNTIME);
-	llmq.runtime = c;
 	/*
-	 * Under the mutex no client joins or leaves the table: announce every
-	 * one, with a doorbell, so that requests queued while no runtime was
-	 * there are found.
+	 * Under the mutex no client joins or leaves the table.  Revive every
+	 * ring before the runtime is published, so that whoever sees it
+	 * attached (runtime_attached in sysfs) finds no ring still dead; then
+	 * announce every client, with a doorbell, so that requests queued
+	 * while no runtime was there are found.
 	 */
-	xa_for_each(&llmq.clients, idx, cl) {
+	xa_for_each(&llmq.clients, idx, cl)
 		llmq_ring_revive(cl->ring);
+	llmq_set_role(c, LLMQ_ROLE_RUNTIME);
+	/* Pairs with runtime_attached_show(): the revived flags come first. */
+	smp_store_release(&llmq.runtime, c);
+	xa_for_each(&llmq.clients, idx, cl)
 		llmq_queue_event(cl, LLMQ_PEND_OPEN | LLMQ_PEND_DOORBELL);
-	}
 	spin_unlock(&llmq.lock);
 	atomic64_inc(&llmq.attaches);
 out:
@@ -966,7 +969,8 @@ static DEVICE_ATTR_RO(rings);
 static ssize_t runtime_attached_show(struct device *dev, struct device_attribute *attr,
 				     char *buf)
 {
-	return sysfs_emit(buf, "%d\n", READ_ONCE(llmq.runtime) ? 1 : 0);
+	/* Pairs with llmq_ioc_attach(): attached means every ring revived. */
+	return sysfs_emit(buf, "%d\n", smp_load_acquire(&llmq.runtime) ? 1 : 0);
 }
 static DEVICE_ATTR_RO(runtime_attached);
 
