@@ -23,28 +23,9 @@
 #include <netlink/msg.h>
 #include <netlink/genl/genl.h>
 
+#include "admin_keys.h"
 #include "llmqd.h"
 #include "log.h"
-
-/*
- * A live setting: its attribute, name, the bounds of llmqd's flag, and
- * whether it may only go up to what llmqd started with (buffers were sized
- * for that).
- */
-struct admin_key {
-	int		attr;
-	const char	*name;
-	int64_t		lo, hi;
-	bool		capped;
-};
-
-static const struct admin_key keys[] = {
-	{ LLMQ_CFG_BATCH_TIMEOUT_MS, "batch_timeout_ms", 0, 60000, false },
-	{ LLMQ_CFG_MAX_BATCH_SIZE, "max_batch_size", 1, 4096, false },
-	{ LLMQ_CFG_MAX_NUM_SEQS, "max_num_seqs", 1, 4096, true },
-	{ LLMQ_CFG_MAX_NUM_BATCHED_TOKENS, "max_num_batched_tokens", 1, 65536, true },
-	{ LLMQ_CFG_MAX_QUEUED_REQUESTS, "max_queued_requests", 1, 1 << 20, false },
-};
 
 static struct nla_policy top_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT_PID]	= { .type = NLA_U32 },
@@ -136,8 +117,8 @@ static int set_config(struct llmqd *d, struct nlattr **tb, char *msg, size_t msg
 	unsigned int i;
 	int n = 0;
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		const struct admin_key *k = &keys[i];
+	for (i = 0; i < ADMIN_NR_KEYS; i++) {
+		const struct admin_key *k = &admin_keys[i];
 
 		if (!tb[k->attr])
 			continue;
@@ -177,10 +158,10 @@ static int set_config(struct llmqd *d, struct nlattr **tb, char *msg, size_t msg
 			 nc.max_num_batched_tokens, nc.max_num_seqs);
 		return -EINVAL;
 	}
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (tb[keys[i].attr])
-			pr_info("config: %s = %" PRId64, keys[i].name,
-				(int64_t)nla_get_u64(tb[keys[i].attr]));
+	for (i = 0; i < ADMIN_NR_KEYS; i++)
+		if (tb[admin_keys[i].attr])
+			pr_info("config: %s = %" PRId64, admin_keys[i].name,
+				(int64_t)nla_get_u64(tb[admin_keys[i].attr]));
 	d->sched.cfg = nc;
 	d->cfg.batch_timeout_ms = (uint32_t)(nc.batch_timeout_ns / 1000000ULL);
 	/* A shorter window may already have closed: look again. */
@@ -195,8 +176,8 @@ static int put_config(struct nl_msg *m, const struct llmqd *d)
 
 	if (!nest)
 		return -EMSGSIZE;
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (nla_put_u64(m, keys[i].attr, (uint64_t)cfg_value(d, keys[i].attr)))
+	for (i = 0; i < ADMIN_NR_KEYS; i++)
+		if (nla_put_u64(m, admin_keys[i].attr, (uint64_t)cfg_value(d, admin_keys[i].attr)))
 			return -EMSGSIZE;
 	nla_nest_end(m, nest);
 	return 0;

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin_keys.h"
 #include "libllmq.h"
 #include "llmqd.h"
 #include "log.h"
@@ -199,17 +200,18 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->engine.block_size = parse_u32("block-size", optarg, 1, 1024, 10);
 			break;
 		case OPT_MAX_NUM_SEQS:
-			cfg->sched.max_num_seqs = parse_u32("max-num-seqs", optarg, 1, 4096, 10);
+			cfg->sched.max_num_seqs = parse_u32("max-num-seqs", optarg, 1, LLMQ_MAX_NUM_SEQS_MAX, 10);
 			break;
 		case OPT_MAX_NUM_BATCHED:
 			cfg->sched.max_num_batched_tokens =
-				parse_u32("max-num-batched-tokens", optarg, 1, 65536, 10);
+				parse_u32("max-num-batched-tokens", optarg, 1,
+					  LLMQ_MAX_BATCHED_TOKENS_MAX, 10);
 			break;
 		case OPT_MAX_MODEL_LEN:
 			cfg->engine.max_model_len = parse_u32("max-model-len", optarg, 2, 1 << 24, 10);
 			break;
 		case OPT_MAX_QUEUED:
-			cfg->sched.max_queued = parse_u32("max-queued-requests", optarg, 1, 1 << 20,
+			cfg->sched.max_queued = parse_u32("max-queued-requests", optarg, 1, LLMQ_MAX_QUEUED_MAX,
 							  10);
 			break;
 		case OPT_NO_PREFIX_CACHING:
@@ -227,10 +229,12 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->null_delay_us = parse_u32("null-delay-us", optarg, 0, 10000000, 10);
 			break;
 		case OPT_BATCH_TIMEOUT:
-			cfg->batch_timeout_ms = parse_u32("batch-timeout-ms", optarg, 0, 60000, 10);
+			cfg->batch_timeout_ms = parse_u32("batch-timeout-ms", optarg, 0, LLMQ_BATCH_TIMEOUT_MS_MAX,
+						   10);
 			break;
 		case OPT_MAX_BATCH:
-			cfg->sched.max_batch_size = parse_u32("max-batch-size", optarg, 1, 4096, 10);
+			cfg->sched.max_batch_size = parse_u32("max-batch-size", optarg, 1, LLMQ_MAX_BATCH_SIZE_MAX,
+							   10);
 			break;
 		case OPT_MAX_CLIENT_REQS:
 			cfg->max_client_requests = parse_u32("max-client-requests", optarg, 1,

@@ -26,6 +26,7 @@
 #include <netlink/msg.h>
 #include <netlink/genl/genl.h>
 
+#include "admin_keys.h"
 #include "libllmq.h"
 #include "metrics.h"
 
@@ -42,13 +43,6 @@ enum {
 static const char *sock_path = LLMQ_DEFAULT_SOCKET;
 static bool json;
 
-static const char *const cfg_names[LLMQ_CFG_MAX + 1] = {
-	[LLMQ_CFG_BATCH_TIMEOUT_MS]	  = "batch_timeout_ms",
-	[LLMQ_CFG_MAX_BATCH_SIZE]	  = "max_batch_size",
-	[LLMQ_CFG_MAX_NUM_SEQS]		  = "max_num_seqs",
-	[LLMQ_CFG_MAX_NUM_BATCHED_TOKENS] = "max_num_batched_tokens",
-	[LLMQ_CFG_MAX_QUEUED_REQUESTS]	  = "max_queued_requests",
-};
 
 #define STAT(f) { #f, offsetof(struct llmq_stats, f), sizeof(((struct llmq_stats *)0)->f) }
 static const struct {
@@ -380,9 +374,9 @@ static int cfg_key(const char *name)
 {
 	int i;
 
-	for (i = 1; i <= LLMQ_CFG_MAX; i++)
-		if (!strcmp(cfg_names[i], name))
-			return i;
+	for (i = 0; i < (int)ADMIN_NR_KEYS; i++)
+		if (!strcmp(admin_keys[i].name, name))
+			return admin_keys[i].attr;
 	return 0;
 }
 
@@ -399,16 +393,19 @@ static int show_config(struct reply *rep, int only)
 		json_object_put(o);
 		return EXIT_CONNECT;
 	}
-	for (i = 1; i <= LLMQ_CFG_MAX; i++) {
-		if ((only && i != only) || !ctb[i])
+	for (i = 0; i < (int)ADMIN_NR_KEYS; i++) {
+		const struct admin_key *k = &admin_keys[i];
+		int64_t v;
+
+		if ((only && k->attr != only) || !ctb[k->attr])
 			continue;
+		v = (int64_t)nla_get_u64(ctb[k->attr]);
 		if (o)
-			json_object_object_add(o, cfg_names[i],
-					       json_object_new_int64((int64_t)nla_get_u64(ctb[i])));
+			json_object_object_add(o, k->name, json_object_new_int64(v));
 		else if (only)
-			printf("%" PRId64 "\n", (int64_t)nla_get_u64(ctb[i]));
+			printf("%" PRId64 "\n", v);
 		else
-			printf("%-24s %" PRId64 "\n", cfg_names[i], (int64_t)nla_get_u64(ctb[i]));
+			printf("%-24s %" PRId64 "\n", k->name, v);
 	}
 	if (o)
 		print_json(o);
