@@ -109,17 +109,6 @@ static void run_alone(struct backend *b, const uint32_t *tok, uint32_t n, uint32
 	}
 }
 
-static uint32_t argmax(const float *x, size_t n)
-{
-	uint32_t best = 0;
-	size_t i;
-
-	for (i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 static double rel_err(const float *a, const double *ref, size_t n)
 {
 	double num = 0, den = 0;

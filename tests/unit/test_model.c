@@ -117,17 +117,6 @@ static void ids_equal(json_object *want, const uint32_t *got, size_t n, const ch
 	}
 }
 
-static uint32_t argmax(const float *x, size_t n)
-{
-	uint32_t best = 0;
-	size_t i;
-
-	for (i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 /*
  * The engine's greedy continuation of each golden prompt, token by token,
  * equals the PyTorch reference's: the prompt encodes to the same ids and

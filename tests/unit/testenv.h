@@ -7,6 +7,7 @@
 #define LLMQ_TESTENV_H
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,18 @@ static inline int testenv_bin_dir(const char *argv0)
 	*slash = '\0';
 	snprintf(dir, sizeof(dir), "%s/../bin", path);
 	return setenv("LLMQ_BIN_DIR", dir, 1);
+}
+
+/* The first index of the largest element: greedy sampling, as the references do. */
+static inline uint32_t argmax(const float *x, size_t n)
+{
+	uint32_t best = 0;
+	size_t i;
+
+	for (i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = (uint32_t)i;
+	return best;
 }
 
 #endif /* LLMQ_TESTENV_H */
