@@ -13,6 +13,8 @@
 # NUM_PROMPTS (per point; default max(8, 2 x concurrency)), THREADS
 # (llmqd --threads; default one per core), LLMQD_ARGS (more llmqd flags).
 set -euo pipefail
+# shellcheck source=scripts/llmqd-wait.sh
+. "$(dirname "$0")/llmqd-wait.sh"
 
 O=${1:-build}
 MK=$O/bin/llmq-mkmodel
@@ -54,23 +56,7 @@ sock=$dir/llmq.sock
 "$LLMQD" --foreground --socket "$sock" --model "$dir/100m.gguf" --threads "$THREADS" ${LLMQD_ARGS:-} \
 	2>"$dir/llmqd.log" &
 pid=$!
-# Loading the model takes a moment; the socket answers once it is done.
-for ((i = 0; i < 600; i++)); do
-	if "$LLMQ" stats --socket "$sock" >/dev/null 2>&1; then
-		break
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "bench-serve: llmqd exited:" >&2
-		cat "$dir/llmqd.log" >&2
-		pid=
-		exit 1
-	fi
-	sleep 0.1
-done
-if ! "$LLMQ" stats --socket "$sock" >/dev/null 2>&1; then
-	echo "bench-serve: llmqd did not answer within 60 s" >&2
-	exit 1
-fi
+llmqd_wait bench-serve "$LLMQ" "$sock" "$pid" "$dir/llmqd.log" || exit 1
 
 args=(--socket "$sock" --sweep "$SWEEP" --random-input-len "$INPUT_LEN"
       --random-output-len "$OUTPUT_LEN" --ignore-eos)

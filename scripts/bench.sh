@@ -15,6 +15,8 @@
 # per core), NULL_DELAY_US (the null engine's step, default 1000),
 # LLMQD_ARGS (more llmqd flags), PLOT (the PNG, default BUILD_DIR/bench.png).
 set -euo pipefail
+# shellcheck source=scripts/llmqd-wait.sh
+. "$(dirname "$0")/llmqd-wait.sh"
 
 O=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,24 +65,7 @@ sock=$dir/llmq.sock
 # shellcheck disable=SC2086	# LLMQD_ARGS is a list of flags
 "$LLMQD" --foreground --socket "$sock" "${engine[@]}" ${LLMQD_ARGS:-} 2>"$dir/llmqd.log" &
 pid=$!
-# Loading a model takes a moment; the socket answers once it is done.
-for ((i = 0; i < 600; i++)); do
-	if "$LLMQ" stats --socket "$sock" >/dev/null 2>&1; then
-		break
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "bench: llmqd exited:" >&2
-		cat "$dir/llmqd.log" >&2
-		pid=
-		exit 1
-	fi
-	sleep 0.1
-done
-if ! "$LLMQ" stats --socket "$sock" >/dev/null 2>&1; then
-	echo "bench: llmqd did not answer within 60 s:" >&2
-	cat "$dir/llmqd.log" >&2
-	exit 1
-fi
+llmqd_wait bench "$LLMQ" "$sock" "$pid" "$dir/llmqd.log" || exit 1
 
 # shellcheck disable=SC2054	# 1,8,16 is one word
 args=(--dataset random --random-input-len 64 --random-output-len 64 --ignore-eos

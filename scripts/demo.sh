@@ -11,6 +11,8 @@
 # DEMO_FAST=1 (CI) asks for short answers; the demo still checks that every
 # client got a complete one and that llmqd stops cleanly, and exits 1 if not.
 set -euo pipefail
+# shellcheck source=scripts/llmqd-wait.sh
+. "$(dirname "$0")/llmqd-wait.sh"
 
 O=${1:-build}
 bin=$O/bin
@@ -27,20 +29,7 @@ trap cleanup EXIT
 
 "$bin/llmqd" --foreground --socket "$sock" --batch-timeout-ms 5 2>"$tmp/llmqd.log" &
 daemon=$!
-up=0
-for _ in $(seq 200); do
-	if "$bin/llmq" stats --socket "$sock" >/dev/null 2>&1; then
-		up=1
-		break
-	fi
-	kill -0 "$daemon" 2>/dev/null || break
-	sleep 0.05
-done
-if [ $up -eq 0 ]; then
-	echo "demo: llmqd did not start:" >&2
-	cat "$tmp/llmqd.log" >&2
-	exit 1
-fi
+llmqd_wait demo "$bin/llmq" "$sock" "$daemon" "$tmp/llmqd.log" || exit 1
 
 prompts=("In the beginning" "And the LORD said unto Moses," "Blessed are the"
 	 "The LORD is my shepherd;" "And Jesus answered and said unto them,"
@@ -92,7 +81,7 @@ for i in $(seq 0 $((n - 1))); do
 	echo "$(label "$i") ${got:-no} tokens"
 	{ printf '%s' "${prompts[$i]}"; cat "$tmp/out.$i"; echo; } | fold -s -w 96 |
 		sed 's/^/    /'
-	if [ $rc -ne 0 ] || [ -z "$got" ] || [ "$got" -eq 0 ] || [ ! -s "$tmp/out.$i" ]; then
+	if [ "$rc" -ne 0 ] || [ -z "$got" ] || [ "$got" -eq 0 ] || [ ! -s "$tmp/out.$i" ]; then
 		echo "    !! client $i did not get a complete answer (exit $rc):" \
 		     "$(tr '\n' ' ' <"$tmp/err.$i")"
 		status=1
