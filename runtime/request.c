@@ -288,7 +288,8 @@ int req_output(struct request *r, bool is_token, uint32_t token, float logprob,
 	r->generated += is_token;
 	if (is_token) {
 		struct llmqd *d = r->c->d;
-		uint64_t sec = now_ns() / 1000000000ULL;
+		/* The step's clock, read once for all its tokens (note_latency()). */
+		uint64_t sec = r->t_last_token / 1000000000ULL;
 
 		r->c->tokens++;
 		if (d->tps_sec[sec % 8] != sec) {
