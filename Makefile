@@ -285,12 +285,12 @@ modules:
 modules-clean:
 	@test -z "$(KDIR)" || env -u MAKEFLAGS -u MAKELEVEL $(MAKE) -C $(KDIR) M=$(CURDIR) clean
 
-vm-check: all
+vm-check: all $(O)/tests/test_live
 	scripts/vm-check.sh $(O)
 
 # The same boot, then round trips through /dev/llmq beside the socket transport.
 .PHONY: vm-bench
-vm-bench: all
+vm-bench: all $(O)/tests/test_live
 	VM_BENCH=1 VM_SMP=1 scripts/vm-check.sh $(O)
 
 # The module's sources as DKMS wants them, and the udev rule (group llmq).

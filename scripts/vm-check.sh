@@ -175,6 +175,16 @@ copy_bin() {
 }
 [ -x "$O/bin/llmqd" ] || { echo "build llmqd first (make all)"; fail vm_boot; summary; }
 copy_bin "$O/bin/llmqd" /bin/llmqd
+# The ring issue's live suite, over /dev/llmq: it finds llmqd and llmq in
+# ../bin beside itself.
+if [ ! -x "$O/tests/test_live" ] || [ ! -x "$O/bin/llmq" ]; then
+	echo "build the live suite first (make $O/tests/test_live)"
+	fail vm_boot
+	summary
+fi
+copy_bin "$O/tests/test_live" /live/tests/test_live
+copy_bin "$O/bin/llmqd" /live/bin/llmqd
+copy_bin "$O/bin/llmq" /live/bin/llmq
 cp "$KO" "$root/llmq.ko"
 cat >"$root/init" <<EOF
 #!/bin/busybox sh
@@ -187,6 +197,8 @@ echo LLMQ-VM-BEGIN
 /test_llmq_dev /llmq.ko $VM_FUZZ
 echo "LLMQ-VM-RC \$?"
 /test_llmq_runtime /llmq.ko /bin/llmqd
+echo "LLMQ-VM-RC \$?"
+insmod /llmq.ko && LLMQ_TEST_TRANSPORT=kernel /live/tests/test_live && rmmod llmq
 echo "LLMQ-VM-RC \$?"
 $bench_cmd
 echo LLMQ-VM-DONE

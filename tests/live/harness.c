@@ -3,6 +3,12 @@
  * Live-test harness: run build/bin/llmqd in the foreground on a private
  * socket, wait until it answers, stop it and collect its exit status; run a
  * command and capture its output.
+ *
+ * With LLMQ_TEST_TRANSPORT=kernel in the environment (the QEMU guest of
+ * make vm-check) the daemons serve /dev/llmq instead, and their clients
+ * reach them there: the same suite over the kernel transport.  The device
+ * takes one runtime at a time, so a test must stop one daemon before it
+ * starts the next.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,9 @@
 #include "harness.h"
 
 char harness_bin_dir[PATH_MAX + 16];
+bool harness_kernel;
+
+#define RUNTIME_ATTACHED	"/sys/class/misc/llmq/stats/runtime_attached"
 
 /* Every daemon started, so a failed test cannot leave one running. */
 static struct daemon *started[32];
@@ -45,6 +54,8 @@ void harness_init(const char *argv0)
 	if (slash)
 		*slash = '\0';
 	snprintf(harness_bin_dir, sizeof(harness_bin_dir), "%s/../bin", path);
+	slash = getenv("LLMQ_TEST_TRANSPORT");
+	harness_kernel = slash && !strcmp(slash, "kernel");
 	signal(SIGPIPE, SIG_IGN);
 	atexit(kill_started);
 }
@@ -57,19 +68,62 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * A runtime killed a moment ago may still be detaching from /dev/llmq (its
+ * io_uring winds down after the process is gone): wait for the device.
+ */
+static int device_free(void)
+{
+	char buf[16] = "";
+	int i, fd;
+
+	for (i = 0; i < 500; i++) {
+		fd = open(RUNTIME_ATTACHED, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (read(fd, buf, sizeof(buf) - 1) < 0)
+			buf[0] = '\0';
+		close(fd);
+		if (buf[0] == '0')
+			return 0;
+		usleep(10000);
+	}
+	return -EBUSY;
+}
+
+/**
+ * daemon_ring() - where a client of @d sets its ring up
+ * @d:	a started daemon
+ *
+ * Return: the socket of a userspace-transport daemon, or NULL (libllmq's
+ * choice, the device) for one serving /dev/llmq.
+ */
+const char *daemon_ring(const struct daemon *d)
+{
+	return d->kernel ? NULL : d->sock;
+}
+
 int daemon_start(struct daemon *d, const char *name, const char *const *args)
 {
 	const char *argv[32];
 	char bin[PATH_MAX + 32];
 	struct llmq_stats st;
-	int i = 0, n = 0;
+	int i = 0, n = 0, err;
 
+	if (harness_kernel) {
+		err = device_free();
+		if (err)
+			return err;
+	}
+	d->kernel = harness_kernel;
 	snprintf(bin, sizeof(bin), "%s/llmqd", harness_bin_dir);
 	snprintf(d->sock, sizeof(d->sock), "/tmp/llmq-test-%d-%s.sock", (int)getpid(), name);
 	argv[i++] = bin;
 	argv[i++] = "--foreground";
 	argv[i++] = "--socket";
 	argv[i++] = d->sock;
+	argv[i++] = "--transport";
+	argv[i++] = harness_kernel ? "kernel" : "shm";
 	for (n = 0; args && args[n]; n++)
 		if (!strcmp(args[n], "--engine") || !strcmp(args[n], "--model"))
 			break;
