@@ -99,10 +99,14 @@ static int64_t cfg_value(const struct llmqd *d, int attr)
 	return 0;
 }
 
+/*
+ * The ceiling of a capped key: what the step's buffers were sized for at
+ * start (--max-num-seqs-limit, --max-num-batched-tokens-limit).
+ */
 static int64_t cfg_cap(const struct llmqd *d, int attr)
 {
-	return attr == LLMQ_CFG_MAX_NUM_SEQS ? d->cfg.sched.max_num_seqs :
-	       d->cfg.sched.max_num_batched_tokens;
+	return attr == LLMQ_CFG_MAX_NUM_SEQS ? d->cfg.sched.max_num_seqs_limit :
+	       d->cfg.max_num_batched_tokens_limit;
 }
 
 /*
@@ -127,8 +131,11 @@ static int set_config(struct llmqd *d, struct nlattr **tb, char *msg, size_t msg
 		hi = k->capped ? cfg_cap(d, k->attr) : k->hi;
 		if (v < k->lo || v > hi) {
 			snprintf(msg, msglen, "%s: %" PRId64 " is out of range %" PRId64 "..%" PRId64
-				 "%s", k->name, v, k->lo, hi,
-				 k->capped && hi < k->hi ? " (llmqd's start-up value caps it)" : "");
+				 "%s%s%s", k->name, v, k->lo, hi,
+				 k->capped && hi < k->hi ? " (the step's buffers were sized for "
+				 "that at start; restart llmqd with a larger --" : "",
+				 k->capped && hi < k->hi ? k->limit_flag : "",
+				 k->capped && hi < k->hi ? ")" : "");
 			return -ERANGE;
 		}
 		switch (k->attr) {

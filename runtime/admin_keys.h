@@ -19,23 +19,25 @@
 
 /*
  * struct admin_key - a live setting: its attribute, name, the bounds of
- * llmqd's flag, and whether it may only go up to what llmqd started with
- * (buffers were sized for that)
+ * llmqd's flag, and whether it may only go up to a ceiling fixed at start
+ * (the step's buffers were sized for it) and the flag that sets that
  */
 struct admin_key {
 	int		attr;
 	const char	*name;
 	int64_t		lo, hi;
 	bool		capped;
+	const char	*limit_flag;
 };
 
 static const struct admin_key admin_keys[] = {
-	{ LLMQ_CFG_BATCH_TIMEOUT_MS, "batch_timeout_ms", 0, LLMQ_BATCH_TIMEOUT_MS_MAX, false },
-	{ LLMQ_CFG_MAX_BATCH_SIZE, "max_batch_size", 1, LLMQ_MAX_BATCH_SIZE_MAX, false },
-	{ LLMQ_CFG_MAX_NUM_SEQS, "max_num_seqs", 1, LLMQ_MAX_NUM_SEQS_MAX, true },
+	{ LLMQ_CFG_BATCH_TIMEOUT_MS, "batch_timeout_ms", 0, LLMQ_BATCH_TIMEOUT_MS_MAX, false, NULL },
+	{ LLMQ_CFG_MAX_BATCH_SIZE, "max_batch_size", 1, LLMQ_MAX_BATCH_SIZE_MAX, false, NULL },
+	{ LLMQ_CFG_MAX_NUM_SEQS, "max_num_seqs", 1, LLMQ_MAX_NUM_SEQS_MAX, true,
+	  "max-num-seqs-limit" },
 	{ LLMQ_CFG_MAX_NUM_BATCHED_TOKENS, "max_num_batched_tokens", 1,
-	  LLMQ_MAX_BATCHED_TOKENS_MAX, true },
-	{ LLMQ_CFG_MAX_QUEUED_REQUESTS, "max_queued_requests", 1, LLMQ_MAX_QUEUED_MAX, false },
+	  LLMQ_MAX_BATCHED_TOKENS_MAX, true, "max-num-batched-tokens-limit" },
+	{ LLMQ_CFG_MAX_QUEUED_REQUESTS, "max_queued_requests", 1, LLMQ_MAX_QUEUED_MAX, false, NULL },
 };
 
 #define ADMIN_NR_KEYS	(sizeof(admin_keys) / sizeof(admin_keys[0]))

@@ -49,6 +49,8 @@ enum {
 	OPT_FOREGROUND,
 	OPT_VERSION,
 	OPT_TRANSPORT,
+	OPT_MAX_NUM_SEQS_LIMIT,
+	OPT_MAX_NUM_BATCHED_LIMIT,
 };
 
 /* The bundled model's path when no --model is given; cfg points here. */
@@ -75,6 +77,8 @@ static const struct option options[] = {
 	{ "block-size",		required_argument, NULL, OPT_BLOCK_SIZE },
 	{ "max-num-seqs",	required_argument, NULL, OPT_MAX_NUM_SEQS },
 	{ "max-num-batched-tokens", required_argument, NULL, OPT_MAX_NUM_BATCHED },
+	{ "max-num-seqs-limit",	required_argument, NULL, OPT_MAX_NUM_SEQS_LIMIT },
+	{ "max-num-batched-tokens-limit", required_argument, NULL, OPT_MAX_NUM_BATCHED_LIMIT },
 	{ "max-model-len",	required_argument, NULL, OPT_MAX_MODEL_LEN },
 	{ "max-queued-requests", required_argument, NULL, OPT_MAX_QUEUED },
 	{ "no-prefix-caching",	no_argument,	   NULL, OPT_NO_PREFIX_CACHING },
@@ -108,6 +112,11 @@ static void usage(FILE *f)
 		"                            (default --max-num-seqs)\n"
 		"  --max-num-seqs N          sequences per step, 1..4096 (default 64)\n"
 		"  --max-num-batched-tokens N  tokens per step, 1..65536 (default 128)\n"
+		"  --max-num-seqs-limit N    how high llmqctl may raise max_num_seqs while\n"
+		"                            running, 1..4096 (default --max-num-seqs)\n"
+		"  --max-num-batched-tokens-limit N  how high llmqctl may raise\n"
+		"                            max_num_batched_tokens, 1..65536\n"
+		"                            (default --max-num-batched-tokens)\n"
 		"  --max-model-len N         longest prompt + output in tokens, 2..16777216\n"
 		"                            (default: the model's context, capped by the KV cache)\n"
 		"  --max-queued-requests N   waiting requests before -EBUSY, 1..1048576 (default 4096)\n"
@@ -205,6 +214,15 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 		case OPT_MAX_NUM_BATCHED:
 			cfg->sched.max_num_batched_tokens =
 				parse_u32("max-num-batched-tokens", optarg, 1,
+					  LLMQ_MAX_BATCHED_TOKENS_MAX, 10);
+			break;
+		case OPT_MAX_NUM_SEQS_LIMIT:
+			cfg->sched.max_num_seqs_limit =
+				parse_u32("max-num-seqs-limit", optarg, 1, LLMQ_MAX_NUM_SEQS_MAX, 10);
+			break;
+		case OPT_MAX_NUM_BATCHED_LIMIT:
+			cfg->max_num_batched_tokens_limit =
+				parse_u32("max-num-batched-tokens-limit", optarg, 1,
 					  LLMQ_MAX_BATCHED_TOKENS_MAX, 10);
 			break;
 		case OPT_MAX_MODEL_LEN:
@@ -306,10 +324,30 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->sched.max_num_batched_tokens, cfg->sched.max_num_seqs);
 		exit(2);
 	}
+	/*
+	 * The ceilings llmqctl may raise the per-step limits to: the step's
+	 * buffers (logits rows, the backend's activations) are sized for them
+	 * once, here, and never reallocated under a running engine.
+	 */
+	if (!cfg->sched.max_num_seqs_limit)
+		cfg->sched.max_num_seqs_limit = cfg->sched.max_num_seqs;
+	if (!cfg->max_num_batched_tokens_limit)
+		cfg->max_num_batched_tokens_limit = cfg->sched.max_num_batched_tokens;
+	if (cfg->sched.max_num_seqs_limit < cfg->sched.max_num_seqs) {
+		fprintf(stderr, "llmqd: --max-num-seqs-limit %u is below --max-num-seqs %u\n",
+			cfg->sched.max_num_seqs_limit, cfg->sched.max_num_seqs);
+		exit(2);
+	}
+	if (cfg->max_num_batched_tokens_limit < cfg->sched.max_num_batched_tokens) {
+		fprintf(stderr, "llmqd: --max-num-batched-tokens-limit %u is below "
+			"--max-num-batched-tokens %u\n", cfg->max_num_batched_tokens_limit,
+			cfg->sched.max_num_batched_tokens);
+		exit(2);
+	}
 	if (!cfg->sched.max_batch_size)
 		cfg->sched.max_batch_size = cfg->sched.max_num_seqs;
 	cfg->engine.kv_bytes = (size_t)cfg->kv_cache_mb << 20;
-	cfg->engine.max_step_tokens = cfg->sched.max_num_batched_tokens;
+	cfg->engine.max_step_tokens = cfg->max_num_batched_tokens_limit;
 	cfg->engine.null_delay_ns = cfg->null_delay_us * 1000ULL;
 	cfg->sched.batch_timeout_ns = cfg->batch_timeout_ms * 1000000ULL;
 }

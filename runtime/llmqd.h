@@ -47,6 +47,7 @@ struct llmqd_config {
 	uint32_t	max_cq_overflow;
 	uint32_t	max_prompt_bytes;
 	uint32_t	max_tokens_limit;
+	uint32_t	max_num_batched_tokens_limit;	/* sizes the step */
 	uint32_t	shutdown_timeout_ms;
 	uint32_t	socket_mode;
 	uint32_t	poll_us;

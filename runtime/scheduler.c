@@ -56,22 +56,26 @@ static void insert_sorted(struct list_head *head, struct sched_seq *q)
  * @kv:		the KV block manager; must outlive @s
  *
  * Return: 0, -EINVAL for a configuration that could never run a sequence
- * (a zero limit, or max_model_len beyond what the KV pool holds), -ENOMEM.
+ * (a zero limit, max_num_seqs_limit below max_num_seqs, or max_model_len
+ * beyond what the KV pool holds), -ENOMEM.
  */
 int sched_init(struct sched *s, const struct sched_config *cfg, struct kv_blocks *kv)
 {
 	uint64_t pool = (uint64_t)kvb_num_blocks(kv) * kvb_block_size(kv);
+	uint32_t room = cfg->max_num_seqs_limit ? cfg->max_num_seqs_limit : cfg->max_num_seqs;
 
 	memset(s, 0, sizeof(*s));
 	if (!cfg->max_batch_size || !cfg->max_num_seqs || !cfg->max_num_batched_tokens ||
-	    !cfg->max_queued || cfg->max_model_len < 2 || cfg->max_model_len > pool)
+	    !cfg->max_queued || cfg->max_model_len < 2 || cfg->max_model_len > pool ||
+	    room < cfg->max_num_seqs)
 		return -EINVAL;
 	s->cfg = *cfg;
 	s->kv = kv;
 	INIT_LIST_HEAD(&s->waiting);
 	INIT_LIST_HEAD(&s->running);
 	s->next_arrival = 1;
-	s->batch.seqs = calloc(cfg->max_num_seqs, sizeof(*s->batch.seqs));
+	s->cfg.max_num_seqs_limit = room;
+	s->batch.seqs = calloc(room, sizeof(*s->batch.seqs));
 	return s->batch.seqs ? 0 : -ENOMEM;
 }
 

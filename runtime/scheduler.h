@@ -31,6 +31,9 @@
  * @max_batch_size:	the window closes early when this many wait
  * @max_num_seqs:	most sequences in one step
  * @max_num_batched_tokens: most tokens in one step (decodes count one each)
+ * @max_num_seqs_limit:	room in a step for this many sequences, so that
+ *			@max_num_seqs may be raised to it while running (0: no
+ *			more room than @max_num_seqs)
  * @max_queued:		most waiting sequences; sched_add() says -EBUSY beyond
  * @max_model_len:	longest sequence, prompt and output (at most the KV
  *			pool's capacity, so that a lone sequence always fits)
@@ -42,6 +45,7 @@ struct sched_config {
 	uint32_t	max_batch_size;
 	uint32_t	max_num_seqs;
 	uint32_t	max_num_batched_tokens;
+	uint32_t	max_num_seqs_limit;
 	uint32_t	max_queued;
 	uint32_t	max_model_len;
 	uint32_t	watermark_blocks;

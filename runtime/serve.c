@@ -40,6 +40,7 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 {
 	struct sched_config sc = d->cfg.sched;
 	struct backend *be;
+	uint32_t room;
 	int ret;
 
 	ret = engine_open(&d->engine, &d->cfg.engine, err, errlen);
@@ -54,10 +55,12 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "scheduler: %s", strerror(-ret));
 		goto fail;
 	}
-	d->logits = malloc((size_t)sc.max_num_seqs * be->n_vocab * sizeof(*d->logits));
-	d->bseqs = calloc(sc.max_num_seqs, sizeof(*d->bseqs));
+	/* Rows for the most sequences a step may ever hold, raised live or not. */
+	room = d->sched.cfg.max_num_seqs_limit;
+	d->logits = malloc((size_t)room * be->n_vocab * sizeof(*d->logits));
+	d->bseqs = calloc(room, sizeof(*d->bseqs));
 	if (!d->logits || !d->bseqs) {
-		snprintf(err, errlen, "out of memory for %u rows of logits", sc.max_num_seqs);
+		snprintf(err, errlen, "out of memory for %u rows of logits", room);
 		ret = -ENOMEM;
 		goto fail;
 	}

@@ -502,6 +502,76 @@ static void test_config_live(void **state)
 	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* Eight one-token requests at once, the window closing on all eight. */
+static int64_t steps_for_eight(const char *sock)
+{
+	int64_t before = steps_of(sock);
+
+	assert_int_equal(generate_n(sock, 8, 1, 0), 8);
+	return steps_of(sock) - before;
+}
+
+/*
+ * max_num_seqs and max_num_batched_tokens go up live as far as the
+ * ceilings llmqd sized its step for, and the steps show it.
+ */
+static void test_config_raise(void **state)
+{
+	const char *args[] = { "--batch-timeout-ms", "1000", "--max-batch-size", "8",
+			       "--max-num-seqs", "2", "--max-num-batched-tokens", "32",
+			       "--max-num-seqs-limit", "8",
+			       "--max-num-batched-tokens-limit", "128", NULL };
+	const char *bad[] = { "--engine", "null", "--max-num-seqs", "8",
+			      "--max-num-seqs-limit", "4", NULL };
+	const char *bad2[] = { "--engine", "null", "--max-num-batched-tokens", "64",
+			       "--max-num-batched-tokens-limit", "32", NULL };
+	char bin[PATH_MAX + 16];
+	const char *argv[8];
+	struct json_object *o;
+	struct daemon d;
+	int i;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "raise", args), 0);
+	/* Two sequences a step: eight one-token prompts take four steps. */
+	assert_int_equal(steps_for_eight(d.sock), 4);
+	/* Raised to the ceilings, no restart: one step takes all eight. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "8", NULL), 0);
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "128", NULL), 0);
+	o = ctl_json(d.sock, "config", "get");
+	assert_int_equal(jint(o, "max_num_seqs"), 8);
+	assert_int_equal(jint(o, "max_num_batched_tokens"), 128);
+	json_object_put(o);
+	assert_int_equal(steps_for_eight(d.sock), 1);
+	/* Down again, and up again: the ceiling stays where it was. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "2", NULL), 0);
+	assert_int_equal(steps_for_eight(d.sock), 4);
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "8", NULL), 0);
+	assert_int_equal(steps_for_eight(d.sock), 1);
+	/* Past them: a clear refusal that names the ceiling and its flag. */
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "9", NULL), 3);
+	assert_non_null(strstr(err, "max_num_seqs: 9 is out of range 1..8"));
+	assert_non_null(strstr(err, "--max-num-seqs-limit"));
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "129", NULL), 3);
+	assert_non_null(strstr(err, "max_num_batched_tokens: 129 is out of range 1..128"));
+	assert_non_null(strstr(err, "--max-num-batched-tokens-limit"));
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+
+	/* A ceiling below its start value is a bad command line. */
+	snprintf(bin, sizeof(bin), "%s/llmqd", harness_bin_dir);
+	for (i = 0; i < 2; i++) {
+		const char *const *a = i ? bad2 : bad;
+		int n = 0;
+
+		argv[n++] = bin;
+		while (*a)
+			argv[n++] = *a++;
+		argv[n] = NULL;
+		assert_int_equal(run_cmd(argv, out, sizeof(out), err, sizeof(err)), 2);
+		assert_non_null(strstr(err, "is below"));
+	}
+}
+
 static void test_config_errors(void **state)
 {
 	struct json_object *o;
@@ -528,7 +598,11 @@ static void test_config_errors(void **state)
 	assert_int_equal(ctl(d.sock, "config", "set", "max_queued_requests", "2000000", NULL), 3);
 	assert_non_null(strstr(err, "out of range 1..1048576"));
 	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "65", NULL), 3);
-	assert_non_null(strstr(err, "start-up value"));
+	assert_non_null(strstr(err, "max_num_seqs: 65 is out of range 1..64 (the step's buffers "
+			       "were sized for that at start; restart llmqd with a larger "
+			       "--max-num-seqs-limit)"));
+	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "129", NULL), 3);
+	assert_non_null(strstr(err, "--max-num-batched-tokens-limit)"));
 	/* A combination llmqd's flags refuse too. */
 	assert_int_equal(ctl(d.sock, "config", "set", "max_num_batched_tokens", "32", NULL), 3);
 	assert_non_null(strstr(err, "below max_num_seqs"));
@@ -681,6 +755,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_config_live),
+		cmocka_unit_test(test_config_raise),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_clients_cancel),
 		cmocka_unit_test(test_drain_shutdown),

@@ -642,6 +642,20 @@ static void test_init_bad(void **state)
 	cfg.max_queued = 1;
 	assert_int_equal(sched_init(&s, &cfg, kv), 0);
 	sched_fini(&s);
+	/* room for fewer sequences than max_num_seqs: never */
+	cfg.max_num_seqs = 4;
+	cfg.max_num_batched_tokens = 4;
+	cfg.max_num_seqs_limit = 3;
+	assert_int_equal(sched_init(&s, &cfg, kv), -EINVAL);
+	/* no limit: room for max_num_seqs; a limit: room for that many */
+	cfg.max_num_seqs_limit = 0;
+	assert_int_equal(sched_init(&s, &cfg, kv), 0);
+	assert_int_equal(s.cfg.max_num_seqs_limit, 4);
+	sched_fini(&s);
+	cfg.max_num_seqs_limit = 16;
+	assert_int_equal(sched_init(&s, &cfg, kv), 0);
+	assert_int_equal(s.cfg.max_num_seqs_limit, 16);
+	sched_fini(&s);
 	kvb_destroy(kv);
 }
 
