@@ -78,6 +78,37 @@ ENGINE_OBJS	:= $(call obj,runtime/cpu/backend_cpu.c) $(CPU_OBJS) $(MODEL_OBJS)
 SERVE_OBJS	:= $(call obj,runtime/engine.c runtime/backend_null.c runtime/scheduler.c \
 		   runtime/kv_blocks.c runtime/sampler.c) $(ENGINE_OBJS) $(TOK_OBJS)
 
+# The CUDA backend (cuda/), when nvcc is found: /usr/local/cuda first, then
+# $PATH; NVCC= builds without it. Its kernels are built for sm_80 and sm_90
+# with sm_90 PTX, once: the ASan build ($(O)-asan) links the plain build's
+# kernel objects (CUDA_O), which no sanitizer touches. llmqd and llmq link
+# cudart and cuBLAS; without nvcc they link a stub whose --engine cuda
+# explains itself.
+ifeq ($(origin NVCC),undefined)
+NVCC		:= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
+			       $(shell command -v nvcc 2>/dev/null))
+endif
+CUDA_KERNELS	:= cuda/kernels/embed.cu cuda/kernels/norm.cu cuda/kernels/bias.cu \
+		   cuda/kernels/rope.cu cuda/kernels/kv_store.cu cuda/kernels/attention.cu \
+		   cuda/kernels/swiglu.cu cuda/kernels/sample.cu
+ifneq ($(NVCC),)
+CUDA_HOME	:= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_O		:= $(patsubst %-asan,%,$(O))
+CUDA_ARCH	:= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+		   -gencode arch=compute_90,code=compute_90
+NVCCFLAGS	:= -std=c++17 -O3 -g $(CUDA_ARCH) -Werror all-warnings \
+		   -Xcompiler -fPIC,-Wall,-Wextra
+CUDA_KOBJS	:= $(patsubst %.cu,$(CUDA_O)/obj/%.o,$(CUDA_KERNELS))
+CUDA_OBJS	:= $(call obj,cuda/backend_cuda.c) $(CUDA_KOBJS)
+LIBS_CUDA	:= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CFLAGS_CUDA	:= -I$(CUDA_HOME)/include -DLLMQ_HAVE_CUDA
+else
+CUDA_OBJS	:= $(call obj,cuda/backend_cuda_none.c)
+ifeq ($(MAKELEVEL),0)
+$(info llmq: nvcc not found: building without the CUDA backend (NVCC=/path/to/nvcc adds it))
+endif
+endif
+
 BINS		:= $(O)/bin/llmqd $(O)/bin/llmq $(O)/bin/llmq-ringbench $(O)/bin/llmq-mkmodel
 LIBA		:= $(O)/lib/libllmq.a
 LIBSO		:= $(O)/lib/libllmq.so.$(VERSION)
@@ -115,14 +146,14 @@ $(PCFILE): tools/lib/llmq/libllmq.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(LIBA)
+$(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(CUDA_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) $(LIBS_NL) -lpthread -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) $(LIBS_NL) $(LIBS_CUDA) -lpthread -lm
 
 $(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
-	       $(call obj,runtime/sampler.c) $(LIBA)
+	       $(call obj,runtime/sampler.c) $(CUDA_OBJS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) -lpthread -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) $(LIBS_CUDA) -lpthread -lm
 
 $(O)/bin/llmq-mkmodel: $(call obj,$(MKMODEL_SRCS)) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
@@ -315,6 +346,44 @@ $(O)/tests/test_vm: scripts/vm-check.sh
 	chmod +x $@
 # ---- end of llmq.ko ---------------------------------------------------------------
 
+# ---- the CUDA backend (cuda/): kernels, their tests, GPU checks -------------
+# test_cuda runs everywhere: without a GPU its kernel tests skip, and it
+# checks the fatbin and the --engine cuda errors. On a GPU machine:
+#   make check-cuda        test_cuda alone (kernels, forward, batching)
+#   make cuda-sanitize     test_cuda under compute-sanitizer memcheck, racecheck
+#   make bench-cuda        scripts/bench-cuda.sh (issue 10's table)
+TESTS		+= $(O)/tests/test_cuda
+
+$(O)/obj/cuda/backend_cuda.o $(O)/obj/tests/unit/test_cuda.o: CFLAGS_ALL += $(CFLAGS_CUDA)
+
+ifneq ($(NVCC),)
+$(CUDA_O)/obj/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+endif
+
+$(O)/tests/test_cuda: $(call obj,tests/unit/test_cuda.c) $(CUDA_OBJS) $(ENGINE_OBJS) \
+		      | $(O)/bin/llmq-mkmodel $(O)/bin/llmq $(O)/bin/llmqd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) $(LIBS_CUDA) -lpthread -lm
+
+$(O)/tests/bench_cuda: $(call obj,tests/unit/bench_cuda.c) $(CUDA_OBJS) $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CUDA) -lpthread -lm
+
+$(O)/obj/tests/unit/bench_cuda.o: CFLAGS_ALL += $(CFLAGS_CUDA)
+
+.PHONY: check-cuda cuda-sanitize bench-cuda
+check-cuda: $(O)/tests/test_cuda
+	$(O)/tests/test_cuda
+
+cuda-sanitize: $(O)/tests/test_cuda
+	scripts/cuda-sanitize.sh $(O)
+
+bench-cuda: all $(O)/bin/llmq-mkmodel $(O)/tests/bench_cuda
+	scripts/bench-cuda.sh $(O)
+# ---- end of the CUDA backend -----------------------------------------------------
+
 deps:
 	@scripts/install-deps.sh
 
@@ -400,4 +469,4 @@ model: $(O)/bin/llmq-mkmodel
 clean:
 	rm -rf $(O) $(O)-asan
 
--include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/obj $(CUDA_O)/obj/cuda -name '*.d' 2>/dev/null)

@@ -98,8 +98,26 @@ struct backend {
 	unsigned int		n_threads;
 };
 
+/**
+ * struct backend_cuda_params - what the CUDA backend needs beyond &backend_params
+ * @gpu_memory_utilization:	fraction of the GPU's memory llmq may hold in
+ *				all (weights, scratch, KV cache); the KV cache
+ *				gets what is left of it. 0 = 0.9
+ * @n_blocks:			if not 0, exactly this many KV blocks instead
+ * @device:			CUDA device ordinal
+ */
+struct backend_cuda_params {
+	double		gpu_memory_utilization;
+	uint32_t	n_blocks;
+	int		device;
+};
+
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,
 				   char *err, size_t errlen);
+struct backend *backend_cuda_create(const struct model *m, const struct backend_params *p,
+				    const struct backend_cuda_params *cp, char *err,
+				    size_t errlen);
+size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
 size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
 
 /**

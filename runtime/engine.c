@@ -114,8 +114,14 @@ static int open_null(struct engine *e, const struct engine_config *c, char *err,
 	return 0;
 }
 
-static int open_cpu(struct engine *e, const struct engine_config *c, char *err, size_t errlen)
+/* The cpu and cuda engines: a GGUF model, its tokenizer, a backend. */
+static int open_model(struct engine *e, const struct engine_config *c, bool cuda, char *err,
+		      size_t errlen)
 {
+	struct backend_cuda_params cp = {
+		.gpu_memory_utilization = c->gpu_memory_utilization,
+		.n_blocks = c->kv_blocks,
+	};
 	struct backend_params p = {
 		.n_threads = c->threads,
 		.block_size = c->block_size,
@@ -128,7 +134,7 @@ static int open_cpu(struct engine *e, const struct engine_config *c, char *err, 
 	int ret;
 
 	if (!c->model_path) {
-		snprintf(err, errlen, "--engine cpu needs --model FILE.gguf");
+		snprintf(err, errlen, "--engine %s needs --model FILE.gguf", c->backend);
 		return -EINVAL;
 	}
 	ret = model_load(&e->model, c->model_path);
@@ -143,9 +149,9 @@ static int open_cpu(struct engine *e, const struct engine_config *c, char *err, 
 		return -EINVAL;
 	}
 	block_bytes = backend_kv_block_bytes(&e->model, c->block_size);
-	if (c->kv_blocks)
+	if (c->kv_blocks && !cuda)
 		p.kv_bytes = (size_t)c->kv_blocks * block_bytes;
-	if (p.kv_bytes < block_bytes) {
+	if (!cuda && p.kv_bytes < block_bytes) {
 		snprintf(err, errlen, "KV cache of %zu bytes holds no block of %zu bytes",
 			 p.kv_bytes, block_bytes);
 		return -EINVAL;
@@ -153,9 +159,12 @@ static int open_cpu(struct engine *e, const struct engine_config *c, char *err, 
 	e->tok = tok_create(&e->model.vocab, err, errlen);
 	if (!e->tok)
 		return -EINVAL;
-	e->be = backend_cpu_create(&e->model, &p, err, errlen);
+	if (cuda)
+		e->be = backend_cuda_create(&e->model, &p, &cp, err, errlen);
+	else
+		e->be = backend_cpu_create(&e->model, &p, err, errlen);
 	if (!e->be)
-		return -ENOMEM;
+		return cuda ? -ENODEV : -ENOMEM;
 	v = &e->model.vocab;
 	if (v->eos >= 0)
 		e->eos_ids[e->nr_eos++] = v->eos;
@@ -187,9 +196,11 @@ int engine_open(struct engine *e, const struct engine_config *c, char *err, size
 	if (!strcmp(c->backend, "null")) {
 		ret = open_null(e, c, err, errlen);
 	} else if (!strcmp(c->backend, "cpu")) {
-		ret = open_cpu(e, c, err, errlen);
+		ret = open_model(e, c, false, err, errlen);
+	} else if (!strcmp(c->backend, "cuda")) {
+		ret = open_model(e, c, true, err, errlen);
 	} else {
-		snprintf(err, errlen, "unknown engine '%s' (cpu, null)", c->backend);
+		snprintf(err, errlen, "unknown engine '%s' (cpu, cuda, null)", c->backend);
 		ret = -EINVAL;
 	}
 	if (ret)

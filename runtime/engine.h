@@ -20,10 +20,13 @@
 
 /**
  * struct engine_config - how to open an engine
- * @backend:		"cpu" or "null"
- * @model_path:		cpu: the GGUF file
+ * @backend:		"cpu", "cuda" or "null"
+ * @model_path:		cpu, cuda: the GGUF file
  * @threads:		cpu: compute threads, 0 = one per core
- * @kv_bytes:		KV cache budget in bytes
+ * @kv_bytes:		KV cache budget in bytes (cpu, null; cuda sizes its
+ *			cache from @gpu_memory_utilization)
+ * @gpu_memory_utilization: cuda: share of the GPU's memory to hold in all,
+ *			0 = 0.9
  * @kv_blocks:		if not 0, exactly this many KV blocks (overrides
  *			@kv_bytes)
  * @block_size:		tokens per KV block
@@ -37,6 +40,7 @@ struct engine_config {
 	const char	*model_path;
 	unsigned int	threads;
 	size_t		kv_bytes;
+	double		gpu_memory_utilization;
 	uint32_t	kv_blocks;
 	uint32_t	block_size;
 	uint32_t	max_step_tokens;
@@ -48,7 +52,7 @@ struct engine_config {
  * struct engine - an open engine
  * @be:			the backend
  * @tok:		the tokenizer
- * @model:		the model (cpu only)
+ * @model:		the model (cpu, cuda)
  * @have_model:		@model is loaded
  * @eos_ids:		tokens that end a sequence
  * @nr_eos:		how many

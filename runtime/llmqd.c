@@ -25,6 +25,7 @@
 enum {
 	OPT_SOCKET = 256,
 	OPT_ENGINE,
+	OPT_GPU_MEM_UTIL,
 	OPT_NULL_DELAY,
 	OPT_BATCH_TIMEOUT,
 	OPT_MAX_BATCH,
@@ -60,6 +61,7 @@ static const struct option options[] = {
 	{ "socket",		required_argument, NULL, OPT_SOCKET },
 	{ "transport",		required_argument, NULL, OPT_TRANSPORT },
 	{ "engine",		required_argument, NULL, OPT_ENGINE },
+	{ "gpu-memory-utilization", required_argument, NULL, OPT_GPU_MEM_UTIL },
 	{ "null-delay-us",	required_argument, NULL, OPT_NULL_DELAY },
 	{ "batch-timeout-ms",	required_argument, NULL, OPT_BATCH_TIMEOUT },
 	{ "max-batch-size",	required_argument, NULL, OPT_MAX_BATCH },
@@ -98,11 +100,13 @@ static void usage(FILE *f)
 		"  --transport T             kernel (/dev/llmq), shm (the socket) or auto: kernel\n"
 		"                            when /dev/llmq exists (default auto); the socket\n"
 		"                            always serves admin requests and clients naming it\n"
-		"  --engine NAME             cpu or null (default cpu)\n"
-		"  --model FILE              GGUF model for the cpu engine (default: the bundled\n"
-		"                            " LLMQ_DEFAULT_MODEL ")\n"
+		"  --engine NAME             cpu, cuda or null (default cpu)\n"
+		"  --model FILE              GGUF model for the cpu and cuda engines (default:\n"
+		"                            the bundled " LLMQ_DEFAULT_MODEL ")\n"
 		"  --threads N               cpu engine: compute threads, 0..1024; 0 = one per core\n"
 		"                            (default 0)\n"
+		"  --gpu-memory-utilization F  cuda engine: share of the GPU's memory for weights,\n"
+		"                            scratch and KV cache, (0, 1] (default 0.9)\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
 		"  --kv-cache-mb N           KV cache size in MiB, 1..1048576 (default 256)\n"
 		"  --num-kv-blocks N         exactly N KV blocks, 1..16777216 (overrides --kv-cache-mb)\n"
@@ -187,10 +191,21 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->socket_path = optarg;
 			break;
 		case OPT_ENGINE:
-			if (strcmp(optarg, "null") && strcmp(optarg, "cpu"))
-				bad_flag("engine", optarg, "is not a known engine (cpu, null)");
+			if (strcmp(optarg, "null") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+				bad_flag("engine", optarg, "is not a known engine (cpu, cuda, null)");
 			cfg->engine.backend = optarg;
 			break;
+		case OPT_GPU_MEM_UTIL: {
+			char *end;
+
+			errno = 0;
+			cfg->engine.gpu_memory_utilization = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !(cfg->engine.gpu_memory_utilization > 0) ||
+			    cfg->engine.gpu_memory_utilization > 1)
+				bad_flag("gpu-memory-utilization", optarg, "is not in (0, 1]");
+			break;
+		}
 		case OPT_MODEL:
 			if (!*optarg)
 				bad_flag("model", optarg, "is empty");
@@ -306,7 +321,7 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 	}
 	if (!cfg->engine.backend)
 		cfg->engine.backend = "cpu";
-	if (!strcmp(cfg->engine.backend, "cpu") && !cfg->engine.model_path) {
+	if (strcmp(cfg->engine.backend, "null") && !cfg->engine.model_path) {
 		cfg->engine.model_path = model_default_path(default_model, sizeof(default_model));
 		if (!cfg->engine.model_path) {
 			fprintf(stderr, "llmqd: no --model given and the bundled model is not "

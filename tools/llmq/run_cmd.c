@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * llmq run: load a GGUF model, prefill one prompt on the CPU backend, sample
- * a continuation and stream only the generated text to stdout.
+ * llmq run: load a GGUF model, prefill one prompt on the CPU backend (or the
+ * CUDA one: --engine cuda), sample a continuation and stream only the
+ * generated text to stdout.
  */
 #include <errno.h>
 #include <limits.h>
@@ -30,6 +31,7 @@ static const struct option run_opts[] = {
 	{ "seed", required_argument, NULL, 's' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "kv-cache-mb", required_argument, NULL, 'c' },
+	{ "engine", required_argument, NULL, 'e' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -39,6 +41,7 @@ struct run_opts {
 	const char		*prompt;
 	unsigned int		threads;
 	unsigned long long	kv_mb;		/* 0: exactly prompt + max_tokens */
+	bool			cuda;		/* --engine cuda */
 	bool			verbose;
 	struct sampler_params	sp;
 };
@@ -114,6 +117,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 				err = -EINVAL;
 			o->kv_mb = u;
 			break;
+		case 'e':
+			if (!strcmp(optarg, "cuda"))
+				o->cuda = true;
+			else if (strcmp(optarg, "cpu"))
+				err = -EINVAL;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -130,7 +139,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
 			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--kv-cache-mb N] "
-			"[--verbose] PROMPT\n");
+			"[--engine cpu|cuda] [--verbose] PROMPT\n");
 		return -EINVAL;
 	}
 	if (!o->model) {
@@ -275,7 +284,17 @@ int cmd_run(int argc, char **argv)
 	}
 	bp.max_tokens = n < RUN_PREFILL_CHUNK ? n : RUN_PREFILL_CHUNK;
 	bp.max_context = ctx;
-	b = backend_cpu_create(&m, &bp, err, sizeof(err));
+	if (o.cuda) {
+		struct backend_cuda_params cp = { .n_blocks = n_blocks };
+
+		/* The cache just fits this prompt and output, as on the CPU. */
+		if (o.kv_mb)
+			cp.n_blocks = (o.kv_mb << 20) / backend_cuda_kv_block_bytes(&m,
+										bp.block_size);
+		b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	} else {
+		b = backend_cpu_create(&m, &bp, err, sizeof(err));
+	}
 	if (!b) {
 		fprintf(stderr, "llmq run: backend: %s\n", err);
 		goto out;

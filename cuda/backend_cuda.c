@@ -1,0 +1,775 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The CUDA backend: the same LLaMA-family step as runtime/cpu/backend_cpu.c
+ * (llama, qwen2) on one NVIDIA GPU. Weights and the paged KV cache live in
+ * device memory in BF16; every projection and the LM head is one cuBLAS
+ * GEMM over all tokens of the step (BF16 in, FP32 accumulation and out);
+ * the rest is cuda/kernels/. The host side here plans the step, uploads its
+ * small tables once, launches everything on one stream and waits once.
+ *
+ * Any CUDA or cuBLAS error becomes one line on stderr and -EIO from the
+ * step; the caller fails that step's requests and goes on (a context that
+ * is broken for good keeps answering -EIO).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "../runtime/backend.h"
+#include "../runtime/dtype.h"
+#include "../runtime/list.h"
+#include "kernels.h"
+
+#define CUDA_DEFAULT_MAX_TOKENS		512
+#define CUDA_DEFAULT_UTILIZATION	0.9
+/* Host staging for weight uploads: converted to BF16 this much at a time. */
+#define CUDA_STAGE_BYTES		(16u << 20)
+/* Shortest key range worth a split of its own in split-K attention. */
+#define CUDA_ATTN_MIN_SPLIT		256
+
+/* One layer's weights on the device; QKV and gate/up fused into one GEMM each. */
+struct cuda_layer {
+	uint16_t	*wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
+	float		*bqkv;		/* [q_dim + 2 kv_dim] or NULL */
+	uint16_t	*wo;		/* [n_embd][q_dim] */
+	uint16_t	*wgu;		/* [2 n_ff][n_embd]: gate rows, then up rows */
+	uint16_t	*wdown;		/* [n_embd][n_ff] */
+	float		*attn_norm, *ffn_norm;
+};
+
+/*
+ * The step's tables, built on the host in one pinned buffer and copied in
+ * one transfer: per row its token, position, cache slot and block-table
+ * offset; the rows that need logits; the block tables themselves.
+ */
+struct cuda_plan {
+	int32_t		*ids, *pos, *slot, *bt_off, *out_rows, *bt;
+};
+
+struct backend_cuda {
+	struct backend		b;
+	int			device;
+	cudaStream_t		stream;
+	cublasHandle_t		blas;
+	uint32_t		n_embd, n_head, n_head_kv, head_dim, n_ff, n_layer, n_rot;
+	uint32_t		q_dim, kv_dim, qkv_dim;
+	uint32_t		max_bt;		/* block-table entries per step */
+	int			sm_count;
+	float			attn_scale, rms_eps;
+	bool			neox, broken;
+	/* Weights. */
+	uint16_t		*tok_embd, *head;	/* head may be tok_embd (tied) */
+	float			*out_norm;
+	double			*inv_freq;
+	struct cuda_layer	*layers;
+	/* The KV cache: [layer][block][K, V][slot][kv_dim] BF16. */
+	uint16_t		*kv;
+	/* Per-step scratch on the device, max_tokens rows each. */
+	float			*x, *qkv, *gu, *logits, *part;
+	uint16_t		*xb, *att, *hb;
+	void			*d_plan;	/* the plan's arrays, device side */
+	void			*h_plan;	/* and host side (pinned) */
+	size_t			plan_bytes;
+	struct cuda_plan	hp, dp;
+};
+
+static struct backend_cuda *to_cuda(struct backend *b)
+{
+	return container_of(b, struct backend_cuda, b);
+}
+
+__attribute__((format(printf, 4, 5)))
+static int errf(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+/*
+ * Check a CUDA runtime call: on failure say which call failed where, and
+ * yield -EIO. Used as: if (cu_err(cudaFoo(...), "what", err, len)) goto fail.
+ */
+static int cu_err(cudaError_t e, const char *what, char *err, size_t len)
+{
+	if (e == cudaSuccess)
+		return 0;
+	return errf(err, len, -EIO, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
+		    cudaGetErrorName(e));
+}
+
+static const char *blas_str(cublasStatus_t s)
+{
+	switch (s) {
+	case CUBLAS_STATUS_NOT_INITIALIZED:	return "not initialized";
+	case CUBLAS_STATUS_ALLOC_FAILED:	return "allocation failed";
+	case CUBLAS_STATUS_INVALID_VALUE:	return "invalid value";
+	case CUBLAS_STATUS_ARCH_MISMATCH:	return "architecture mismatch";
+	case CUBLAS_STATUS_MAPPING_ERROR:	return "mapping error";
+	case CUBLAS_STATUS_EXECUTION_FAILED:	return "execution failed";
+	case CUBLAS_STATUS_INTERNAL_ERROR:	return "internal error";
+	case CUBLAS_STATUS_NOT_SUPPORTED:	return "not supported";
+	default:				return "error";
+	}
+}
+
+static int blas_err(cublasStatus_t s, const char *what, char *err, size_t len)
+{
+	if (s == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	return errf(err, len, -EIO, "cublas: %s: %s (%d)", what, blas_str(s), (int)s);
+}
+
+/*
+ * A step's error: one line on stderr (a step has no err buffer). Waits for
+ * what was queued; a sticky error (a fault inside a kernel) shows again
+ * there and leaves the context unusable for good, so later steps fail at
+ * once. A launch error that is not sticky is cleared.
+ */
+static int step_err(struct backend_cuda *c, int ret, const char *msg)
+{
+	cudaError_t e;
+
+	fprintf(stderr, "llmq: cuda backend: %s\n", msg);
+	e = cudaStreamSynchronize(c->stream);
+	(void)cudaGetLastError();
+	if (e != cudaSuccess)
+		c->broken = true;
+	return ret;
+}
+
+/**
+ * backend_cuda_kv_block_bytes() - bytes one KV block takes on the GPU
+ * @m:		the model
+ * @block_size:	tokens per block
+ *
+ * Return: 2 (K and V) * layers * @block_size * kv heads * head_dim * 2 (BF16).
+ */
+size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size)
+{
+	return (size_t)2 * m->hp.n_layer * block_size * m->hp.n_head_kv * m->hp.head_dim *
+	       sizeof(uint16_t);
+}
+
+static int dev_alloc(void *pp, size_t bytes, const char *what, char *err, size_t len)
+{
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "cudaMalloc %zu bytes for %s", bytes, what);
+	return cu_err(cudaMalloc((void **)pp, bytes ? bytes : 1), msg, err, len);
+}
+
+/*
+ * Upload rows of one weight tensor (any dtype llmq reads: dequantised on the
+ * host, then rounded to BF16) to @dst, @stage_bytes at a time.
+ */
+static int upload_bf16(uint16_t *dst, const struct gguf_tensor *t, uint16_t *stage, float *row,
+		       char *err, size_t len)
+{
+	uint64_t k = t->ne[0], n = t->nelem / t->ne[0], rb, r, done = 0, i;
+	size_t per = CUDA_STAGE_BYTES / sizeof(uint16_t) / k;
+
+	if (dtype_row_bytes(t->type, k, &rb) || !per)
+		return errf(err, len, -EINVAL, "tensor %.*s: type %u, row of %lu",
+			    (int)t->name.len, t->name.p, t->type, (unsigned long)k);
+	for (r = 0; r < n; r++) {
+		if (dequantize(t->type, (const uint8_t *)t->data + r * rb, row, k))
+			return errf(err, len, -EINVAL, "tensor %.*s: cannot dequantise",
+				    (int)t->name.len, t->name.p);
+		for (i = 0; i < k; i++)
+			stage[(r - done) * k + i] = fp32_to_bf16(row[i]);
+		if (r + 1 - done == per || r + 1 == n) {
+			if (cu_err(cudaMemcpy(dst + done * k, stage, (r + 1 - done) * k * 2,
+					      cudaMemcpyHostToDevice), "upload weights", err, len))
+				return -EIO;
+			done = r + 1;
+		}
+	}
+	return 0;
+}
+
+/* An F32 vector (norm weights, biases) to @dst. */
+static int upload_f32(float *dst, const struct gguf_tensor *t, char *err, size_t len)
+{
+	return cu_err(cudaMemcpy(dst, t->data, t->nelem * sizeof(float), cudaMemcpyHostToDevice),
+		      "upload vector", err, len);
+}
+
+/* Several tensors stacked by rows into one BF16 matrix, each allocated here. */
+static int upload_stack(uint16_t **dst, const struct gguf_tensor *const *t, int n,
+			uint16_t *stage, float *row, char *err, size_t len)
+{
+	uint64_t total = 0, at = 0;
+	int i, ret;
+
+	for (i = 0; i < n; i++)
+		total += t[i]->nelem;
+	ret = dev_alloc(dst, total * sizeof(uint16_t), "weights", err, len);
+	for (i = 0; !ret && i < n; i++) {
+		ret = upload_bf16(*dst + at, t[i], stage, row, err, len);
+		at += t[i]->nelem;
+	}
+	return ret;
+}
+
+static int upload_weights(struct backend_cuda *c, char *err, size_t len)
+{
+	const struct model *m = c->b.model;
+	uint64_t widest = m->hp.n_embd > m->hp.n_ff ? m->hp.n_embd : m->hp.n_ff;
+	uint16_t *stage;
+	float *row;
+	uint32_t i;
+	int ret;
+
+	if (widest < c->q_dim)
+		widest = c->q_dim;
+	stage = malloc(CUDA_STAGE_BYTES);
+	row = malloc(widest * sizeof(float));
+	c->layers = calloc(c->n_layer, sizeof(*c->layers));
+	if (!stage || !row || !c->layers) {
+		ret = errf(err, len, -ENOMEM, "out of host memory");
+		goto out;
+	}
+	ret = upload_stack(&c->tok_embd, &m->tok_embd, 1, stage, row, err, len);
+	if (!ret && m->output)
+		ret = upload_stack(&c->head, &m->output, 1, stage, row, err, len);
+	else
+		c->head = c->tok_embd;	/* tied embeddings */
+	ret = ret ? ret : dev_alloc(&c->out_norm, c->n_embd * sizeof(float), "norm", err, len);
+	ret = ret ? ret : upload_f32(c->out_norm, m->output_norm, err, len);
+	for (i = 0; !ret && i < c->n_layer; i++) {
+		const struct model_layer *l = &m->layers[i];
+		struct cuda_layer *d = &c->layers[i];
+		const struct gguf_tensor *qkv[3] = { l->wq, l->wk, l->wv };
+		const struct gguf_tensor *gu[2] = { l->w_gate, l->w_up };
+
+		ret = upload_stack(&d->wqkv, qkv, 3, stage, row, err, len);
+		ret = ret ? ret : upload_stack(&d->wo, &l->wo, 1, stage, row, err, len);
+		ret = ret ? ret : upload_stack(&d->wgu, gu, 2, stage, row, err, len);
+		ret = ret ? ret : upload_stack(&d->wdown, &l->w_down, 1, stage, row, err, len);
+		ret = ret ? ret : dev_alloc(&d->attn_norm, c->n_embd * 4, "norm", err, len);
+		ret = ret ? ret : upload_f32(d->attn_norm, l->attn_norm, err, len);
+		ret = ret ? ret : dev_alloc(&d->ffn_norm, c->n_embd * 4, "norm", err, len);
+		ret = ret ? ret : upload_f32(d->ffn_norm, l->ffn_norm, err, len);
+		if (!ret && l->bq) {
+			ret = dev_alloc(&d->bqkv, c->qkv_dim * sizeof(float), "bias", err, len);
+			ret = ret ? ret : upload_f32(d->bqkv, l->bq, err, len);
+			ret = ret ? ret : upload_f32(d->bqkv + c->q_dim, l->bk, err, len);
+			ret = ret ? ret : upload_f32(d->bqkv + c->q_dim + c->kv_dim, l->bv, err,
+						     len);
+		}
+	}
+out:
+	free(stage);
+	free(row);
+	return ret;
+}
+
+/*
+ * y[rows][n] (FP32) = x[rows][k] (BF16) . W^T, W [n][k] BF16 row-major as
+ * GGUF stores it, plus beta * y (beta 1: the residual add for free).
+ * cuBLAS is column-major: W is a k x n matrix with ld k, so y^T (n x rows)
+ * = op(W)^T (n x k) . x^T (k x rows): OP_T on W, OP_N on x.
+ */
+static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n, uint32_t k,
+			   const uint16_t *x, uint32_t rows, float *y, uint32_t ldy, float beta)
+{
+	const float alpha = 1.0f;
+
+	return cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w,
+			    CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y, CUDA_R_32F, ldy,
+			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+/* The same checks as the CPU backend's, in the same order. */
+static int check_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
+		      uint32_t *n_rows, uint32_t *n_out)
+{
+	uint64_t rows = 0, out = 0, bt = 0;
+	uint32_t i, j;
+
+	if (!seqs || !n_seqs)
+		return -EINVAL;
+	for (i = 0; i < n_seqs; i++) {
+		const struct backend_seq *s = &seqs[i];
+		uint64_t end = (uint64_t)s->pos + s->n_tokens;
+
+		if (!s->n_tokens || !s->tokens || !s->block_table || s->logits > BACKEND_LOGITS_ALL)
+			return -EINVAL;
+		if (end > c->b.max_context)
+			return -E2BIG;
+		if ((uint64_t)s->n_blocks * c->b.block_size < end)
+			return -EINVAL;
+		for (j = 0; j < (end + c->b.block_size - 1) / c->b.block_size; j++)
+			if (s->block_table[j] >= c->b.n_blocks)
+				return -EINVAL;
+		for (j = 0; j < s->n_tokens; j++)
+			if (s->tokens[j] >= c->b.n_vocab)
+				return -EINVAL;
+		rows += s->n_tokens;
+		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
+		       s->logits == BACKEND_LOGITS_LAST;
+		bt += (end + c->b.block_size - 1) / c->b.block_size;
+	}
+	if (rows > c->b.max_tokens)
+		return -E2BIG;
+	/* Cannot happen within max_tokens rows of max_context; kept as a guard. */
+	if (bt > c->max_bt)
+		return -E2BIG;
+	*n_rows = rows;
+	*n_out = out;
+	return 0;
+}
+
+/*
+ * Fill the host plan; returns the longest context (positions) of any row,
+ * and in @n_bt the block-table entries used.
+ */
+static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
+			  uint32_t *n_bt)
+{
+	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0;
+
+	for (i = 0; i < n_seqs; i++) {
+		const struct backend_seq *s = &seqs[i];
+		uint32_t nb = (s->pos + s->n_tokens + bs - 1) / bs;
+		uint32_t first = s->logits == BACKEND_LOGITS_ALL ? 0 : s->n_tokens - 1;
+
+		for (j = 0; j < nb; j++)
+			c->hp.bt[bt + j] = s->block_table[j];
+		for (j = 0; j < s->n_tokens; j++, row++) {
+			uint32_t p = s->pos + j;
+
+			c->hp.ids[row] = s->tokens[j];
+			c->hp.pos[row] = p;
+			c->hp.slot[row] = s->block_table[p / bs] * bs + p % bs;
+			c->hp.bt_off[row] = bt;
+			if (s->logits != BACKEND_LOGITS_NONE && j >= first)
+				c->hp.out_rows[o++] = row;
+		}
+		bt += nb;
+		if (s->pos + s->n_tokens > longest)
+			longest = s->pos + s->n_tokens;
+	}
+	*n_bt = bt;
+	return longest;
+}
+
+/*
+ * Split-K only when the rows alone leave the GPU idle (a small decode
+ * batch: fewer blocks than two per multiprocessor) and the context is long
+ * enough to share: as many splits of at least CUDA_ATTN_MIN_SPLIT keys as
+ * make about two blocks per multiprocessor. With B = rows * heads < 2 S
+ * blocks and n = ceil(2 S / B) splits, n * B < 2 S + B < 4 S partials:
+ * the scratch holds 4 S.
+ */
+static void attn_splits(struct backend_cuda *c, uint32_t n_rows, uint32_t longest,
+			uint32_t *n_splits, uint32_t *split_len)
+{
+	uint64_t blocks = (uint64_t)n_rows * c->n_head;
+	uint32_t n = 1;
+
+	if (blocks < 2ull * c->sm_count) {
+		n = (2ull * c->sm_count + blocks - 1) / blocks;
+		if (n > (longest + CUDA_ATTN_MIN_SPLIT - 1) / CUDA_ATTN_MIN_SPLIT)
+			n = (longest + CUDA_ATTN_MIN_SPLIT - 1) / CUDA_ATTN_MIN_SPLIT;
+		if (n > CUK_ATTN_MAX_SPLITS)
+			n = CUK_ATTN_MAX_SPLITS;
+		if (!n)
+			n = 1;
+	}
+	*n_splits = n;
+	*split_len = (longest + n - 1) / n;
+}
+
+/* Launch status to -EIO with a message naming the kernel. */
+#define LAUNCH(call, what)						\
+	do {								\
+		cudaError_t e_ = (call);				\
+		if (e_ != cudaSuccess) {				\
+			snprintf(msg, sizeof(msg), "%s: %s", (what),	\
+				 cudaGetErrorString(e_));		\
+			return step_err(c, -EIO, msg);			\
+		}							\
+	} while (0)
+
+#define BLAS(call, what)						\
+	do {								\
+		cublasStatus_t s_ = (call);				\
+		if (s_ != CUBLAS_STATUS_SUCCESS) {			\
+			snprintf(msg, sizeof(msg), "%s: cublas %s", (what), \
+				 blas_str(s_));				\
+			return step_err(c, -EIO, msg);			\
+		}							\
+	} while (0)
+
+static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		     float *logits)
+{
+	struct backend_cuda *c = to_cuda(b);
+	size_t layer_kv = (size_t)b->n_blocks * 2 * b->block_size * c->kv_dim;
+	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, i;
+	struct cuk_rope rope;
+	struct cuk_attn attn;
+	char msg[256];
+	int err;
+
+	err = check_step(c, seqs, n_seqs, &n_rows, &n_out);
+	if (err)
+		return err;
+	if (n_out && !logits)
+		return -EINVAL;
+	if (c->broken)
+		return step_err(c, -EIO, "an earlier CUDA error left the device unusable");
+	longest = plan_step(c, seqs, n_seqs, &n_bt);
+	attn_splits(c, n_rows, longest, &n_splits, &split_len);
+
+	/* The per-row arrays (5 x max_tokens), then the block tables in use. */
+	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids, 5 * (size_t)b->max_tokens * sizeof(int32_t),
+			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
+	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
+			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
+	LAUNCH(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd), "embed");
+
+	rope = (struct cuk_rope){
+		.x = c->qkv, .ld = c->qkv_dim, .k_off = c->q_dim, .pos = c->dp.pos,
+		.inv_freq = c->inv_freq, .n_rows = n_rows, .n_head_q = c->n_head,
+		.n_head_k = c->n_head_kv, .head_dim = c->head_dim, .n_rot = c->n_rot,
+		.neox = c->neox,
+	};
+	attn = (struct cuk_attn){
+		.out = c->att, .q = c->qkv, .ldq = c->qkv_dim, .row_pos = c->dp.pos,
+		.row_bt = c->dp.bt_off, .bt = c->dp.bt, .part = c->part, .n_rows = n_rows,
+		.n_head = c->n_head, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
+		.block_size = b->block_size, .scale = c->attn_scale, .n_splits = n_splits,
+		.split_len = split_len,
+	};
+	for (i = 0; i < c->n_layer; i++) {
+		const struct cuda_layer *l = &c->layers[i];
+		uint16_t *kv = c->kv + i * layer_kv;
+
+		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->attn_norm, n_rows, c->n_embd,
+				   c->rms_eps), "attn_norm");
+		BLAS(gemm(c, l->wqkv, c->qkv_dim, c->n_embd, c->xb, n_rows, c->qkv, c->qkv_dim,
+			  0.0f), "qkv");
+		if (l->bqkv)
+			LAUNCH(cuk_add_bias(c->stream, c->qkv, l->bqkv, n_rows, c->qkv_dim,
+					    c->qkv_dim), "qkv bias");
+		LAUNCH(cuk_rope(c->stream, &rope), "rope");
+		LAUNCH(cuk_kv_store(c->stream, kv, c->qkv, c->qkv_dim, c->q_dim,
+				    c->q_dim + c->kv_dim, c->dp.slot, n_rows, c->kv_dim,
+				    b->block_size), "kv store");
+		attn.kv = kv;
+		LAUNCH(cuk_attention(c->stream, &attn), "attention");
+		BLAS(gemm(c, l->wo, c->n_embd, c->q_dim, c->att, n_rows, c->x, c->n_embd, 1.0f),
+		     "attn output");
+		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->ffn_norm, n_rows, c->n_embd,
+				   c->rms_eps), "ffn_norm");
+		BLAS(gemm(c, l->wgu, 2 * c->n_ff, c->n_embd, c->xb, n_rows, c->gu, 2 * c->n_ff,
+			  0.0f), "gate/up");
+		LAUNCH(cuk_swiglu(c->stream, c->hb, c->gu, n_rows, c->n_ff), "swiglu");
+		BLAS(gemm(c, l->wdown, c->n_embd, c->n_ff, c->hb, n_rows, c->x, c->n_embd, 1.0f),
+		     "down");
+	}
+	if (n_out) {
+		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, c->dp.out_rows, c->out_norm, n_out,
+				   c->n_embd, c->rms_eps), "output_norm");
+		BLAS(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
+			  0.0f), "lm head");
+		LAUNCH(cudaMemcpyAsync(logits, c->logits, (size_t)n_out * b->n_vocab * sizeof(float),
+				       cudaMemcpyDeviceToHost, c->stream), "copy logits");
+	}
+	/* Also keeps the pinned plan from being rewritten under a pending copy. */
+	LAUNCH(cudaStreamSynchronize(c->stream), "step");
+	return 0;
+}
+
+static void cuda_destroy(struct backend *b)
+{
+	struct backend_cuda *c = to_cuda(b);
+	uint32_t i;
+
+	/* Errors ignored: nothing to do about them while tearing down. */
+	if (c->stream)
+		cudaStreamSynchronize(c->stream);
+	for (i = 0; c->layers && i < c->n_layer; i++) {
+		struct cuda_layer *l = &c->layers[i];
+
+		cudaFree(l->wqkv);
+		cudaFree(l->bqkv);
+		cudaFree(l->wo);
+		cudaFree(l->wgu);
+		cudaFree(l->wdown);
+		cudaFree(l->attn_norm);
+		cudaFree(l->ffn_norm);
+	}
+	free(c->layers);
+	if (c->head != c->tok_embd)
+		cudaFree(c->head);
+	cudaFree(c->tok_embd);
+	cudaFree(c->out_norm);
+	cudaFree(c->inv_freq);
+	cudaFree(c->kv);
+	cudaFree(c->x);
+	cudaFree(c->qkv);
+	cudaFree(c->gu);
+	cudaFree(c->logits);
+	cudaFree(c->part);
+	cudaFree(c->xb);
+	cudaFree(c->att);
+	cudaFree(c->hb);
+	cudaFree(c->d_plan);
+	if (c->h_plan)
+		cudaFreeHost(c->h_plan);
+	if (c->blas)
+		cublasDestroy(c->blas);
+	if (c->stream)
+		cudaStreamDestroy(c->stream);
+	free(c);
+}
+
+static const struct backend_ops cuda_ops = {
+	.name		= "cuda",
+	.step		= cuda_step,
+	.destroy	= cuda_destroy,
+};
+
+static bool is_f32(const struct gguf_tensor *t)
+{
+	return !t || t->type == GGML_TYPE_F32;
+}
+
+/* What this backend computes with: as the CPU backend, and heads that fit. */
+static int check_model(const struct model *m, char *err, size_t len)
+{
+	const struct model_hparams *hp = &m->hp;
+	uint32_t i;
+
+	if (!hp->n_head_kv || hp->n_head % hp->n_head_kv)
+		return errf(err, len, -EINVAL, "%u heads over %u kv heads", hp->n_head,
+			    hp->n_head_kv);
+	if (!hp->head_dim || hp->head_dim > CUK_ATTN_MAX_HEAD_DIM)
+		return errf(err, len, -EINVAL, "head_dim %u: the CUDA backend takes 1..%u",
+			    hp->head_dim, CUK_ATTN_MAX_HEAD_DIM);
+	if (!hp->n_rot || hp->n_rot % 2 || hp->n_rot > hp->head_dim || !(hp->rope_freq_base > 0))
+		return errf(err, len, -EINVAL, "rope: head_dim %u n_rot %u", hp->head_dim,
+			    hp->n_rot);
+	if (!is_f32(m->output_norm) || !m->output_norm)
+		return errf(err, len, -EINVAL, "output_norm is not F32");
+	for (i = 0; i < hp->n_layer; i++) {
+		const struct model_layer *l = &m->layers[i];
+
+		if (!is_f32(l->attn_norm) || !is_f32(l->ffn_norm) || !is_f32(l->bq) ||
+		    !is_f32(l->bk) || !is_f32(l->bv))
+			return errf(err, len, -EINVAL, "layer %u: norms and biases must be F32", i);
+		if (!l->bq != !l->bk || !l->bq != !l->bv)
+			return errf(err, len, -EINVAL, "layer %u: some QKV biases missing", i);
+	}
+	return 0;
+}
+
+/* Carve the plan's arrays out of one buffer (host or device). */
+static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
+{
+	int32_t *a = base;
+
+	p->ids = a;
+	p->pos = a + T;
+	p->slot = a + 2 * (size_t)T;
+	p->bt_off = a + 3 * (size_t)T;
+	p->out_rows = a + 4 * (size_t)T;
+	p->bt = a + 5 * (size_t)T;
+}
+
+static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
+{
+	size_t T = c->b.max_tokens;
+	size_t parts = (size_t)4 * c->sm_count * (c->head_dim + 2);
+	int ret;
+
+	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size));
+	c->plan_bytes = (5 * T + c->max_bt) * sizeof(int32_t);
+	ret = dev_alloc(&c->x, T * c->n_embd * 4, "activations", err, len);
+	ret = ret ? ret : dev_alloc(&c->qkv, T * c->qkv_dim * 4, "qkv", err, len);
+	ret = ret ? ret : dev_alloc(&c->gu, T * 2 * c->n_ff * 4, "gate/up", err, len);
+	ret = ret ? ret : dev_alloc(&c->logits, T * c->b.n_vocab * 4, "logits", err, len);
+	ret = ret ? ret : dev_alloc(&c->part, parts * 4, "attention partials", err, len);
+	ret = ret ? ret : dev_alloc(&c->xb, T * c->n_embd * 2, "normed", err, len);
+	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
+	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
+	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
+	if (!ret)
+		ret = cu_err(cudaMallocHost(&c->h_plan, c->plan_bytes), "cudaMallocHost", err,
+			     len);
+	if (ret)
+		return ret;
+	plan_layout(&c->hp, c->h_plan, T);
+	plan_layout(&c->dp, c->d_plan, T);
+	return 0;
+}
+
+/*
+ * The KV cache: @cp->n_blocks, or what is left of utilization * total
+ * memory now that weights and scratch are in.
+ */
+static int alloc_kv(struct backend_cuda *c, const struct backend_cuda_params *cp, char *err,
+		    size_t len)
+{
+	double util = cp->gpu_memory_utilization > 0 ? cp->gpu_memory_utilization :
+		      CUDA_DEFAULT_UTILIZATION;
+	size_t block = backend_cuda_kv_block_bytes(c->b.model, c->b.block_size);
+	size_t free_b, total_b, n;
+	double budget;
+
+	if (cu_err(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo", err, len))
+		return -EIO;
+	if (cp->n_blocks) {
+		n = cp->n_blocks;
+	} else {
+		/* Ours and anyone else's use so far counts against the share. */
+		budget = util * (double)total_b - (double)(total_b - free_b);
+		if (budget < (double)block)
+			return errf(err, len, -ENOMEM, "--gpu-memory-utilization %.2f of %zu MiB "
+				    "leaves no room for a KV block after the weights (%zu MiB "
+				    "in use)", util, total_b >> 20, (total_b - free_b) >> 20);
+		n = (size_t)(budget / (double)block);
+	}
+	/* Slots are int32 on the device. */
+	if (n > INT32_MAX / c->b.block_size)
+		n = INT32_MAX / c->b.block_size;
+	if (n > UINT32_MAX)
+		n = UINT32_MAX;
+	c->b.n_blocks = n;
+	c->b.kv_bytes = n * block;
+	return dev_alloc(&c->kv, c->b.kv_bytes, "the KV cache", err, len);
+}
+
+/* One CUDA device is there, usable: @dev exists, or a clear reason why not. */
+static int open_device(struct backend_cuda *c, int dev, char *err, size_t len)
+{
+	struct cudaDeviceProp prop;
+	int n = 0;
+	cudaError_t e;
+
+	e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess)
+		return errf(err, len, -ENODEV, "no usable CUDA device: cudaGetDeviceCount: %s",
+			    cudaGetErrorString(e));
+	if (dev < 0 || dev >= n)
+		return errf(err, len, -ENODEV, "no CUDA device %d (%d present)", dev, n);
+	if (cu_err(cudaSetDevice(dev), "cudaSetDevice", err, len) ||
+	    cu_err(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties", err, len))
+		return -EIO;
+	if (prop.major < 8)
+		return errf(err, len, -ENODEV, "%s is compute capability %d.%d; llmq's CUDA "
+			    "backend needs 8.0 (Ampere) or later", prop.name, prop.major,
+			    prop.minor);
+	c->device = dev;
+	c->sm_count = prop.multiProcessorCount;
+	return 0;
+}
+
+/**
+ * backend_cuda_create() - a CUDA backend for a loaded model
+ * @m:		the model; must outlive the backend
+ * @p:		block size, max_tokens, max_context (n_threads and kv_bytes are
+ *		the CPU's and ignored)
+ * @cp:		GPU memory share or an exact KV block count, the device
+ * @err:	a one-line reason on failure
+ * @errlen:	its size
+ *
+ * Uploads the weights (BF16), allocates every per-step buffer, then the KV
+ * cache from what the memory share leaves, so a step allocates nothing.
+ *
+ * Return: the backend, or NULL with @err set (no GPU, too little memory,
+ * a model it cannot run).
+ */
+struct backend *backend_cuda_create(const struct model *m, const struct backend_params *p,
+				    const struct backend_cuda_params *cp, char *err,
+				    size_t errlen)
+{
+	const struct model_hparams *hp = &m->hp;
+	struct backend_cuda *c;
+	double *inv_freq = NULL;
+	uint32_t i;
+
+	if (check_model(m, err, errlen))
+		return NULL;
+	if (cp->gpu_memory_utilization < 0 || cp->gpu_memory_utilization > 1) {
+		errf(err, errlen, -EINVAL, "gpu memory utilization %.3f is not in (0, 1]",
+		     cp->gpu_memory_utilization);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		errf(err, errlen, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	c->b.ops = &cuda_ops;
+	c->b.model = m;
+	c->b.n_vocab = hp->n_vocab;
+	c->b.block_size = p->block_size ? p->block_size : BACKEND_DEFAULT_BLOCK_SIZE;
+	c->b.max_tokens = p->max_tokens ? p->max_tokens : CUDA_DEFAULT_MAX_TOKENS;
+	c->b.max_context = p->max_context ? p->max_context : hp->n_ctx_train;
+	if (!c->b.max_context)
+		c->b.max_context = 4096;
+	c->b.n_threads = 1;
+	c->n_embd = hp->n_embd;
+	c->n_head = hp->n_head;
+	c->n_head_kv = hp->n_head_kv;
+	c->head_dim = hp->head_dim;
+	c->n_ff = hp->n_ff;
+	c->n_layer = hp->n_layer;
+	c->n_rot = hp->n_rot;
+	c->q_dim = hp->n_head * hp->head_dim;
+	c->kv_dim = hp->n_head_kv * hp->head_dim;
+	c->qkv_dim = c->q_dim + 2 * c->kv_dim;
+	c->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
+	c->rms_eps = hp->rms_eps;
+	c->neox = hp->rope == ROPE_NEOX;
+
+	if (open_device(c, cp->device, err, errlen))
+		goto fail;
+	if (cu_err(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
+		   "cudaStreamCreate", err, errlen) ||
+	    blas_err(cublasCreate(&c->blas), "cublasCreate", err, errlen) ||
+	    blas_err(cublasSetStream(c->blas, c->stream), "cublasSetStream", err, errlen))
+		goto fail;
+
+	/* RoPE frequencies in double, as cpu_rope_init() computes them. */
+	inv_freq = malloc(c->n_rot / 2 * sizeof(double));
+	if (!inv_freq) {
+		errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < c->n_rot / 2; i++)
+		inv_freq[i] = pow((double)hp->rope_freq_base, -2.0 * (double)i / (double)c->n_rot);
+	if (dev_alloc(&c->inv_freq, c->n_rot / 2 * sizeof(double), "rope", err, errlen) ||
+	    cu_err(cudaMemcpy(c->inv_freq, inv_freq, c->n_rot / 2 * sizeof(double),
+			      cudaMemcpyHostToDevice), "upload rope", err, errlen))
+		goto fail;
+	free(inv_freq);
+	inv_freq = NULL;
+
+	if (upload_weights(c, err, errlen) || alloc_scratch(c, err, errlen) ||
+	    alloc_kv(c, cp, err, errlen))
+		goto fail;
+	return &c->b;
+
+fail:
+	free(inv_freq);
+	cuda_destroy(&c->b);
+	return NULL;
+}

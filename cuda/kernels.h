@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The CUDA backend's own kernels, as C functions that launch them on a
+ * stream: everything of a forward step that cuBLAS does not do. Each
+ * cuda/kernels/X.cu holds one job; this header is all the host side sees.
+ *
+ * Conventions: activations are FP32 row-major [rows][n]; BF16 tensors
+ * (weights, GEMM inputs, the KV cache) are passed as uint16_t, bit patterns
+ * of __nv_bfloat16, so that C code can hold them. Every function returns
+ * the launch's status (cudaGetLastError()); an error in the kernel itself
+ * shows at the next synchronisation. None synchronises.
+ */
+#ifndef LLMQ_CUDA_KERNELS_H
+#define LLMQ_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest head the attention kernel holds in registers and shared memory. */
+#define CUK_ATTN_MAX_HEAD_DIM	256
+/* Most key/value splits of one query row in split-K attention. */
+#define CUK_ATTN_MAX_SPLITS	64
+
+cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *ids,
+		      uint32_t n_rows, uint32_t dim);
+
+cudaError_t cuk_rmsnorm(cudaStream_t s, uint16_t *out, const float *x, const int32_t *rows,
+			const float *w, uint32_t n_rows, uint32_t dim, float eps);
+
+cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *bias, uint32_t n_rows,
+			 uint32_t n, uint32_t ld);
+
+/**
+ * struct cuk_rope - what cuk_rope() rotates
+ * @x:		rows of @ld floats; the heads to rotate lie from column 0
+ *		(q: @n_head_q heads) and from column @k_off (k: @n_head_k heads)
+ * @ld:		floats per row
+ * @k_off:	first column of k
+ * @pos:	position of each row
+ * @inv_freq:	@n_rot / 2 frequencies (device memory, double)
+ * @n_rows:	rows
+ * @n_head_q:	q heads
+ * @n_head_k:	k heads
+ * @head_dim:	floats per head
+ * @n_rot:	rotated floats of each head (even, <= @head_dim)
+ * @neox:	rotate (x[i], x[i + n_rot/2]) instead of (x[2i], x[2i+1])
+ */
+struct cuk_rope {
+	float		*x;
+	uint32_t	ld;
+	uint32_t	k_off;
+	const int32_t	*pos;
+	const double	*inv_freq;
+	uint32_t	n_rows;
+	uint32_t	n_head_q;
+	uint32_t	n_head_k;
+	uint32_t	head_dim;
+	uint32_t	n_rot;
+	int		neox;
+};
+
+cudaError_t cuk_rope(cudaStream_t s, const struct cuk_rope *r);
+
+cudaError_t cuk_kv_store(cudaStream_t s, uint16_t *kv, const float *src, uint32_t ld,
+			 uint32_t k_off, uint32_t v_off, const int32_t *slots, uint32_t n_rows,
+			 uint32_t kv_dim, uint32_t block_size);
+
+/**
+ * struct cuk_attn - one layer's paged attention over a step's rows
+ * @out:	[n_rows][n_head * head_dim] BF16, the heads' outputs side by side
+ * @q:		[n_rows][ldq] FP32, q heads from column 0 (already rotated)
+ * @ldq:	floats per row of @q
+ * @kv:		this layer's KV cache: [block][K, V][slot][n_head_kv * head_dim]
+ *		BF16
+ * @row_pos:	position of each row: it attends to positions 0 .. pos of
+ *		its sequence (causal), whose K/V are already in the cache
+ * @row_bt:	each row's block table, as an offset into @bt
+ * @bt:		block tables, concatenated: position p of a row is in block
+ *		@bt[@row_bt[row] + p / @block_size], slot p % @block_size
+ * @part:	split-K scratch: n_rows * n_head * @n_splits * (head_dim + 2)
+ *		floats; unused when @n_splits is 1
+ * @n_rows:	rows (query tokens)
+ * @n_head:	query heads
+ * @n_head_kv:	KV heads; divides @n_head (GQA)
+ * @head_dim:	floats per head, <= CUK_ATTN_MAX_HEAD_DIM
+ * @block_size:	tokens per KV block
+ * @scale:	multiplies q . k (1 / sqrt(head_dim))
+ * @n_splits:	key ranges per row, each of @split_len positions, computed
+ *		apart and merged by a second kernel; 1: one pass, no merge
+ * @split_len:	positions per split; @n_splits * @split_len must cover the
+ *		longest row's context
+ */
+struct cuk_attn {
+	uint16_t	*out;
+	const float	*q;
+	uint32_t	ldq;
+	const uint16_t	*kv;
+	const int32_t	*row_pos;
+	const int32_t	*row_bt;
+	const int32_t	*bt;
+	float		*part;
+	uint32_t	n_rows;
+	uint32_t	n_head;
+	uint32_t	n_head_kv;
+	uint32_t	head_dim;
+	uint32_t	block_size;
+	float		scale;
+	uint32_t	n_splits;
+	uint32_t	split_len;
+};
+
+cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a);
+
+cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint32_t n_rows,
+		       uint32_t n_ff);
+
+cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x, uint32_t n_rows,
+		       uint32_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMQ_CUDA_KERNELS_H */

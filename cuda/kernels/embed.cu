@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Embedding gather: the FP32 rows of a step's tokens from the BF16 table.
+ */
+#include "common.cuh"
+
+/* One thread per element of the output: row t, column i. */
+static __global__ void embed_kernel(float *x, const uint16_t *table, const int32_t *ids,
+				    uint32_t n_rows, uint32_t dim)
+{
+	const uint64_t e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	const uint64_t t = e / dim, i = e % dim;
+
+	if (t >= n_rows)
+		return;
+	x[e] = bf16_load(table + (uint64_t)ids[t] * dim + i);
+}
+
+/**
+ * cuk_embed() - x[t] = table[ids[t]], widened to FP32
+ * @s:		the stream
+ * @x:		[n_rows][dim] FP32 out
+ * @table:	[n_vocab][dim] BF16
+ * @ids:	n_rows token ids, checked by the caller to be < n_vocab
+ * @n_rows:	tokens
+ * @dim:	floats per row
+ *
+ * Return: the launch's status.
+ */
+extern "C" cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table,
+				 const int32_t *ids, uint32_t n_rows, uint32_t dim)
+{
+	const uint64_t n = (uint64_t)n_rows * dim;
+
+	if (!n)
+		return cudaSuccess;
+	embed_kernel<<<cuk_blocks(n, 256), 256, 0, s>>>(x, table, ids, n_rows, dim);
+	return cudaGetLastError();
+}

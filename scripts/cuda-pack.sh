@@ -1,0 +1,32 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# cuda-pack.sh: what a GPU machine without apt needs to run the CUDA tests
+# and benchmarks built here: the binaries, test_cuda, bench_cuda, the scripts,
+# and the shared libraries they link that are not part of CUDA or glibc
+# (cmocka, liburing, libnl, json-c, pcre2, unistring), in BUILD_DIR/gpu.
+# cuBLAS and cudart are the GPU machine's own (/usr/local/cuda/lib64, the
+# binaries' rpath; else set LD_LIBRARY_PATH to pip's nvidia/*/lib).
+#
+#   scripts/cuda-pack.sh [BUILD_DIR]
+#
+# Then, with the device tool, carry BUILD_DIR/gpu and run in it:
+#   export LD_LIBRARY_PATH=$PWD/lib; tests/test_cuda
+#   scripts/cuda-sanitize.sh .; scripts/bench-cuda.sh .
+set -euo pipefail
+
+O=${1:-build}
+P=$O/gpu
+rm -rf "$P"
+mkdir -p "$P/bin" "$P/tests" "$P/lib" "$P/scripts"
+for b in llmqd llmq llmq-bench llmq-mkmodel; do
+	cp "$O/bin/$b" "$P/bin/"
+done
+for t in test_cuda bench_cuda; do
+	cp "$O/tests/$t" "$P/tests/"
+done
+cp scripts/bench-cuda.sh scripts/cuda-sanitize.sh scripts/llmqd-wait.sh "$P/scripts/"
+ldd "$P"/bin/* "$P"/tests/* | awk '/=> \// { print $3 }' | sort -u |
+	grep -v -E '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|/libcu|/libnv' |
+	while read -r lib; do cp -L "$lib" "$P/lib/"; done
+du -sh "$P"

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bench_cuda MODEL.gguf: the CUDA backend against the two ceilings of the
+ * GPU it runs on, measured there and then: device-to-device copy bandwidth
+ * (bytes read + written) and the BF16 cuBLAS matmul rate. Then decode
+ * tokens/s at batch 1 beside the bandwidth floor (weight bytes per token /
+ * bandwidth), decode throughput at batch 64 and 256, and prefill TFLOP/s for
+ * a 2048-token prompt beside the matmul rate. scripts/bench-cuda.sh runs it
+ * on a llama3-8b preset in BF16 (issue 10's table).
+ *
+ * Every time is a wall-clock time around whole backend steps, which
+ * synchronise; each figure is the median of REPS runs after a warm-up.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "model.h"
+
+#define REPS		5
+#define DECODE_STEPS	32
+#define CTX		512	/* prompt positions before the timed decodes */
+#define PREFILL		2048
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_d);
+	return v[n / 2];
+}
+
+#define CK(call)							\
+	do {								\
+		cudaError_t e_ = (call);				\
+		if (e_ != cudaSuccess) {				\
+			fprintf(stderr, "bench_cuda: %s: %s\n", #call,	\
+				cudaGetErrorString(e_));		\
+			exit(1);					\
+		}							\
+	} while (0)
+
+/* Copy bandwidth: 1 GiB device to device, bytes read plus written, GB/s. */
+static double copy_bw(void)
+{
+	size_t n = 1ull << 30;
+	cudaEvent_t a, b;
+	double t[REPS];
+	void *x, *y;
+	float ms;
+	int i;
+
+	CK(cudaMalloc(&x, n));
+	CK(cudaMalloc(&y, n));
+	CK(cudaMemset(x, 1, n));
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	CK(cudaMemcpy(y, x, n, cudaMemcpyDeviceToDevice));
+	for (i = 0; i < REPS; i++) {
+		CK(cudaEventRecord(a, 0));
+		CK(cudaMemcpy(y, x, n, cudaMemcpyDeviceToDevice));
+		CK(cudaEventRecord(b, 0));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&ms, a, b));
+		t[i] = 2.0 * n / (ms / 1e3) / 1e9;
+	}
+	cudaFree(x);
+	cudaFree(y);
+	return median(t, REPS);
+}
+
+/* BF16 GEMM 8192^3, FP32 accumulation, random-ish data, TFLOP/s. */
+static double matmul_rate(void)
+{
+	const int n = 8192;
+	cublasHandle_t h;
+	cudaEvent_t a, b;
+	double t[REPS];
+	uint16_t *host;
+	float alpha = 1, beta = 0, ms;
+	void *A, *B, *C;
+	size_t i;
+	int r;
+
+	host = malloc((size_t)n * n * 2);
+	for (i = 0; i < (size_t)n * n; i++)
+		host[i] = 0x3c00 + (uint16_t)(rand() & 0xff);	/* about 0.0078..0.016 */
+	CK(cudaMalloc(&A, (size_t)n * n * 2));
+	CK(cudaMalloc(&B, (size_t)n * n * 2));
+	CK(cudaMalloc(&C, (size_t)n * n * 4));
+	CK(cudaMemcpy(A, host, (size_t)n * n * 2, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(B, host, (size_t)n * n * 2, cudaMemcpyHostToDevice));
+	free(host);
+	if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+		exit(1);
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	for (r = -1; r < REPS; r++) {
+		CK(cudaEventRecord(a, 0));
+		if (cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, A, CUDA_R_16BF, n, B,
+				 CUDA_R_16BF, n, &beta, C, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+				 CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+			exit(1);
+		CK(cudaEventRecord(b, 0));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&ms, a, b));
+		if (r >= 0)
+			t[r] = 2.0 * n * n * (double)n / (ms / 1e3) / 1e12;
+	}
+	cublasDestroy(h);
+	cudaFree(A);
+	cudaFree(B);
+	cudaFree(C);
+	return median(t, REPS);
+}
+
+/* Weight bytes one token reads on the device: every matrix in BF16. */
+static double weight_bytes(const struct model *m)
+{
+	const struct model_hparams *hp = &m->hp;
+	double per_layer = (double)hp->n_embd * (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim +
+			   (double)hp->n_head * hp->head_dim * hp->n_embd +
+			   3.0 * hp->n_embd * hp->n_ff;
+
+	return 2.0 * (per_layer * hp->n_layer + (double)hp->n_vocab * hp->n_embd);
+}
+
+/*
+ * @batch sequences, each with a CTX-token prompt (prefilled in chunks, not
+ * timed), then DECODE_STEPS steps of one token each for all of them:
+ * decoded tokens/s, the median of REPS.
+ */
+static double decode(struct backend *b, uint32_t batch, float *logits)
+{
+	uint32_t per_seq = (CTX + DECODE_STEPS + b->block_size - 1) / b->block_size;
+	uint32_t *tables = malloc((size_t)batch * per_seq * 4), *tok = calloc(CTX, 4);
+	struct backend_seq *s = calloc(batch, sizeof(*s));
+	double t[REPS], t0;
+	uint32_t i, j, r;
+
+	for (i = 0; i < CTX; i++)
+		tok[i] = 3 + i % 1000;
+	for (i = 0; i < batch * per_seq; i++)
+		tables[i] = i;
+	for (i = 0; i < batch; i++) {
+		/* Prompts in chunks of at most max_tokens, logits of none. */
+		for (j = 0; j < CTX; j += b->max_tokens) {
+			s[0] = (struct backend_seq){
+				.block_table = tables + (size_t)i * per_seq, .n_blocks = per_seq,
+				.pos = j, .tokens = tok + j,
+				.n_tokens = CTX - j < b->max_tokens ? CTX - j : b->max_tokens,
+				.logits = BACKEND_LOGITS_NONE,
+			};
+			if (backend_step(b, s, 1, NULL))
+				return -1;
+		}
+	}
+	for (r = 0; r <= REPS; r++) {
+		t0 = now();
+		for (j = 0; j < DECODE_STEPS; j++) {
+			for (i = 0; i < batch; i++)
+				s[i] = (struct backend_seq){
+					.block_table = tables + (size_t)i * per_seq,
+					.n_blocks = per_seq, .pos = CTX + j, .tokens = tok + j,
+					.n_tokens = 1,
+				};
+			if (backend_step(b, s, batch, logits))
+				return -1;
+		}
+		if (r)		/* the first round warms up */
+			t[r - 1] = (double)batch * DECODE_STEPS / (now() - t0);
+	}
+	free(tables);
+	free(tok);
+	free(s);
+	return median(t, REPS);
+}
+
+/* A PREFILL-token prompt in one step: seconds, the median of REPS. */
+static double prefill(struct backend *b)
+{
+	uint32_t n_blocks = PREFILL / b->block_size, *table = malloc(n_blocks * 4);
+	uint32_t *tok = malloc(PREFILL * 4), i, r;
+	struct backend_seq s;
+	double t[REPS], t0;
+
+	for (i = 0; i < n_blocks; i++)
+		table[i] = i;
+	for (i = 0; i < PREFILL; i++)
+		tok[i] = 3 + (i * 7) % 1000;
+	s = (struct backend_seq){ .block_table = table, .n_blocks = n_blocks, .tokens = tok,
+				  .n_tokens = PREFILL, .logits = BACKEND_LOGITS_NONE };
+	for (r = 0; r <= REPS; r++) {
+		t0 = now();
+		if (backend_step(b, &s, 1, NULL))
+			return -1;
+		if (r)
+			t[r - 1] = now() - t0;
+	}
+	free(table);
+	free(tok);
+	return median(t, REPS);
+}
+
+int main(int argc, char **argv)
+{
+	struct backend_params bp = { .max_tokens = PREFILL, .max_context = PREFILL + 64 };
+	struct backend_cuda_params cp = { 0 };
+	static const uint32_t batches[] = { 1, 64, 256 };
+	struct cudaDeviceProp prop;
+	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, sec;
+	struct backend *b;
+	struct model m;
+	float *logits;
+	char err[512];
+	unsigned int i;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: bench_cuda MODEL.gguf\n");
+		return 2;
+	}
+	CK(cudaGetDeviceProperties(&prop, 0));
+	printf("GPU: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount,
+	       prop.totalGlobalMem / 1073741824.0);
+	bw = copy_bw();
+	tf = matmul_rate();
+	printf("device copy bandwidth        %8.0f GB/s (read + write)\n", bw);
+	printf("BF16 matmul 8192^3 (cuBLAS)  %8.1f TFLOP/s\n", tf);
+
+	if (model_load(&m, argv[1])) {
+		fprintf(stderr, "bench_cuda: %s\n", m.err);
+		return 1;
+	}
+	b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	if (!b) {
+		fprintf(stderr, "bench_cuda: %s\n", err);
+		return 1;
+	}
+	logits = malloc((size_t)256 * b->n_vocab * sizeof(float));
+	wb = weight_bytes(&m);
+	floor_tps = bw * 1e9 / wb;
+	printf("model %s: %.2f GB of BF16 weights; KV cache %u blocks of %u (%.1f GiB)\n",
+	       m.name, wb / 1e9, b->n_blocks, b->block_size, b->kv_bytes / 1073741824.0);
+	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+		tp = decode(b, batches[i], logits);
+		if (tp < 0) {
+			fprintf(stderr, "bench_cuda: decode at batch %u failed\n", batches[i]);
+			return 1;
+		}
+		if (batches[i] == 1)
+			printf("decode b=1 at %u context   %8.1f tokens/s  (floor %.1f: %.0f%%)\n", CTX,
+			       tp, floor_tps, 100 * tp / floor_tps);
+		else
+			printf("decode b=%-3u               %8.1f tokens/s  (%.1fx b=1)\n", batches[i],
+			       tp, tp / tp1);
+		if (batches[i] == 1)
+			tp1 = tp;
+	}
+	sec = prefill(b);
+	if (sec < 0) {
+		fprintf(stderr, "bench_cuda: prefill failed\n");
+		return 1;
+	}
+	/* 2 flops per weight per token, and causal attention: QK^T and PV. */
+	fl = 2.0 * (wb / 2) * PREFILL + 2.0 * 2 * m.hp.n_layer * (double)m.hp.n_head *
+	     m.hp.head_dim * PREFILL * (PREFILL + 1) / 2;
+	printf("prefill %u tokens          %8.1f TFLOP/s  (%.0f%% of the matmul rate; %.0f "
+	       "tokens/s)\n", PREFILL, fl / sec / 1e12, 100 * fl / sec / 1e12 / tf, PREFILL / sec);
+	free(logits);
+	backend_destroy(b);
+	model_free(&m);
+	return 0;
+}

@@ -1,0 +1,1078 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of the CUDA backend. On a GPU: each kernel of cuda/kernels/ against
+ * the CPU backend's row kernels (runtime/cpu/ops.c) or a float64 reference
+ * on random inputs, fresh each run (the seed is printed; LLMQ_TEST_SEED
+ * repeats a run), outputs poisoned with NaN first; a full forward of tiny
+ * llama and qwen2 models against the CPU backend; batched equals alone.
+ * Everywhere: the binary carries sm_80 and sm_90 code and sm_90 PTX, and
+ * --engine cuda without a GPU (or without CUDA in the build) fails with one
+ * clear line.
+ *
+ * Without a GPU the GPU tests skip, each with a one-line reason.
+ *
+ * Tolerances, per output dtype: BF16 outputs (norm, SwiGLU, attention) hold
+ * 8 significant bits, so 2^-8 of the value per element (one rounding is
+ * 2^-9); attention 1e-2 per head (norm-wise); FP32 outputs of the same
+ * arithmetic as the CPU (embedding, bias, RoPE) exactly or to one float
+ * rounding; whole-model logits 5e-2 norm-wise (BF16 weights and
+ * activations against the CPU's FP32; see Documentation/admin-guide/cuda.rst).
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "cpu/ops.h"
+#include "dtype.h"
+#include "model.h"
+#include "rng.h"
+#include "testenv.h"
+
+#ifdef LLMQ_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "../../cuda/kernels.h"
+#endif
+
+static char tmpdir[] = "/tmp/llmq-cuda-XXXXXX";
+static uint64_t rng[4];
+static char gpu_why[256];
+
+/* Is there a GPU to run on? If not, gpu_why says why, in one line. */
+static bool gpu_ok(void)
+{
+#ifdef LLMQ_HAVE_CUDA
+	static int ok = -1;
+	cudaError_t e;
+	int n = 0;
+
+	if (ok < 0) {
+		e = cudaGetDeviceCount(&n);
+		if (e != cudaSuccess)
+			snprintf(gpu_why, sizeof(gpu_why), "no CUDA device (cudaGetDeviceCount: %s)",
+				 cudaGetErrorString(e));
+		else if (!n)
+			snprintf(gpu_why, sizeof(gpu_why), "no CUDA device");
+		ok = e == cudaSuccess && n > 0;
+	}
+	return ok;
+#else
+	snprintf(gpu_why, sizeof(gpu_why), "built without CUDA (nvcc not found)");
+	return false;
+#endif
+}
+
+#define NEED_GPU()								\
+	do {									\
+		if (!gpu_ok()) {						\
+			print_message("[  SKIP    ] %s\n", gpu_why);		\
+			skip();							\
+		}								\
+	} while (0)
+
+/* A tiny model of a preset and dtype, written once into tmpdir. */
+static void model_path(const char *preset, const char *dtype, char *path, size_t len)
+{
+	char cmd[3000];
+
+	snprintf(path, len, "%s/%s-%s.gguf", tmpdir, preset, dtype);
+	if (access(path, R_OK)) {
+		snprintf(cmd, sizeof(cmd),
+			 "%s/llmq-mkmodel --preset %s --dtype %s -o %s >/dev/null 2>&1",
+			 getenv("LLMQ_BIN_DIR"), preset, dtype, path);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* Run a shell command; its stdout and stderr into malloc'ed strings. */
+static int sh(const char *cmd, char **out, char **err)
+{
+	char o[1200], e[1200], full[4000];
+	size_t n;
+	FILE *f;
+	int rc;
+
+	snprintf(o, sizeof(o), "%s/cli.out", tmpdir);
+	snprintf(e, sizeof(e), "%s/cli.err", tmpdir);
+	snprintf(full, sizeof(full), "%s >%s 2>%s", cmd, o, e);
+	rc = system(full);
+	*out = calloc(1, 65536);
+	*err = calloc(1, 65536);
+	f = fopen(o, "r");
+	assert_non_null(f);
+	n = fread(*out, 1, 65535, f);
+	fclose(f);
+	f = fopen(e, "r");
+	assert_non_null(f);
+	n = fread(*err, 1, 65535, f);
+	(void)n;
+	fclose(f);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static size_t lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/*
+ * --engine cuda where it cannot run: one line saying why, status 1 (llmq
+ * run) or not 0 (llmqd), nothing on stdout. On a GPU, llmq run --engine
+ * cuda works and is deterministic at temperature 0.
+ */
+static void test_cli_engine(void **state)
+{
+	char path[1200], cmd[3000], *o, *e, *o2, *e2;
+	const char *bin = getenv("LLMQ_BIN_DIR");
+	const char *why;
+	int rc;
+
+	(void)state;
+	model_path("tiny", "BF16", path, sizeof(path));
+#ifdef LLMQ_HAVE_CUDA
+	why = "no usable CUDA device";
+#else
+	why = "no CUDA backend";
+#endif
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --engine bogus --model %s hi", bin, path);
+	assert_int_equal(sh(cmd, &o, &e), 2);
+	assert_int_equal(lines(e), 1);
+	free(o);
+	free(e);
+
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --engine cuda --temperature 0 --max-tokens 8 "
+		 "--model %s 'In the beginning'", bin, path);
+	rc = sh(cmd, &o, &e);
+	if (gpu_ok()) {
+		if (rc)
+			fail_msg("llmq run --engine cuda on a GPU: rc %d: %s", rc, e);
+		assert_int_equal(sh(cmd, &o2, &e2), 0);
+		assert_string_equal(o, o2);
+		free(o2);
+		free(e2);
+	} else {
+		if (rc != 1 || !strstr(e, why) || lines(e) != 1)
+			fail_msg("llmq run --engine cuda: rc %d, wanted 1 and one line with '%s': "
+				 "'%s'", rc, why, e);
+		assert_string_equal(o, "");
+		print_message("[          ] llmq run --engine cuda: %s", e);
+	}
+	free(o);
+	free(e);
+
+	if (gpu_ok())
+		return;
+	snprintf(cmd, sizeof(cmd), "%s/llmqd --engine cuda --model %s --socket %s/sock "
+		 "--transport shm", bin, path, tmpdir);
+	rc = sh(cmd, &o, &e);
+	if (!rc || !strstr(e, why) || lines(e) != 1)
+		fail_msg("llmqd --engine cuda: rc %d, wanted an error with '%s': '%s'", rc, why, e);
+	print_message("[          ] llmqd --engine cuda: status %d: %s", rc, e);
+	free(o);
+	free(e);
+	snprintf(cmd, sizeof(cmd), "%s/llmqd --engine cuda --gpu-memory-utilization 1.5", bin);
+	assert_int_equal(sh(cmd, &o, &e), 2);
+	assert_int_equal(lines(e), 1);
+	free(o);
+	free(e);
+}
+
+/* One fatbin entry as nvcc writes it: a cubin (ELF) or PTX for one arch. */
+struct fatbin_entry {
+	uint16_t	kind;		/* 1 PTX, 2 ELF */
+	uint16_t	version;
+	uint32_t	header_size;
+	uint64_t	payload_size;
+	uint32_t	pad[3];
+	uint32_t	arch;		/* 80 = sm_80 */
+};
+
+#define FATBIN_MAGIC	0xba55ed50u
+
+/*
+ * llmqd's .nv_fatbin holds, for every kernel file, SASS for sm_80 and
+ * sm_90 and PTX for compute_90 (which later GPUs compile at load). Read
+ * from the ELF directly: cuobjdump is not installed everywhere; where it
+ * is, its listing must agree.
+ */
+static void test_fatbin(void **state)
+{
+#ifdef LLMQ_HAVE_CUDA
+	unsigned int elf80 = 0, elf90 = 0, ptx90 = 0, other = 0;
+	char path[1200], cmd[3000], *o, *e;
+	const Elf64_Shdr *sh_tab, *fat = NULL;
+	const Elf64_Ehdr *eh;
+	const uint8_t *base, *p, *end;
+	const char *names;
+	struct stat st;
+	unsigned int i;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/llmqd", getenv("LLMQ_BIN_DIR"));
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	base = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(base != MAP_FAILED);
+	close(fd);
+	eh = (const Elf64_Ehdr *)base;
+	assert_memory_equal(eh->e_ident, ELFMAG, SELFMAG);
+	sh_tab = (const Elf64_Shdr *)(base + eh->e_shoff);
+	names = (const char *)base + sh_tab[eh->e_shstrndx].sh_offset;
+	for (i = 0; i < eh->e_shnum; i++)
+		if (!strcmp(names + sh_tab[i].sh_name, ".nv_fatbin"))
+			fat = &sh_tab[i];
+	if (!fat)
+		fail_msg("%s has no .nv_fatbin section", path);
+	p = base + fat->sh_offset;
+	end = p + fat->sh_size;
+	/* Fatbins one after another, 8-aligned, zero padding between. */
+	while (p + 16 <= end) {
+		uint32_t magic;
+		uint16_t hsize;
+		uint64_t fsize;
+		const uint8_t *q, *fend;
+
+		memcpy(&magic, p, 4);
+		if (magic != FATBIN_MAGIC) {
+			p += 8;
+			continue;
+		}
+		memcpy(&hsize, p + 6, 2);
+		memcpy(&fsize, p + 8, 8);
+		q = p + hsize;
+		fend = q + fsize;
+		assert_true(fend <= end);
+		while (q + sizeof(struct fatbin_entry) <= fend) {
+			struct fatbin_entry fe;
+
+			memcpy(&fe, q, sizeof(fe));
+			if (fe.kind == 2 && fe.arch == 80)
+				elf80++;
+			else if (fe.kind == 2 && fe.arch == 90)
+				elf90++;
+			else if (fe.kind == 1 && fe.arch == 90)
+				ptx90++;
+			else
+				other++;
+			assert_true(fe.header_size > 0);
+			q += fe.header_size + fe.payload_size;
+		}
+		p = fend;
+	}
+	munmap((void *)base, st.st_size);
+	print_message("[          ] llmqd's fatbin: %u sm_80 cubins, %u sm_90 cubins, %u "
+		      "compute_90 PTX, %u other\n", elf80, elf90, ptx90, other);
+	assert_true(elf80 >= 8);
+	assert_int_equal(elf80, elf90);
+	assert_int_equal(elf90, ptx90);
+	assert_int_equal(other, 0);
+
+	snprintf(cmd, sizeof(cmd), "c=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump);"
+		 " test -x $c || exit 77; $c --list-elf --list-ptx %s", path);
+	if (sh(cmd, &o, &e) == 77) {
+		print_message("[          ] cuobjdump not installed: the listing above is llmq's "
+			      "own reading\n");
+	} else {
+		if (!strstr(o, "sm_80") || !strstr(o, "sm_90"))
+			fail_msg("cuobjdump --list-elf --list-ptx: '%s' '%s'", o, e);
+		print_message("[          ] cuobjdump agrees\n");
+	}
+	free(o);
+	free(e);
+#else
+	(void)state;
+	print_message("[  SKIP    ] built without CUDA (nvcc not found): no fatbin\n");
+	skip();
+#endif
+}
+
+#ifdef LLMQ_HAVE_CUDA
+
+static float rnd(float lo, float hi)
+{
+	return lo + (hi - lo) * (float)rng_double(rng);
+}
+
+static uint32_t rnd_u(uint32_t n)
+{
+	return rng_next(rng) % n;
+}
+
+/* Device memory, poisoned: all bits set is NaN in FP32 and in BF16. */
+static void *dmalloc(size_t bytes)
+{
+	void *p = NULL;
+
+	assert_int_equal(cudaMalloc(&p, bytes), cudaSuccess);
+	assert_int_equal(cudaMemset(p, 0xff, bytes), cudaSuccess);
+	return p;
+}
+
+static void *dup_to_dev(const void *src, size_t bytes)
+{
+	void *p = dmalloc(bytes);
+
+	assert_int_equal(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+	return p;
+}
+
+static void from_dev(void *dst, const void *src, size_t bytes)
+{
+	assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
+	assert_int_equal(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+}
+
+static float *frand(size_t n, float lo, float hi)
+{
+	float *x = malloc(n * sizeof(float));
+	size_t i;
+
+	assert_non_null(x);
+	for (i = 0; i < n; i++)
+		x[i] = rnd(lo, hi);
+	return x;
+}
+
+/* A BF16 output holds the reference to 2^-8 of its size (+ a floor). */
+static void check_bf16(const uint16_t *got, const float *ref, size_t n, const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		float g = bf16_to_fp32(got[i]);
+
+		if (!(fabsf(g - ref[i]) <= fabsf(ref[i]) / 256 + 1e-6f))
+			fail_msg("%s[%zu]: %g, want %g (BF16 tolerance 2^-8)", what, i, g, ref[i]);
+	}
+}
+
+static void test_embed(void **state)
+{
+	const uint32_t V = 300, dim = 200, n = 17;
+	uint16_t *table = malloc((size_t)V * dim * 2), *d_table;
+	int32_t ids[17], *d_ids;
+	float *x = malloc((size_t)n * dim * 4), *d_x;
+	uint32_t t, i;
+
+	(void)state;
+	NEED_GPU();
+	for (i = 0; i < V * dim; i++)
+		table[i] = fp32_to_bf16(rnd(-2, 2));
+	for (t = 0; t < n; t++)
+		ids[t] = rnd_u(V);
+	d_table = dup_to_dev(table, (size_t)V * dim * 2);
+	d_ids = dup_to_dev(ids, sizeof(ids));
+	d_x = dmalloc((size_t)n * dim * 4);
+	assert_int_equal(cuk_embed(0, d_x, d_table, d_ids, n, dim), cudaSuccess);
+	from_dev(x, d_x, (size_t)n * dim * 4);
+	for (t = 0; t < n; t++)
+		for (i = 0; i < dim; i++)
+			assert_true(x[t * dim + i] == bf16_to_fp32(table[ids[t] * dim + i]));
+	cudaFree(d_table);
+	cudaFree(d_ids);
+	cudaFree(d_x);
+	free(table);
+	free(x);
+}
+
+/* The gathered form (the final norm) and the plain one. */
+static void test_rmsnorm(void **state)
+{
+	const uint32_t in_rows = 12, n = 9, dim = 1000;
+	float *x = frand((size_t)in_rows * dim, -3, 3), *w = frand(dim, -1.5f, 1.5f);
+	float *ref = malloc((size_t)n * dim * 4), *d_x, *d_w;
+	uint16_t *got = malloc((size_t)n * dim * 2), *d_out;
+	int32_t rows[9], *d_rows;
+	uint32_t o, gather;
+
+	(void)state;
+	NEED_GPU();
+	for (o = 0; o < n; o++)
+		rows[o] = (o * 5 + 3) % in_rows;
+	d_x = dup_to_dev(x, (size_t)in_rows * dim * 4);
+	d_w = dup_to_dev(w, dim * 4);
+	d_rows = dup_to_dev(rows, sizeof(rows));
+	for (gather = 0; gather < 2; gather++) {
+		d_out = dmalloc((size_t)n * dim * 2);
+		assert_int_equal(cuk_rmsnorm(0, d_out, d_x, gather ? d_rows : NULL, d_w, n, dim,
+					     1e-5f), cudaSuccess);
+		from_dev(got, d_out, (size_t)n * dim * 2);
+		for (o = 0; o < n; o++)
+			cpu_rmsnorm(ref + (size_t)o * dim,
+				    x + (size_t)(gather ? rows[o] : (int32_t)o) * dim, w, dim, 1e-5f);
+		check_bf16(got, ref, (size_t)n * dim, gather ? "rmsnorm gathered" : "rmsnorm");
+		cudaFree(d_out);
+	}
+	cudaFree(d_x);
+	cudaFree(d_w);
+	cudaFree(d_rows);
+	free(x);
+	free(w);
+	free(ref);
+	free(got);
+}
+
+static void test_bias(void **state)
+{
+	const uint32_t n_rows = 5, n = 300, ld = 320;
+	float *y = frand((size_t)n_rows * ld, -1, 1), *b = frand(n, -1, 1);
+	float *got = malloc((size_t)n_rows * ld * 4), *d_y, *d_b;
+	uint32_t t, i;
+
+	(void)state;
+	NEED_GPU();
+	d_y = dup_to_dev(y, (size_t)n_rows * ld * 4);
+	d_b = dup_to_dev(b, n * 4);
+	assert_int_equal(cuk_add_bias(0, d_y, d_b, n_rows, n, ld), cudaSuccess);
+	from_dev(got, d_y, (size_t)n_rows * ld * 4);
+	for (t = 0; t < n_rows; t++)
+		for (i = 0; i < ld; i++)
+			assert_true(got[t * ld + i] == (i < n ? y[t * ld + i] + b[i] : y[t * ld + i]));
+	cudaFree(d_y);
+	cudaFree(d_b);
+	free(y);
+	free(b);
+	free(got);
+}
+
+/* Both layouts, whole and partial rotation, positions up to 100000. */
+static void test_rope(void **state)
+{
+	const uint32_t n_rows = 6, hq = 4, hk = 2, d = 64, ld = (hq + 2 * hk) * d;
+	const uint32_t n_rots[] = { 64, 32 };
+	int32_t pos[6], *d_pos;
+	uint32_t mode, ri, t, i;
+
+	(void)state;
+	NEED_GPU();
+	for (t = 0; t < n_rows; t++)
+		pos[t] = t ? (int32_t)rnd_u(100000) : 0;
+	d_pos = dup_to_dev(pos, sizeof(pos));
+	for (mode = 0; mode < 2; mode++) {
+		for (ri = 0; ri < 2; ri++) {
+			float *x = frand((size_t)n_rows * ld, -2, 2);
+			float *ref = malloc((size_t)n_rows * ld * 4), *got = malloc((size_t)n_rows * ld * 4);
+			struct cpu_rope cr;
+			struct cuk_rope r;
+			double *d_freq;
+			float *d_x;
+
+			assert_int_equal(cpu_rope_init(&cr, mode ? ROPE_NEOX : ROPE_NORMAL, d,
+						       n_rots[ri], 10000.0f, 1.0f), 0);
+			memcpy(ref, x, (size_t)n_rows * ld * 4);
+			for (t = 0; t < n_rows; t++) {
+				cpu_rope(&cr, ref + (size_t)t * ld, hq, pos[t]);
+				cpu_rope(&cr, ref + (size_t)t * ld + hq * d, hk, pos[t]);
+			}
+			d_x = dup_to_dev(x, (size_t)n_rows * ld * 4);
+			d_freq = dup_to_dev(cr.inv_freq, n_rots[ri] / 2 * sizeof(double));
+			r = (struct cuk_rope){
+				.x = d_x, .ld = ld, .k_off = hq * d, .pos = d_pos,
+				.inv_freq = d_freq, .n_rows = n_rows, .n_head_q = hq,
+				.n_head_k = hk, .head_dim = d, .n_rot = n_rots[ri], .neox = mode,
+			};
+			assert_int_equal(cuk_rope(0, &r), cudaSuccess);
+			from_dev(got, d_x, (size_t)n_rows * ld * 4);
+			/* Both round a double once; cos/sin may differ in the last bit. */
+			for (i = 0; i < n_rows * ld; i++)
+				if (!(fabsf(got[i] - ref[i]) <= 2e-7f * fmaxf(1, fabsf(ref[i]))))
+					fail_msg("rope %s n_rot %u [%u]: %g, want %g",
+						 mode ? "neox" : "normal", n_rots[ri], i, got[i],
+						 ref[i]);
+			cudaFree(d_x);
+			cudaFree(d_freq);
+			free(x);
+			free(ref);
+			free(got);
+		}
+	}
+	cudaFree(d_pos);
+}
+
+static void test_swiglu(void **state)
+{
+	const uint32_t n_rows = 5, n_ff = 777;
+	float *gu = frand((size_t)n_rows * 2 * n_ff, -6, 6);
+	float *ref = malloc((size_t)n_rows * n_ff * 4), *d_gu;
+	uint16_t *got = malloc((size_t)n_rows * n_ff * 2), *d_out;
+	uint32_t t;
+
+	(void)state;
+	NEED_GPU();
+	for (t = 0; t < n_rows; t++)
+		cpu_swiglu(ref + (size_t)t * n_ff, gu + (size_t)t * 2 * n_ff,
+			   gu + (size_t)t * 2 * n_ff + n_ff, n_ff);
+	d_gu = dup_to_dev(gu, (size_t)n_rows * 2 * n_ff * 4);
+	d_out = dmalloc((size_t)n_rows * n_ff * 2);
+	assert_int_equal(cuk_swiglu(0, d_out, d_gu, n_rows, n_ff), cudaSuccess);
+	from_dev(got, d_out, (size_t)n_rows * n_ff * 2);
+	check_bf16(got, ref, (size_t)n_rows * n_ff, "swiglu");
+	cudaFree(d_gu);
+	cudaFree(d_out);
+	free(gu);
+	free(ref);
+	free(got);
+}
+
+/* Random rows, a tie (the first wins), all -inf, NaNs beside a maximum. */
+static void test_argmax(void **state)
+{
+	const uint32_t n_rows = 6, n = 50021;
+	float *x = frand((size_t)n_rows * n, -10, 10), *d_x;
+	int32_t got[6], *d_out;
+	uint32_t t, i;
+
+	(void)state;
+	NEED_GPU();
+	x[2 * n + 100] = 20;
+	x[2 * n + 40000] = 20;
+	for (i = 0; i < n; i++)
+		x[3 * n + i] = -INFINITY;
+	for (i = 1; i < n; i += 97)
+		x[4 * n + i] = NAN;
+	x[5 * n + n - 1] = 30;	/* the very last element */
+	d_x = dup_to_dev(x, (size_t)n_rows * n * 4);
+	d_out = dmalloc(sizeof(got));
+	assert_int_equal(cuk_argmax(0, d_out, d_x, n_rows, n), cudaSuccess);
+	from_dev(got, d_out, sizeof(got));
+	for (t = 0; t < n_rows; t++)
+		assert_int_equal(got[t], argmax(x + (size_t)t * n, n));
+	assert_int_equal(got[2], 100);
+	assert_int_equal(got[3], 0);
+	assert_int_equal(got[5], n - 1);
+	cudaFree(d_x);
+	cudaFree(d_out);
+	free(x);
+}
+
+#define AT_SEQS		4
+#define AT_BS		16
+#define AT_BLOCKS	96
+#define AT_QROWS	5	/* query rows per sequence: its last positions */
+
+/*
+ * K/V of 4 sequences (contexts 1, 23, 130, 700) written through scattered
+ * block tables into a poisoned cache: exactly the written slots change, to
+ * BF16(k), BF16(v). Then each sequence's last positions attend (a prefill
+ * chunk's rows and a decode row look the same to the kernel), with one
+ * pass and with split-K, against a float64 reference over the BF16 cache:
+ * 1e-2 per head, norm-wise (the output is BF16). Any read of an unwritten
+ * slot would bring NaN.
+ */
+static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
+{
+	static const uint32_t ctx[AT_SEQS] = { 1, 23, 130, 700 };
+	static const uint32_t splits[] = { 1, 3, 16 };
+	const uint32_t kv_dim = n_head_kv * d, q_dim = n_head * d, ld = q_dim + 2 * kv_dim;
+	const size_t cache_n = (size_t)AT_BLOCKS * 2 * AT_BS * kv_dim;
+	uint32_t perm[AT_BLOCKS], bt_off[AT_SEQS], n_kv = 0, n_q = 0, s, i, j, h, si;
+	int32_t bt[AT_BLOCKS], *slots, *row_pos, *row_bt, *d_bt, *d_slots, *d_pos, *d_rbt;
+	uint16_t *cache, *d_cache, *out, *d_out;
+	float *src, *q, *d_src, *d_q, *d_part, worst[3] = { 0 };
+	uint32_t *kv_seq, *kv_p;
+	size_t poisoned = 0;
+	double *ref;
+
+	for (i = 0; i < AT_BLOCKS; i++)
+		perm[i] = i;
+	for (i = AT_BLOCKS - 1; i > 0; i--) {
+		uint32_t k = rnd_u(i + 1), tmp = perm[i];
+
+		perm[i] = perm[k];
+		perm[k] = tmp;
+	}
+	for (s = 0, j = 0; s < AT_SEQS; s++) {
+		bt_off[s] = j;
+		for (i = 0; i < (ctx[s] + AT_BS - 1) / AT_BS; i++, j++)
+			bt[j] = perm[j];
+		n_kv += ctx[s];
+		n_q += ctx[s] < AT_QROWS ? ctx[s] : AT_QROWS;
+	}
+	/* Every position of every sequence: its k and v at columns q_dim, +kv_dim. */
+	src = frand((size_t)n_kv * ld, -2, 2);
+	slots = malloc(n_kv * 4);
+	kv_seq = malloc(n_kv * 4);
+	kv_p = malloc(n_kv * 4);
+	for (s = 0, j = 0; s < AT_SEQS; s++)
+		for (i = 0; i < ctx[s]; i++, j++) {
+			slots[j] = bt[bt_off[s] + i / AT_BS] * AT_BS + i % AT_BS;
+			kv_seq[j] = s;
+			kv_p[j] = i;
+		}
+	d_cache = dmalloc(cache_n * 2);
+	d_src = dup_to_dev(src, (size_t)n_kv * ld * 4);
+	d_slots = dup_to_dev(slots, n_kv * 4);
+	assert_int_equal(cuk_kv_store(0, d_cache, d_src, ld, q_dim, q_dim + kv_dim, d_slots, n_kv,
+				      kv_dim, AT_BS), cudaSuccess);
+	cache = malloc(cache_n * 2);
+	from_dev(cache, d_cache, cache_n * 2);
+	for (j = 0; j < n_kv; j++) {
+		size_t k_at = ((size_t)(slots[j] / AT_BS) * 2 * AT_BS + slots[j] % AT_BS) * kv_dim;
+
+		for (i = 0; i < kv_dim; i++) {
+			assert_int_equal(cache[k_at + i], fp32_to_bf16(src[(size_t)j * ld + q_dim + i]));
+			assert_int_equal(cache[k_at + (size_t)AT_BS * kv_dim + i],
+					 fp32_to_bf16(src[(size_t)j * ld + q_dim + kv_dim + i]));
+		}
+	}
+	for (i = 0; i < cache_n; i++)
+		poisoned += cache[i] == 0xffff;
+	assert_int_equal(poisoned, cache_n - (size_t)n_kv * 2 * kv_dim);
+
+	/* Query rows: the last AT_QROWS positions of each sequence. */
+	q = frand((size_t)n_q * ld, -2, 2);
+	row_pos = malloc(n_q * 4);
+	row_bt = malloc(n_q * 4);
+	for (s = 0, j = 0; s < AT_SEQS; s++)
+		for (i = ctx[s] < AT_QROWS ? 0 : ctx[s] - AT_QROWS; i < ctx[s]; i++, j++) {
+			row_pos[j] = i;
+			row_bt[j] = bt_off[s];
+		}
+	/* The reference: float64 over the BF16 values the cache holds. */
+	ref = calloc((size_t)n_q * q_dim, sizeof(double));
+	for (j = 0; j < n_q; j++) {
+		uint32_t sq = 0, first = 0;
+
+		/* The row's sequence: the one whose positions it reads. */
+		for (s = 0; s < AT_SEQS; s++)
+			if (bt_off[s] == (uint32_t)row_bt[j])
+				sq = s;
+		for (i = 0; i < n_kv; i++)
+			if (kv_seq[i] == sq && kv_p[i] == 0)
+				first = i;
+		for (h = 0; h < n_head; h++) {
+			uint32_t kvh = h / (n_head / n_head_kv), np = row_pos[j] + 1, p, e;
+			double *sc = malloc(np * sizeof(double)), mx = -INFINITY, sum = 0;
+
+			for (p = 0; p < np; p++) {
+				const float *kr = src + (size_t)(first + p) * ld + q_dim + kvh * d;
+				double dot = 0;
+
+				for (e = 0; e < d; e++)
+					dot += (double)q[(size_t)j * ld + h * d + e] *
+					       bf16_to_fp32(fp32_to_bf16(kr[e]));
+				sc[p] = dot / sqrt((double)d);
+				mx = fmax(mx, sc[p]);
+			}
+			for (p = 0; p < np; p++)
+				sum += (sc[p] = exp(sc[p] - mx));
+			for (p = 0; p < np; p++) {
+				const float *vr = src + (size_t)(first + p) * ld + q_dim + kv_dim +
+						  kvh * d;
+
+				for (e = 0; e < d; e++)
+					ref[(size_t)j * q_dim + h * d + e] +=
+						sc[p] / sum * bf16_to_fp32(fp32_to_bf16(vr[e]));
+			}
+			free(sc);
+		}
+	}
+
+	d_q = dup_to_dev(q, (size_t)n_q * ld * 4);
+	d_pos = dup_to_dev(row_pos, n_q * 4);
+	d_rbt = dup_to_dev(row_bt, n_q * 4);
+	d_bt = dup_to_dev(bt, sizeof(bt));
+	d_part = dmalloc((size_t)n_q * n_head * 16 * (d + 2) * 4);
+	out = malloc((size_t)n_q * q_dim * 2);
+	for (si = 0; si < 3; si++) {
+		struct cuk_attn a = {
+			.q = d_q, .ldq = ld, .kv = d_cache, .row_pos = d_pos, .row_bt = d_rbt,
+			.bt = d_bt, .part = d_part, .n_rows = n_q, .n_head = n_head,
+			.n_head_kv = n_head_kv, .head_dim = d, .block_size = AT_BS,
+			.scale = (float)(1.0 / sqrt((double)d)), .n_splits = splits[si],
+			.split_len = (700 + splits[si] - 1) / splits[si],
+		};
+
+		d_out = dmalloc((size_t)n_q * q_dim * 2);
+		a.out = d_out;
+		assert_int_equal(cuk_attention(0, &a), cudaSuccess);
+		from_dev(out, d_out, (size_t)n_q * q_dim * 2);
+		for (j = 0; j < n_q; j++)
+			for (h = 0; h < n_head; h++) {
+				double num = 0, den = 0, e2;
+				uint32_t e;
+
+				for (e = 0; e < d; e++) {
+					double r = ref[(size_t)j * q_dim + h * d + e];
+					double g = bf16_to_fp32(out[(size_t)j * q_dim + h * d + e]);
+
+					num += (g - r) * (g - r);
+					den += r * r;
+				}
+				e2 = sqrt(num / den);
+				if (!(e2 < 1e-2))
+					fail_msg("attention d %u, %u splits, row %u (pos %d) head %u: "
+						 "relative error %g", d, splits[si], j, row_pos[j], h,
+						 e2);
+				if (e2 > worst[si])
+					worst[si] = e2;
+			}
+		cudaFree(d_out);
+	}
+	print_message("[          ] attention %u/%u heads of %u: worst head error %.2g (one "
+		      "pass), %.2g (3 splits), %.2g (16 splits); limit 1e-2\n", n_head, n_head_kv,
+		      d, worst[0], worst[1], worst[2]);
+	cudaFree(d_cache);
+	cudaFree(d_src);
+	cudaFree(d_slots);
+	cudaFree(d_q);
+	cudaFree(d_pos);
+	cudaFree(d_rbt);
+	cudaFree(d_bt);
+	cudaFree(d_part);
+	free(src);
+	free(slots);
+	free(kv_seq);
+	free(kv_p);
+	free(cache);
+	free(q);
+	free(row_pos);
+	free(row_bt);
+	free(ref);
+	free(out);
+}
+
+static void test_attention(void **state)
+{
+	(void)state;
+	NEED_GPU();
+	attention_case(8, 2, 64);
+	attention_case(4, 4, 80);	/* not a multiple of 32; no GQA */
+	attention_case(8, 1, 128);
+}
+
+/* ---- whole steps: the CUDA backend beside the CPU backend ---- */
+
+#define N_BLOCKS	128
+
+struct pair {
+	struct model	m;
+	struct backend	*cpu, *gpu;
+};
+
+static void pair_load(struct pair *p, const char *preset, const char *dtype)
+{
+	struct backend_params bp = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
+	struct backend_cuda_params cp = { .n_blocks = N_BLOCKS };
+	char path[1200], err[256];
+
+	model_path(preset, dtype, path, sizeof(path));
+	if (model_load(&p->m, path))
+		fail_msg("%s: %s", path, p->m.err);
+	bp.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&p->m, 16);
+	p->cpu = backend_cpu_create(&p->m, &bp, err, sizeof(err));
+	if (!p->cpu)
+		fail_msg("cpu backend: %s", err);
+	p->gpu = backend_cuda_create(&p->m, &bp, &cp, err, sizeof(err));
+	if (!p->gpu)
+		fail_msg("cuda backend: %s", err);
+	assert_int_equal(p->gpu->n_blocks, N_BLOCKS);
+	assert_int_equal(p->gpu->n_vocab, p->cpu->n_vocab);
+}
+
+static void pair_free(struct pair *p)
+{
+	backend_destroy(p->cpu);
+	backend_destroy(p->gpu);
+	model_free(&p->m);
+}
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		den += (double)b[i] * b[i];
+	}
+	return den ? sqrt(num / den) : sqrt(num);
+}
+
+static void tokens_fill(uint32_t *t, size_t n, uint32_t n_vocab)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		t[i] = 3 + rnd_u(n_vocab - 3);
+}
+
+#define FW_PROMPT	64
+#define FW_DECODE	16
+
+/*
+ * A 64-token prompt in one step, then 16 decode steps on the CPU's greedy
+ * tokens, through scattered blocks: the logits of every position beside the
+ * CPU backend's, 5e-2 norm-wise over all of them; how often the greedy
+ * token agrees is printed.
+ */
+static void forward_case(const char *preset, const char *dtype)
+{
+	uint32_t tok[FW_PROMPT + FW_DECODE], table[8] = { 17, 3, 90, 44, 5, 127, 64, 0 }, i;
+	uint32_t agree = 0, n = FW_PROMPT + FW_DECODE;
+	float *lc, *lg;
+	struct pair p;
+	double e;
+	size_t v;
+
+	pair_load(&p, preset, dtype);
+	v = p.cpu->n_vocab;
+	lc = malloc(n * v * 4);
+	lg = malloc(n * v * 4);
+	for (i = 0; i < n * v; i++)
+		lg[i] = NAN;
+	tokens_fill(tok, FW_PROMPT, v);
+	for (i = 0; i < n;) {
+		struct backend_seq s = {
+			.block_table = table, .n_blocks = 8, .pos = i, .tokens = tok + i,
+			.n_tokens = i ? 1 : FW_PROMPT, .logits = BACKEND_LOGITS_ALL,
+		};
+
+		assert_int_equal(backend_step(p.cpu, &s, 1, lc + i * v), 0);
+		assert_int_equal(backend_step(p.gpu, &s, 1, lg + i * v), 0);
+		i += s.n_tokens;
+		if (i < n)
+			tok[i] = argmax(lc + (i - 1) * v, v);
+	}
+	for (i = 0; i < n; i++)
+		agree += argmax(lc + i * v, v) == argmax(lg + i * v, v);
+	e = rel_err(lg, lc, n * v);
+	print_message("[          ] %s %s: CUDA vs CPU logits relative error %.3g (limit 5e-2), "
+		      "greedy token agrees at %u of %u positions\n", preset, dtype, e, agree, n);
+	assert_true(e < 5e-2);
+	free(lc);
+	free(lg);
+	pair_free(&p);
+}
+
+static void test_forward(void **state)
+{
+	(void)state;
+	NEED_GPU();
+	forward_case("tiny", "F32");
+	forward_case("tiny", "Q8_0");
+	forward_case("tiny-qwen2", "BF16");
+	forward_case("tiny-qwen2", "F16");
+}
+
+#define NSEQ	8
+#define EXTRA	3
+
+/*
+ * Serving's "batched equals alone" on the GPU: 8 sequences of different
+ * lengths advance together in chunks of 1, 7, 64 and 3 tokens with
+ * interleaved block tables, and each gets the logits it gets alone. Not
+ * bit-identical: cuBLAS may choose another kernel for another row count,
+ * and split-K attention depends on the step's shape, so sums are ordered
+ * differently; 1e-2 norm-wise (BF16 activations), the worst printed.
+ */
+static void batch_case(const char *preset, const char *dtype)
+{
+	static const uint32_t len[NSEQ] = { 1, 5, 16, 17, 33, 40, 64, 3 };
+	static const uint32_t chunks[] = { 1, 7, 64, 3, 1 };
+	uint32_t *tok[NSEQ], table[NSEQ][8], done[NSEQ] = { 0 }, i, j, step;
+	float *alone[NSEQ], *together[NSEQ], *out;
+	struct backend_seq s[NSEQ];
+	struct backend *b;
+	struct pair p;
+	double worst = 0;
+	bool exact = true;
+	size_t v;
+
+	pair_load(&p, preset, dtype);
+	b = p.gpu;
+	v = b->n_vocab;
+	out = malloc(256 * v * sizeof(float));
+	for (i = 0; i < NSEQ; i++) {
+		uint32_t n = len[i] + EXTRA;
+
+		tok[i] = malloc(n * sizeof(uint32_t));
+		tokens_fill(tok[i], n, v);
+		alone[i] = malloc(n * v * sizeof(float));
+		together[i] = malloc(n * v * sizeof(float));
+		/* Alone: contiguous blocks 0.., the prompt at once, then decodes. */
+		for (j = 0; j < 8; j++)
+			table[i][j] = j;
+		for (j = 0; j < n; j = j ? j + 1 : len[i]) {
+			struct backend_seq d = {
+				.block_table = table[i], .n_blocks = 8, .pos = j, .tokens = &tok[i][j],
+				.n_tokens = j ? 1 : len[i], .logits = BACKEND_LOGITS_ALL,
+			};
+
+			assert_int_equal(backend_step(b, &d, 1, alone[i] + (size_t)j * v), 0);
+		}
+		for (j = 0; j < 8; j++)
+			table[i][j] = N_BLOCKS - 1 - (j * NSEQ + (i * 3) % NSEQ);
+	}
+	for (step = 0;; step++) {
+		uint32_t n = 0, o = 0;
+
+		for (i = 0; i < NSEQ; i++) {
+			uint32_t left = len[i] + EXTRA - done[i], c = chunks[(i + step) % 5];
+
+			if (!left)
+				continue;
+			s[n++] = (struct backend_seq){
+				.block_table = table[i], .n_blocks = 8, .pos = done[i],
+				.tokens = tok[i] + done[i], .n_tokens = c < left ? c : left,
+				.logits = BACKEND_LOGITS_ALL,
+			};
+		}
+		if (!n)
+			break;
+		assert_int_equal(backend_step(b, s, n, out), 0);
+		for (i = 0, j = 0; i < NSEQ; i++) {
+			if (done[i] == len[i] + EXTRA)
+				continue;
+			memcpy(together[i] + (size_t)done[i] * v, out + (size_t)o * v,
+			       s[j].n_tokens * v * sizeof(float));
+			o += s[j].n_tokens;
+			done[i] += s[j].n_tokens;
+			j++;
+		}
+	}
+	for (i = 0; i < NSEQ; i++) {
+		size_t n = (size_t)(len[i] + EXTRA) * v;
+		double e = rel_err(together[i], alone[i], n);
+
+		if (memcmp(together[i], alone[i], n * sizeof(float)))
+			exact = false;
+		worst = e > worst ? e : worst;
+		free(tok[i]);
+		free(alone[i]);
+		free(together[i]);
+	}
+	print_message("[          ] %s %s on the GPU: %u steps, worst relative difference %.3g "
+		      "(limit 1e-2)%s\n", preset, dtype, step, worst,
+		      exact ? " (bit-identical)" : "");
+	assert_true(worst < 1e-2);
+	free(out);
+	pair_free(&p);
+}
+
+static void test_batch(void **state)
+{
+	(void)state;
+	NEED_GPU();
+	batch_case("tiny", "F16");
+	batch_case("tiny-qwen2", "BF16");
+}
+
+/* Bad steps: the CPU backend's errors, before any work; then a good step. */
+static void test_bad_steps(void **state)
+{
+	uint32_t tok[300] = { 0 }, table[32] = { 0 };
+	struct backend_seq s = { .block_table = table, .n_blocks = 1, .tokens = tok,
+				 .n_tokens = 1 };
+	struct backend_seq t;
+	struct pair p;
+	float *out;
+
+	(void)state;
+	NEED_GPU();
+	pair_load(&p, "tiny", "BF16");
+	out = malloc(300 * p.gpu->n_vocab * sizeof(float));
+	assert_int_equal(backend_step(p.gpu, &s, 0, out), -EINVAL);
+	assert_int_equal(backend_step(p.gpu, &s, 1, NULL), -EINVAL);
+	t = s;
+	tok[0] = p.gpu->n_vocab;
+	assert_int_equal(backend_step(p.gpu, &t, 1, out), -EINVAL);
+	tok[0] = 0;
+	t.n_tokens = 17;
+	assert_int_equal(backend_step(p.gpu, &t, 1, out), -EINVAL);
+	t = s;
+	table[0] = N_BLOCKS;
+	assert_int_equal(backend_step(p.gpu, &t, 1, out), -EINVAL);
+	table[0] = 0;
+	t.n_blocks = 32;
+	t.n_tokens = 257;
+	assert_int_equal(backend_step(p.gpu, &t, 1, out), -E2BIG);
+	t.n_tokens = 1;
+	t.pos = 512;
+	assert_int_equal(backend_step(p.gpu, &t, 1, out), -E2BIG);
+	assert_int_equal(backend_step(p.gpu, &s, 1, out), 0);
+	free(out);
+	pair_free(&p);
+}
+
+#else	/* !LLMQ_HAVE_CUDA */
+
+static void test_gpu_none(void **state)
+{
+	(void)state;
+	NEED_GPU();
+}
+
+#endif
+
+static int setup(void **state)
+{
+	const char *env = getenv("LLMQ_TEST_SEED");
+	uint64_t seed;
+
+	(void)state;
+	seed = env && *env ? strtoull(env, NULL, 0) :
+	       (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+	rng_seed(rng, seed);
+	print_message("[          ] seed %llu (LLMQ_TEST_SEED=%llu repeats this run)\n",
+		      (unsigned long long)seed, (unsigned long long)seed);
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[1200];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cli_engine),
+		cmocka_unit_test(test_fatbin),
+#ifdef LLMQ_HAVE_CUDA
+		cmocka_unit_test(test_embed),
+		cmocka_unit_test(test_rmsnorm),
+		cmocka_unit_test(test_bias),
+		cmocka_unit_test(test_rope),
+		cmocka_unit_test(test_swiglu),
+		cmocka_unit_test(test_argmax),
+		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_forward),
+		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_bad_steps),
+#else
+		cmocka_unit_test(test_gpu_none),
+#endif
+	};
+
+	(void)argc;
+	if (testenv_bin_dir(argv[0]))
+		return 1;
+	return cmocka_run_group_tests_name("cuda", tests, setup, teardown);
+}
