@@ -331,7 +331,8 @@ dkms-src:
 	install -d $(DESTDIR)/usr/src/llmq-$(VERSION)/driver \
 		$(DESTDIR)/usr/src/llmq-$(VERSION)/include/uapi/linux $(DESTDIR)$(UDEVDIR)
 	install -m 644 driver/dkms.conf Kbuild $(DESTDIR)/usr/src/llmq-$(VERSION)
-	install -m 644 driver/Kbuild driver/llmq.c $(DESTDIR)/usr/src/llmq-$(VERSION)/driver
+	install -m 644 driver/Kbuild driver/main.c driver/genl.c driver/llmq_internal.h \
+		$(DESTDIR)/usr/src/llmq-$(VERSION)/driver
 	install -m 644 include/uapi/linux/llmq.h \
 		$(DESTDIR)/usr/src/llmq-$(VERSION)/include/uapi/linux
 	install -m 644 driver/60-llmq.rules $(DESTDIR)$(UDEVDIR)

@@ -113,7 +113,7 @@ elif checkpatch() {
 	return $rc
      } &&
      # Generated files of an in-tree make modules are not ours to style.
-     checkpatch -f $(ls driver/*.c | grep -v '\.mod\.c$') driver/Kbuild Kbuild \
+     checkpatch -f $(ls driver/*.c | grep -v '\.mod\.c$') driver/*.h driver/Kbuild Kbuild \
 	>"$VM/checkpatch.log" 2>&1 &&
      # _Static_assert is C11's keyword, not CamelCase.
      checkpatch --ignore CAMELCASE -f include/uapi/linux/llmq.h >>"$VM/checkpatch.log" 2>&1; then

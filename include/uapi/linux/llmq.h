@@ -479,10 +479,23 @@ struct llmq_event {
  *
  * Reading (GET_*) is open to whoever can reach the socket; the others need
  * uid 0, CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer, else EPERM.
+ *
+ * Over generic netlink (family LLMQ_GENL_NAME, llmq.ko loaded) the module
+ * relays: the runtime attached to /dev/llmq sends LLMQ_CMD_REGISTER from
+ * its netlink socket; a request (LLMQ_CMD_GET_STATUS .. LLMQ_CMD_SHUTDOWN)
+ * is checked by the module (changes need CAP_NET_ADMIN or CAP_SYS_ADMIN)
+ * and forwarded to that socket with the same command, its attributes and
+ * LLMQ_ATTR_COOKIE; the runtime answers with LLMQ_CMD_REPLY carrying the
+ * cookie and the reply's attributes, which the module returns to the
+ * caller as the reply to its request.  With no runtime registered the
+ * reply's LLMQ_ATTR_ERRNO is ENOTCONN.  The multicast group
+ * LLMQ_GENL_MCGRP_EVENTS carries LLMQ_CMD_EVENT: the runtime registered
+ * or went away.
  */
 #define LLMQ_GENL_NAME		"llmq"
 #define LLMQ_GENL_VERSION	1
 #define LLMQ_GENL_SOCK_TYPE	0x4c51	/* nlmsg_type on the admin socket */
+#define LLMQ_GENL_MCGRP_EVENTS	"events"
 
 enum llmq_cmd {
 	LLMQ_CMD_UNSPEC,
@@ -494,6 +507,9 @@ enum llmq_cmd {
 	LLMQ_CMD_CANCEL_CLIENT,	/* LLMQ_ATTR_CLIENT_PID; reply: LLMQ_ATTR_CANCELLED */
 	LLMQ_CMD_DRAIN,		/* stop taking requests, finish the running */
 	LLMQ_CMD_SHUTDOWN,	/* as SIGTERM */
+	LLMQ_CMD_REGISTER,	/* genl: the runtime serves relayed requests */
+	LLMQ_CMD_REPLY,		/* genl: LLMQ_ATTR_COOKIE and a relayed reply */
+	LLMQ_CMD_EVENT,		/* genl multicast: LLMQ_ATTR_EVENT, RUNTIME_PID */
 	__LLMQ_CMD_MAX,
 };
 
@@ -527,10 +543,20 @@ enum llmq_attr {
 	LLMQ_ATTR_CLIENT_ID,		/* u64: the runtime's client id */
 	LLMQ_ATTR_CONFIG,		/* nest: LLMQ_CFG_* */
 	LLMQ_ATTR_CANCELLED,		/* u32: requests cancelled */
+	LLMQ_ATTR_COOKIE,		/* u64: pairs a relayed request and reply */
+	LLMQ_ATTR_PAD,			/* alignment of 64-bit attributes */
+	LLMQ_ATTR_EVENT,		/* u32: LLMQ_EVENT_* */
+	LLMQ_ATTR_RUNTIME_PID,		/* u32: the runtime's pid */
 	__LLMQ_ATTR_MAX,
 };
 
 #define LLMQ_ATTR_MAX (__LLMQ_ATTR_MAX - 1)
+
+/* LLMQ_ATTR_EVENT of an LLMQ_CMD_EVENT. */
+enum llmq_event_type {
+	LLMQ_EVENT_RUNTIME_UP = 1,	/* a runtime registered */
+	LLMQ_EVENT_RUNTIME_DOWN,	/* it detached or its socket closed */
+};
 
 /* Live settings, inside LLMQ_ATTR_CONFIG; each an s64 (8 bytes). */
 enum llmq_cfg {

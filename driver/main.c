@@ -18,7 +18,8 @@
  *    client woken.  Requests still queued in the rings wait for the next
  *    runtime, which is sent an OPEN event for every live client.
  *
- * Documentation/admin-guide/llmq.rst and
+ * The control plane's generic netlink family is genl.c's; it learns here
+ * when the runtime detaches.  Documentation/admin-guide/llmq.rst and
  * Documentation/userspace-api/llmq.rst describe the interface.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -43,6 +44,8 @@
 #include <linux/xarray.h>
 
 #include <uapi/linux/llmq.h>
+
+#include "llmq_internal.h"
 
 static int runtime_gid = -1;
 module_param(runtime_gid, int, 0444);
@@ -573,6 +576,25 @@ out:
 	return err;
 }
 
+/**
+ * llmq_runtime_is_current() - is the caller the attached runtime?
+ *
+ * genl.c lets only the runtime's process register for relayed control
+ * requests: the one that opened the file attached as the runtime.
+ *
+ * Return: true if a runtime is attached and current belongs to its
+ * thread group.
+ */
+bool llmq_runtime_is_current(void)
+{
+	bool ret;
+
+	spin_lock(&llmq.lock);
+	ret = llmq.runtime && llmq.runtime->pid == task_tgid(current);
+	spin_unlock(&llmq.lock);
+	return ret;
+}
+
 /* The runtime's file is gone.  Called with llmq.mutex held. */
 static void llmq_detach(struct llmq_client *rt)
 {
@@ -587,6 +609,8 @@ static void llmq_detach(struct llmq_client *rt)
 		c->events = 0;
 	}
 	spin_unlock(&llmq.lock);
+	/* Relayed requests waiting for it fail now, not at their timeout. */
+	llmq_genl_runtime_detached();
 
 	xa_for_each(&llmq.clients, idx, c) {
 		spin_lock(&llmq.lock);
@@ -1012,15 +1036,27 @@ static int __init llmq_init(void)
 {
 	int err;
 
+	/* The family first: a runtime may register as soon as it attaches. */
+	err = llmq_genl_init();
+	if (err) {
+		pr_err("cannot register the generic netlink family: %d\n", err);
+		return err;
+	}
 	err = misc_register(&llmq_misc);
-	if (err)
+	if (err) {
 		pr_err("cannot register /dev/llmq: %d\n", err);
+		goto genl;
+	}
+	return 0;
+genl:
+	llmq_genl_exit();
 	return err;
 }
 
 static void __exit llmq_exit(void)
 {
 	misc_deregister(&llmq_misc);
+	llmq_genl_exit();
 	/* Every file held a module reference: nothing can be left. */
 	WARN_ON(!xa_empty(&llmq.clients));
 	WARN_ON(atomic_read(&llmq.nr_rings));
