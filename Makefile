@@ -48,7 +48,7 @@ LIB_SRCS	:= tools/lib/llmq/setup.c tools/lib/llmq/queue.c \
 		   tools/lib/llmq/uds.c
 RT_SRCS		:= runtime/llmqd.c runtime/loop.c runtime/transport_user.c runtime/transport_kernel.c \
 		   runtime/client.c runtime/request.c runtime/serve.c runtime/metrics.c \
-		   runtime/sqe_check.c runtime/log.c runtime/admin.c
+		   runtime/sqe_check.c runtime/log.c runtime/admin.c runtime/admin_genl.c
 MODEL_SRCS	:= runtime/gguf.c runtime/gguf_write.c runtime/dtype.c runtime/model.c
 TOK_SRCS	:= runtime/tokenizer.c runtime/tokenizer_spm.c runtime/tokenizer_bpe.c \
 		   runtime/tokenizer_pretok.c runtime/tokenizer_utf8.c
@@ -247,14 +247,16 @@ $(O)/tests/test_serve: $(call obj,tests/live/test_serve.c tests/live/harness.c) 
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
 
 # ---- llmqctl (tools/llmqctl/) and its test: the control plane's client ------
-# The runtime's side is runtime/admin.c (in RT_SRCS).
+# The runtime's side is runtime/admin.c and, over llmq.ko's generic netlink
+# family, runtime/admin_genl.c (both in RT_SRCS).
 LLMQCTL_SRCS	:= tools/llmqctl/llmqctl.c runtime/metrics.c
 BINS		+= $(O)/bin/llmqctl
 TESTS		+= $(O)/tests/test_llmqctl
 
 all: $(O)/bin/llmqctl
 
-$(O)/obj/runtime/admin.o $(O)/obj/tools/llmqctl/%.o: CFLAGS_ALL += $(CFLAGS_NL) -Iruntime
+$(O)/obj/runtime/admin.o $(O)/obj/runtime/admin_genl.o $(O)/obj/tools/llmqctl/%.o: \
+	CFLAGS_ALL += $(CFLAGS_NL) -Iruntime
 
 $(O)/bin/llmqctl: $(call obj,$(LLMQCTL_SRCS))
 	@mkdir -p $(dir $@)

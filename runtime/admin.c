@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The control plane in userspace mode: the generic netlink family "llmq"'s
- * messages (include/uapi/linux/llmq.h), built and parsed with libnl, one per
- * SOCK_SEQPACKET message on the admin socket.  A connection whose first
- * message is one gets one reply and is closed.
+ * The control plane's requests: the generic netlink family "llmq"'s
+ * messages (include/uapi/linux/llmq.h), built and parsed with libnl.  One
+ * message format, two carriers: admin_serve() answers a parsed request
+ * whichever brought it; admin_handle() is the admin socket's carrier (one
+ * request per SOCK_SEQPACKET connection, answered and closed), and
+ * admin_genl.c is llmq.ko's, which relays requests over generic netlink.
  *
- * Reads are open to anyone who can reach the socket; changes need uid 0,
- * CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer (SO_PEERCRED, then the peer's
- * effective capabilities from /proc), else EPERM.
+ * On the socket, reads are open to anyone who can reach it; changes need
+ * uid 0, CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer (SO_PEERCRED, then the
+ * peer's effective capabilities from /proc), else EPERM.  Through the
+ * module, the module checked the caller's capabilities.
  *
  * Everything runs on the loop's thread, between steps.
  */
@@ -344,7 +347,48 @@ static int dispatch(struct llmqd *d, struct nl_msg *rep, uint8_t cmd, struct nla
 }
 
 /**
- * admin_handle() - answer one admin request
+ * admin_serve() - answer one request, whichever carrier brought it
+ * @d:		the daemon
+ * @req:	the request: a whole netlink message, genlmsghdr and attributes
+ * @rep:	the reply, its headers put: the command's attributes,
+ *		LLMQ_ATTR_ERRNO and maybe LLMQ_ATTR_ERRMSG are added
+ * @may_change:	the caller may change llmqd (the carrier checked)
+ * @who:	the caller, for the log
+ *
+ * Return: 0, or -EMSGSIZE if even the errno did not fit in @rep.
+ */
+int admin_serve(struct llmqd *d, const struct nlmsghdr *req, struct nl_msg *rep,
+		bool may_change, const char *who)
+{
+	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
+	const struct genlmsghdr *gh = nlmsg_data(req);
+	char msg[256] = "";
+	uint8_t cmd = gh->cmd;
+	int err;
+
+	err = genlmsg_parse((struct nlmsghdr *)req, 0, tb, LLMQ_ATTR_MAX, top_policy);
+	if (err) {
+		snprintf(msg, sizeof(msg), "malformed request");
+		err = -EINVAL;
+	} else if (is_change(cmd) && !may_change) {
+		snprintf(msg, sizeof(msg), "changing llmqd needs root, CAP_NET_ADMIN or "
+			 "CAP_SYS_ADMIN");
+		err = -EPERM;
+	} else {
+		err = dispatch(d, rep, cmd, tb, msg, sizeof(msg));
+	}
+	if (err == -EMSGSIZE && !msg[0])
+		snprintf(msg, sizeof(msg), "reply too large");
+	if (err && cmd != LLMQ_CMD_GET_STATUS)
+		pr_info("admin command %u from %s: %s", cmd, who, msg[0] ? msg : strerror(-err));
+	if (nla_put_u32(rep, LLMQ_ATTR_ERRNO, (uint32_t)-err) ||
+	    (msg[0] && nla_put_string(rep, LLMQ_ATTR_ERRMSG, msg)))
+		return -EMSGSIZE;
+	return 0;
+}
+
+/**
+ * admin_handle() - answer one admin request from the socket
  * @d:		the daemon
  * @fd:		the connection (the caller closes it)
  * @buf:	the netlink message, admin_is_netlink() said so
@@ -354,46 +398,23 @@ static int dispatch(struct llmqd *d, struct nl_msg *rep, uint8_t cmd, struct nla
  */
 void admin_handle(struct llmqd *d, int fd, const void *buf, size_t len, pid_t pid, uid_t uid)
 {
-	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
 	struct nlmsghdr *req = (struct nlmsghdr *)buf, *nlh;
 	struct genlmsghdr *gh = nlmsg_data(req);
 	struct nl_msg *rep;
-	char msg[256] = "";
-	uint8_t cmd = gh->cmd;
-	int err;
+	char who[64];
 
 	if (!nlmsg_ok(req, (int)len))
 		return;
-	/* Room for the stats reply: five 2 KiB histograms. */
-	rep = nlmsg_alloc_size(64 * 1024);
+	rep = nlmsg_alloc_size(ADMIN_REPLY_MAX);
 	if (!rep)
 		return;
-	if (!genlmsg_put(rep, NL_AUTO_PORT, req->nlmsg_seq, LLMQ_GENL_SOCK_TYPE, 0, 0, cmd,
-			 LLMQ_GENL_VERSION)) {
+	snprintf(who, sizeof(who), "pid %d uid %d", (int)pid, (int)uid);
+	if (!genlmsg_put(rep, NL_AUTO_PORT, req->nlmsg_seq, LLMQ_GENL_SOCK_TYPE, 0, 0, gh->cmd,
+			 LLMQ_GENL_VERSION) ||
+	    admin_serve(d, req, rep, uid == 0 || (is_change(gh->cmd) && pid_capable(pid)), who)) {
 		nlmsg_free(rep);
 		return;
 	}
-	err = genlmsg_parse(req, 0, tb, LLMQ_ATTR_MAX, top_policy);
-	if (err) {
-		snprintf(msg, sizeof(msg), "malformed request");
-		err = -EINVAL;
-	} else if (is_change(cmd) && uid != 0 && !pid_capable(pid)) {
-		snprintf(msg, sizeof(msg), "changing llmqd needs root, CAP_NET_ADMIN or "
-			 "CAP_SYS_ADMIN");
-		err = -EPERM;
-	} else {
-		err = dispatch(d, rep, cmd, tb, msg, sizeof(msg));
-	}
-	if (err == -EMSGSIZE && !msg[0])
-		snprintf(msg, sizeof(msg), "reply too large");
-	if (nla_put_u32(rep, LLMQ_ATTR_ERRNO, (uint32_t)-err) ||
-	    (msg[0] && nla_put_string(rep, LLMQ_ATTR_ERRMSG, msg))) {
-		nlmsg_free(rep);
-		return;
-	}
-	if (err && cmd != LLMQ_CMD_GET_STATUS)
-		pr_info("admin command %u from pid %d uid %d: %s", cmd, (int)pid, (int)uid,
-			msg[0] ? msg : strerror(-err));
 	nlh = nlmsg_hdr(rep);
 	/* Non-blocking: a client that does not read its reply gets none. */
 	(void)!send(fd, nlh, nlh->nlmsg_len, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -477,6 +477,8 @@ int main(int argc, char **argv)
 		err = kernel_attach(&d);
 		if (err)
 			return 1;
+		/* llmqctl over generic netlink; without it, over the socket. */
+		admin_genl_open(&d);
 		pr_info("serving %s, admin on %s: %s", LLMQ_DEVICE, d.cfg.socket_path,
 			d.engine.desc);
 	} else {
@@ -489,6 +491,8 @@ int main(int argc, char **argv)
 		detach_stdio();
 	}
 	err = loop_run(&d);
+	if (d.genl_sk)
+		admin_genl_close(&d);
 	user_close_listener(&d);
 	serve_fini(&d);
 	io_uring_queue_exit(&d.ring);

@@ -23,6 +23,7 @@
 #include "tokenizer.h"
 
 struct sampler;
+struct nl_sock;
 
 /* Where clients come from (--transport). */
 enum transport {
@@ -64,6 +65,7 @@ enum ev_type {
 	EV_SIGNAL,
 	EV_WAKE,
 	EV_KEVENTS,
+	EV_GENL,
 };
 
 struct ev {
@@ -189,6 +191,9 @@ struct llmqd {
 	int			dev_fd;		/* /dev/llmq, attached; or -1 */
 	struct ev		ev_kevents;
 	struct llmq_event	kev[32];
+	struct nl_sock		*genl_sk;	/* registered with llmq.ko; or NULL */
+	int			genl_family;
+	struct ev		ev_genl;
 	struct client		**kclients;	/* by kid */
 	uint32_t		nr_kclients;
 	uint32_t		*kwake;		/* kids to wake this turn */
@@ -221,9 +226,19 @@ void kernel_on_events(struct llmqd *d, int res);
 void kernel_wake(struct llmqd *d, struct client *c);
 void kernel_wake_flush(struct llmqd *d);
 
-/* admin.c */
+/* admin.c: room for the largest reply (stats: five 2 KiB histograms) */
+#define ADMIN_REPLY_MAX	(64 * 1024)
+struct nl_msg;
+struct nlmsghdr;
+int admin_serve(struct llmqd *d, const struct nlmsghdr *req, struct nl_msg *rep,
+		bool may_change, const char *who);
 void admin_handle(struct llmqd *d, int fd, const void *buf, size_t len, pid_t pid, uid_t uid);
 bool admin_is_netlink(const void *buf, size_t len);
+
+/* admin_genl.c */
+int admin_genl_open(struct llmqd *d);
+void admin_genl_on_poll(struct llmqd *d, int res);
+void admin_genl_close(struct llmqd *d);
 
 /* client.c */
 struct client *client_new(struct llmqd *d, void *map, const struct llmq_layout *lay,

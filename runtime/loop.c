@@ -194,6 +194,9 @@ static void dispatch(struct llmqd *d, struct io_uring_cqe *cqe)
 	case EV_KEVENTS:
 		kernel_on_events(d, cqe->res);
 		break;
+	case EV_GENL:
+		admin_genl_on_poll(d, cqe->res);
+		break;
 	}
 }
 

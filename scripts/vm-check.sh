@@ -163,6 +163,14 @@ if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude
 	fail vm_boot
 	summary
 fi
+# llmqctl through llmq.ko's generic netlink family (libnl and json-c, static).
+if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude/uapi \
+	-Itools/lib/llmq $(pkg-config --cflags libnl-genl-3.0 2>/dev/null || echo -I/usr/include/libnl3) \
+	-static -o "$root/test_llmq_genl" tests/vm/test_llmq_genl.c tests/vm/harness.c \
+	"$O/lib/libllmq.a" -lnl-genl-3 -lnl-3 -ljson-c -lpthread -lm; then
+	fail vm_boot
+	summary
+fi
 # llmqd as it is built, with the shared libraries it loads.
 copy_bin() {
 	local lib
@@ -175,6 +183,8 @@ copy_bin() {
 }
 [ -x "$O/bin/llmqd" ] || { echo "build llmqd first (make all)"; fail vm_boot; summary; }
 copy_bin "$O/bin/llmqd" /bin/llmqd
+[ -x "$O/bin/llmqctl" ] || { echo "build llmqctl first (make all)"; fail vm_boot; summary; }
+copy_bin "$O/bin/llmqctl" /bin/llmqctl
 # The ring issue's live suite, over /dev/llmq: it finds llmqd and llmq in
 # ../bin beside itself.
 if [ ! -x "$O/tests/test_live" ] || [ ! -x "$O/bin/llmq" ]; then
@@ -197,6 +207,8 @@ echo LLMQ-VM-BEGIN
 /test_llmq_dev /llmq.ko $VM_FUZZ
 echo "LLMQ-VM-RC \$?"
 /test_llmq_runtime /llmq.ko /bin/llmqd
+echo "LLMQ-VM-RC \$?"
+/test_llmq_genl /llmq.ko /bin/llmqd /bin/llmqctl
 echo "LLMQ-VM-RC \$?"
 insmod /llmq.ko && LLMQ_TEST_TRANSPORT=kernel /live/tests/test_live && rmmod llmq
 echo "LLMQ-VM-RC \$?"

@@ -2,10 +2,13 @@
 /*
  * llmqctl: see and steer a running llmqd.  Each command is one generic
  * netlink message of the "llmq" family (include/uapi/linux/llmq.h), built
- * and parsed with libnl; in userspace mode it travels over llmqd's admin
+ * and parsed with libnl, over one of two carriers: generic netlink, where
+ * llmq.ko relays it to the llmqd attached to /dev/llmq, or llmqd's admin
  * socket, one message per SOCK_SEQPACKET message, one request per
- * connection.  Documentation/admin-guide/llmqctl.rst has the commands,
- * exit statuses and JSON shapes.
+ * connection.  Without --socket or --netlink the module is asked first and
+ * the socket when no llmqd is registered there.
+ * Documentation/admin-guide/llmqctl.rst has the commands, exit statuses and
+ * JSON shapes.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +27,8 @@
 #include <linux/llmq.h>
 #include <netlink/attr.h>
 #include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 
 #include "admin_keys.h"
@@ -40,7 +45,18 @@ enum {
 	EXIT_CONNECT	= 5,	/* cannot reach llmqd, or a malformed reply */
 };
 
+/* How requests travel: --socket, --netlink, or the module then the socket. */
+enum carrier {
+	CARRIER_AUTO,
+	CARRIER_SOCKET,
+	CARRIER_NETLINK,
+};
+
+/* transact_genl(): no llmqd is registered with the module; try the socket. */
+#define TRY_SOCKET	(-1)
+
 static const char *sock_path = LLMQ_DEFAULT_SOCKET;
+static enum carrier carrier = CARRIER_AUTO;
 static bool json;
 
 
@@ -110,7 +126,7 @@ struct reply {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: llmqctl [--socket PATH] [--json] COMMAND\n"
+		"usage: llmqctl [--socket PATH | --netlink] [--json] COMMAND\n"
 		"\n"
 		"  status                  transport, model, engine, uptime, load\n"
 		"  stats [--prometheus]    every counter; or Prometheus text exposition\n"
@@ -120,8 +136,12 @@ static void usage(FILE *f)
 		"  cancel --client PID     cancel every request of process PID\n"
 		"  drain                   refuse new requests, finish the running ones\n"
 		"  shutdown                stop llmqd as SIGTERM does\n"
+		"  monitor [--count N]     print llmq.ko's runtime up / down events\n"
 		"\n"
-		"  --socket PATH   llmqd's admin socket (default %s)\n"
+		"  --socket PATH   only llmqd's admin socket (default %s)\n"
+		"  --netlink       only llmq.ko's generic netlink family\n"
+		"                  (default: the family if an llmqd is registered there,\n"
+		"                  else the socket)\n"
 		"  --json          JSON on stdout\n"
 		"\n"
 		"keys: batch_timeout_ms, max_batch_size, max_num_seqs, max_num_batched_tokens,\n"
@@ -138,15 +158,122 @@ static int die_usage(const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
-/* Send @req; on success @rep holds the parsed reply.  Returns an exit status. */
-static int transact(struct nl_msg *req, struct reply *rep)
+/* Parse the reply message in @rep->buf (@len bytes); an exit status. */
+static int parse_reply(struct reply *rep, size_t len, const char *from)
+{
+	struct nlmsghdr *nlh = rep->buf;
+
+	if (!nlmsg_ok(nlh, (int)len) ||
+	    genlmsg_parse(nlh, 0, rep->tb, LLMQ_ATTR_MAX, reply_policy) ||
+	    !rep->tb[LLMQ_ATTR_ERRNO]) {
+		fprintf(stderr, "llmqctl: malformed reply from %s (is it an llmqd with the "
+			"control plane?)\n", from);
+		free(rep->buf);
+		rep->buf = NULL;
+		return EXIT_CONNECT;
+	}
+	return EXIT_OK;
+}
+
+/* A generic netlink socket to llmq.ko's family, its id in @family; or NULL. */
+static struct nl_sock *genl_open(int *family, bool quiet)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int err = -NLE_NOMEM;
+
+	if (sk)
+		err = genl_connect(sk);
+	if (sk && !err)
+		err = genl_ctrl_resolve(sk, LLMQ_GENL_NAME);
+	if (err < 0) {
+		if (!quiet)
+			fprintf(stderr, "llmqctl: cannot reach llmq.ko's generic netlink family "
+				"\"%s\": %s (is the module loaded?)\n", LLMQ_GENL_NAME,
+				nl_geterror(err));
+		nl_socket_free(sk);
+		return NULL;
+	}
+	*family = err;
+	return sk;
+}
+
+/*
+ * Send @req to llmq.ko, which relays it to its llmqd.  Returns an exit
+ * status, or TRY_SOCKET when @fallback and the family is missing or has no
+ * llmqd registered.
+ */
+static int transact_genl(struct nl_msg *req, struct reply *rep, bool fallback)
+{
+	struct nlmsghdr *nlh = nlmsg_hdr(req), *m;
+	struct sockaddr_nl peer;
+	unsigned char *buf = NULL;
+	struct nl_sock *sk;
+	int family, n, ret = EXIT_CONNECT, err;
+
+	sk = genl_open(&family, fallback);
+	if (!sk)
+		return fallback ? TRY_SOCKET : EXIT_CONNECT;
+	nl_socket_disable_auto_ack(sk);
+	nlh->nlmsg_type = (uint16_t)family;
+	nlh->nlmsg_seq = NL_AUTO_SEQ;
+	err = nl_send_auto(sk, req);
+	if (err < 0) {
+		fprintf(stderr, "llmqctl: sending to llmq.ko: %s\n", nl_geterror(err));
+		goto out;
+	}
+	/* The reply, or an error from the family itself (policy, no memory). */
+	for (;;) {
+		n = nl_recv(sk, &peer, &buf, NULL);
+		if (n <= 0) {
+			fprintf(stderr, "llmqctl: waiting for llmq.ko: %s\n",
+				n ? nl_geterror(n) : "no reply");
+			goto out;
+		}
+		for (m = (struct nlmsghdr *)buf; nlmsg_ok(m, n); m = nlmsg_next(m, &n)) {
+			if (m->nlmsg_seq != nlh->nlmsg_seq)
+				continue;
+			if (m->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = nlmsg_data(m);
+
+				fprintf(stderr, "llmqctl: llmq.ko refused the request: %s\n",
+					strerror(-e->error));
+				ret = e->error == -EPERM ? EXIT_PERM : EXIT_FAIL;
+				goto out;
+			}
+			if (m->nlmsg_type != family)
+				continue;
+			rep->buf = malloc(m->nlmsg_len);
+			if (!rep->buf)
+				goto out;
+			memcpy(rep->buf, m, m->nlmsg_len);
+			ret = parse_reply(rep, m->nlmsg_len, "llmq.ko");
+			/* The module's own answer: nobody registered. */
+			if (!ret && fallback &&
+			    nla_get_u32(rep->tb[LLMQ_ATTR_ERRNO]) == ENOTCONN) {
+				free(rep->buf);
+				rep->buf = NULL;
+				ret = TRY_SOCKET;
+			}
+			goto out;
+		}
+		free(buf);
+		buf = NULL;
+	}
+out:
+	free(buf);
+	nl_socket_free(sk);
+	nlh->nlmsg_type = LLMQ_GENL_SOCK_TYPE;
+	return ret;
+}
+
+/* Send @req over the admin socket; on success @rep holds the parsed reply. */
+static int transact_sock(struct nl_msg *req, struct reply *rep)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct nlmsghdr *nlh = nlmsg_hdr(req);
 	ssize_t n;
-	int fd, err;
+	int fd;
 
-	memset(rep, 0, sizeof(*rep));
 	if (strlen(sock_path) >= sizeof(sun.sun_path)) {
 		fprintf(stderr, "llmqctl: socket path too long: %s\n", sock_path);
 		return EXIT_USAGE;
@@ -170,12 +297,13 @@ static int transact(struct nl_msg *req, struct reply *rep)
 		goto io_err;
 	close(fd);
 	nlh = rep->buf;
-	if (!nlmsg_ok(nlh, (int)n) || nlh->nlmsg_type != LLMQ_GENL_SOCK_TYPE)
-		goto bad;
-	err = genlmsg_parse(nlh, 0, rep->tb, LLMQ_ATTR_MAX, reply_policy);
-	if (err || !rep->tb[LLMQ_ATTR_ERRNO])
-		goto bad;
-	return EXIT_OK;
+	if (nlmsg_ok(nlh, (int)n) && nlh->nlmsg_type == LLMQ_GENL_SOCK_TYPE)
+		return parse_reply(rep, (size_t)n, sock_path);
+	fprintf(stderr, "llmqctl: malformed reply from llmqd at %s (is it an llmqd with "
+		"the control plane?)\n", sock_path);
+	free(rep->buf);
+	rep->buf = NULL;
+	return EXIT_CONNECT;
 io_err:
 	fprintf(stderr, "llmqctl: talking to llmqd at %s: %s\n", sock_path,
 		errno ? strerror(errno) : "connection closed");
@@ -183,12 +311,20 @@ io_err:
 	free(rep->buf);
 	rep->buf = NULL;
 	return EXIT_CONNECT;
-bad:
-	fprintf(stderr, "llmqctl: malformed reply from llmqd at %s (is it an llmqd with "
-		"the control plane?)\n", sock_path);
-	free(rep->buf);
-	rep->buf = NULL;
-	return EXIT_CONNECT;
+}
+
+/* Send @req by the carrier chosen; on success @rep holds the parsed reply. */
+static int transact(struct nl_msg *req, struct reply *rep)
+{
+	int ret;
+
+	memset(rep, 0, sizeof(*rep));
+	if (carrier != CARRIER_SOCKET) {
+		ret = transact_genl(req, rep, carrier == CARRIER_AUTO);
+		if (ret != TRY_SOCKET)
+			return ret;
+	}
+	return transact_sock(req, rep);
 }
 
 static struct nl_msg *new_req(uint8_t cmd)
@@ -221,6 +357,8 @@ static int call(struct nl_msg *req, struct reply *rep, const char *what)
 		ret = EXIT_PERM;
 	else if (e == ERANGE || e == EINVAL)
 		ret = EXIT_VALUE;
+	else if (e == ENOTCONN || e == ECONNRESET || e == ETIMEDOUT)
+		ret = EXIT_CONNECT;	/* llmq.ko: no llmqd, or it went or hung */
 	else
 		ret = EXIT_FAIL;
 	free(rep->buf);
@@ -573,10 +711,105 @@ static int cmd_simple(uint8_t cmd, const char *what)
 	return EXIT_OK;
 }
 
+/* What monitor counts, and the family its events must come from. */
+struct monitor {
+	int		family;
+	unsigned long	seen;
+};
+
+static int on_event(struct nl_msg *msg, void *arg)
+{
+	static struct nla_policy policy[LLMQ_ATTR_MAX + 1] = {
+		[LLMQ_ATTR_EVENT]	= { .type = NLA_U32 },
+		[LLMQ_ATTR_RUNTIME_PID]	= { .type = NLA_U32 },
+	};
+	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
+	struct nlmsghdr *nlh = nlmsg_hdr(msg);
+	struct monitor *mon = arg;
+	struct json_object *o;
+	const char *what;
+	uint32_t pid;
+
+	if (nlh->nlmsg_type != mon->family || !genlmsg_valid_hdr(nlh, 0) ||
+	    ((struct genlmsghdr *)nlmsg_data(nlh))->cmd != LLMQ_CMD_EVENT ||
+	    genlmsg_parse(nlh, 0, tb, LLMQ_ATTR_MAX, policy) || !tb[LLMQ_ATTR_EVENT])
+		return NL_SKIP;
+	switch (nla_get_u32(tb[LLMQ_ATTR_EVENT])) {
+	case LLMQ_EVENT_RUNTIME_UP:
+		what = "up";
+		break;
+	case LLMQ_EVENT_RUNTIME_DOWN:
+		what = "down";
+		break;
+	default:
+		return NL_SKIP;		/* a newer module's: not ours to guess */
+	}
+	pid = tb[LLMQ_ATTR_RUNTIME_PID] ? nla_get_u32(tb[LLMQ_ATTR_RUNTIME_PID]) : 0;
+	if (json) {
+		/* One object per line, so that a reader can take them as they come. */
+		o = json_object_new_object();
+		json_object_object_add(o, "event", json_object_new_string(what));
+		json_object_object_add(o, "pid", json_object_new_int64(pid));
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	} else {
+		printf("runtime %s pid %u\n", what, pid);
+	}
+	fflush(stdout);
+	mon->seen++;
+	return NL_OK;
+}
+
+/* Print the "events" group's messages as they come, @count of them (0: for ever). */
+static int cmd_monitor(int argc, char **argv)
+{
+	struct monitor mon = { 0 };
+	unsigned long count = 0;
+	struct nl_sock *sk;
+	char *end;
+	int grp, err;
+
+	if (argc == 3 && !strcmp(argv[1], "--count")) {
+		errno = 0;
+		count = strtoul(argv[2], &end, 10);
+		if (errno || end == argv[2] || *end || argv[2][0] == '-' || !count)
+			return die_usage("monitor: '%s' is not a positive count", argv[2]);
+	} else if (argc != 1) {
+		return die_usage("usage: llmqctl monitor [--count N]%s", "");
+	}
+	if (carrier == CARRIER_SOCKET)
+		return die_usage("monitor: events come from llmq.ko's generic netlink family, "
+				 "not from a socket%s", "");
+	sk = genl_open(&mon.family, false);
+	if (!sk)
+		return EXIT_CONNECT;
+	grp = genl_ctrl_resolve_grp(sk, LLMQ_GENL_NAME, LLMQ_GENL_MCGRP_EVENTS);
+	err = grp < 0 ? grp : nl_socket_add_membership(sk, grp);
+	if (err) {
+		fprintf(stderr, "llmqctl: monitor: cannot join the \"%s\" group: %s\n",
+			LLMQ_GENL_MCGRP_EVENTS, nl_geterror(err));
+		nl_socket_free(sk);
+		return EXIT_CONNECT;
+	}
+	nl_socket_disable_seq_check(sk);
+	nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM, on_event, &mon);
+	while (!count || mon.seen < count) {
+		err = nl_recvmsgs_default(sk);
+		if (err < 0) {
+			fprintf(stderr, "llmqctl: monitor: %s\n", nl_geterror(err));
+			nl_socket_free(sk);
+			return EXIT_CONNECT;
+		}
+	}
+	nl_socket_free(sk);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket",	required_argument, NULL, 's' },
+		{ "netlink",	no_argument,	   NULL, 'n' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -585,10 +818,18 @@ int main(int argc, char **argv)
 	int c;
 
 	/* Options stop at the command: its own follow it. */
-	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:njh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sock_path = optarg;
+			if (carrier == CARRIER_NETLINK)
+				return die_usage("--socket and --netlink exclude each other%s", "");
+			carrier = CARRIER_SOCKET;
+			break;
+		case 'n':
+			if (carrier == CARRIER_SOCKET)
+				return die_usage("--socket and --netlink exclude each other%s", "");
+			carrier = CARRIER_NETLINK;
 			break;
 		case 'j':
 			json = true;
@@ -622,6 +863,8 @@ int main(int argc, char **argv)
 		return cmd_simple(LLMQ_CMD_DRAIN, "drain");
 	if (!strcmp(cmd, "shutdown") && argc == 1)
 		return cmd_simple(LLMQ_CMD_SHUTDOWN, "shutdown");
+	if (!strcmp(cmd, "monitor"))
+		return cmd_monitor(argc, argv);
 	fprintf(stderr, "llmqctl: unknown command or arguments: %s\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;
