@@ -579,11 +579,10 @@ out:
 /**
  * llmq_runtime_is_current() - is the caller the attached runtime?
  *
- * genl.c lets only the runtime's process register for relayed control
- * requests: the one that opened the file attached as the runtime.
- *
- * Return: true if a runtime is attached and current belongs to its
- * thread group.
+ * Context: process; takes llmq.lock.  genl.c lets only the runtime's
+ * process register for relayed control requests: the one that opened the
+ * file attached as the runtime.
+ * Return: true if a runtime is attached and current is of its process.
  */
 bool llmq_runtime_is_current(void)
 {
