@@ -324,7 +324,7 @@ vm-check: all $(O)/tests/test_live
 # The same boot, then round trips through /dev/llmq beside the socket transport.
 .PHONY: vm-bench
 vm-bench: all $(O)/tests/test_live
-	VM_BENCH=1 VM_SMP=1 scripts/vm-check.sh $(O)
+	VM_BENCH=1 VM_SMP=1 VM_TIMEOUT=600 scripts/vm-check.sh $(O)
 
 # The module's sources as DKMS wants them, and the udev rule (group llmq).
 UDEVDIR		?= /lib/udev/rules.d
