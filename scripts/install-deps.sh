@@ -46,6 +46,7 @@ if [ $tests -eq 1 ]; then
 	dpkg -s busybox-static >/dev/null 2>&1 || pkgs+=(busybox-static)
 	need cmd:cpio cpio
 	need cmd:sparse sparse
+	need cmd:dkms dkms
 	[ -f /usr/src/linux-source-6.1.tar.xz ] || pkgs+=(linux-source-6.1)
 fi
 

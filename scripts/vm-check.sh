@@ -123,6 +123,30 @@ else
 	fail module_checkpatch
 fi
 
+# ---- 2b. the DKMS package ----------------------------------------------------
+# What make dkms-src installs must build under dkms itself, in trees of our
+# own (--dkmstree, --sourcetree, --installtree: nothing under /var/lib/dkms
+# but the signing key dkms makes once).
+echo "[ RUN      ] module_dkms"
+dk=$(realpath -m "$VM/dkms")
+dkver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' driver/dkms.conf)
+rm -rf "$dk"
+mkdir -p "$dk/tree" "$dk/inst"
+if ! command -v dkms >/dev/null; then
+	echo "dkms missing (apt-get install --no-install-recommends dkms)"
+	fail module_dkms
+elif make -s dkms-src DESTDIR="$dk/root" UDEVDIR=/udev >"$dk/log" 2>&1 &&
+     $NICE dkms build -m llmq -v "$dkver" -k "$ABI" --dkmstree "$dk/tree" \
+	--sourcetree "$dk/root/usr/src" --installtree "$dk/inst" >>"$dk/log" 2>&1 &&
+     dko=$(find "$dk/tree/llmq/$dkver/$ABI" -name 'llmq.ko*' | head -n1) &&
+     [ -n "$dko" ] && [ "$(modinfo -F name "$dko")" = llmq ] &&
+     modinfo -F vermagic "$dko" | grep -q "^$ABI "; then
+	ok module_dkms
+else
+	cat "$dk/log"
+	fail module_dkms
+fi
+
 # ---- 3. the guest ---------------------------------------------------------
 echo "[ RUN      ] vm_boot"
 [ -f "$KO" ] || { echo "no module to test"; fail vm_boot; summary; }
