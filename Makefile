@@ -28,7 +28,8 @@ SOVERSION	:= 0
 CC		?= cc
 OPT		?= -O2
 CFLAGS_BASE	:= -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -fPIC \
-		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -DLLMQ_MODEL_DIR='"$(MODELDIR)"'
+		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -DLLMQ_MODEL_DIR='"$(MODELDIR)"' \
+		   -DLLMQ_PLUGIN_DIR='"$(LIBDIR)/llmq"'
 ifeq ($(SAN),1)
 CFLAGS_BASE	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined
@@ -81,9 +82,11 @@ SERVE_OBJS	:= $(call obj,runtime/engine.c runtime/backend_null.c runtime/schedul
 # The CUDA backend (cuda/), when nvcc is found: /usr/local/cuda first, then
 # $PATH; NVCC= builds without it. Its kernels are built for sm_80 and sm_90
 # with sm_90 PTX, once: the ASan build ($(O)-asan) links the plain build's
-# kernel objects (CUDA_O), which no sanitizer touches. llmqd and llmq link
-# cudart and cuBLAS; without nvcc they link a stub whose --engine cuda
-# explains itself.
+# kernel objects (CUDA_O), which no sanitizer touches. The backend, cudart
+# and cuBLAS make a plugin, $(O)/lib/llmq/backend-cuda.so, that llmqd and
+# llmq load for --engine cuda (runtime/backend_cuda_load.c): they start on
+# machines without the CUDA libraries. Without nvcc they link a stub whose
+# --engine cuda explains itself.
 ifeq ($(origin NVCC),undefined)
 NVCC		:= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
 			       $(shell command -v nvcc 2>/dev/null))
@@ -102,8 +105,11 @@ CUDA_KOBJS	:= $(patsubst %.cu,$(CUDA_O)/obj/%.o,$(CUDA_KERNELS))
 CUDA_OBJS	:= $(call obj,cuda/backend_cuda.c) $(CUDA_KOBJS)
 LIBS_CUDA	:= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 CFLAGS_CUDA	:= -I$(CUDA_HOME)/include -DLLMQ_HAVE_CUDA
+CUDA_PLUGIN	:= $(O)/lib/llmq/backend-cuda.so
+CUDA_LOADER	:= $(call obj,runtime/backend_cuda_load.c)
 else
 CUDA_OBJS	:= $(call obj,cuda/backend_cuda_none.c)
+CUDA_LOADER	:= $(CUDA_OBJS)
 ifeq ($(MAKELEVEL),0)
 $(info llmq: nvcc not found: building without the CUDA backend (NVCC=/path/to/nvcc adds it))
 endif
@@ -121,7 +127,7 @@ TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 
 .PHONY: all check test demo bench-ring install clean deps test-deps fuzz test-oracles \
 	bench-tokenizer bench-kernels bench-engine
-all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE)
+all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE) $(CUDA_PLUGIN)
 
 # Tools and tests built on the runtime's model code see its headers.
 $(O)/obj/tools/mkmodel/%.o $(O)/obj/tools/llmq/%.o $(O)/obj/tests/%.o: CFLAGS_ALL += -Iruntime
@@ -146,14 +152,30 @@ $(PCFILE): tools/lib/llmq/libllmq.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(CUDA_OBJS) $(LIBA)
+$(O)/bin/llmqd: $(RT_OBJS) $(SERVE_OBJS) $(CUDA_LOADER) $(LIBA) | $(CUDA_PLUGIN)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) $(LIBS_NL) $(LIBS_CUDA) -lpthread -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_URING) $(LIBS_TOK) $(LIBS_NL) -ldl -lpthread -lm
 
 $(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
-	       $(call obj,runtime/sampler.c) $(CUDA_OBJS) $(LIBA)
+	       $(call obj,runtime/sampler.c) $(CUDA_LOADER) $(LIBA) | $(CUDA_PLUGIN)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) $(LIBS_CUDA) -lpthread -lm
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_TOK) -ldl -lpthread -lm
+
+ifneq ($(NVCC),)
+# Self-contained (--no-undefined but under ASan, whose runtime the program
+# brings) and bound to its own symbols (-Bsymbolic).
+$(CUDA_PLUGIN): $(call obj,cuda/plugin.c runtime/dtype.c) $(CUDA_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_SAN) $(if $(SAN),,-Wl,--no-undefined) -Wl,-Bsymbolic -o $@ $^ \
+		$(LIBS_CUDA) -lm
+$(call obj,cuda/plugin.c): CFLAGS_ALL += $(CFLAGS_CUDA)
+
+TESTS		+= $(O)/tests/test_plugin
+$(O)/tests/test_plugin: $(call obj,tests/unit/test_plugin.c) | $(O)/bin/llmq $(O)/bin/llmqd \
+			$(CUDA_PLUGIN) $(LIBSO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA)
+endif
 
 $(O)/bin/llmq-mkmodel: $(call obj,$(MKMODEL_SRCS)) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
@@ -453,6 +475,7 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
+	$(if $(CUDA_PLUGIN),install -D -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(LIBDIR)/llmq/backend-cuda.so)
 	ln -sf libllmq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllmq.so.$(SOVERSION)
 	ln -sf libllmq.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libllmq.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \

@@ -120,6 +120,27 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
 size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
 
+/*
+ * Raised whenever a structure a plugin shares with its loader changes
+ * (struct model, struct backend and what they hold, the params above): a
+ * plugin of another build is refused rather than misread.
+ */
+#define BACKEND_PLUGIN_ABI	1
+
+/**
+ * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"
+ * @abi:		BACKEND_PLUGIN_ABI of the build that made it
+ * @create:		backend_cuda_create()
+ * @kv_block_bytes:	backend_cuda_kv_block_bytes()
+ */
+struct backend_plugin {
+	unsigned int	abi;
+	struct backend	*(*create)(const struct model *m, const struct backend_params *p,
+				   const struct backend_cuda_params *cp, char *err,
+				   size_t errlen);
+	size_t		(*kv_block_bytes)(const struct model *m, uint32_t block_size);
+};
+
 /**
  * backend_step() - run one forward step over a batch of sequences
  * @b:		the backend
