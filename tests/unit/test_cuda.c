@@ -210,7 +210,8 @@ struct fatbin_entry {
 #define FATBIN_MAGIC	0xba55ed50u
 
 /*
- * llmqd's .nv_fatbin holds, for every kernel file, SASS for sm_80 and
+ * The plugin's (lib/llmq/backend-cuda.so, which llmqd and llmq load for
+ * --engine cuda) .nv_fatbin holds, for every kernel file, SASS for sm_80 and
  * sm_90 and PTX for compute_90 (which later GPUs compile at load). Read
  * from the ELF directly: cuobjdump is not installed everywhere; where it
  * is, its listing must agree.
@@ -229,7 +230,7 @@ static void test_fatbin(void **state)
 	int fd;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/llmqd", getenv("LLMQ_BIN_DIR"));
+	snprintf(path, sizeof(path), "%s/../lib/llmq/backend-cuda.so", getenv("LLMQ_BIN_DIR"));
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &st), 0);
@@ -282,7 +283,7 @@ static void test_fatbin(void **state)
 		p = fend;
 	}
 	munmap((void *)base, st.st_size);
-	print_message("[          ] llmqd's fatbin: %u sm_80 cubins, %u sm_90 cubins, %u "
+	print_message("[          ] backend-cuda.so's fatbin: %u sm_80 cubins, %u sm_90 cubins, %u "
 		      "compute_90 PTX, %u other\n", elf80, elf90, ptx90, other);
 	assert_true(elf80 >= 8);
 	assert_int_equal(elf80, elf90);
