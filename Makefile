@@ -289,6 +289,9 @@ $(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
 
+# Who may change llmqd over its admin socket (admin.c asks runtime/peercred.c).
+$(O)/bin/llmqd: $(call obj,runtime/peercred.c)
+
 # ---- llmq-bench (tools/llmq-bench/) and its tests: owned by that tool --------
 LLMQ_BENCH_SRCS	:= tools/llmq-bench/main.c tools/llmq-bench/workload.c tools/llmq-bench/client.c \
 		   tools/llmq-bench/stats.c tools/llmq-bench/report.c tools/llmq-bench/plot.c

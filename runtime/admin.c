@@ -8,9 +8,8 @@
  * admin_genl.c is llmq.ko's, which relays requests over generic netlink.
  *
  * On the socket, reads are open to anyone who can reach it; changes need
- * uid 0, CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer (SO_PEERCRED, then the
- * peer's effective capabilities from /proc), else EPERM.  Through the
- * module, the module checked the caller's capabilities.
+ * uid 0, CAP_NET_ADMIN or CAP_SYS_ADMIN in the peer (peercred.c), else
+ * EPERM.  Through the module, the module checked the caller's capabilities.
  *
  * Everything runs on the loop's thread, between steps.
  */
@@ -29,6 +28,7 @@
 #include "admin_keys.h"
 #include "llmqd.h"
 #include "log.h"
+#include "peercred.h"
 
 static struct nla_policy top_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT_PID]	= { .type = NLA_U32 },
@@ -58,29 +58,6 @@ bool admin_is_netlink(const void *buf, size_t len)
 		return false;
 	memcpy(&h, buf, sizeof(h));
 	return h.nlmsg_len == len && h.nlmsg_type == LLMQ_GENL_SOCK_TYPE;
-}
-
-/* Does @pid hold CAP_NET_ADMIN or CAP_SYS_ADMIN in its effective set? */
-static bool pid_capable(pid_t pid)
-{
-	char path[64], line[256];
-	unsigned long long eff = 0;
-	bool found = false;
-	FILE *f;
-
-	if (pid <= 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "CapEff: %llx", &eff) == 1) {
-			found = true;
-			break;
-		}
-	fclose(f);
-	return found && (eff & ((1ULL << CAP_NET_ADMIN) | (1ULL << CAP_SYS_ADMIN)));
 }
 
 static int64_t cfg_value(const struct llmqd *d, int attr)
@@ -411,7 +388,7 @@ void admin_handle(struct llmqd *d, int fd, const void *buf, size_t len, pid_t pi
 	snprintf(who, sizeof(who), "pid %d uid %d", (int)pid, (int)uid);
 	if (!genlmsg_put(rep, NL_AUTO_PORT, req->nlmsg_seq, LLMQ_GENL_SOCK_TYPE, 0, 0, gh->cmd,
 			 LLMQ_GENL_VERSION) ||
-	    admin_serve(d, req, rep, uid == 0 || (is_change(gh->cmd) && pid_capable(pid)), who)) {
+	    admin_serve(d, req, rep, is_change(gh->cmd) && peer_may_change(fd, pid, uid), who)) {
 		nlmsg_free(rep);
 		return;
 	}

@@ -16,8 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/capability.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
 #include <cmocka.h>
 #include <json-c/json.h>
 
@@ -655,6 +662,132 @@ static void test_config_errors(void **state)
 	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/*
+ * Send @cmd (no attributes) on an admin connection already made; returns
+ * the reply's LLMQ_ATTR_ERRNO, or -1 for no well-formed reply.
+ */
+static int admin_cmd(int fd, uint8_t cmd)
+{
+	struct {
+		struct nlmsghdr		nh;
+		struct genlmsghdr	gh;
+	} req = {
+		.nh = { .nlmsg_len = sizeof(req), .nlmsg_type = LLMQ_GENL_SOCK_TYPE,
+			.nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1 },
+		.gh = { .cmd = cmd, .version = LLMQ_GENL_VERSION },
+	};
+	static char rep[65536];
+	struct nlattr *a;
+	ssize_t n;
+	size_t off;
+
+	if (send(fd, &req, sizeof(req), 0) != (ssize_t)sizeof(req))
+		return -1;
+	n = recv(fd, rep, sizeof(rep), 0);
+	if (n < (ssize_t)(NLMSG_HDRLEN + GENL_HDRLEN))
+		return -1;
+	for (off = NLMSG_HDRLEN + GENL_HDRLEN; off + NLA_HDRLEN <= (size_t)n;
+	     off += NLA_ALIGN(a->nla_len)) {
+		a = (struct nlattr *)(rep + off);
+		if (a->nla_len < NLA_HDRLEN || off + a->nla_len > (size_t)n)
+			return -1;
+		if ((a->nla_type & NLA_TYPE_MASK) == LLMQ_ATTR_ERRNO && a->nla_len == NLA_HDRLEN + 4)
+			return (int)*(uint32_t *)(rep + off + NLA_HDRLEN);
+	}
+	return -1;
+}
+
+static int admin_connect(const char *sock)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Run @fn in a child; its exit status. */
+static int in_child(int (*fn)(const char *), const char *sock)
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(fn(sock));
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/*
+ * Connect unprivileged, then become privileged under the same pid before
+ * the request is read: as a setuid-root exec after connect() would.  The
+ * request is judged by the connect-time uid, so it is refused.
+ */
+static int regain_root_after_connect(const char *sock)
+{
+	int fd, e;
+
+	if (setresgid(65534, 65534, 0) || setresuid(65534, 65534, 0))
+		return 90;
+	fd = admin_connect(sock);
+	if (fd < 0)
+		return 91;
+	if (setresuid(-1, 0, -1) || setresgid(-1, 0, -1))
+		return 92;
+	e = admin_cmd(fd, LLMQ_CMD_DRAIN);
+	close(fd);
+	return e == EPERM ? 0 : 100 + (e < 0 ? 0 : e % 100);
+}
+
+/* A non-root user holding CAP_NET_ADMIN (ambient, as systemd grants it). */
+static int net_admin_user(const char *sock)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct c[2] = { 0 };
+
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) ||
+	    setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+		return 90;
+	c[0].effective = c[0].permitted = c[0].inheritable = 1U << CAP_NET_ADMIN;
+	if (syscall(SYS_capset, &h, c) ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0))
+		return 91;
+	return ctl(sock, "config", "set", "batch_timeout_ms", "7", NULL);
+}
+
+static void test_admin_privilege(void **state)
+{
+	struct json_object *o;
+	struct daemon d;
+
+	(void)state;
+	assert_int_equal(daemon_start(&d, "priv", NULL), 0);
+	assert_int_equal(in_child(regain_root_after_connect, d.sock), 0);
+	o = ctl_json(d.sock, "status", NULL);
+	assert_false(jbool(o, "draining"));
+	json_object_put(o);
+	/* Root on its own connection may, of course. */
+	{
+		int fd = admin_connect(d.sock);
+
+		assert_true(fd >= 0);
+		assert_int_equal(admin_cmd(fd, LLMQ_CMD_GET_STATUS), 0);
+		close(fd);
+	}
+	/* Capabilities without root count, when they are the peer's own. */
+	assert_int_equal(in_child(net_admin_user, d.sock), 0);
+	assert_int_equal(ctl(d.sock, "config", "get", "batch_timeout_ms", NULL), 0);
+	assert_string_equal(out, "7\n");
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 static void test_clients_cancel(void **state)
 {
 	const char *args[] = { "--null-delay-us", "5000", NULL };
@@ -757,6 +890,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_config_live),
 		cmocka_unit_test(test_config_raise),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_admin_privilege),
 		cmocka_unit_test(test_clients_cancel),
 		cmocka_unit_test(test_drain_shutdown),
 		cmocka_unit_test(test_shutdown_json),
