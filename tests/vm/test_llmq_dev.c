@@ -966,6 +966,141 @@ static int test_insmod_rmmod_cycles(void)
 	return 0;
 }
 
+/*
+ * Bytes in the kernel's kmalloc caches.  Each cache is shrunk first
+ * (/sys/kernel/slab/NAME/shrink): SLUB counts the free objects of per-CPU
+ * slabs as active, which would hide a small leak in noise.
+ */
+static long kmalloc_bytes(void)
+{
+	char line[512], name[64], path[128];
+	long active, total = 0, size;
+	FILE *f;
+	int fd;
+
+	f = fopen("/proc/slabinfo", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %ld %*d %ld", name, &active, &size) != 3 ||
+		    strncmp(name, "kmalloc-", 8))
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/slab/%s/shrink", name);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)!write(fd, "1", 1);
+			close(fd);
+		}
+	}
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %ld %*d %ld", name, &active, &size) == 3 &&
+		    !strncmp(name, "kmalloc-", 8))
+			total += active * size;
+	fclose(f);
+	return total;
+}
+
+/* A /proc/meminfo field, in kB. */
+static long meminfo_kb(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+#define CHURN_CLIENTS	200
+
+/*
+ * One cycle of everything that allocates: load, a runtime, clients with
+ * rings mapped by both sides, doorbells and their events, a client closed
+ * while mapped by the runtime, a batched wake, unload.
+ */
+static int churn(void)
+{
+	static struct llmq_event ev[2 * CHURN_CLIENTS + 8];
+	int c[CHURN_CLIENTS], i, rt, got = 0, n;
+	static uint32_t id[CHURN_CLIENTS], wake[CHURN_CLIENTS];
+	static void *cm[CHURN_CLIENTS], *rm[CHURN_CLIENTS];
+	uint32_t size;
+	struct llmq_wake w = { .ids = (uintptr_t)wake, .count = CHURN_CLIENTS };
+	uint64_t one = 1;
+
+	CHECK(kmod_unload(100) == 0);
+	CHECK(kmod_load("") == 0);
+	rt = runtime_new();
+	CHECK(rt >= 0);
+	for (i = 0; i < CHURN_CLIENTS; i++) {
+		c[i] = client_new(&id[i], &size);
+		CHECK(c[i] >= 0);
+		cm[i] = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, c[i], 0);
+		CHECK(cm[i] != MAP_FAILED);
+		rm[i] = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rt,
+			     LLMQ_RT_MAP_OFF(id[i]));
+		CHECK(rm[i] != MAP_FAILED);
+		CHECK(write(c[i], &one, sizeof(one)) == sizeof(one));
+		wake[i] = id[i];
+	}
+	/* An open and a doorbell per client. */
+	while (got < 2 * CHURN_CLIENTS) {
+		n = events_read(rt, ev, sizeof(ev) / sizeof(ev[0]));
+		CHECK(n > 0);
+		got += n;
+	}
+	CHECK(ioctl(rt, LLMQ_IOC_WAKE, &w) == CHURN_CLIENTS);
+	for (i = 0; i < CHURN_CLIENTS; i++) {
+		munmap(cm[i], size);
+		close(c[i]);
+	}
+	/* The closes, while the runtime still maps every ring. */
+	for (got = 0; got < CHURN_CLIENTS; got += n) {
+		n = events_read(rt, ev, sizeof(ev) / sizeof(ev[0]));
+		CHECK(n > 0);
+	}
+	for (i = 0; i < CHURN_CLIENTS; i++)
+		munmap(rm[i], size);
+	close(rt);
+	return 0;
+}
+
+/*
+ * No leaks across insmod/rmmod cycles: after a warm-up cycle, 15 more with
+ * 200 clients each.  Every ring is vmalloc_user()ed, at least three pages:
+ * vmalloc may move by what loading a module itself leaves (20 kB seen),
+ * not by rings.  The kmalloc caches move by up to 50 KiB either way with
+ * no leak at all (seen over 20 cycles); one client context or ring
+ * structure leaked per client would be 3000 objects of 64 bytes or more,
+ * 192 KiB, over the 96 KiB allowed.
+ */
+static int test_no_leaks(void)
+{
+	long vm0, vm1, km0, km1;
+	int i;
+
+	CHECK(churn() == 0);
+	vm0 = meminfo_kb("VmallocUsed");
+	km0 = kmalloc_bytes();
+	CHECK(vm0 > 0 && km0 > 0);
+	for (i = 0; i < 15; i++)
+		CHECK(churn() == 0);
+	vm1 = meminfo_kb("VmallocUsed");
+	km1 = kmalloc_bytes();
+	printf("no_leaks: 3000 clients: VmallocUsed %ld -> %ld kB, kmalloc %ld -> %ld bytes\n",
+	       vm0, vm1, km0, km1);
+	CHECK(vm1 - vm0 < 64);
+	CHECK(km1 - km0 < 96 * 1024);
+	return 0;
+}
+
 static int test_limits(void)
 {
 	struct llmq_setup s;
@@ -1218,6 +1353,7 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_rmmod_busy, 20),
 	VM_TEST(test_limits, 20),
 	VM_TEST(test_insmod_rmmod_cycles, 60),
+	VM_TEST(test_no_leaks, 60),
 	VM_TEST(test_fuzz, 120),
 	VM_TEST(test_final_rmmod, 20),
 };
