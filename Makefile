@@ -289,8 +289,9 @@ $(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
 
-# Who may change llmqd over its admin socket (admin.c asks runtime/peercred.c).
-$(O)/bin/llmqd: $(call obj,runtime/peercred.c)
+# Who may change llmqd over its admin socket (admin.c asks runtime/peercred.c);
+# systemd's readiness protocol.
+$(O)/bin/llmqd: $(call obj,runtime/peercred.c runtime/sd_notify.c)
 
 # ---- llmq-bench (tools/llmq-bench/) and its tests: owned by that tool --------
 LLMQ_BENCH_SRCS	:= tools/llmq-bench/main.c tools/llmq-bench/workload.c tools/llmq-bench/client.c \
@@ -411,6 +412,56 @@ cuda-sanitize: $(O)/tests/test_cuda
 bench-cuda: all $(O)/bin/llmq-mkmodel $(O)/tests/bench_cuda
 	scripts/bench-cuda.sh $(O)
 # ---- end of the CUDA backend -----------------------------------------------------
+
+# ---- man pages (Documentation/man/) and systemd units (tools/systemd/) -----
+# The pages are rst, built with Debian's rst2man (python3-docutils) when it
+# is there; test_install checks them against each tool's --help.  The units
+# get @BINDIR@ at install time, as libllmq.pc does.
+MANDIR		?= $(DATADIR)/man
+SYSTEMDDIR	?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR	?= $(PREFIX)/lib/sysusers.d
+RST2MAN		?= $(shell command -v rst2man 2>/dev/null)
+MANPAGES	:= $(O)/man/llmqd.8 $(O)/man/llmqctl.8 $(O)/man/llmq-bench.1
+UNITS_IN	:= tools/systemd/llmqd.service.in tools/systemd/llmq-textfile.service.in
+TESTS		+= $(O)/tests/test_install
+
+.PHONY: man install-man install-systemd
+ifneq ($(RST2MAN),)
+all: $(MANPAGES)
+endif
+man: $(MANPAGES)
+
+$(O)/man/%: Documentation/man/%.rst
+	@mkdir -p $(dir $@)
+	$(RST2MAN) --halt=warning --exit-status=warning $< $@
+
+install: install-man install-systemd
+
+ifneq ($(RST2MAN),)
+install-man: $(MANPAGES)
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 644 $(filter %.1,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(filter %.8,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man8
+else
+install-man:
+	@echo "llmq: rst2man missing (python3-docutils): no man pages installed"
+endif
+
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR)
+	for u in $(UNITS_IN); do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u .in); \
+		chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u .in); \
+	done
+	install -m 644 tools/systemd/llmq-textfile.timer $(DESTDIR)$(SYSTEMDDIR)
+	install -m 644 tools/systemd/llmq.sysusers $(DESTDIR)$(SYSUSERSDIR)/llmq.conf
+
+$(O)/obj/tests/live/test_install.o: CFLAGS_ALL += -DLLMQ_SRCDIR='"$(CURDIR)"'
+$(O)/tests/test_install: $(call obj,tests/live/test_install.c tests/live/harness.c) $(LIBA) \
+			 | $(O)/bin/llmqd $(O)/bin/llmqctl $(O)/bin/llmq-bench
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
+# ---- end of man pages and systemd units ------------------------------------
 
 deps:
 	@scripts/install-deps.sh

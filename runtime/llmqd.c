@@ -19,6 +19,7 @@
 #include "llmqd.h"
 #include "log.h"
 #include "model.h"
+#include "sd_notify.h"
 
 #define LLMQD_VERSION "0.1"
 
@@ -484,6 +485,9 @@ int main(int argc, char **argv)
 	} else {
 		pr_info("listening on %s: %s", d.cfg.socket_path, d.engine.desc);
 	}
+	/* Under systemd (Type=notify): clients may come now. */
+	sd_notifyf("READY=1\nMAINPID=%d\nSTATUS=serving %s", (int)getpid(),
+		   d.cfg.transport == TRANSPORT_KERNEL ? LLMQ_DEVICE : d.cfg.socket_path);
 	if (ready >= 0) {
 		(void)!write(ready, &ok, 1);
 		close(ready);

@@ -18,6 +18,7 @@
 
 #include "llmqd.h"
 #include "log.h"
+#include "sd_notify.h"
 #include "ring.h"
 
 /**
@@ -94,6 +95,7 @@ void llmqd_stop(struct llmqd *d, bool now)
 {
 	if (!d->stopping) {
 		d->stopping = true;
+		sd_notifyf("STOPPING=1");
 		pr_info("shutting down: %llu requests in flight",
 			(unsigned long long)d->stats.requests_active);
 		user_close_listener(d);

@@ -38,6 +38,12 @@ if [ $tests -eq 1 ]; then
 	# torch through the reference BLAS is 30x slower than through OpenBLAS.
 	dpkg -s libopenblas0-openmp >/dev/null 2>&1 || pkgs+=(libopenblas0-openmp)
 	need cmd:gnuplot gnuplot-nox
+	# The man pages (rst2man), rendering them, and checking the systemd
+	# units and the sysusers file (tests/live/test_install.c).
+	need cmd:rst2man python3-docutils
+	need cmd:man man-db
+	need cmd:groff groff-base
+	need cmd:systemd-analyze systemd
 	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 	# The kernel transport's stage (make vm-check): the 6.1 headers, a
 	# kernel to boot under QEMU, an initramfs, and the module's linters.
