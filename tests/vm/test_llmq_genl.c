@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -763,6 +764,92 @@ static int test_genl_family_checks(void)
 	return 0;
 }
 
+/* Send a REPLY for @cookie with @st (a struct llmq_stats of @st_len bytes, if any). */
+static int fake_reply(struct nl_sock *sk, int family, uint64_t cookie, const void *st,
+		      int st_len)
+{
+	struct nl_msg *m = family_msg(family, LLMQ_CMD_REPLY, 0);
+
+	if (!m || nla_put_u64(m, LLMQ_ATTR_COOKIE, cookie) ||
+	    nla_put_u32(m, LLMQ_ATTR_ERRNO, 0) || nla_put_string(m, LLMQ_ATTR_TRANSPORT, "fake") ||
+	    nla_put_string(m, LLMQ_ATTR_ENGINE, "test") ||
+	    nla_put_string(m, LLMQ_ATTR_MODEL, "a model of the test's") ||
+	    nla_put_u64(m, LLMQ_ATTR_UPTIME_MS, 42) ||
+	    (st && nla_put(m, LLMQ_ATTR_STATS, st_len, st))) {
+		nlmsg_free(m);
+		return -NLE_NOMEM;
+	}
+	return nl_send_sync(sk, m);
+}
+
+/*
+ * The relay alone, with this process as the runtime: the forwarded request
+ * and its cookie, a reply with a wrong cookie ignored, a malformed one
+ * refused while the caller waits on, the right one returned verbatim, a
+ * second one ignored; the registration ends with the socket.
+ */
+static int test_genl_fake_runtime(void)
+{
+	const char *argv[] = { "--netlink", "--json", "status", NULL };
+	struct llmq_attach a = { .magic = LLMQ_MAGIC, .version = LLMQ_ABI_VERSION };
+	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
+	struct nl_sock *sk = nl_socket_alloc();
+	struct json_object *o;
+	struct sockaddr_nl peer;
+	unsigned char *buf = NULL;
+	struct nlmsghdr *nlh;
+	char stats[sizeof(struct llmq_stats) + 8] = "";
+	uint64_t cookie;
+	int dev, family, fd, st, n;
+	pid_t c;
+
+	dev = open(LLMQ_DEVICE, O_RDWR | O_CLOEXEC);
+	CHECK(dev >= 0 && ioctl(dev, LLMQ_IOC_ATTACH, &a) == 0);
+	CHECK(sk && genl_connect(sk) == 0);
+	family = genl_ctrl_resolve(sk, LLMQ_GENL_NAME);
+	CHECK(family > 0);
+	CHECK(nl_send_sync(sk, family_msg(family, LLMQ_CMD_REGISTER, 0)) == 0);
+
+	c = ctl_spawn(argv, &fd);
+	CHECK(c > 0);
+	/* The request, from the kernel, with its command and a cookie. */
+	n = nl_recv(sk, &peer, &buf, NULL);
+	CHECK(n > 0 && peer.nl_pid == 0);
+	nlh = (struct nlmsghdr *)buf;
+	CHECK(nlmsg_ok(nlh, n) && nlh->nlmsg_type == family);
+	CHECK(((struct genlmsghdr *)nlmsg_data(nlh))->cmd == LLMQ_CMD_GET_STATUS);
+	CHECK(genlmsg_parse(nlh, 0, tb, LLMQ_ATTR_MAX, NULL) == 0 && tb[LLMQ_ATTR_COOKIE]);
+	cookie = nla_get_u64(tb[LLMQ_ATTR_COOKIE]);
+	free(buf);
+
+	CHECK(fake_reply(sk, family, cookie + 1, NULL, 0) == 0);
+	/* A binary attribute of the wrong size: out of its policy's range. */
+	n = fake_reply(sk, family, cookie, stats, (int)sizeof(stats));
+	if (n != -NLE_RANGE)
+		fprintf(stderr, "malformed reply: %d (%s)\n", n, nl_geterror(n));
+	CHECK(n == -NLE_RANGE);
+	CHECK(waitpid(c, &st, WNOHANG) == 0);		/* still waiting */
+	CHECK(fake_reply(sk, family, cookie, stats, (int)sizeof(struct llmq_stats)) == 0);
+	slurp(fd, out, sizeof(out));
+	close(fd);
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	o = json_tokener_parse(out);
+	CHECK(o);
+	CHECK(!strcmp(jstr(o, "transport"), "fake") && !strcmp(jstr(o, "engine"), "test"));
+	CHECK(!strcmp(jstr(o, "model"), "a model of the test's"));
+	CHECK(jint(o, "uptime_ms") == 42);
+	json_object_put(o);
+	/* Answered already: a second reply finds nobody. */
+	CHECK(fake_reply(sk, family, cookie, NULL, 0) == 0);
+
+	/* The socket goes: nobody is registered, though the device is attached. */
+	nl_socket_free(sk);
+	CHECK(ctl("--netlink", "status", NULL) == 5);
+	CHECK(strstr(err, "no llmqd is registered"));
+	close(dev);
+	return 0;
+}
+
 /* Last: the module unloads with nothing left behind. */
 static int test_genl_rmmod(void)
 {
@@ -782,6 +869,7 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_genl_runtime_dies, 30),
 	VM_TEST(test_genl_runtime_hangs, 30),
 	VM_TEST(test_genl_family_checks, 30),
+	VM_TEST(test_genl_fake_runtime, 30),
 	VM_TEST(test_genl_rmmod, 20),
 };
 
