@@ -402,6 +402,38 @@ $(O)/tests/bench_cuda: $(call obj,tests/unit/bench_cuda.c) $(CUDA_OBJS) $(ENGINE
 
 $(O)/obj/tests/unit/bench_cuda.o: CFLAGS_ALL += $(CFLAGS_CUDA)
 
+# test_cuda_emu: test_cuda's kernel and backend tests without a GPU, the
+# kernels compiled as C++ over tests/cuda_emu/ (fibers for threads, cudart
+# and cuBLAS emulated on host memory, so ASan sees the kernels' accesses).
+ifneq ($(NVCC),)
+TESTS		+= $(O)/tests/test_cuda_emu
+CXXFLAGS_EMU	:= -std=c++17 -g $(OPT) -Wall -Wextra -Werror -Wno-unknown-pragmas -fPIC \
+		   -DLLMQ_CUDA_EMU -I$(CUDA_HOME)/include
+ifeq ($(SAN),1)
+CXXFLAGS_EMU	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=undefined
+endif
+CUDA_EMU_OBJS	:= $(patsubst cuda/kernels/%.cu,$(O)/obj/cuda-emu/%.o,$(CUDA_KERNELS)) \
+		   $(O)/obj/tests/cuda_emu/cuda_emu.o
+
+$(O)/obj/cuda-emu/%.o: cuda/kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_EMU) -x c++ -include tests/cuda_emu/cuda_emu.h -MMD -MP -c $< -o $@
+
+$(O)/obj/tests/cuda_emu/cuda_emu.o: tests/cuda_emu/cuda_emu.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_EMU) -MMD -MP -c $< -o $@
+
+$(O)/obj/tests/unit/test_cuda_emu.o: tests/unit/test_cuda.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CFLAGS_CUDA) -DLLMQ_CUDA_EMU -MMD -MP -c $< -o $@
+
+$(O)/tests/test_cuda_emu: $(O)/obj/tests/unit/test_cuda_emu.o $(call obj,cuda/backend_cuda.c) \
+			  $(CUDA_EMU_OBJS) $(ENGINE_OBJS) | $(O)/bin/llmq-mkmodel
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lstdc++ -lpthread -lm
+endif
+
 .PHONY: check-cuda cuda-sanitize bench-cuda
 check-cuda: $(O)/tests/test_cuda
 	$(O)/tests/test_cuda

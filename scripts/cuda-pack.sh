@@ -25,8 +25,11 @@ done
 for t in test_cuda bench_cuda; do
 	cp "$O/tests/$t" "$P/tests/"
 done
+# The CUDA backend plugin, where llmqd and llmq look: bin/../lib/llmq/.
+mkdir -p "$P/lib/llmq"
+cp "$O/lib/llmq/backend-cuda.so" "$P/lib/llmq/"
 cp scripts/bench-cuda.sh scripts/cuda-sanitize.sh scripts/llmqd-wait.sh "$P/scripts/"
-ldd "$P"/bin/* "$P"/tests/* | awk '/=> \// { print $3 }' | sort -u |
+ldd "$P"/bin/* "$P"/tests/* "$P"/lib/llmq/*.so | awk '/=> \// { print $3 }' | sort -u |
 	grep -v -E '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|/libcu|/libnv' |
 	while read -r lib; do cp -L "$lib" "$P/lib/"; done
 du -sh "$P"

@@ -184,13 +184,13 @@ extern "C" cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a)
 	    a->n_splits > CUK_ATTN_MAX_SPLITS || !a->split_len || !a->n_head_kv ||
 	    a->n_head % a->n_head_kv || (a->n_splits > 1 && !a->part))
 		return cudaErrorInvalidValue;
-	attn_kernel<<<grid, ATTN_THREADS, 0, s>>>(*a);
+	CUK_LAUNCH(attn_kernel, grid, ATTN_THREADS, s)(*a);
 	if (a->n_splits > 1) {
 		cudaError_t e = cudaGetLastError();
 
 		if (e != cudaSuccess)
 			return e;
-		attn_merge_kernel<<<dim3(a->n_rows, a->n_head), ATTN_THREADS, 0, s>>>(*a);
+		CUK_LAUNCH(attn_merge_kernel, dim3(a->n_rows, a->n_head), ATTN_THREADS, s)(*a);
 	}
 	return cudaGetLastError();
 }

@@ -34,6 +34,6 @@ extern "C" cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *bias,
 
 	if (!total)
 		return cudaSuccess;
-	add_bias_kernel<<<cuk_blocks(total, 256), 256, 0, s>>>(y, bias, n_rows, n, ld);
+	CUK_LAUNCH(add_bias_kernel, cuk_blocks(total, 256), 256, s)(y, bias, n_rows, n, ld);
 	return cudaGetLastError();
 }

@@ -12,6 +12,15 @@
 
 #include "../kernels.h"
 
+/*
+ * CUK_LAUNCH(kernel, grid, block, stream)(args...) launches a kernel: the
+ * <<<>>> form under nvcc; the CUDA emulator (tests/cuda_emu/) defines its
+ * own, which runs the same kernel code on the CPU.
+ */
+#ifndef LLMQ_CUDA_EMU
+#define CUK_LAUNCH(k, grid, block, stream)	k<<<(grid), (block), 0, (stream)>>>
+#endif
+
 /* Threads of the row kernels (norm, argmax): 8 warps. */
 #define CUK_ROW_THREADS	256
 

@@ -34,6 +34,6 @@ extern "C" cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table
 
 	if (!n)
 		return cudaSuccess;
-	embed_kernel<<<cuk_blocks(n, 256), 256, 0, s>>>(x, table, ids, n_rows, dim);
+	CUK_LAUNCH(embed_kernel, cuk_blocks(n, 256), 256, s)(x, table, ids, n_rows, dim);
 	return cudaGetLastError();
 }

@@ -50,7 +50,8 @@ extern "C" cudaError_t cuk_kv_store(cudaStream_t s, uint16_t *kv, const float *s
 
 	if (!n)
 		return cudaSuccess;
-	kv_store_kernel<<<cuk_blocks(n, 256), 256, 0, s>>>(kv, src, ld, k_off, v_off, slots,
-							    n_rows, kv_dim, block_size);
+	CUK_LAUNCH(kv_store_kernel, cuk_blocks(n, 256), 256, s)(kv, src, ld, k_off, v_off,
+								slots, n_rows, kv_dim,
+								block_size);
 	return cudaGetLastError();
 }

@@ -47,6 +47,6 @@ extern "C" cudaError_t cuk_rmsnorm(cudaStream_t s, uint16_t *out, const float *x
 {
 	if (!n_rows)
 		return cudaSuccess;
-	rmsnorm_kernel<<<n_rows, CUK_ROW_THREADS, 0, s>>>(out, x, rows, w, dim, eps);
+	CUK_LAUNCH(rmsnorm_kernel, n_rows, CUK_ROW_THREADS, s)(out, x, rows, w, dim, eps);
 	return cudaGetLastError();
 }

@@ -48,6 +48,6 @@ extern "C" cudaError_t cuk_rope(cudaStream_t s, const struct cuk_rope *r)
 
 	if (!n)
 		return cudaSuccess;
-	rope_kernel<<<cuk_blocks(n, 256), 256, 0, s>>>(*r);
+	CUK_LAUNCH(rope_kernel, cuk_blocks(n, 256), 256, s)(*r);
 	return cudaGetLastError();
 }

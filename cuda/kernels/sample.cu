@@ -62,6 +62,6 @@ extern "C" cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x,
 {
 	if (!n_rows)
 		return cudaSuccess;
-	argmax_kernel<<<n_rows, CUK_ROW_THREADS, 0, s>>>(out, x, n);
+	CUK_LAUNCH(argmax_kernel, n_rows, CUK_ROW_THREADS, s)(out, x, n);
 	return cudaGetLastError();
 }

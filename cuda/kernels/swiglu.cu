@@ -37,6 +37,6 @@ extern "C" cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *ga
 
 	if (!n)
 		return cudaSuccess;
-	swiglu_kernel<<<cuk_blocks(n, 256), 256, 0, s>>>(out, gate_up, n_rows, n_ff);
+	CUK_LAUNCH(swiglu_kernel, cuk_blocks(n, 256), 256, s)(out, gate_up, n_rows, n_ff);
 	return cudaGetLastError();
 }

@@ -9,7 +9,10 @@
  * --engine cuda without a GPU (or without CUDA in the build) fails with one
  * clear line.
  *
- * Without a GPU the GPU tests skip, each with a one-line reason.
+ * Without a GPU the GPU tests skip, each with a one-line reason. Built as
+ * test_cuda_emu (LLMQ_CUDA_EMU), the same kernel and backend tests run on
+ * the CPU: the kernels compiled as C++ over tests/cuda_emu/, cudart and
+ * cuBLAS emulated; its CLI and fatbin tests are test_cuda's alone.
  *
  * Tolerances, per output dtype: BF16 outputs (norm, SwiGLU, attention) hold
  * 8 significant bits, so 2^-8 of the value per element (one rounding is
@@ -148,6 +151,10 @@ static void test_cli_engine(void **state)
 	int rc;
 
 	(void)state;
+#ifdef LLMQ_CUDA_EMU
+	print_message("[  SKIP    ] the emulator runs no binaries: test_cuda checks them\n");
+	skip();
+#endif
 	model_path("tiny", "BF16", path, sizeof(path));
 #ifdef LLMQ_HAVE_CUDA
 	why = "no usable CUDA device";
@@ -218,7 +225,11 @@ struct fatbin_entry {
  */
 static void test_fatbin(void **state)
 {
-#ifdef LLMQ_HAVE_CUDA
+#ifdef LLMQ_CUDA_EMU
+	(void)state;
+	print_message("[  SKIP    ] the emulator has no fatbin: test_cuda checks it\n");
+	skip();
+#elif defined(LLMQ_HAVE_CUDA)
 	unsigned int elf80 = 0, elf90 = 0, ptx90 = 0, other = 0;
 	char path[1200], cmd[3000], *o, *e;
 	const Elf64_Shdr *sh_tab, *fat = NULL;
@@ -965,7 +976,7 @@ static void batch_case(const char *preset, const char *dtype)
 		free(alone[i]);
 		free(together[i]);
 	}
-	print_message("[          ] %s %s on the GPU: %u steps, worst relative difference %.3g "
+	print_message("[          ] %s %s, CUDA backend: %u steps, worst relative difference %.3g "
 		      "(limit 1e-2)%s\n", preset, dtype, step, worst,
 		      exact ? " (bit-identical)" : "");
 	assert_true(worst < 1e-2);
@@ -1039,6 +1050,10 @@ static int setup(void **state)
 	rng_seed(rng, seed);
 	print_message("[          ] seed %llu (LLMQ_TEST_SEED=%llu repeats this run)\n",
 		      (unsigned long long)seed, (unsigned long long)seed);
+#ifdef LLMQ_CUDA_EMU
+	print_message("[          ] kernels and backend on the CUDA emulator "
+		      "(tests/cuda_emu/), not on a GPU\n");
+#endif
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
 

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Compiling the files of cuda/kernels/ as host C++ for the CUDA emulator
+ * (cuda_emu.cc): included first (g++ -include) so that the kernels' CUDA
+ * words mean something on a CPU. A block's threads become fibers on one OS
+ * thread; __syncthreads() and __shfl_xor_sync() switch between them, so
+ * barriers, shared memory and warp shuffles behave as on a GPU for code
+ * that follows CUDA's rules, and a kernel that breaks them (a barrier not
+ * every thread reaches) stops with a message instead of passing.
+ */
+#ifndef LLMQ_CUDA_EMU_H
+#define LLMQ_CUDA_EMU_H
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+
+#include <cuda_runtime_api.h>
+
+/* Blocks run one after another, so a block's shared memory can be static. */
+#undef __shared__
+#define __shared__ static
+#define __launch_bounds__(...)
+
+using std::max;
+using std::min;
+
+extern dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+void __syncthreads(void);
+float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
+
+/* Run @body as every thread of every block of @grid x @block. */
+void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
+
+/*
+ * CUK_LAUNCH(kernel, grid, block, stream)(args...): the emulator's form of
+ * kernel<<<grid, block, 0, stream>>>(args...).
+ */
+template <typename... P>
+struct cuk_emu_launch {
+	dim3	grid, block;
+	void	(*kernel)(P...);
+
+	template <typename... A>
+	void operator()(A &&...args) const
+	{
+		cuk_emu_run(grid, block, [&]() { kernel(args...); });
+	}
+};
+
+template <typename... P>
+static inline cuk_emu_launch<P...> cuk_emu_launcher(dim3 grid, dim3 block, void (*kernel)(P...))
+{
+	return cuk_emu_launch<P...>{ grid, block, kernel };
+}
+
+#define CUK_LAUNCH(k, grid, block, stream)	\
+	((void)(stream), cuk_emu_launcher(dim3(grid), dim3(block), (k)))
+
+#endif /* LLMQ_CUDA_EMU_H */
