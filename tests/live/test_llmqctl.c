@@ -601,7 +601,7 @@ static void test_config_errors(void **state)
 	/* A negative value: llmqd refuses it, 3. */
 	assert_int_equal(ctl(d.sock, "config", "set", "batch_timeout_ms", "-5", NULL), 3);
 	assert_non_null(strstr(err, "batch_timeout_ms: -5 is out of range 0..60000"));
-	/* Beyond the flag's bound, or above the start-up value where that caps. */
+	/* Beyond the flag's bound, or above the ceiling the step was sized for. */
 	assert_int_equal(ctl(d.sock, "config", "set", "max_queued_requests", "2000000", NULL), 3);
 	assert_non_null(strstr(err, "out of range 1..1048576"));
 	assert_int_equal(ctl(d.sock, "config", "set", "max_num_seqs", "65", NULL), 3);
