@@ -679,6 +679,64 @@ static int test_genl_runtime_dies(void)
 	return 0;
 }
 
+/*
+ * Eight callers wait in the relay at once (the runtime stopped), four
+ * commands with replies of four shapes; each gets its own answer when the
+ * runtime resumes.
+ */
+static int test_genl_parallel(void)
+{
+	static const char *const cmds[4][2] = {
+		{ "status", NULL }, { "stats", NULL }, { "config", "get" }, { "clients", NULL },
+	};
+	static const char *const key[4] = { "transport", "steps", "batch_timeout_ms", NULL };
+	const char *argv[6] = { "--netlink", "--json" };
+	static char text[8][8192];
+	struct json_object *o;
+	long per = 0;
+	int fd[8], st, i;
+	pid_t d, c[8];
+
+	d = llmqd_start(NULL);
+	CHECK(d > 0);
+	CHECK(kill(d, SIGSTOP) == 0);
+	for (i = 0; i < 8; i++) {
+		argv[2] = cmds[i % 4][0];
+		argv[3] = cmds[i % 4][1];
+		c[i] = ctl_spawn(argv, &fd[i]);
+		CHECK(c[i] > 0);
+	}
+	/*
+	 * Until all eight wait, forwarded, in the stopped runtime's socket
+	 * (well within relay_timeout_ms).
+	 */
+	for (i = 0; i < 200; i++, usleep(10000)) {
+		if (!per)
+			per = nl_rmem(d) > 0 ? nl_rmem(d) : 0;
+		if (per && nl_rmem(d) >= 8 * per)
+			break;
+	}
+	CHECK(per && nl_rmem(d) >= 8 * per);
+	CHECK(kill(d, SIGCONT) == 0);
+	for (i = 0; i < 8; i++) {
+		slurp(fd[i], text[i], sizeof(text[i]));
+		close(fd[i]);
+		CHECK(waitpid(c[i], &st, 0) == c[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* Each the shape of its own command: no answer went to another caller. */
+	for (i = 0; i < 8; i++) {
+		o = json_tokener_parse(text[i]);
+		CHECK(o);
+		if (key[i % 4])
+			CHECK(json_object_object_get_ex(o, key[i % 4], NULL));
+		else
+			CHECK(json_object_is_type(o, json_type_array));
+		json_object_put(o);
+	}
+	CHECK(llmqd_stop(d, SIGTERM) == 0);
+	return 0;
+}
+
 /* A runtime that hangs: the caller gives up after relay_timeout_ms; a late reply is dropped. */
 static int test_genl_runtime_hangs(void)
 {
@@ -866,6 +924,7 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_genl_config_live, 60),
 	VM_TEST(test_genl_errors, 60),
 	VM_TEST(test_genl_monitor, 30),
+	VM_TEST(test_genl_parallel, 30),
 	VM_TEST(test_genl_runtime_dies, 30),
 	VM_TEST(test_genl_runtime_hangs, 30),
 	VM_TEST(test_genl_family_checks, 30),
