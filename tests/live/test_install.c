@@ -335,7 +335,8 @@ static void test_systemd_verify(void **state)
 	free(unit);
 	unit = slurp(tf);
 	assert_non_null(unit);
-	snprintf(out, sizeof(out), "%s/usr/bin/llmqctl stats --prometheus", prefix);
+	snprintf(out, sizeof(out), "%s/usr/bin/llmqctl --socket /run/llmq/llmq.sock stats "
+		 "--prometheus", prefix);
 	assert_non_null(strstr(unit, out));
 	free(unit);
 	if (!have("systemd-analyze")) {
@@ -380,6 +381,73 @@ static void test_sysusers(void **state)
 	assert_non_null(strstr(group, "llmq:x:"));
 	free(passwd);
 	free(group);
+}
+
+/*
+ * llmq-textfile.service's command, as systemd would run it ($$ is $), on a
+ * test llmqd's socket instead of /run/llmq's: llmq.prom appears whole, a
+ * failure leaves the old one and no temporary file.
+ */
+static void test_textfile_command(void **state)
+{
+	char unit_path[PATH_MAX], dir[192], prom[256], tmp[256], cmd[4096];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	char *unit, *line, *q0, *q1, *before;
+	struct daemon d;
+	size_t j;
+
+	(void)state;
+	assert_true(installed);
+	snprintf(unit_path, sizeof(unit_path), "%s/usr/lib/systemd/system/llmq-textfile.service",
+		 prefix);
+	unit = slurp(unit_path);
+	assert_non_null(unit);
+	line = strstr(unit, "\nExecStart=/bin/sh -c '");
+	assert_non_null(line);
+	q0 = strchr(line, '\'');
+	q1 = strchr(q0 + 1, '\n');
+	assert_non_null(q1);
+	while (q1 > q0 && *q1 != '\'')
+		q1--;
+	assert_true(q1 > q0);
+	assert_int_equal(daemon_start(&d, "textfile", NULL), 0);
+	/* Unescape $$, and point it at this llmqd. */
+	for (j = 0, q0++; q0 < q1 && j < sizeof(cmd) - 256; q0++) {
+		if (q0[0] == '$' && q0[1] == '$')
+			q0++;
+		if (!strncmp(q0, "/run/llmq/llmq.sock", 19)) {
+			j += (size_t)snprintf(cmd + j, sizeof(cmd) - j, "%s", d.sock);
+			q0 += 18;
+			continue;
+		}
+		cmd[j++] = *q0;
+	}
+	cmd[j] = '\0';
+	free(unit);
+	assert_non_null(strstr(cmd, d.sock));
+
+	snprintf(dir, sizeof(dir), "%s/prom", prefix);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(prom, sizeof(prom), "%s/llmq.prom", dir);
+	snprintf(tmp, sizeof(tmp), "%s/llmq.prom.tmp", dir);
+	setenv("LLMQ_PROM_DIR", dir, 1);
+	assert_int_equal(run_cmd(argv, out, sizeof(out), err, sizeof(err)), 0);
+	before = slurp(prom);
+	assert_non_null(before);
+	assert_non_null(strstr(before, "# TYPE llmq:generation_tokens_total counter\n"));
+	assert_false(exists("%s", tmp));
+
+	/* llmqd gone: the unit fails, the last good file stays. */
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+	assert_int_equal(run_cmd(argv, out, sizeof(out), err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "cannot reach llmqd"));
+	unit = slurp(prom);
+	assert_non_null(unit);
+	assert_string_equal(unit, before);
+	assert_false(exists("%s", tmp));
+	free(unit);
+	free(before);
+	unsetenv("LLMQ_PROM_DIR");
 }
 
 /* A datagram on @fd within @ms, NUL-terminated in @buf; its length or -1. */
@@ -491,6 +559,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_man_render),
 		cmocka_unit_test(test_systemd_verify),
 		cmocka_unit_test(test_sysusers),
+		cmocka_unit_test(test_textfile_command),
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_sd_notify_absent),
 	};
