@@ -70,13 +70,19 @@ struct llmq_relay_req {
 /**
  * struct llmq_relay - the registered runtime and the requests waiting for it
  * @lock:	protects everything below
- * @portid:	the runtime's netlink socket, 0 if none is registered
+ * @sk:		the runtime's netlink socket, a reference; NULL if none
+ * @portid:	its port, where requests are sent
  * @pid:	its process, in the initial pid namespace
  * @reqs:	requests forwarded to it, not yet answered
  * @next_cookie: the last cookie handed out
+ *
+ * Replies are accepted from @sk itself, not from whoever holds @portid:
+ * netlink_release() frees the port before the notifier tells us, and
+ * another socket may bind it in between.
  */
 struct llmq_relay {
 	struct mutex		lock;	/* the registration and @reqs */
+	struct sock		*sk;
 	u32			portid;
 	u32			pid;
 	struct list_head	reqs;
@@ -182,11 +188,14 @@ static void llmq_genl_event(u32 type, u32 pid)
 static u32 llmq_relay_unregister(u32 portid)
 {
 	struct llmq_relay_req *req, *tmp;
+	struct sock *sk = NULL;
 	u32 pid = 0;
 
 	mutex_lock(&llmq_relay.lock);
-	if (llmq_relay.portid && (!portid || portid == llmq_relay.portid)) {
+	if (llmq_relay.sk && (!portid || portid == llmq_relay.portid)) {
+		sk = llmq_relay.sk;
 		pid = llmq_relay.pid;
+		llmq_relay.sk = NULL;
 		llmq_relay.portid = 0;
 		llmq_relay.pid = 0;
 		list_for_each_entry_safe(req, tmp, &llmq_relay.reqs, node) {
@@ -196,6 +205,8 @@ static u32 llmq_relay_unregister(u32 portid)
 		}
 	}
 	mutex_unlock(&llmq_relay.lock);
+	if (sk)
+		sock_put(sk);
 	return pid;
 }
 
@@ -245,6 +256,7 @@ static struct notifier_block llmq_genl_notifier = {
  */
 static int llmq_genl_register(struct sk_buff *skb, struct genl_info *info)
 {
+	struct sock *sk = NETLINK_CB(skb).sk;
 	u32 pid = task_tgid_nr(current);
 	int err = 0;
 
@@ -256,10 +268,14 @@ static int llmq_genl_register(struct sk_buff *skb, struct genl_info *info)
 	if (!llmq_runtime_is_current()) {
 		GENL_SET_ERR_MSG(info, "only the runtime attached to /dev/llmq may register");
 		err = -EPERM;
-	} else if (llmq_relay.portid && llmq_relay.portid != info->snd_portid) {
+	} else if (llmq_relay.sk && llmq_relay.sk != sk) {
 		GENL_SET_ERR_MSG(info, "another socket of the runtime is registered");
 		err = -EBUSY;
 	} else {
+		if (!llmq_relay.sk) {
+			sock_hold(sk);
+			llmq_relay.sk = sk;
+		}
 		llmq_relay.portid = info->snd_portid;
 		llmq_relay.pid = pid;
 	}
@@ -316,7 +332,7 @@ static int llmq_genl_reply(struct sk_buff *skb, struct genl_info *info)
 	}
 	cookie = nla_get_u64(info->attrs[LLMQ_ATTR_COOKIE]);
 	mutex_lock(&llmq_relay.lock);
-	if (!llmq_relay.portid || info->snd_portid != llmq_relay.portid) {
+	if (!llmq_relay.sk || NETLINK_CB(skb).sk != llmq_relay.sk) {
 		GENL_SET_ERR_MSG(info, "not the registered runtime");
 		err = -EPERM;
 		goto out;
@@ -424,7 +440,7 @@ static int llmq_genl_relay(struct sk_buff *skb, struct genl_info *info)
 	init_completion(&req.done);
 
 	mutex_lock(&llmq_relay.lock);
-	if (!llmq_relay.portid) {
+	if (!llmq_relay.sk) {
 		mutex_unlock(&llmq_relay.lock);
 		return llmq_genl_answer_err(info, -ENOTCONN,
 					    "no llmqd is registered with llmq.ko (llmqd --transport kernel)");
@@ -547,5 +563,5 @@ void llmq_genl_exit(void)
 	/* Waits for every doit still running. */
 	genl_unregister_family(&llmq_genl_family);
 	netlink_unregister_notifier(&llmq_genl_notifier);
-	WARN_ON(llmq_relay.portid || !list_empty(&llmq_relay.reqs));
+	WARN_ON(llmq_relay.sk || !list_empty(&llmq_relay.reqs));
 }
