@@ -432,6 +432,13 @@ $(O)/tests/test_cuda_emu: $(O)/obj/tests/unit/test_cuda_emu.o $(call obj,cuda/ba
 			  $(CUDA_EMU_OBJS) $(ENGINE_OBJS) | $(O)/bin/llmq-mkmodel
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lstdc++ -lpthread -lm
+
+# bench_cuda on the emulator: LLMQ_BENCH_QUICK=1 bench_cuda_emu tiny.gguf tries
+# the benchmark program itself before it spends GPU time (not a measurement).
+$(O)/tests/bench_cuda_emu: $(call obj,tests/unit/bench_cuda.c cuda/backend_cuda.c) \
+			   $(CUDA_EMU_OBJS) $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lstdc++ -lpthread -lm
 endif
 
 .PHONY: check-cuda cuda-sanitize bench-cuda

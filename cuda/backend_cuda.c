@@ -766,6 +766,13 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	if (upload_weights(c, err, errlen) || alloc_scratch(c, err, errlen) ||
 	    alloc_kv(c, cp, err, errlen))
 		goto fail;
+	/*
+	 * A cudaMemcpy from pageable memory may return before its DMA ends,
+	 * and steps run on a non-blocking stream that does not wait for the
+	 * legacy one: the weights must be in place before the first step.
+	 */
+	if (cu_err(cudaDeviceSynchronize(), "upload weights", err, errlen))
+		goto fail;
 	return &c->b;
 
 fail:

@@ -10,9 +10,8 @@
 #
 #   scripts/cuda-pack.sh [BUILD_DIR]
 #
-# Then, with the device tool, carry BUILD_DIR/gpu and run in it:
-#   export LD_LIBRARY_PATH=$PWD/lib; tests/test_cuda
-#   scripts/cuda-sanitize.sh .; scripts/bench-cuda.sh .
+# Then, with the device tool, carry BUILD_DIR/gpu and run in it
+# scripts/cuda-gpu-run.sh (test_cuda, compute-sanitizer, the benchmark).
 set -euo pipefail
 
 O=${1:-build}
@@ -28,7 +27,8 @@ done
 # The CUDA backend plugin, where llmqd and llmq look: bin/../lib/llmq/.
 mkdir -p "$P/lib/llmq"
 cp "$O/lib/llmq/backend-cuda.so" "$P/lib/llmq/"
-cp scripts/bench-cuda.sh scripts/cuda-sanitize.sh scripts/llmqd-wait.sh "$P/scripts/"
+cp scripts/bench-cuda.sh scripts/cuda-sanitize.sh scripts/cuda-gpu-run.sh scripts/llmqd-wait.sh \
+	"$P/scripts/"
 ldd "$P"/bin/* "$P"/tests/* "$P"/lib/llmq/*.so | awk '/=> \// { print $3 }' | sort -u |
 	grep -v -E '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|/libcu|/libnv' |
 	while read -r lib; do cp -L "$lib" "$P/lib/"; done

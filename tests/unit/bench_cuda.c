@@ -10,6 +10,8 @@
  *
  * Every time is a wall-clock time around whole backend steps, which
  * synchronise; each figure is the median of REPS runs after a warm-up.
+ * LLMQ_BENCH_QUICK=1 shrinks every size, to try the program itself on a
+ * tiny model (bench_cuda_emu runs it so on the CUDA emulator).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,9 +26,14 @@
 #include "model.h"
 
 #define REPS		5
-#define DECODE_STEPS	32
-#define CTX		512	/* prompt positions before the timed decodes */
-#define PREFILL		2048
+
+/* Sizes; LLMQ_BENCH_QUICK=1 makes them small. */
+static size_t copy_bytes = 1ull << 30;
+static int gemm_n = 8192;
+static uint32_t decode_steps = 32;
+static uint32_t ctx_len = 512;		/* prompt positions before the timed decodes */
+static uint32_t prefill_len = 2048;
+static uint32_t batches[] = { 1, 64, 256 };
 
 static double now(void)
 {
@@ -62,7 +69,7 @@ static double median(double *v, int n)
 /* Copy bandwidth: 1 GiB device to device, bytes read plus written, GB/s. */
 static double copy_bw(void)
 {
-	size_t n = 1ull << 30;
+	size_t n = copy_bytes;
 	cudaEvent_t a, b;
 	double t[REPS];
 	void *x, *y;
@@ -91,7 +98,7 @@ static double copy_bw(void)
 /* BF16 GEMM 8192^3, FP32 accumulation, random-ish data, TFLOP/s. */
 static double matmul_rate(void)
 {
-	const int n = 8192;
+	const int n = gemm_n;
 	cublasHandle_t h;
 	cudaEvent_t a, b;
 	double t[REPS];
@@ -145,29 +152,29 @@ static double weight_bytes(const struct model *m)
 }
 
 /*
- * @batch sequences, each with a CTX-token prompt (prefilled in chunks, not
- * timed), then DECODE_STEPS steps of one token each for all of them:
+ * @batch sequences, each with a ctx_len-token prompt (prefilled in chunks, not
+ * timed), then decode_steps steps of one token each for all of them:
  * decoded tokens/s, the median of REPS.
  */
 static double decode(struct backend *b, uint32_t batch, float *logits)
 {
-	uint32_t per_seq = (CTX + DECODE_STEPS + b->block_size - 1) / b->block_size;
-	uint32_t *tables = malloc((size_t)batch * per_seq * 4), *tok = calloc(CTX, 4);
+	uint32_t per_seq = (ctx_len + decode_steps + b->block_size - 1) / b->block_size;
+	uint32_t *tables = malloc((size_t)batch * per_seq * 4), *tok = calloc(ctx_len, 4);
 	struct backend_seq *s = calloc(batch, sizeof(*s));
 	double t[REPS], t0;
 	uint32_t i, j, r;
 
-	for (i = 0; i < CTX; i++)
-		tok[i] = 3 + i % 1000;
+	for (i = 0; i < ctx_len; i++)
+		tok[i] = 3 + i % (b->n_vocab - 3);
 	for (i = 0; i < batch * per_seq; i++)
 		tables[i] = i;
 	for (i = 0; i < batch; i++) {
 		/* Prompts in chunks of at most max_tokens, logits of none. */
-		for (j = 0; j < CTX; j += b->max_tokens) {
+		for (j = 0; j < ctx_len; j += b->max_tokens) {
 			s[0] = (struct backend_seq){
 				.block_table = tables + (size_t)i * per_seq, .n_blocks = per_seq,
 				.pos = j, .tokens = tok + j,
-				.n_tokens = CTX - j < b->max_tokens ? CTX - j : b->max_tokens,
+				.n_tokens = ctx_len - j < b->max_tokens ? ctx_len - j : b->max_tokens,
 				.logits = BACKEND_LOGITS_NONE,
 			};
 			if (backend_step(b, s, 1, NULL))
@@ -176,18 +183,18 @@ static double decode(struct backend *b, uint32_t batch, float *logits)
 	}
 	for (r = 0; r <= REPS; r++) {
 		t0 = now();
-		for (j = 0; j < DECODE_STEPS; j++) {
+		for (j = 0; j < decode_steps; j++) {
 			for (i = 0; i < batch; i++)
 				s[i] = (struct backend_seq){
 					.block_table = tables + (size_t)i * per_seq,
-					.n_blocks = per_seq, .pos = CTX + j, .tokens = tok + j,
+					.n_blocks = per_seq, .pos = ctx_len + j, .tokens = tok + j,
 					.n_tokens = 1,
 				};
 			if (backend_step(b, s, batch, logits))
 				return -1;
 		}
 		if (r)		/* the first round warms up */
-			t[r - 1] = (double)batch * DECODE_STEPS / (now() - t0);
+			t[r - 1] = (double)batch * decode_steps / (now() - t0);
 	}
 	free(tables);
 	free(tok);
@@ -195,20 +202,20 @@ static double decode(struct backend *b, uint32_t batch, float *logits)
 	return median(t, REPS);
 }
 
-/* A PREFILL-token prompt in one step: seconds, the median of REPS. */
+/* A prefill_len-token prompt in one step: seconds, the median of REPS. */
 static double prefill(struct backend *b)
 {
-	uint32_t n_blocks = PREFILL / b->block_size, *table = malloc(n_blocks * 4);
-	uint32_t *tok = malloc(PREFILL * 4), i, r;
+	uint32_t n_blocks = prefill_len / b->block_size, *table = malloc(n_blocks * 4);
+	uint32_t *tok = malloc(prefill_len * 4), i, r;
 	struct backend_seq s;
 	double t[REPS], t0;
 
 	for (i = 0; i < n_blocks; i++)
 		table[i] = i;
-	for (i = 0; i < PREFILL; i++)
-		tok[i] = 3 + (i * 7) % 1000;
+	for (i = 0; i < prefill_len; i++)
+		tok[i] = 3 + (i * 7) % (b->n_vocab - 3);
 	s = (struct backend_seq){ .block_table = table, .n_blocks = n_blocks, .tokens = tok,
-				  .n_tokens = PREFILL, .logits = BACKEND_LOGITS_NONE };
+				  .n_tokens = prefill_len, .logits = BACKEND_LOGITS_NONE };
 	for (r = 0; r <= REPS; r++) {
 		t0 = now();
 		if (backend_step(b, &s, 1, NULL))
@@ -223,9 +230,9 @@ static double prefill(struct backend *b)
 
 int main(int argc, char **argv)
 {
-	struct backend_params bp = { .max_tokens = PREFILL, .max_context = PREFILL + 64 };
+	struct backend_params bp = { 0 };
 	struct backend_cuda_params cp = { 0 };
-	static const uint32_t batches[] = { 1, 64, 256 };
+	const char *quick = getenv("LLMQ_BENCH_QUICK");
 	struct cudaDeviceProp prop;
 	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, sec;
 	struct backend *b;
@@ -238,13 +245,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_cuda MODEL.gguf\n");
 		return 2;
 	}
+	if (quick && *quick == '1') {
+		copy_bytes = 64 << 20;
+		gemm_n = 256;
+		decode_steps = 4;
+		ctx_len = 40;
+		prefill_len = 96;
+		batches[1] = 4;
+		batches[2] = 8;
+	}
+	bp.max_tokens = prefill_len;
+	bp.max_context = prefill_len + 64;
 	CK(cudaGetDeviceProperties(&prop, 0));
 	printf("GPU: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount,
 	       prop.totalGlobalMem / 1073741824.0);
 	bw = copy_bw();
 	tf = matmul_rate();
 	printf("device copy bandwidth        %8.0f GB/s (read + write)\n", bw);
-	printf("BF16 matmul 8192^3 (cuBLAS)  %8.1f TFLOP/s\n", tf);
+	printf("BF16 matmul %d^3 (cuBLAS)  %8.1f TFLOP/s\n", gemm_n, tf);
 
 	if (model_load(&m, argv[1])) {
 		fprintf(stderr, "bench_cuda: %s\n", m.err);
@@ -255,7 +273,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_cuda: %s\n", err);
 		return 1;
 	}
-	logits = malloc((size_t)256 * b->n_vocab * sizeof(float));
+	logits = malloc((size_t)batches[2] * b->n_vocab * sizeof(float));
 	wb = weight_bytes(&m);
 	floor_tps = bw * 1e9 / wb;
 	printf("model %s: %.2f GB of BF16 weights; KV cache %u blocks of %u (%.1f GiB)\n",
@@ -267,8 +285,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (batches[i] == 1)
-			printf("decode b=1 at %u context   %8.1f tokens/s  (floor %.1f: %.0f%%)\n", CTX,
-			       tp, floor_tps, 100 * tp / floor_tps);
+			printf("decode b=1 at %u context   %8.1f tokens/s  (floor %.1f: %.0f%%)\n",
+			       ctx_len, tp, floor_tps, 100 * tp / floor_tps);
 		else
 			printf("decode b=%-3u               %8.1f tokens/s  (%.1fx b=1)\n", batches[i],
 			       tp, tp / tp1);
@@ -281,10 +299,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* 2 flops per weight per token, and causal attention: QK^T and PV. */
-	fl = 2.0 * (wb / 2) * PREFILL + 2.0 * 2 * m.hp.n_layer * (double)m.hp.n_head *
-	     m.hp.head_dim * PREFILL * (PREFILL + 1) / 2;
+	fl = 2.0 * (wb / 2) * prefill_len + 2.0 * 2 * m.hp.n_layer * (double)m.hp.n_head *
+	     m.hp.head_dim * prefill_len * (prefill_len + 1) / 2;
 	printf("prefill %u tokens          %8.1f TFLOP/s  (%.0f%% of the matmul rate; %.0f "
-	       "tokens/s)\n", PREFILL, fl / sec / 1e12, 100 * fl / sec / 1e12 / tf, PREFILL / sec);
+	       "tokens/s)\n", prefill_len, fl / sec / 1e12, 100 * fl / sec / 1e12 / tf,
+	       prefill_len / sec);
 	free(logits);
 	backend_destroy(b);
 	model_free(&m);
