@@ -158,7 +158,11 @@ static const struct nla_policy llmq_reply_policy[LLMQ_ATTR_MAX + 1] = {
 
 /* ---- events ----------------------------------------------------------------------- */
 
-/* Tell the "events" group that runtime @pid came (@type UP) or went. */
+/*
+ * Tell the "events" group that runtime @pid came (@type UP) or went.
+ * Called under llmq_relay.lock, so that listeners see ups and downs in the
+ * order they happened.
+ */
 static void llmq_genl_event(u32 type, u32 pid)
 {
 	struct sk_buff *skb;
@@ -181,33 +185,31 @@ static void llmq_genl_event(u32 type, u32 pid)
 /* ---- the registration -------------------------------------------------------------- */
 
 /*
- * Forget the registered runtime if @portid is its socket (0: whichever it
- * is) and fail every request waiting for it with -ECONNRESET.  Returns the
- * runtime's pid, or 0 if nothing was registered.
+ * Forget the registered runtime if @portid is its socket's port (0:
+ * whichever it is), fail every request waiting for it with -ECONNRESET and
+ * announce it gone.
  */
-static u32 llmq_relay_unregister(u32 portid)
+static void llmq_relay_unregister(u32 portid)
 {
 	struct llmq_relay_req *req, *tmp;
 	struct sock *sk = NULL;
-	u32 pid = 0;
 
 	mutex_lock(&llmq_relay.lock);
 	if (llmq_relay.sk && (!portid || portid == llmq_relay.portid)) {
 		sk = llmq_relay.sk;
-		pid = llmq_relay.pid;
 		llmq_relay.sk = NULL;
 		llmq_relay.portid = 0;
-		llmq_relay.pid = 0;
 		list_for_each_entry_safe(req, tmp, &llmq_relay.reqs, node) {
 			list_del_init(&req->node);
 			req->err = -ECONNRESET;
 			complete(&req->done);
 		}
+		llmq_genl_event(LLMQ_EVENT_RUNTIME_DOWN, llmq_relay.pid);
+		llmq_relay.pid = 0;
 	}
 	mutex_unlock(&llmq_relay.lock);
 	if (sk)
 		sock_put(sk);
-	return pid;
 }
 
 /**
@@ -218,24 +220,17 @@ static u32 llmq_relay_unregister(u32 portid)
  */
 void llmq_genl_runtime_detached(void)
 {
-	u32 pid = llmq_relay_unregister(0);
-
-	if (pid)
-		llmq_genl_event(LLMQ_EVENT_RUNTIME_DOWN, pid);
+	llmq_relay_unregister(0);
 }
 
 /* A netlink socket was released: was it the runtime's? */
 static int llmq_genl_notify(struct notifier_block *nb, unsigned long state, void *ptr)
 {
 	struct netlink_notify *n = ptr;
-	u32 pid;
 
-	if (state != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC || !n->portid ||
-	    !net_eq(n->net, &init_net))
-		return NOTIFY_DONE;
-	pid = llmq_relay_unregister(n->portid);
-	if (pid)
-		llmq_genl_event(LLMQ_EVENT_RUNTIME_DOWN, pid);
+	if (state == NETLINK_URELEASE && n->protocol == NETLINK_GENERIC && n->portid &&
+	    net_eq(n->net, &init_net))
+		llmq_relay_unregister(n->portid);
 	return NOTIFY_DONE;
 }
 
@@ -278,10 +273,9 @@ static int llmq_genl_register(struct sk_buff *skb, struct genl_info *info)
 		}
 		llmq_relay.portid = info->snd_portid;
 		llmq_relay.pid = pid;
+		llmq_genl_event(LLMQ_EVENT_RUNTIME_UP, pid);
 	}
 	mutex_unlock(&llmq_relay.lock);
-	if (!err)
-		llmq_genl_event(LLMQ_EVENT_RUNTIME_UP, pid);
 	return err;
 }
 
