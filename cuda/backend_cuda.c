@@ -371,14 +371,22 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
  * Split-K only when the rows alone leave the GPU idle (a small decode
  * batch: fewer blocks than two per multiprocessor) and the context is long
  * enough to share: as many splits of at least CUDA_ATTN_MIN_SPLIT keys as
- * make about two blocks per multiprocessor. With B = rows * heads < 2 S
- * blocks and n = ceil(2 S / B) splits, n * B < 2 S + B < 4 S partials:
- * the scratch holds 4 S.
+ * make about two blocks per multiprocessor. A block is a (row, KV head),
+ * or a (row, query head) for GQA groups over CUK_ATTN_MAX_GROUP. With B <
+ * 2 S blocks and n = ceil(2 S / B) splits, n * B < 2 S + B < 4 S blocks,
+ * each with a partial per query head it computes: the scratch holds 4 S x
+ * group size partials.
  */
+/* Attention blocks per row: see cuk_attention(). */
+static uint32_t attn_heads_per_row(const struct backend_cuda *c)
+{
+	return c->n_head / c->n_head_kv <= CUK_ATTN_MAX_GROUP ? c->n_head_kv : c->n_head;
+}
+
 static void attn_splits(struct backend_cuda *c, uint32_t n_rows, uint32_t longest,
 			uint32_t *n_splits, uint32_t *split_len)
 {
-	uint64_t blocks = (uint64_t)n_rows * c->n_head;
+	uint64_t blocks = (uint64_t)n_rows * attn_heads_per_row(c);
 	uint32_t n = 1;
 
 	if (blocks < 2ull * c->sm_count) {
@@ -596,7 +604,8 @@ static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
 static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 {
 	size_t T = c->b.max_tokens;
-	size_t parts = (size_t)4 * c->sm_count * (c->head_dim + 2);
+	size_t parts = (size_t)4 * c->sm_count * (c->n_head / attn_heads_per_row(c)) *
+		       (c->head_dim + 2);
 	int ret;
 
 	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size));

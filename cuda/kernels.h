@@ -26,6 +26,11 @@ extern "C" {
 #define CUK_ATTN_MAX_HEAD_DIM	256
 /* Most key/value splits of one query row in split-K attention. */
 #define CUK_ATTN_MAX_SPLITS	64
+/*
+ * Most query heads per KV head computed by one block (one per row, KV head
+ * and split); larger GQA groups take a block per query head.
+ */
+#define CUK_ATTN_MAX_GROUP	8
 
 cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *ids,
 		      uint32_t n_rows, uint32_t dim);

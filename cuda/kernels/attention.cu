@@ -5,12 +5,16 @@
  * sequence, reading K and V through the sequence's block table, with an
  * online (flash-style) softmax so that scores are never stored.
  *
- * One thread block per (row, query head, split). A split is a range of
- * key positions; with one split the block writes the head's output
- * directly (short contexts, or enough rows to fill the GPU), with several
- * each writes a partial (max, sum, weighted V) and attn_merge_kernel
- * combines them (split-K, for long decodes that would leave most of the
- * GPU idle).
+ * One thread block per (row, KV head, split): the block computes every
+ * query head of that KV head's GQA group (up to ATTN_MAX_GROUP), so each
+ * K and V row is read once for the group, not once per query head; at
+ * batch 256 and GQA 4 that is most of a decode step's bytes. Larger
+ * groups fall back to a block per (row, query head, split). A split is a
+ * range of key positions; with one split the block writes the heads'
+ * output directly (short contexts, or enough rows to fill the GPU), with
+ * several each writes a partial (max, sum, weighted V) per head and
+ * attn_merge_kernel combines them (split-K, for long decodes that would
+ * leave most of the GPU idle).
  *
  * Written to be obviously right first: each row reads its keys on its own
  * (prefill rows of one sequence do not share K/V loads through shared
@@ -25,6 +29,8 @@
 #define ATTN_WARPS	(ATTN_THREADS / 32)
 /* Elements of a head each lane holds: head_dim / 32, rounded up. */
 #define ATTN_PER_LANE	(CUK_ATTN_MAX_HEAD_DIM / 32)
+/* Query heads per KV head that attn_group_kernel holds in registers. */
+#define ATTN_MAX_GROUP	CUK_ATTN_MAX_GROUP
 
 /*
  * The block of (row, h, split) = blockIdx. Each warp walks every
@@ -135,6 +141,126 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuk_at
 }
 
 /*
+ * The block of (row, KV head kvh, split) = blockIdx, for the G = n_head /
+ * n_head_kv query heads h0 .. h0 + G - 1 that share kvh. The same walk as
+ * attn_kernel's, but each warp loads a key's K and V row into registers
+ * once (lane holds elements lane, lane + 32, ...) and updates G running
+ * states with it, one per query head. Loops over the group run to
+ * ATTN_MAX_GROUP with a warp-uniform test, so the arrays stay in
+ * registers (compile-time indices only).
+ */
+static __global__ void __launch_bounds__(ATTN_THREADS) attn_group_kernel(struct cuk_attn a)
+{
+	__shared__ float q_s[ATTN_MAX_GROUP][CUK_ATTN_MAX_HEAD_DIM];
+	__shared__ float w_m[ATTN_WARPS][ATTN_MAX_GROUP], w_l[ATTN_WARPS][ATTN_MAX_GROUP];
+	__shared__ float w_acc[ATTN_WARPS][ATTN_MAX_GROUP][CUK_ATTN_MAX_HEAD_DIM];
+	const uint32_t row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+	const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	const uint32_t d = a.head_dim, bs = a.block_size, kv_dim = a.n_head_kv * d;
+	const uint32_t G = a.n_head / a.n_head_kv, h0 = kvh * G;
+	/* Causal: the row at position pos sees positions 0 .. pos. */
+	const int64_t ctx = (int64_t)a.row_pos[row] + 1;
+	const int64_t start = (int64_t)split * a.split_len;
+	const int64_t end = min(ctx, start + (int64_t)a.split_len);
+	const int32_t *bt = a.bt + a.row_bt[row];
+	float m[ATTN_MAX_GROUP], l[ATTN_MAX_GROUP], acc[ATTN_MAX_GROUP][ATTN_PER_LANE];
+	int64_t j;
+	uint32_t i, g, w, e;
+
+	/* The group's q heads are adjacent: columns h0 * d .. (h0 + G) * d. */
+	for (i = threadIdx.x; i < G * d; i += blockDim.x)
+		q_s[i / d][i % d] = a.q[(uint64_t)row * a.ldq + (uint64_t)h0 * d + i];
+#pragma unroll
+	for (g = 0; g < ATTN_MAX_GROUP; g++) {
+		m[g] = -INFINITY;
+		l[g] = 0.0f;
+#pragma unroll
+		for (i = 0; i < ATTN_PER_LANE; i++)
+			acc[g][i] = 0.0f;
+	}
+	__syncthreads();
+
+	for (j = start + warp; j < end; j += ATTN_WARPS) {
+		/* Block bt[j / bs], offset j % bs: K there, V bs rows further. */
+		const uint64_t at = ((uint64_t)bt[j / bs] * 2 * bs + (uint64_t)(j % bs)) * kv_dim +
+				    (uint64_t)kvh * d;
+		const uint16_t *kp = a.kv + at, *vp = kp + (uint64_t)bs * kv_dim;
+		float kr[ATTN_PER_LANE], vr[ATTN_PER_LANE];
+
+#pragma unroll
+		for (i = 0; i < ATTN_PER_LANE; i++) {
+			kr[i] = lane + 32 * i < d ? bf16_load(kp + lane + 32 * i) : 0.0f;
+			vr[i] = lane + 32 * i < d ? bf16_load(vp + lane + 32 * i) : 0.0f;
+		}
+#pragma unroll
+		for (g = 0; g < ATTN_MAX_GROUP; g++) {
+			float s = 0.0f, m_new, corr, p;
+
+			if (g >= G)	/* the same for the whole block */
+				break;
+#pragma unroll
+			for (i = 0; i < ATTN_PER_LANE; i++)
+				if (lane + 32 * i < d)
+					s += q_s[g][lane + 32 * i] * kr[i];
+			s = warp_sum(s) * a.scale;
+			m_new = fmaxf(m[g], s);
+			corr = expf(m[g] - m_new);	/* 0 for the first key */
+			p = expf(s - m_new);
+			l[g] = l[g] * corr + p;
+#pragma unroll
+			for (i = 0; i < ATTN_PER_LANE; i++)
+				acc[g][i] = acc[g][i] * corr + p * vr[i];
+			m[g] = m_new;
+		}
+	}
+
+#pragma unroll
+	for (g = 0; g < ATTN_MAX_GROUP; g++) {
+		if (g >= G)
+			break;
+		if (!lane) {
+			w_m[warp][g] = m[g];
+			w_l[warp][g] = l[g];
+		}
+#pragma unroll
+		for (i = 0; i < ATTN_PER_LANE; i++)
+			if (lane + 32 * i < d)
+				w_acc[warp][g][lane + 32 * i] = acc[g][i];
+	}
+	__syncthreads();
+
+	/* Merge the warps per head; a warp that saw no key adds 0. */
+	for (i = threadIdx.x; i < G * d; i += blockDim.x) {
+		const uint32_t h = h0 + i / d;
+		float big_m = -INFINITY, big_l = 0.0f, o = 0.0f;
+
+		g = i / d;
+		e = i % d;
+		for (w = 0; w < ATTN_WARPS; w++)
+			big_m = fmaxf(big_m, w_m[w][g]);
+		for (w = 0; w < ATTN_WARPS; w++)
+			if (w_m[w][g] > -INFINITY) {
+				big_l += w_l[w][g] * expf(w_m[w][g] - big_m);
+				o += w_acc[w][g][e] * expf(w_m[w][g] - big_m);
+			}
+		if (a.n_splits == 1) {
+			/* ctx >= 1, so some warp saw a key and big_l > 0. */
+			bf16_store(a.out + (uint64_t)row * a.n_head * d + (uint64_t)h * d + e,
+				   o / big_l);
+		} else {
+			float *part = a.part + (((uint64_t)row * a.n_head + h) * a.n_splits +
+						split) * (d + 2);
+
+			part[2 + e] = o;
+			if (!e) {
+				part[0] = big_m;	/* -inf: the split lies past ctx */
+				part[1] = big_l;
+			}
+		}
+	}
+}
+
+/*
  * One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s
  * e^(m_s - M), M the largest m_s. Split 0 always holds position 0, so M is
  * finite and the denominator positive; empty splits (m_s = -inf) add 0.
@@ -176,7 +302,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_merge_kernel(struct 
  */
 extern "C" cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a)
 {
-	dim3 grid(a->n_rows, a->n_head, a->n_splits);
+	const bool grouped = a->n_head_kv && a->n_head / a->n_head_kv <= ATTN_MAX_GROUP;
+	dim3 grid(a->n_rows, grouped ? a->n_head_kv : a->n_head, a->n_splits);
 
 	if (!a->n_rows)
 		return cudaSuccess;
@@ -184,7 +311,10 @@ extern "C" cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a)
 	    a->n_splits > CUK_ATTN_MAX_SPLITS || !a->split_len || !a->n_head_kv ||
 	    a->n_head % a->n_head_kv || (a->n_splits > 1 && !a->part))
 		return cudaErrorInvalidValue;
-	CUK_LAUNCH(attn_kernel, grid, ATTN_THREADS, s)(*a);
+	if (grouped)
+		CUK_LAUNCH(attn_group_kernel, grid, ATTN_THREADS, s)(*a);
+	else
+		CUK_LAUNCH(attn_kernel, grid, ATTN_THREADS, s)(*a);
 	if (a->n_splits > 1) {
 		cudaError_t e = cudaGetLastError();
 

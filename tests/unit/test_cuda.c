@@ -617,7 +617,8 @@ static void test_argmax(void **state)
  * chunk's rows and a decode row look the same to the kernel), with one
  * pass and with split-K, against a float64 reference over the BF16 cache:
  * 1e-2 per head, norm-wise (the output is BF16). Any read of an unwritten
- * slot would bring NaN.
+ * slot would bring NaN. GQA groups of 1, 4 and 8 take the grouped kernel,
+ * 16 the kernel of one query head per block.
  */
 static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 {
@@ -799,6 +800,7 @@ static void test_attention(void **state)
 	attention_case(8, 2, 64);
 	attention_case(4, 4, 80);	/* not a multiple of 32; no GQA */
 	attention_case(8, 1, 128);
+	attention_case(16, 1, 64);	/* a group too large for one block */
 }
 
 /* ---- whole steps: the CUDA backend beside the CPU backend ---- */
