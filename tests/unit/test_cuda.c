@@ -907,10 +907,55 @@ static void forward_case(const char *preset, const char *dtype)
 	pair_free(&p);
 }
 
+#define LONG_PROMPT	300
+#define LONG_DECODE	4
+
+/*
+ * Past CUDA_ATTN_MIN_SPLIT (256) positions a lone decode row is split
+ * (split-K and the merge, planned by the backend): a 300-token prompt in
+ * chunks of 256 and 44, then 4 decodes, beside the CPU backend, 5e-2.
+ */
+static void long_case(const char *preset, const char *dtype)
+{
+	uint32_t tok[LONG_PROMPT + LONG_DECODE], table[20], i, n = LONG_PROMPT + LONG_DECODE;
+	float *lc, *lg;
+	struct pair p;
+	double e;
+	size_t v;
+
+	pair_load(&p, preset, dtype);
+	v = p.cpu->n_vocab;
+	for (i = 0; i < 20; i++)
+		table[i] = 100 - 5 * i;
+	lc = malloc(n * v * 4);
+	lg = malloc(n * v * 4);
+	tokens_fill(tok, n, v);
+	for (i = 0; i < n;) {
+		struct backend_seq s = {
+			.block_table = table, .n_blocks = 20, .pos = i, .tokens = tok + i,
+			.n_tokens = i < LONG_PROMPT ? (i ? LONG_PROMPT - 256 : 256) : 1,
+			.logits = BACKEND_LOGITS_ALL,
+		};
+
+		assert_int_equal(backend_step(p.cpu, &s, 1, lc + (size_t)i * v), 0);
+		assert_int_equal(backend_step(p.gpu, &s, 1, lg + (size_t)i * v), 0);
+		i += s.n_tokens;
+	}
+	e = rel_err(lg + (size_t)LONG_PROMPT * v, lc + (size_t)LONG_PROMPT * v, LONG_DECODE * v);
+	print_message("[          ] %s %s, decodes at %u positions (split-K): relative error "
+		      "%.3g (limit 5e-2)\n", preset, dtype, LONG_PROMPT, e);
+	assert_true(e < 5e-2);
+	assert_true(rel_err(lg, lc, (size_t)n * v) < 5e-2);
+	free(lc);
+	free(lg);
+	pair_free(&p);
+}
+
 static void test_forward(void **state)
 {
 	(void)state;
 	NEED_GPU();
+	long_case("tiny", "F16");
 	forward_case("tiny", "F32");
 	forward_case("tiny", "Q8_0");
 	forward_case("tiny-qwen2", "BF16");
