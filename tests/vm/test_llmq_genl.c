@@ -310,6 +310,25 @@ static int64_t steps_for_four(void)
 }
 
 /*
+ * Do four requests take @want steps?  Up to three tries: a TCG vCPU the
+ * host leaves unscheduled for longer than the gap merges two requests into
+ * one step however the window is set.
+ */
+static bool four_take(int64_t want)
+{
+	int64_t got = -1;
+	int i;
+
+	for (i = 0; i < 3 && got != want; i++) {
+		got = steps_for_four();
+		if (got != want)
+			fprintf(stderr, "four requests took %lld steps, not %lld\n",
+				(long long)got, (long long)want);
+	}
+	return got == want;
+}
+
+/*
  * The generic netlink socket of process @pid (its only one): its receive
  * queue's bytes and its first 32 multicast groups, from /proc/net/netlink,
  * found by the inode of a socket among the process's descriptors.  Returns
@@ -544,16 +563,16 @@ static int test_genl_config_live(void)
 	d = llmqd_start(args);
 	CHECK(d > 0);
 	/* No window: each request its own step. */
-	CHECK(steps_for_four() == 4);
+	CHECK(four_take(4));
 	/* A one-second window: all four in one step, no restart. */
 	CHECK(ctl("--netlink", "config", "set", "batch_timeout_ms", "1000", NULL) == 0);
 	CHECK(!strcmp(out, "1000\n"));
-	CHECK(steps_for_four() == 1);
+	CHECK(four_take(1));
 	CHECK(ctl("--netlink", "--json", "config", "set", "batch_timeout_ms", "0", NULL) == 0);
 	o = json_tokener_parse(out);
 	CHECK(jint(o, "batch_timeout_ms") == 0 && jint(o, "max_num_seqs") == 64);
 	json_object_put(o);
-	CHECK(steps_for_four() == 4);
+	CHECK(four_take(4));
 	CHECK(llmqd_stop(d, SIGTERM) == 0);
 	return 0;
 }
