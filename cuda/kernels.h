@@ -128,6 +128,27 @@ cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint
 cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x, uint32_t n_rows,
 		       uint32_t n);
 
+/* Most candidates cuk_sample() keeps per row (top_k is capped to it). */
+#define CUK_SAMPLE_MAX_K	1024
+
+/**
+ * struct cuk_sample_row - one row's sampling settings for cuk_sample()
+ * @temperature:	> 0 (greedy rows take cuk_argmax())
+ * @top_k:		keep the k largest, 0 = CUK_SAMPLE_MAX_K
+ * @top_p:		keep the smallest prefix with this share of the weight,
+ *			(0, 1]
+ * @u:			the draw, uniform in [0, 1)
+ */
+struct cuk_sample_row {
+	float		temperature;
+	uint32_t	top_k;
+	float		top_p;
+	float		u;
+};
+
+cudaError_t cuk_sample(cudaStream_t s, int32_t *out, const float *x,
+		       const struct cuk_sample_row *rows, uint32_t n_rows, uint32_t n);
+
 #ifdef __cplusplus
 }
 #endif

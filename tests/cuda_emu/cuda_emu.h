@@ -29,6 +29,23 @@ using std::min;
 extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 void __syncthreads(void);
+
+/* Fibers switch only at barriers, so a plain read-modify-write is atomic. */
+static inline unsigned int atomicAdd(unsigned int *p, unsigned int v)
+{
+	unsigned int old = *p;
+
+	*p = old + v;
+	return old;
+}
+
+static inline unsigned int __float_as_uint(float f)
+{
+	unsigned int u;
+
+	__builtin_memcpy(&u, &f, sizeof(u));
+	return u;
+}
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
 
 /* Run @body as every thread of every block of @grid x @block. */

@@ -605,6 +605,143 @@ static void test_argmax(void **state)
 	argmax_case();
 }
 
+struct cand {
+	float		v;
+	int32_t		id;
+};
+
+/* Larger logit first; the lower id among equals (cuk_sample()'s order). */
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * The host's reading of cuk_sample() for one row: the sorted candidates in
+ * @c (n of them), and the position picked, with the running weights in
+ * float as the kernel sums them; *@edge is how near (relative) the draw
+ * fell to the boundary of the pick, for GPUs whose expf differs in a bit.
+ */
+static uint32_t sample_ref(struct cand *c, const float *x, uint32_t n,
+			   const struct cuk_sample_row *r, double *edge)
+{
+	uint32_t k = r->top_k && r->top_k < CUK_SAMPLE_MAX_K && r->top_k < n ? r->top_k :
+		     (n < CUK_SAMPLE_MAX_K ? n : CUK_SAMPLE_MAX_K);
+	float inv_t = 1.0f / r->temperature, total = 0, kept = 0, target;
+	uint32_t i, keep = 0, pick;
+
+	for (i = 0; i < n; i++)
+		c[i] = (struct cand){ x[i], (int32_t)i };
+	qsort(c, n, sizeof(*c), cand_cmp);
+	for (i = 0; i < k; i++)
+		total += expf((c[i].v - c[0].v) * inv_t);
+	for (i = 0; i < k; i++) {
+		kept += expf((c[i].v - c[0].v) * inv_t);
+		keep = i + 1;
+		if (kept >= r->top_p * total)
+			break;
+	}
+	target = r->u * kept;
+	kept = 0;
+	pick = keep - 1;
+	*edge = 1;
+	for (i = 0; i < keep; i++) {
+		float w = expf((c[i].v - c[0].v) * inv_t);
+
+		*edge = fmin(*edge, fabs((double)kept - target) / target);
+		kept += w;
+		if (kept > target) {
+			pick = i;
+			*edge = fmin(*edge, fabs((double)kept - target) / target);
+			break;
+		}
+	}
+	return pick;
+}
+
+/*
+ * Temperature, top-k and top-p on the device against the host's reading:
+ * rows of 5000 logits with ties at the k-th, a row shorter than k, top_k 0
+ * and past CUK_SAMPLE_MAX_K, top_p from 0.3 to 1, fresh draws. The same
+ * token, unless the draw fell within 1e-4 of a boundary of the weights.
+ */
+static void sample_case(void)
+{
+	static const float temps[] = { 0.5f, 1.0f, 1.7f };
+	static const uint32_t ks[] = { 0, 1, 5, 40, 2000, 1024, 3, 7 };
+	static const float ps[] = { 1.0f, 0.9f, 0.3f };
+	const uint32_t n_rows = 24, n = 5000;
+	float *x = frand((size_t)n_rows * n, -5, 5), *d_x;
+	struct cuk_sample_row r[24], *d_r;
+	struct cand *c = malloc(n * sizeof(*c));
+	int32_t got[24], *d_out;
+	uint32_t t, near = 0;
+
+	for (t = 0; t < n_rows; t++) {
+		r[t] = (struct cuk_sample_row){
+			.temperature = temps[t % 3], .top_k = ks[t % 8], .top_p = ps[t / 8],
+			.u = rnd(0, 1),
+		};
+		/*
+		 * Ties at the k-th: with top_k 5, the largest logit then eight
+		 * equal ones, of which the four lowest ids make the cut.
+		 */
+		if (ks[t % 8] == 5) {
+			uint32_t i;
+
+			x[(size_t)t * n + 4321] = 6.0f;
+			for (i = 0; i < 8; i++)
+				x[(size_t)t * n + 4000 - 450 * i] = 5.5f;
+		}
+	}
+	d_x = dup_to_dev(x, (size_t)n_rows * n * 4);
+	d_r = dup_to_dev(r, sizeof(r));
+	d_out = dmalloc(sizeof(got));
+	assert_int_equal(cuk_sample(0, d_out, d_x, d_r, n_rows, n), cudaSuccess);
+	from_dev(got, d_out, sizeof(got));
+	for (t = 0; t < n_rows; t++) {
+		double edge;
+		uint32_t pick = sample_ref(c, x + (size_t)t * n, n, &r[t], &edge);
+
+		if (got[t] == c[pick].id)
+			continue;
+		if (edge > 1e-4)
+			fail_msg("sample row %u (T %g, k %u, p %g, u %g): %d, want %d", t,
+				 r[t].temperature, r[t].top_k, r[t].top_p, r[t].u, got[t],
+				 c[pick].id);
+		near++;
+	}
+	/* A row of 37, shorter than its top_k (40). */
+	r[0].top_k = 40;
+	assert_int_equal(cudaMemcpy(d_r, r, sizeof(r[0]), cudaMemcpyHostToDevice), cudaSuccess);
+	assert_int_equal(cuk_sample(0, d_out, d_x, d_r, 1, 37), cudaSuccess);
+	from_dev(got, d_out, sizeof(got[0]));
+	{
+		double edge;
+		uint32_t pick = sample_ref(c, x, 37, &r[0], &edge);
+
+		assert_true(got[0] == c[pick].id || edge <= 1e-4);
+	}
+	print_message("[          ] sampling: %u rows as the host reads them, %u at a "
+		      "boundary\n", n_rows - near, near);
+	cudaFree(d_x);
+	cudaFree(d_r);
+	cudaFree(d_out);
+	free(x);
+	free(c);
+}
+
+static void test_sample(void **state)
+{
+	(void)state;
+	NEED_GPU();
+	sample_case();
+}
+
 #define AT_SEQS		4
 #define AT_BS		16
 #define AT_BLOCKS	96
@@ -1151,6 +1288,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_swiglu),
 		cmocka_unit_test(test_argmax),
+		cmocka_unit_test(test_sample),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_forward),
 		cmocka_unit_test(test_batch),
