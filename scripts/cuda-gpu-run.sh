@@ -41,8 +41,8 @@ for s in "${steps[@]}"; do
 		;;
 	sanitize)
 		scripts/cuda-sanitize.sh . 2>&1 | tee "$out/sanitize.log"
-		summary+=("sanitize: $(grep -c 'ERROR SUMMARY: 0 errors' "$out/sanitize.log") of 2" \
-			  "tools report 0 errors")
+		clean=$(grep -c 'ERROR SUMMARY: 0 errors' "$out/sanitize.log")
+		summary+=("sanitize: $clean of 2 tools report 0 errors")
 		;;
 	bench)
 		TMPDIR=${TMPDIR:-/tmp} scripts/bench-cuda.sh . 2>&1 | tee "$out/bench.log"
