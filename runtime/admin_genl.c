@@ -30,6 +30,20 @@ static struct nla_policy cookie_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_COOKIE]	= { .type = NLA_U64 },
 };
 
+/* An empty REPLY for @cookie, or NULL. */
+static struct nl_msg *new_reply(struct llmqd *d, uint64_t cookie, size_t size)
+{
+	struct nl_msg *rep = nlmsg_alloc_size(size);
+
+	if (rep && (!genlmsg_put(rep, NL_AUTO_PORT, NL_AUTO_SEQ, d->genl_family, 0, 0,
+				 LLMQ_CMD_REPLY, LLMQ_GENL_VERSION) ||
+		    nla_put_u64(rep, LLMQ_ATTR_COOKIE, cookie))) {
+		nlmsg_free(rep);
+		rep = NULL;
+	}
+	return rep;
+}
+
 static void arm_poll(struct llmqd *d)
 {
 	struct io_uring_sqe *sqe = loop_sqe(d);
@@ -60,16 +74,20 @@ static int on_msg(struct nl_msg *msg, void *arg)
 		return NL_SKIP;
 	}
 	cookie = nla_get_u64(tb[LLMQ_ATTR_COOKIE]);
-	rep = nlmsg_alloc_size(ADMIN_REPLY_MAX);
+	rep = new_reply(d, cookie, ADMIN_REPLY_MAX);
+	if (rep && admin_serve(d, nlh, rep, true, "llmq.ko")) {
+		/* Not even the errno fitted: say so in a reply of its own. */
+		nlmsg_free(rep);
+		rep = new_reply(d, cookie, 4096);
+		if (rep && (nla_put_u32(rep, LLMQ_ATTR_ERRNO, EMSGSIZE) ||
+			    nla_put_string(rep, LLMQ_ATTR_ERRMSG, "reply too large"))) {
+			nlmsg_free(rep);
+			rep = NULL;
+		}
+	}
+	/* Without a reply the caller waits for the module's relay_timeout_ms. */
 	if (!rep)
 		return NL_SKIP;
-	if (!genlmsg_put(rep, NL_AUTO_PORT, NL_AUTO_SEQ, d->genl_family, 0, 0, LLMQ_CMD_REPLY,
-			 LLMQ_GENL_VERSION) ||
-	    nla_put_u64(rep, LLMQ_ATTR_COOKIE, cookie) ||
-	    admin_serve(d, nlh, rep, true, "llmq.ko")) {
-		nlmsg_free(rep);
-		return NL_SKIP;
-	}
 	/* No ack asked for: the module complains only if it refuses the reply. */
 	err = nl_send_auto(d->genl_sk, rep);
 	if (err < 0)
