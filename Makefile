@@ -405,7 +405,8 @@ $(O)/obj/tests/unit/bench_cuda.o: CFLAGS_ALL += $(CFLAGS_CUDA)
 # test_cuda_emu: test_cuda's kernel and backend tests without a GPU, the
 # kernels compiled as C++ over tests/cuda_emu/ (fibers for threads, cudart
 # and cuBLAS emulated on host memory, so ASan sees the kernels' accesses).
-ifneq ($(NVCC),)
+# It needs a C++ compiler ($(CXX)); nvcc itself uses one.
+ifneq ($(and $(NVCC),$(shell command -v $(CXX) 2>/dev/null)),)
 TESTS		+= $(O)/tests/test_cuda_emu
 CXXFLAGS_EMU	:= -std=c++17 -g $(OPT) -Wall -Wextra -Werror -Wno-unknown-pragmas -fPIC \
 		   -DLLMQ_CUDA_EMU -I$(CUDA_HOME)/include
