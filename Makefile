@@ -284,10 +284,10 @@ $(O)/bin/llmqctl: $(call obj,$(LLMQCTL_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_NL) $(LIBS_JSON) -lm
 
-$(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness.c) $(LIBA) \
-			 | $(O)/bin/llmqctl $(O)/bin/llmqd
+$(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness.c \
+			 runtime/metrics.c) $(LIBA) | $(O)/bin/llmqctl $(O)/bin/llmqd
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread -lm
 
 # Who may change llmqd over its admin socket (admin.c asks runtime/peercred.c);
 # systemd's readiness protocol.

@@ -68,22 +68,35 @@ uint64_t hist_quantile(const struct hist *h, double q)
 }
 
 /**
- * hist_print() - write @h as a Prometheus summary
+ * hist_print() - write @h as a Prometheus histogram
  * @f:		where
  * @name:	metric name, e.g. "llmq:time_to_first_token_seconds"
  * @help:	its HELP text
  * @h:		the histogram
+ *
+ * A histogram, as vLLM exposes these, not a summary: the buckets of many
+ * llmqd instances add up and histogram_quantile() works over them.  One
+ * bucket per octave, 2 us to 2^31 us (36 minutes), at the end of every
+ * HIST_SUB-th fine bucket; those ends are exact, so each cumulative count
+ * is exactly the samples <= its le.  The last fine bucket also holds
+ * everything longer: it has no le but +Inf.  The fine buckets keep their
+ * resolution for llmqctl stats' own quantiles.
  */
 void hist_print(FILE *f, const char *name, const char *help, const struct hist *h)
 {
-	static const double qs[] = { 0.5, 0.9, 0.99 };
+	uint64_t cum = 0;
 	unsigned int i;
 
-	fprintf(f, "# HELP %s %s\n# TYPE %s summary\n", name, help, name);
-	for (i = 0; i < sizeof(qs) / sizeof(qs[0]); i++)
-		fprintf(f, "%s{quantile=\"%g\"} %.6f\n", name, qs[i],
-			hist_quantile(h, qs[i]) / 1e9);
-	fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum_ns / 1e9, name,
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i < HIST_BUCKETS; i++) {
+		cum += h->b[i];
+		/* Fine bucket 8k - 1 ends at exactly 2^k us. */
+		if ((i + 1) % HIST_SUB == 0 && i + 1 < HIST_BUCKETS)
+			fprintf(f, "%s_bucket{le=\"%.12g\"} %llu\n", name,
+				ldexp(1e-6, (int)((i + 1) / HIST_SUB)), (unsigned long long)cum);
+	}
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+	fprintf(f, "%s_sum %.9f\n%s_count %llu\n", name, h->sum_ns / 1e9, name,
 		(unsigned long long)h->count);
 }
 

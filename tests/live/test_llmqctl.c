@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "harness.h"
+#include "metrics.h"
 
 #define WAIT_MS 20000
 #define OUT_MAX (256 * 1024)
@@ -281,7 +282,7 @@ static const char *prom_check(const char *text, int *nr_families)
 	regex_t name_re, sample_re;
 	char *copy = strdup(text), *line, *save, fam[256] = "", type[32] = "";
 	char helped[256] = "", seen[64][256];
-	double last_le = -1.0;
+	double last_le = -1.0, last_cum = -1.0, inf_cum = -1.0;
 	bool inf_seen = false, have_sum = false, have_count = false, have_sample = false;
 	int nseen = 0, i;
 	const char *ret = NULL;
@@ -339,7 +340,7 @@ static const char *prom_check(const char *text, int *nr_families)
 				BAD("counter %s does not end in _total", tname);
 			strcpy(fam, tname);
 			(*nr_families)++;
-			last_le = -1.0;
+			last_le = last_cum = inf_cum = -1.0;
 			inf_seen = have_sum = have_count = have_sample = false;
 			continue;
 		}
@@ -379,6 +380,8 @@ static const char *prom_check(const char *text, int *nr_families)
 			have_count = true;
 			if (!strcmp(type, "histogram") && !inf_seen)
 				BAD("%s: _count before the +Inf bucket", fam);
+			if (!strcmp(type, "histogram") && strtod(val, NULL) != inf_cum)
+				BAD("%s: _count %s is not the +Inf bucket's %g", fam, val, inf_cum);
 		} else if (!strcmp(name + strlen(fam), "_bucket") && !strcmp(type, "histogram")) {
 			const char *le = strstr(labels, "le=\"");
 			double v;
@@ -388,8 +391,13 @@ static const char *prom_check(const char *text, int *nr_families)
 			le += 4;
 			if (inf_seen)
 				BAD("%s: bucket after +Inf", name);
+			/* Cumulative: never fewer samples under a larger le. */
+			if (strtod(val, NULL) < last_cum)
+				BAD("%s: bucket counts fall at %s", name, labels);
+			last_cum = strtod(val, NULL);
 			if (!strncmp(le, "+Inf\"", 5)) {
 				inf_seen = true;
+				inf_cum = last_cum;
 				continue;
 			}
 			v = strtod(le, &endp);
@@ -408,6 +416,47 @@ out:
 	regfree(&sample_re);
 	free(copy);
 	return ret;
+}
+
+/*
+ * The exposition of one histogram, sample by sample: a bucket's le is an
+ * exact bound (a sample on it counts, one nanosecond more does not), and
+ * what outlasts the last le is only under +Inf.
+ */
+static void test_hist_exposition(void **state)
+{
+	static const uint64_t ns[] = {
+		500, 1000, 2000, 2001, 1048576000ULL, 5000000000ULL, 3ULL * 3600 * 1000000000ULL,
+	};
+	struct hist h = { 0 };
+	char *buf = NULL;
+	const char *why;
+	size_t len = 0;
+	unsigned int i;
+	FILE *f;
+	int n;
+
+	(void)state;
+	for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+		hist_add(&h, ns[i]);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	hist_print(f, "t_seconds", "test", &h);
+	fclose(f);
+	why = prom_check(buf, &n);
+	if (why)
+		fail_msg("%s", why);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"2e-06\"} 3\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"4e-06\"} 4\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"0.524288\"} 4\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"1.048576\"} 5\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"8.388608\"} 6\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"2147.483648\"} 6\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_bucket{le=\"+Inf\"} 7\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_count 7\n"));
+	assert_non_null(strstr(buf, "\nt_seconds_sum 10806.048581501\n"));
+	free(buf);
 }
 
 static void test_prometheus(void **state)
@@ -429,6 +478,11 @@ static void test_prometheus(void **state)
 			       "h_count 1\n", &n));
 	assert_non_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
 				   "h_sum 1\nh_count 1\n", &n));
+	assert_non_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+				   "h_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\n"
+				   "h_count 2\n", &n));
+	assert_non_null(prom_check("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+				   "h_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n", &n));
 	assert_non_null(prom_check("# HELP g x\n# TYPE g gauge\ng one\n", &n));
 
 	assert_int_equal(daemon_start(&d, "prom", NULL), 0);
@@ -440,7 +494,10 @@ static void test_prometheus(void **state)
 	assert_int_equal(n, 16);
 	assert_non_null(strstr(out, "\nllmq:generation_tokens_total 6\n"));
 	assert_non_null(strstr(out, "\nllmq:time_to_first_token_seconds_count 2\n"));
-	assert_non_null(strstr(out, "# TYPE llmq:e2e_request_latency_seconds summary\n"));
+	assert_non_null(strstr(out, "# TYPE llmq:e2e_request_latency_seconds histogram\n"));
+	/* The null engine answers within a second: both under le 2^20 us. */
+	assert_non_null(strstr(out, "\nllmq:time_to_first_token_seconds_bucket{le=\"1.048576\"} 2\n"));
+	assert_non_null(strstr(out, "\nllmq:e2e_request_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
 	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
@@ -886,6 +943,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_hist_exposition),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_config_live),
 		cmocka_unit_test(test_config_raise),
