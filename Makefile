@@ -74,7 +74,8 @@ MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
 TOK_OBJS	:= $(call obj,$(TOK_SRCS))
 TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
 # The CPU engine: the forward step, the kernels under it, the model it reads.
-ENGINE_OBJS	:= $(call obj,runtime/cpu/backend_cpu.c) $(CPU_OBJS) $(MODEL_OBJS)
+ENGINE_OBJS	:= $(call obj,runtime/cpu/backend_cpu.c runtime/backend.c) $(CPU_OBJS) \
+		   $(MODEL_OBJS)
 # What llmqd serves with: engines, scheduler, block manager, sampler, tokenizer.
 SERVE_OBJS	:= $(call obj,runtime/engine.c runtime/backend_null.c runtime/scheduler.c \
 		   runtime/kv_blocks.c runtime/sampler.c) $(ENGINE_OBJS) $(TOK_OBJS)
@@ -164,7 +165,7 @@ $(O)/bin/llmq: $(call obj,$(CLI_SRCS)) $(ENGINE_OBJS) $(TOK_OBJS) \
 ifneq ($(NVCC),)
 # Self-contained (--no-undefined but under ASan, whose runtime the program
 # brings) and bound to its own symbols (-Bsymbolic).
-$(CUDA_PLUGIN): $(call obj,cuda/plugin.c runtime/dtype.c) $(CUDA_OBJS)
+$(CUDA_PLUGIN): $(call obj,cuda/plugin.c runtime/dtype.c runtime/backend.c) $(CUDA_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_SAN) $(if $(SAN),,-Wl,--no-undefined) -Wl,-Bsymbolic -o $@ $^ \
 		$(LIBS_CUDA) -lm

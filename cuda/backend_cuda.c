@@ -85,19 +85,6 @@ static struct backend_cuda *to_cuda(struct backend *b)
 	return container_of(b, struct backend_cuda, b);
 }
 
-__attribute__((format(printf, 4, 5)))
-static int errf(char *err, size_t len, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /*
  * Check a CUDA runtime call: on failure say which call failed where, and
  * yield -EIO. Used as: if (cu_err(cudaFoo(...), "what", err, len)) goto fail.
@@ -106,8 +93,8 @@ static int cu_err(cudaError_t e, const char *what, char *err, size_t len)
 {
 	if (e == cudaSuccess)
 		return 0;
-	return errf(err, len, -EIO, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
-		    cudaGetErrorName(e));
+	return backend_errf(err, len, -EIO, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
+			    cudaGetErrorName(e));
 }
 
 static const char *blas_str(cublasStatus_t s)
@@ -129,7 +116,7 @@ static int blas_err(cublasStatus_t s, const char *what, char *err, size_t len)
 {
 	if (s == CUBLAS_STATUS_SUCCESS)
 		return 0;
-	return errf(err, len, -EIO, "cublas: %s: %s (%d)", what, blas_str(s), (int)s);
+	return backend_errf(err, len, -EIO, "cublas: %s: %s (%d)", what, blas_str(s), (int)s);
 }
 
 /*
@@ -182,12 +169,12 @@ static int upload_bf16(uint16_t *dst, const struct gguf_tensor *t, uint16_t *sta
 	size_t per = CUDA_STAGE_BYTES / sizeof(uint16_t) / k;
 
 	if (dtype_row_bytes(t->type, k, &rb) || !per)
-		return errf(err, len, -EINVAL, "tensor %.*s: type %u, row of %lu",
-			    (int)t->name.len, t->name.p, t->type, (unsigned long)k);
+		return backend_errf(err, len, -EINVAL, "tensor %.*s: type %u, row of %lu",
+				    (int)t->name.len, t->name.p, t->type, (unsigned long)k);
 	for (r = 0; r < n; r++) {
 		if (dequantize(t->type, (const uint8_t *)t->data + r * rb, row, k))
-			return errf(err, len, -EINVAL, "tensor %.*s: cannot dequantise",
-				    (int)t->name.len, t->name.p);
+			return backend_errf(err, len, -EINVAL, "tensor %.*s: cannot dequantise",
+					    (int)t->name.len, t->name.p);
 		for (i = 0; i < k; i++)
 			stage[(r - done) * k + i] = fp32_to_bf16(row[i]);
 		if (r + 1 - done == per || r + 1 == n) {
@@ -239,7 +226,7 @@ static int upload_weights(struct backend_cuda *c, char *err, size_t len)
 	row = malloc(widest * sizeof(float));
 	c->layers = calloc(c->n_layer, sizeof(*c->layers));
 	if (!stage || !row || !c->layers) {
-		ret = errf(err, len, -ENOMEM, "out of host memory");
+		ret = backend_errf(err, len, -ENOMEM, "out of host memory");
 		goto out;
 	}
 	ret = upload_stack(&c->tok_embd, &m->tok_embd, 1, stage, row, err, len);
@@ -554,38 +541,18 @@ static const struct backend_ops cuda_ops = {
 	.destroy	= cuda_destroy,
 };
 
-static bool is_f32(const struct gguf_tensor *t)
-{
-	return !t || t->type == GGML_TYPE_F32;
-}
-
 /* What this backend computes with: as the CPU backend, and heads that fit. */
 static int check_model(const struct model *m, char *err, size_t len)
 {
 	const struct model_hparams *hp = &m->hp;
-	uint32_t i;
 
-	if (!hp->n_head_kv || hp->n_head % hp->n_head_kv)
-		return errf(err, len, -EINVAL, "%u heads over %u kv heads", hp->n_head,
-			    hp->n_head_kv);
 	if (!hp->head_dim || hp->head_dim > CUK_ATTN_MAX_HEAD_DIM)
-		return errf(err, len, -EINVAL, "head_dim %u: the CUDA backend takes 1..%u",
-			    hp->head_dim, CUK_ATTN_MAX_HEAD_DIM);
+		return backend_errf(err, len, -EINVAL, "head_dim %u: the CUDA backend takes 1..%u",
+				    hp->head_dim, CUK_ATTN_MAX_HEAD_DIM);
 	if (!hp->n_rot || hp->n_rot % 2 || hp->n_rot > hp->head_dim || !(hp->rope_freq_base > 0))
-		return errf(err, len, -EINVAL, "rope: head_dim %u n_rot %u", hp->head_dim,
-			    hp->n_rot);
-	if (!is_f32(m->output_norm) || !m->output_norm)
-		return errf(err, len, -EINVAL, "output_norm is not F32");
-	for (i = 0; i < hp->n_layer; i++) {
-		const struct model_layer *l = &m->layers[i];
-
-		if (!is_f32(l->attn_norm) || !is_f32(l->ffn_norm) || !is_f32(l->bq) ||
-		    !is_f32(l->bk) || !is_f32(l->bv))
-			return errf(err, len, -EINVAL, "layer %u: norms and biases must be F32", i);
-		if (!l->bq != !l->bk || !l->bq != !l->bv)
-			return errf(err, len, -EINVAL, "layer %u: some QKV biases missing", i);
-	}
-	return 0;
+		return backend_errf(err, len, -EINVAL, "rope: head_dim %u n_rot %u", hp->head_dim,
+				    hp->n_rot);
+	return backend_check_model(m, err, len);
 }
 
 /* Carve the plan's arrays out of one buffer (host or device). */
@@ -650,9 +617,10 @@ static int alloc_kv(struct backend_cuda *c, const struct backend_cuda_params *cp
 		/* Ours and anyone else's use so far counts against the share. */
 		budget = util * (double)total_b - (double)(total_b - free_b);
 		if (budget < (double)block)
-			return errf(err, len, -ENOMEM, "--gpu-memory-utilization %.2f of %zu MiB "
-				    "leaves no room for a KV block after the weights (%zu MiB "
-				    "in use)", util, total_b >> 20, (total_b - free_b) >> 20);
+			return backend_errf(err, len, -ENOMEM, "--gpu-memory-utilization %.2f of "
+					    "%zu MiB leaves no room for a KV block after the "
+					    "weights (%zu MiB in use)", util, total_b >> 20,
+					    (total_b - free_b) >> 20);
 		n = (size_t)(budget / (double)block);
 	}
 	/* Slots are int32 on the device. */
@@ -674,17 +642,18 @@ static int open_device(struct backend_cuda *c, int dev, char *err, size_t len)
 
 	e = cudaGetDeviceCount(&n);
 	if (e != cudaSuccess)
-		return errf(err, len, -ENODEV, "no usable CUDA device: cudaGetDeviceCount: %s",
-			    cudaGetErrorString(e));
+		return backend_errf(err, len, -ENODEV,
+				    "no usable CUDA device: cudaGetDeviceCount: %s",
+				    cudaGetErrorString(e));
 	if (dev < 0 || dev >= n)
-		return errf(err, len, -ENODEV, "no CUDA device %d (%d present)", dev, n);
+		return backend_errf(err, len, -ENODEV, "no CUDA device %d (%d present)", dev, n);
 	if (cu_err(cudaSetDevice(dev), "cudaSetDevice", err, len) ||
 	    cu_err(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties", err, len))
 		return -EIO;
 	if (prop.major < 8)
-		return errf(err, len, -ENODEV, "%s is compute capability %d.%d; llmq's CUDA "
-			    "backend needs 8.0 (Ampere) or later", prop.name, prop.major,
-			    prop.minor);
+		return backend_errf(err, len, -ENODEV, "%s is compute capability %d.%d; llmq's "
+				    "CUDA backend needs 8.0 (Ampere) or later", prop.name,
+				    prop.major, prop.minor);
 	c->device = dev;
 	c->sm_count = prop.multiProcessorCount;
 	return 0;
@@ -717,13 +686,13 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	if (check_model(m, err, errlen))
 		return NULL;
 	if (cp->gpu_memory_utilization < 0 || cp->gpu_memory_utilization > 1) {
-		errf(err, errlen, -EINVAL, "gpu memory utilization %.3f is not in (0, 1]",
-		     cp->gpu_memory_utilization);
+		backend_errf(err, errlen, -EINVAL, "gpu memory utilization %.3f is not in (0, 1]",
+			     cp->gpu_memory_utilization);
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		errf(err, errlen, -ENOMEM, "out of memory");
+		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	c->b.ops = &cuda_ops;
@@ -760,7 +729,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	/* RoPE frequencies in double, as cpu_rope_init() computes them. */
 	inv_freq = malloc(c->n_rot / 2 * sizeof(double));
 	if (!inv_freq) {
-		errf(err, errlen, -ENOMEM, "out of memory");
+		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (i = 0; i < c->n_rot / 2; i++)

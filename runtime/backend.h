@@ -8,6 +8,7 @@
 #ifndef LLMQD_BACKEND_H
 #define LLMQD_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -119,6 +120,9 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 				    size_t errlen);
 size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
 size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
+int backend_check_model(const struct model *m, char *err, size_t len);
+__attribute__((format(printf, 4, 5)))
+int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
 
 /*
  * Raised whenever a structure a plugin shares with its loader changes

@@ -53,19 +53,6 @@ static struct backend_cpu *to_cpu(struct backend *b)
 	return container_of(b, struct backend_cpu, b);
 }
 
-__attribute__((format(printf, 4, 5)))
-static int errf(char *err, size_t len, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && len) {
-		va_start(ap, fmt);
-		vsnprintf(err, len, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /**
  * backend_kv_block_bytes() - bytes one KV block takes over all layers
  * @m:		the model
@@ -424,35 +411,6 @@ static const struct backend_ops cpu_ops = {
 	.destroy	= cpu_destroy,
 };
 
-static int check_f32(const struct gguf_tensor *t)
-{
-	return !t || t->type == GGML_TYPE_F32;
-}
-
-/* What this backend computes with: GQA that divides, F32 norms and biases. */
-static int check_model(const struct model *m, char *err, size_t errlen)
-{
-	const struct model_hparams *hp = &m->hp;
-	uint32_t i;
-
-	if (!hp->n_head_kv || hp->n_head % hp->n_head_kv)
-		return errf(err, errlen, -EINVAL, "%u heads over %u kv heads", hp->n_head,
-			    hp->n_head_kv);
-	if (!check_f32(m->output_norm))
-		return errf(err, errlen, -EINVAL, "output_norm is not F32");
-	for (i = 0; i < hp->n_layer; i++) {
-		const struct model_layer *l = &m->layers[i];
-
-		if (!check_f32(l->attn_norm) || !check_f32(l->ffn_norm) || !check_f32(l->bq) ||
-		    !check_f32(l->bk) || !check_f32(l->bv))
-			return errf(err, errlen, -EINVAL, "layer %u: norms and biases must be F32",
-				    i);
-		if (!l->bq != !l->bk || !l->bq != !l->bv)
-			return errf(err, errlen, -EINVAL, "layer %u: some QKV biases missing", i);
-	}
-	return 0;
-}
-
 static float *falloc(size_t rows, size_t n)
 {
 	return aligned_alloc(64, ((rows * n * sizeof(float)) + 63) & ~(size_t)63);
@@ -477,11 +435,11 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	struct backend_cpu *c;
 	size_t block_bytes, T, n_blocks;
 
-	if (check_model(m, err, errlen))
+	if (backend_check_model(m, err, errlen))
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		errf(err, errlen, -ENOMEM, "out of memory");
+		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	c->b.ops = &cpu_ops;
@@ -502,7 +460,8 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	c->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
 	if (cpu_rope_init(&c->rope, hp->rope, hp->head_dim, hp->n_rot, hp->rope_freq_base, 1.0f)) {
-		errf(err, errlen, -EINVAL, "rope: head_dim %u n_rot %u", hp->head_dim, hp->n_rot);
+		backend_errf(err, errlen, -EINVAL, "rope: head_dim %u n_rot %u", hp->head_dim,
+			     hp->n_rot);
 		goto fail;
 	}
 
@@ -516,7 +475,8 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->b.kv_bytes = n_blocks * block_bytes;
 	c->kv = aligned_alloc(64, (c->b.kv_bytes + 63) & ~(size_t)63);
 	if (!c->kv) {
-		errf(err, errlen, -ENOMEM, "KV cache: %zu bytes: out of memory", c->b.kv_bytes);
+		backend_errf(err, errlen, -ENOMEM, "KV cache: %zu bytes: out of memory",
+			     c->b.kv_bytes);
 		goto fail;
 	}
 
@@ -536,14 +496,14 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->pool = threadpool_create(p->n_threads ? p->n_threads : threadpool_default_threads());
 	if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
 	    !c->ids || !c->tok_pos || !c->tok_seq || !c->seq_row || !c->pool) {
-		errf(err, errlen, -ENOMEM, "scratch for %zu tokens: out of memory", T);
+		backend_errf(err, errlen, -ENOMEM, "scratch for %zu tokens: out of memory", T);
 		goto fail;
 	}
 	c->b.n_threads = threadpool_size(c->pool);
 	c->scores = falloc((size_t)c->b.n_threads * (c->n_head / c->n_head_kv),
 			   c->b.max_context);
 	if (!c->scores) {
-		errf(err, errlen, -ENOMEM, "attention scratch: out of memory");
+		backend_errf(err, errlen, -ENOMEM, "attention scratch: out of memory");
 		goto fail;
 	}
 	return &c->b;

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "dtype.h"
 #include "model.h"
 #include "testenv.h"
 
@@ -784,6 +785,51 @@ static struct ref_case refs[] = {
 	REF("tiny", "Q4_0", 5e-2), REF("tiny-qwen2", "Q4_K", 5e-2),
 };
 
+/*
+ * What the forward step computes with (backend_check_model(), shared by the
+ * CPU and CUDA backends): a model that breaks one rule is refused with its
+ * reason by backend_cpu_create(), and passes again once mended.
+ */
+static void test_check_model(void **state)
+{
+	struct backend_params p = { .n_threads = 1, .max_tokens = 16, .max_context = 64 };
+	struct loaded l;
+	const struct gguf_tensor *bk;
+	struct gguf_tensor *norm;
+	char path[PATH_MAX], err[256];
+	struct backend *b;
+	uint32_t kv;
+
+	(void)state;
+	load(&l, "tiny-qwen2", "F32", path, sizeof(path));
+	p.kv_bytes = 4 * backend_kv_block_bytes(&l.m, 16);
+	assert_int_equal(backend_check_model(&l.m, err, sizeof(err)), 0);
+
+	kv = l.m.hp.n_head_kv;
+	l.m.hp.n_head_kv = l.m.hp.n_head + 1;
+	assert_null(backend_cpu_create(&l.m, &p, err, sizeof(err)));
+	assert_non_null(strstr(err, "kv heads"));
+	l.m.hp.n_head_kv = kv;
+
+	norm = (struct gguf_tensor *)l.m.layers[1].ffn_norm;
+	norm->type = GGML_TYPE_F16;
+	assert_int_equal(backend_check_model(&l.m, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "layer 1: norms and biases must be F32");
+	norm->type = GGML_TYPE_F32;
+
+	bk = l.m.layers[0].bk;
+	assert_non_null(bk);
+	l.m.layers[0].bk = NULL;
+	assert_null(backend_cpu_create(&l.m, &p, err, sizeof(err)));
+	assert_string_equal(err, "layer 0: some QKV biases missing");
+	l.m.layers[0].bk = bk;
+
+	b = backend_cpu_create(&l.m, &p, err, sizeof(err));
+	assert_non_null(b);
+	backend_destroy(b);
+	unload(&l);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -798,6 +844,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_chunks),
 		cmocka_unit_test(test_logits_modes),
 		cmocka_unit_test(test_bad_steps),
+		cmocka_unit_test(test_check_model),
 		cmocka_unit_test(test_cli_run),
 	};
 	(void)argc;

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What every backend shares: the one-line error it gives its caller, and
+ * the shape of model the forward step of runtime/cpu/ and cuda/ computes.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "dtype.h"
+
+/**
+ * backend_errf() - write a one-line reason and pass an error through
+ * @err:	where the reason goes, or NULL
+ * @len:	its size
+ * @ret:	what to return
+ * @fmt:	printf format of the reason
+ *
+ * Return: @ret.
+ */
+int backend_errf(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+static bool is_f32(const struct gguf_tensor *t)
+{
+	return !t || t->type == GGML_TYPE_F32;
+}
+
+/**
+ * backend_check_model() - can the LLaMA-family step compute with @m?
+ * @m:		a loaded model
+ * @err:	the reason, when not
+ * @len:	its size
+ *
+ * Query heads in whole groups per KV head, norms and biases in F32 (they
+ * are read as vectors, never as matrices), and Q, K and V biases all
+ * present or all absent.  A backend adds what it alone needs.
+ *
+ * Return: 0 or -EINVAL.
+ */
+int backend_check_model(const struct model *m, char *err, size_t len)
+{
+	const struct model_hparams *hp = &m->hp;
+	uint32_t i;
+
+	if (!hp->n_head_kv || hp->n_head % hp->n_head_kv)
+		return backend_errf(err, len, -EINVAL, "%u heads over %u kv heads", hp->n_head,
+				    hp->n_head_kv);
+	if (!is_f32(m->output_norm))
+		return backend_errf(err, len, -EINVAL, "output_norm is not F32");
+	for (i = 0; i < hp->n_layer; i++) {
+		const struct model_layer *l = &m->layers[i];
+
+		if (!is_f32(l->attn_norm) || !is_f32(l->ffn_norm) || !is_f32(l->bq) ||
+		    !is_f32(l->bk) || !is_f32(l->bv))
+			return backend_errf(err, len, -EINVAL,
+					    "layer %u: norms and biases must be F32", i);
+		if (!l->bq != !l->bk || !l->bq != !l->bv)
+			return backend_errf(err, len, -EINVAL, "layer %u: some QKV biases missing",
+					    i);
+	}
+	return 0;
+}
