@@ -37,17 +37,7 @@ for b in "$O/bin/llmq-mkmodel" "$O/bin/llmqd" "$O/bin/llmq" "$O/bin/llmq-bench" 
 	fi
 done
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench-cuda-XXXXXX")
-pid=
-cleanup() {
-	if [[ -n $pid ]]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+llmqd_scratch bench-cuda
 
 echo "llmq bench-cuda, $(date -u '+%Y-%m-%d %H:%M UTC'):" \
      "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo '?')"

@@ -34,17 +34,7 @@ for b in "$MK" "$LLMQD" "$LLMQ" "$BENCH"; do
 	fi
 done
 
-dir=$(mktemp -d /tmp/llmq-bench-serve-XXXXXX)
-pid=
-cleanup() {
-	if [[ -n $pid ]]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+llmqd_scratch bench-serve
 
 echo "llmq bench-serve, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs:" \
      "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"

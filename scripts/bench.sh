@@ -35,18 +35,7 @@ for b in "$LLMQD" "$LLMQ" "$BENCH"; do
 	fi
 done
 
-dir=$(mktemp -d /tmp/llmq-bench-XXXXXX)
-pid=
-# shellcheck disable=SC2317	# invoked by the EXIT trap
-cleanup() {
-	if [[ -n $pid ]]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+llmqd_scratch bench
 
 if [[ -f $MODEL ]]; then
 	engine=(--engine cpu --model "$MODEL" --threads "$THREADS")

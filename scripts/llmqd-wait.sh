@@ -3,6 +3,12 @@
 #
 # Sourced by the scripts that start an llmqd of their own (demo, benches).
 #
+#   llmqd_scratch NAME
+#
+# makes a scratch directory, $dir, and sets $pid empty; on exit (or INT,
+# TERM: status 130) the llmqd whose pid the caller put in $pid is stopped
+# and $dir removed.
+#
 #   llmqd_wait WHO LLMQ SOCK PID LOG
 #
 # waits until the llmqd PID answers on SOCK (`LLMQ stats`), at most 60 s:
@@ -24,4 +30,20 @@ llmqd_wait() {
 	echo "$who: llmqd did not answer within 60 s:" >&2
 	cat "$log" >&2
 	return 1
+}
+
+# shellcheck disable=SC2317	# invoked by the EXIT trap
+_llmqd_cleanup() {
+	if [[ -n ${pid:-} ]]; then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "${dir:?}"
+}
+
+llmqd_scratch() {
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/llmq-$1-XXXXXX")
+	pid=
+	trap _llmqd_cleanup EXIT
+	trap 'exit 130' INT TERM
 }
