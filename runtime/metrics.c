@@ -123,7 +123,7 @@ void metrics_print(FILE *f, const struct llmq_stats *st, const struct serve_metr
 	gauge(f, "llmq:kv_cache_usage_perc", "gauge", "Fraction of KV blocks in use (0-1).",
 	      st->kv_blocks_total ? (double)st->kv_blocks_used / st->kv_blocks_total : 0.0);
 	gauge(f, "llmq:kv_cache_blocks_used", "gauge", "KV blocks in use.", st->kv_blocks_used);
-	gauge(f, "llmq:kv_cache_blocks_total", "gauge", "KV blocks in the cache.",
+	gauge(f, "llmq:kv_cache_blocks", "gauge", "KV blocks in the cache.",
 	      st->kv_blocks_total);
 	gauge(f, "llmq:num_preemptions_total", "counter", "Sequences preempted.",
 	      st->preemptions);

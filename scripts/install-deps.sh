@@ -44,6 +44,8 @@ if [ $tests -eq 1 ]; then
 	need cmd:man man-db
 	need cmd:groff groff-base
 	need cmd:systemd-analyze systemd
+	# promtool checks llmqctl stats --prometheus.
+	need cmd:promtool prometheus
 	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 	# The kernel transport's stage (make vm-check): the 6.1 headers, a
 	# kernel to boot under QEMU, an initramfs, and the module's linters.
