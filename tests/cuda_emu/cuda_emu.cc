@@ -7,7 +7,15 @@
  * Each block's threads are fibers on the calling thread, run until each
  * blocks: at __syncthreads() a fiber waits for every thread of its block,
  * at a warp shuffle for every lane of its warp; then they are released
- * together. Blocks run in order, one at a time. Device memory is malloc()ed,
+ * together. Between two such points each fiber runs to its next one in a
+ * fresh random order (seed printed once, LLMQ_CUDA_EMU_SEED=N repeats it),
+ * so that a missing barrier shows as a wrong result in either direction
+ * (a write by a later thread read too early, or a read by a later thread
+ * of data already overwritten), not only in the one a fixed order hides.
+ * Rules the hardware leaves undefined stop the test: a barrier that not
+ * every thread reaches, one reached after some threads exited, a full-warp
+ * shuffle with lanes exited or missing (a block not a multiple of 32), and
+ * launches past the hardware's limits. Blocks run in order, one at a time. Device memory is malloc()ed,
  * so under ASan an out-of-bounds access by a kernel is caught. A fiber
  * switch is a few instructions of our own (x86-64: the callee-saved
  * registers and the stack pointer), not swapcontext(), whose signal-mask
@@ -22,6 +30,8 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+
+#include <unistd.h>
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -71,6 +81,8 @@ asm(".text\n"
     ".size emu_switch, .-emu_switch\n");
 
 static fiber fibers[EMU_MAX_THREADS];
+static unsigned int order[EMU_MAX_THREADS];
+static uint64_t sched_rng, sched_rng_seed;
 static char *stacks;
 static void *sched_sp;
 static fiber *cur;
@@ -79,8 +91,8 @@ static float shfl_slot[EMU_MAX_THREADS];
 
 static void emu_fail(const char *what)
 {
-	fprintf(stderr, "cuda emulator: %s (block %u,%u,%u)\n", what, blockIdx.x, blockIdx.y,
-		blockIdx.z);
+	fprintf(stderr, "cuda emulator: %s (block %u,%u,%u; LLMQ_CUDA_EMU_SEED=%llu)\n", what,
+		blockIdx.x, blockIdx.y, blockIdx.z, (unsigned long long)sched_rng_seed);
 	abort();
 }
 
@@ -135,42 +147,79 @@ static void *fiber_stack(unsigned int i)
 	return sp;
 }
 
-/* Release what may go on; false when nothing can (a broken barrier). */
+/*
+ * Release what may go on; false when nothing can (a broken barrier). A
+ * warp's shuffle goes on when every lane waits at one; a full-warp shuffle
+ * that a lane cannot join (it exited, or the block ends inside the warp)
+ * is undefined on a GPU and stops here, as does a barrier reached after
+ * some threads of the block exited.
+ */
 static bool release(unsigned int n)
 {
-	bool any = false, all_sync = true;
+	bool any = false, all_sync = true, some_done = false;
 	unsigned int w, i;
 
 	for (w = 0; w < n; w += 32) {
-		bool warp_shfl = true, some = false;
+		bool warp_shfl = true, some = false, lane_done = w + 32 > n;
 
 		for (i = w; i < n && i < w + 32; i++) {
-			if (fibers[i].state == DONE)
+			if (fibers[i].state == DONE) {
+				lane_done = true;
 				continue;
+			}
 			some = true;
 			if (fibers[i].state != WAIT_SHFL)
 				warp_shfl = false;
 		}
 		if (some && warp_shfl) {
-			for (i = w; i < n && i < w + 32; i++)
-				if (fibers[i].state == WAIT_SHFL)
-					fibers[i].state = RUNNABLE;
+			if (lane_done)
+				emu_fail("full-warp shuffle with lanes exited or missing");
+			for (i = w; i < w + 32; i++)
+				fibers[i].state = RUNNABLE;
 			any = true;
 		}
 	}
 	if (any)
 		return true;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (fibers[i].state != DONE && fibers[i].state != WAIT_SYNC)
 			all_sync = false;
+		some_done |= fibers[i].state == DONE;
+	}
 	if (!all_sync)
 		return false;
+	if (some_done)
+		emu_fail("__syncthreads() after some threads of the block exited");
 	for (i = 0; i < n; i++)
 		if (fibers[i].state == WAIT_SYNC) {
 			fibers[i].state = RUNNABLE;
 			any = true;
 		}
 	return any;
+}
+
+static uint64_t sched_next(void)
+{
+	/* xorshift64* */
+	sched_rng ^= sched_rng >> 12;
+	sched_rng ^= sched_rng << 25;
+	sched_rng ^= sched_rng >> 27;
+	return sched_rng * 0x2545f4914f6cdd1dull;
+}
+
+/* A fresh random order of the block's n threads for the next round. */
+static void shuffle_order(unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	for (i = n - 1; i > 0; i--) {
+		unsigned int k = (unsigned int)(sched_next() % (i + 1)), t = order[i];
+
+		order[i] = order[k];
+		order[k] = t;
+	}
 }
 
 static void run_block(unsigned int n)
@@ -186,13 +235,16 @@ static void run_block(unsigned int n)
 		f->sp = fiber_stack(i);
 	}
 	for (;;) {
+		shuffle_order(n);
 		for (i = 0, done = 0; i < n; i++) {
-			if (fibers[i].state == RUNNABLE) {
-				cur = &fibers[i];
+			fiber *f = &fibers[order[i]];
+
+			if (f->state == RUNNABLE) {
+				cur = f;
 				threadIdx = cur->tid;
 				emu_switch(&sched_sp, cur->sp);
 			}
-			done += fibers[i].state == DONE;
+			done += f->state == DONE;
 		}
 		if (done == n)
 			return;
@@ -205,8 +257,23 @@ void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
 {
 	unsigned int n = block.x * block.y * block.z;
 
-	if (!n || n > EMU_MAX_THREADS)
+	/* The limits of every GPU since compute capability 3.0. */
+	if (!n || n > EMU_MAX_THREADS || block.x > 1024 || block.y > 1024 || block.z > 64)
 		emu_fail("bad block size");
+	if (!grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 ||
+	    grid.z > 65535)
+		emu_fail("bad grid size");
+	if (!sched_rng) {
+		const char *env = getenv("LLMQ_CUDA_EMU_SEED");
+
+		sched_rng = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+		if (!sched_rng)
+			sched_rng = 1;
+		sched_rng_seed = sched_rng;
+		fprintf(stderr, "cuda emulator: thread order seed %llu (LLMQ_CUDA_EMU_SEED=%llu "
+			"repeats it)\n", (unsigned long long)sched_rng,
+			(unsigned long long)sched_rng);
+	}
 	if (!stacks) {
 		stacks = static_cast<char *>(malloc((size_t)EMU_MAX_THREADS * EMU_STACK));
 		if (!stacks)
