@@ -75,9 +75,10 @@ extern "C" cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x,
  *    (in shared memory) of the next digit among the rows still matching the
  *    prefix found so far, pick the digit where the count from the top
  *    reaches k;
- * 2. the candidates, every logit above that key and those equal to it
- *    (ties), gathered into shared memory and sorted by (logit descending,
- *    id ascending) with a bitonic sort; the first k are kept;
+ * 2. the candidates, every logit above that key, then those equal to it
+ *    (ties) as many as fit, gathered into shared memory and sorted by
+ *    (logit descending, id ascending) with a bitonic sort; the first k are
+ *    kept;
  * 3. thread 0 walks them in order: weights e^((l - l_max) / T), top-p cut
  *    where the running sum first reaches p of the total, then the first
  *    candidate whose running sum exceeds u times the kept sum.
@@ -143,13 +144,26 @@ static __global__ void __launch_bounds__(CUK_ROW_THREADS) sample_kernel(int32_t 
 	}
 	/*
 	 * 2. prefix is now the k-th largest key: gather the larger ones (fewer
-	 * than k) and the equal ones, as many as fit.
+	 * than k, so all fit; the test only guards the slots), then after them
+	 * the equal ones, as many as fit. One pass for both would let ties
+	 * that win the race for a slot push out larger logits when more than
+	 * SAMPLE_SLOTS - k tie.
 	 */
 	for (i = threadIdx.x; i < n; i += blockDim.x) {
-		uint32_t key = order_key(row[i]), at;
+		if (order_key(row[i]) > prefix) {
+			uint32_t at = atomicAdd(&n_cand, 1u);
 
-		if (key >= prefix) {
-			at = atomicAdd(&n_cand, 1u);
+			if (at < SAMPLE_SLOTS) {
+				cv[at] = row[i];
+				ci[at] = (int32_t)i;
+			}
+		}
+	}
+	__syncthreads();
+	for (i = threadIdx.x; i < n; i += blockDim.x) {
+		if (order_key(row[i]) == prefix) {
+			uint32_t at = atomicAdd(&n_cand, 1u);
+
 			if (at < SAMPLE_SLOTS) {
 				cv[at] = row[i];
 				ci[at] = (int32_t)i;
@@ -231,8 +245,9 @@ static __global__ void __launch_bounds__(CUK_ROW_THREADS) sample_kernel(int32_t 
  * CUK_SAMPLE_MAX_K means CUK_SAMPLE_MAX_K), weighs them e^(l / T), keeps
  * the smallest prefix whose weight reaches top_p of theirs, and picks by u:
  * the first whose running weight exceeds u times the prefix's. Greedy rows
- * (temperature 0) are cuk_argmax()'s. When more than 2 x CUK_SAMPLE_MAX_K
- * logits tie with the k-th, which of them take part is not fixed.
+ * (temperature 0) are cuk_argmax()'s. When more logits tie with the k-th
+ * than 2 x CUK_SAMPLE_MAX_K less the larger ones, which of the tied ones
+ * take part is not fixed; the larger ones always do.
  *
  * Return: the launch's status.
  */

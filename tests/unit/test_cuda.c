@@ -726,6 +726,34 @@ static void sample_case(void)
 
 		assert_true(got[0] == c[pick].id || edge <= 1e-4);
 	}
+	/*
+	 * Ties past the slots: top_k 1024 over 10 large logits and 4990 equal
+	 * ones. The 10 must all take part however the race for the slots
+	 * goes among the ties (which ties join is not fixed, so compare only
+	 * where the pick is a large one, as it nearly always is).
+	 */
+	{
+		struct cuk_sample_row one = {
+			.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .u = rnd(0, 1),
+		};
+		double edge;
+		uint32_t pick, i;
+
+		for (i = 0; i < n; i++)
+			x[i] = 0.0f;
+		for (i = 0; i < 10; i++)
+			x[7 + 499 * i] = 20.0f + 0.1f * i;
+		assert_int_equal(cudaMemcpy(d_x, x, n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+		assert_int_equal(cudaMemcpy(d_r, &one, sizeof(one), cudaMemcpyHostToDevice),
+				 cudaSuccess);
+		assert_int_equal(cuk_sample(0, d_out, d_x, d_r, 1, n), cudaSuccess);
+		from_dev(got, d_out, sizeof(got[0]));
+		pick = sample_ref(c, x, n, &one, &edge);
+		if (x[c[pick].id] > 0.0f && got[0] != c[pick].id && edge > 1e-4)
+			fail_msg("sample, 4990 ties at the k-th: %d (logit %g), want %d (u %g)",
+				 got[0], got[0] >= 0 && (uint32_t)got[0] < n ? x[got[0]] : NAN,
+				 c[pick].id, one.u);
+	}
 	print_message("[          ] sampling: %u rows as the host reads them, %u at a "
 		      "boundary\n", n_rows - near, near);
 	cudaFree(d_x);
