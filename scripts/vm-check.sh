@@ -266,6 +266,17 @@ else
 	ok vm_boot
 fi
 
+# A guest program that was killed (the OOM killer, its own alarm) or could
+# not start prints no FAILED line of cmocka's: its exit status says it.
+n=0
+while read -r rc; do
+	n=$((n + 1))
+	if [ "$rc" != 0 ]; then
+		echo "vm: guest program $n exited $rc"
+		fail "vm_guest_program_$n"
+	fi
+done < <(tr -d '\r' <"$log" | sed -n 's/^LLMQ-VM-RC \([0-9]*\)$/\1/p')
+
 # The guest's own verdicts count as tests.
 for gp in $(tr -d '\r' <"$log" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p'); do
 	passed=$((passed + gp))

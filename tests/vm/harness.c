@@ -6,11 +6,47 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+
+/**
+ * vm_insmod() - load the module under test
+ * @ko:		its path
+ * @params:	module parameters, "" for none
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int vm_insmod(const char *ko, const char *params)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return -1;
+	err = (int)syscall(SYS_finit_module, fd, params, 0);
+	close(fd);
+	return err ? -1 : 0;
+}
+
+/**
+ * vm_nothing_left() - after a test: no ring and no runtime left behind
+ * @name:	the test, for the message
+ * @ms:		how long teardown (io_uring's, a killed process's) may take
+ *
+ * Return: 0, or -1 having said what was left.
+ */
+int vm_nothing_left(const char *name, unsigned int ms)
+{
+	if (stat_wait("rings", 0, ms) || stat_wait("runtime_attached", 0, ms)) {
+		fprintf(stderr, "%s: left rings (%ld) or a runtime (%ld) behind\n", name,
+			stat_read("rings"), stat_read("runtime_attached"));
+		return -1;
+	}
+	return 0;
+}
 
 /**
  * stat_read() - one of the module's counters

@@ -56,6 +56,8 @@ struct vm_test {
 
 int vm_run_tests(const char *suite, const struct vm_test *t, unsigned int n,
 		 int (*after)(const char *name));
+int vm_insmod(const char *ko, const char *params);
+int vm_nothing_left(const char *name, unsigned int ms);
 long stat_read(const char *name);
 int stat_wait(const char *name, long want, unsigned int ms);
 

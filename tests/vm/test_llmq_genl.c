@@ -469,7 +469,8 @@ static int test_genl_commands(void)
 	json_object_put(o);
 	CHECK(ctl("--netlink", "stats", "--prometheus", NULL) == 0);
 	CHECK(strstr(out, "\nllmq:generation_tokens_total 15\n"));
-	CHECK(strstr(out, "# TYPE llmq:e2e_request_latency_seconds summary\n"));
+	CHECK(strstr(out, "# TYPE llmq:e2e_request_latency_seconds histogram\n"));
+	CHECK(strstr(out, "\nllmq:e2e_request_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
 
 	/* Same output over both carriers. */
 	CHECK(ctl("--socket", SOCK, "config", "get", NULL) == 0);
@@ -984,17 +985,12 @@ static int after_test(const char *name)
 		(void)!write(fd, "5000", 4);
 		close(fd);
 	}
-	if (stat_wait("rings", 0, 3000) || stat_wait("runtime_attached", 0, 3000)) {
-		fprintf(stderr, "%s: left rings (%ld) or a runtime (%ld) behind\n", name,
-			stat_read("rings"), stat_read("runtime_attached"));
-		return -1;
-	}
-	return 0;
+	return vm_nothing_left(name, 3000);
 }
 
 int main(int argc, char **argv)
 {
-	int fd, failed;
+	int failed;
 
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s LLMQ.KO LLMQD LLMQCTL\n", argv[0]);
@@ -1004,12 +1000,10 @@ int main(int argc, char **argv)
 	llmqd_path = argv[2];
 	ctl_path = argv[3];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	fd = open(ko_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || syscall(SYS_finit_module, fd, "", 0)) {
+	if (vm_insmod(ko_path, "")) {
 		perror("finit_module");
 		return 1;
 	}
-	close(fd);
 	failed = vm_run_tests("llmqctl over generic netlink", tests,
 			      sizeof(tests) / sizeof(tests[0]), after_test);
 	return failed ? 1 : 0;

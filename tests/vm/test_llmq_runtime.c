@@ -666,17 +666,12 @@ static int after_test(const char *name)
 {
 	if (!strcmp(name, "test_rt_rmmod"))
 		return 0;
-	if (stat_wait("rings", 0, 3000) || stat_wait("runtime_attached", 0, 3000)) {
-		fprintf(stderr, "%s: left rings (%ld) or a runtime (%ld) behind\n", name,
-			stat_read("rings"), stat_read("runtime_attached"));
-		return -1;
-	}
-	return 0;
+	return vm_nothing_left(name, 3000);
 }
 
 int main(int argc, char **argv)
 {
-	int fd, failed;
+	int failed;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: %s LLMQ.KO LLMQD [bench]\n", argv[0]);
@@ -685,12 +680,10 @@ int main(int argc, char **argv)
 	ko_path = argv[1];
 	llmqd_path = argv[2];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	fd = open(ko_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || syscall(SYS_finit_module, fd, "", 0)) {
+	if (vm_insmod(ko_path, "")) {
 		perror("finit_module");
 		return 1;
 	}
-	close(fd);
 	if (argc > 3 && !strcmp(argv[3], "bench")) {
 		/* Timings under TCG on a busy host vary; never let them eat the VM's time. */
 		alarm(300);
