@@ -222,9 +222,17 @@ static void shuffle_order(unsigned int n)
 	}
 }
 
+/* The kernels' __shared__ variables (see cuda_emu.h), absent under ASan. */
+extern "C" char __start_cuda_emu_shared[] __attribute__((weak));
+extern "C" char __stop_cuda_emu_shared[] __attribute__((weak));
+
 static void run_block(unsigned int n)
 {
 	unsigned int i, done;
+
+	if (__start_cuda_emu_shared)
+		memset(__start_cuda_emu_shared, 0xff,
+		       (size_t)(__stop_cuda_emu_shared - __start_cuda_emu_shared));
 
 	for (i = 0; i < n; i++) {
 		fiber *f = &fibers[i];

@@ -18,9 +18,20 @@
 
 #include <cuda_runtime_api.h>
 
-/* Blocks run one after another, so a block's shared memory can be static. */
+/*
+ * Blocks run one after another, so a block's shared memory can be static.
+ * Outside ASan it lies in a section of its own that the emulator fills with
+ * 0xff bytes (NaN, -1) before every block, as a GPU leaves it undefined, so
+ * a read of shared memory that no thread wrote shows; under ASan it is not
+ * (ASan leaves a named section's variables without redzones), so that ASan
+ * catches an index past a shared array instead.
+ */
 #undef __shared__
+#ifdef __SANITIZE_ADDRESS__
 #define __shared__ static
+#else
+#define __shared__ static __attribute__((section("cuda_emu_shared")))
+#endif
 #define __launch_bounds__(...)
 
 using std::max;
