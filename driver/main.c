@@ -77,7 +77,8 @@ enum llmq_role {
 /**
  * struct llmq_ring - one client's shared mapping
  * @ref:	held by the client and by every VMA that maps it
- * @mem:	vmalloc_user() memory, @size bytes
+ * @mem:	vmalloc memory, @size bytes, charged to the memory cgroup of
+ *		the process that set the ring up
  * @size:	bytes allocated, @map_size rounded up to a page
  * @map_size:	bytes of the layout
  * @params:	geometry the client asked for, kept out of the client's reach
@@ -249,7 +250,14 @@ static struct llmq_ring *llmq_ring_alloc(const struct llmq_params *p)
 		err = -ENOSPC;
 		goto undo;
 	}
-	ring->mem = vmalloc_user(ring->size);
+	/*
+	 * Ring memory is the client's, though the kernel holds it: charged to
+	 * its memory cgroup (GFP_KERNEL_ACCOUNT), so memory.max bounds what a
+	 * group of clients may pin, and failing rather than calling the OOM
+	 * killer when there is none to spare (__GFP_RETRY_MAYFAIL): a client
+	 * asking too much gets ENOMEM, nobody is killed for it.
+	 */
+	ring->mem = __vmalloc(ring->size, GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL);
 	if (!ring->mem) {
 		err = -ENOMEM;
 		goto undo;
@@ -918,6 +926,25 @@ static struct llmq_ring *llmq_mmap_ring(struct llmq_client *c, unsigned long pgo
 	}
 }
 
+/*
+ * Map @ring's pages into @vma, which is exactly its size.  Page by page:
+ * remap_vmalloc_range() takes only vmalloc_user() memory, which cannot be
+ * charged to a memory cgroup.
+ */
+static int llmq_map_pages(struct vm_area_struct *vma, struct llmq_ring *ring)
+{
+	unsigned long off;
+	int err;
+
+	for (off = 0; off < ring->size; off += PAGE_SIZE) {
+		err = vm_insert_page(vma, vma->vm_start + off,
+				     vmalloc_to_page((u8 *)ring->mem + off));
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int llmq_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct llmq_client *c = file->private_data;
@@ -937,10 +964,10 @@ static int llmq_mmap(struct file *file, struct vm_area_struct *vma)
 	}
 	/* No mprotect(PROT_EXEC) later; no mremap() growth (VM_DONTEXPAND). */
 	vma->vm_flags &= ~VM_MAYEXEC;
-	err = remap_vmalloc_range(vma, ring->mem, 0);
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	err = llmq_map_pages(vma, ring);
 	if (err)
 		goto fail;
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
 	vma->vm_private_data = ring;
 	vma->vm_ops = &llmq_vm_ops;
 	return 0;

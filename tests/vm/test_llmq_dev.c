@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1097,6 +1099,92 @@ static int test_no_leaks(void)
 	return 0;
 }
 
+#define MEMCG		"/sys/fs/cgroup/llmq-test"
+
+static int put_str(const char *path, const char *v)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, v, strlen(v)) == (ssize_t)strlen(v);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static long get_long(const char *path)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? strtol(buf, NULL, 10) : -1;
+}
+
+/* In a cgroup of memory.max 16 MiB: what rings of 4 MiB cost and where they stop. */
+static int memcg_child(void)
+{
+	char pid[32];
+	int fds[16], n, i;
+	struct llmq_setup s;
+	long before, after;
+
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	CHECK(put_str(MEMCG "/cgroup.procs", pid) == 0);
+	before = get_long(MEMCG "/memory.current");
+	for (n = 0; n < 16; n++) {
+		fds[n] = dev_open();
+		CHECK(fds[n] >= 0);
+		setup_init(&s, 8, 16, 4u << 20);
+		if (ioctl(fds[n], LLMQ_IOC_SETUP, &s) < 0) {
+			CHECK(errno == ENOMEM);
+			break;
+		}
+		if (n == 0) {
+			after = get_long(MEMCG "/memory.current");
+			fprintf(stderr, "memcg: one ring of %u bytes: memory.current %ld -> %ld\n",
+				s.map_size, before, after);
+			/* Charges come in per-CPU batches of 64 pages: within that. */
+			CHECK(after - before >= (long)s.map_size - 64 * 4096);
+		}
+	}
+	fprintf(stderr, "memcg: %d rings of 4 MiB under memory.max 16 MiB, then ENOMEM\n", n);
+	CHECK(n >= 1 && n <= 4);
+	for (i = 0; i <= n && i < 16; i++)
+		close(fds[i]);
+	return 0;
+}
+
+/*
+ * Ring memory is the client's, held by the kernel: charged to the memory
+ * cgroup of the process that set the ring up, so memory.max bounds it, and
+ * a client that asks past it gets ENOMEM rather than the OOM killer.
+ */
+static int test_ring_memcg(void)
+{
+	pid_t pid;
+
+	if (mount("none", "/sys/fs/cgroup", "cgroup2", 0, NULL) && errno != EBUSY)
+		CHECK(0);
+	CHECK(put_str("/sys/fs/cgroup/cgroup.subtree_control", "+memory") == 0);
+	CHECK(mkdir(MEMCG, 0755) == 0 || errno == EEXIST);
+	CHECK(put_str(MEMCG "/memory.max", "16M") == 0);
+	CHECK(put_str(MEMCG "/memory.swap.max", "0") == 0 || errno == ENOENT);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid)
+		_exit(memcg_child() ? 1 : 0);
+	/* Exited by itself: not killed by the cgroup's OOM killer. */
+	CHECK(wait_child(pid) == 0);
+	CHECK(stat_wait("rings", 0, 2000) == 0);
+	CHECK(rmdir(MEMCG) == 0);
+	return 0;
+}
+
 static int test_limits(void)
 {
 	struct llmq_setup s;
@@ -1350,6 +1438,7 @@ static const struct vm_test tests[] = {
 	VM_TEST(test_io_uring_runtime_killed, 30),
 	VM_TEST(test_rmmod_busy, 20),
 	VM_TEST(test_limits, 20),
+	VM_TEST(test_ring_memcg, 20),
 	VM_TEST(test_insmod_rmmod_cycles, 60),
 	VM_TEST(test_no_leaks, 60),
 	VM_TEST(test_fuzz, 120),
