@@ -15,7 +15,9 @@
  * Rules the hardware leaves undefined stop the test: a barrier that not
  * every thread reaches, one reached after some threads exited, a full-warp
  * shuffle with lanes exited or missing (a block not a multiple of 32), and
- * launches past the hardware's limits. Blocks run in order, one at a time. Device memory is malloc()ed,
+ * launches past the hardware's limits. Device work is queued and runs when
+ * the host synchronises (see emu_flush()). Blocks run in order, one at a
+ * time. Device memory is malloc()ed,
  * so under ASan an out-of-bounds access by a kernel is caught. A fiber
  * switch is a few instructions of our own (x86-64: the callee-saved
  * registers and the stack pointer), not swapcontext(), whose signal-mask
@@ -30,6 +32,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <vector>
 
 #include <unistd.h>
 
@@ -261,16 +264,10 @@ static void run_block(unsigned int n)
 	}
 }
 
-void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
+static void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
 {
 	unsigned int n = block.x * block.y * block.z;
 
-	/* The limits of every GPU since compute capability 3.0. */
-	if (!n || n > EMU_MAX_THREADS || block.x > 1024 || block.y > 1024 || block.z > 64)
-		emu_fail("bad block size");
-	if (!grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 ||
-	    grid.z > 65535)
-		emu_fail("bad grid size");
 	if (!sched_rng) {
 		const char *env = getenv("LLMQ_CUDA_EMU_SEED");
 
@@ -295,6 +292,37 @@ void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
 			for (blockIdx.x = 0; blockIdx.x < grid.x; blockIdx.x++)
 				run_block(n);
 	blockIdx = dim3(0, 0, 0);
+}
+
+/*
+ * The device's work queue (all streams as one, in order): launches, GEMMs,
+ * memsets and copies that involve pinned host memory run when the host
+ * synchronises or copies synchronously, not when they are issued, so that
+ * a host that reads a result, or rewrites a pinned buffer an async copy
+ * still reads, before it waits sees what a GPU would give it.
+ */
+static std::vector<std::function<void()>> queue;
+
+static void emu_flush(void)
+{
+	size_t i;
+
+	for (i = 0; i < queue.size(); i++)
+		queue[i]();
+	queue.clear();
+}
+
+void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> fn)
+{
+	unsigned int n = block.x * block.y * block.z;
+
+	/* The limits of every GPU since compute capability 3.0. */
+	if (!n || n > EMU_MAX_THREADS || block.x > 1024 || block.y > 1024 || block.z > 64)
+		emu_fail("bad block size");
+	if (!grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 ||
+	    grid.z > 65535)
+		emu_fail("bad grid size");
+	queue.push_back([grid, block, fn]() { cuk_emu_run(grid, block, fn); });
 }
 
 /* ---- cudart ---- */
@@ -356,6 +384,7 @@ cudaError_t cudaFree(void *p)
 {
 	auto it = allocs.find(p);
 
+	emu_flush();	/* cudaFree() waits for the device */
 	if (!p)
 		return cudaSuccess;
 	if (it == allocs.end())
@@ -366,14 +395,33 @@ cudaError_t cudaFree(void *p)
 	return cudaSuccess;
 }
 
+/* Pinned host buffers: start -> bytes. */
+static std::map<const char *, size_t> pinned;
+
+static bool is_pinned(const void *p)
+{
+	const char *c = static_cast<const char *>(p);
+	auto it = pinned.upper_bound(c);
+
+	if (it == pinned.begin())
+		return false;
+	--it;
+	return c < it->first + it->second;
+}
+
 cudaError_t cudaMallocHost(void **p, size_t size)
 {
 	*p = malloc(size ? size : 1);
-	return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+	if (!*p)
+		return cudaErrorMemoryAllocation;
+	pinned[static_cast<const char *>(*p)] = size ? size : 1;
+	return cudaSuccess;
 }
 
 cudaError_t cudaFreeHost(void *p)
 {
+	emu_flush();
+	pinned.erase(static_cast<const char *>(p));
 	free(p);
 	return cudaSuccess;
 }
@@ -381,20 +429,36 @@ cudaError_t cudaFreeHost(void *p)
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
 {
 	(void)kind;
+	emu_flush();
 	memmove(dst, src, n);
 	return cudaSuccess;
 }
 
+/*
+ * As cudart: a copy from or to pinned memory is queued; one from pageable
+ * memory is staged at once (the source may be reused on return), one to
+ * pageable memory waits for the device and copies (returns when done).
+ */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
 			    cudaStream_t s)
 {
 	(void)s;
-	return cudaMemcpy(dst, src, n, kind);
+	if (kind == cudaMemcpyHostToDevice && !is_pinned(src)) {
+		std::vector<char> copy(static_cast<const char *>(src),
+				       static_cast<const char *>(src) + n);
+
+		queue.push_back([dst, copy]() { memcpy(dst, copy.data(), copy.size()); });
+		return cudaSuccess;
+	}
+	if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst))
+		return cudaMemcpy(dst, src, n, kind);
+	queue.push_back([dst, src, n]() { memmove(dst, src, n); });
+	return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
-	memset(p, v, n);
+	queue.push_back([p, v, n]() { memset(p, v, n); });
 	return cudaSuccess;
 }
 
@@ -408,17 +472,20 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
 	(void)s;
+	emu_flush();
 	return cudaSuccess;
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
 	(void)s;
+	emu_flush();
 	return cudaSuccess;
 }
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+	emu_flush();
 	return cudaSuccess;
 }
 
@@ -452,13 +519,16 @@ cudaError_t cudaEventCreate(cudaEvent_t *e)
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
 	(void)s;
-	clock_gettime(CLOCK_MONOTONIC, reinterpret_cast<struct timespec *>(e));
+	queue.push_back([e]() {
+		clock_gettime(CLOCK_MONOTONIC, reinterpret_cast<struct timespec *>(e));
+	});
 	return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
 	(void)e;
+	emu_flush();
 	return cudaSuccess;
 }
 
@@ -508,36 +578,20 @@ static void op_row(float *out, const void *M, int ld, bool t, int r, int len)
  * op(A) is unpacked by rows and op(B) by columns, so each element of C is
  * a dot product of two contiguous float vectors.
  */
-cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
-			    int m, int n, int k, const void *alpha, const void *A,
-			    cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
-			    const void *beta, void *C, cudaDataType ct, int ldc,
-			    cublasComputeType_t comp, cublasGemmAlgo_t algo)
+static void gemm_run(bool ta, bool tb, int m, int n, int k, float al, const void *A, int lda,
+		     const void *B, int ldb, float be, float *c, int ldc)
 {
-	const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
-	float *c = static_cast<float *>(C), *a, *b;
+	float *a = static_cast<float *>(malloc(((size_t)m * k + 1) * sizeof(float)));
+	float *b = static_cast<float *>(malloc(((size_t)n * k + 1) * sizeof(float)));
 	int i, j, l;
 
-	(void)h;
-	(void)algo;
-	if (at != CUDA_R_16BF || bt != CUDA_R_16BF || ct != CUDA_R_32F ||
-	    comp != CUBLAS_COMPUTE_32F)
-		return CUBLAS_STATUS_NOT_SUPPORTED;
-	if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) ||
-	    ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
-		return CUBLAS_STATUS_INVALID_VALUE;
-	a = static_cast<float *>(malloc(((size_t)m * k + 1) * sizeof(float)));
-	b = static_cast<float *>(malloc(((size_t)n * k + 1) * sizeof(float)));
-	if (!a || !b) {
-		free(a);
-		free(b);
-		return CUBLAS_STATUS_ALLOC_FAILED;
-	}
+	if (!a || !b)
+		emu_fail("out of memory for a GEMM");
 	/* Row i of op(A); column j of op(B) is row j of op(B)^T. */
 	for (i = 0; i < m; i++)
-		op_row(a + (size_t)i * k, A, lda, ta != CUBLAS_OP_N, i, k);
+		op_row(a + (size_t)i * k, A, lda, ta, i, k);
 	for (j = 0; j < n; j++)
-		op_row(b + (size_t)j * k, B, ldb, tb == CUBLAS_OP_N, j, k);
+		op_row(b + (size_t)j * k, B, ldb, !tb, j, k);
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++) {
 			const float *x = a + (size_t)i * k, *y = b + (size_t)j * k;
@@ -549,6 +603,28 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 		}
 	free(a);
 	free(b);
+}
+
+/* Checked now, computed in order on the queue; alpha and beta read now (host pointers). */
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+			    int m, int n, int k, const void *alpha, const void *A,
+			    cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
+			    const void *beta, void *C, cudaDataType ct, int ldc,
+			    cublasComputeType_t comp, cublasGemmAlgo_t algo)
+{
+	const float al = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+	const bool opa = ta != CUBLAS_OP_N, opb = tb != CUBLAS_OP_N;
+	float *c = static_cast<float *>(C);
+
+	(void)h;
+	(void)algo;
+	if (at != CUDA_R_16BF || bt != CUDA_R_16BF || ct != CUDA_R_32F ||
+	    comp != CUBLAS_COMPUTE_32F)
+		return CUBLAS_STATUS_NOT_SUPPORTED;
+	if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) ||
+	    ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
+		return CUBLAS_STATUS_INVALID_VALUE;
+	queue.push_back([=]() { gemm_run(opa, opb, m, n, k, al, A, lda, B, ldb, be, c, ldc); });
 	return CUBLAS_STATUS_SUCCESS;
 }
 

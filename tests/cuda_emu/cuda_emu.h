@@ -59,8 +59,12 @@ static inline unsigned int __float_as_uint(float f)
 }
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
 
-/* Run @body as every thread of every block of @grid x @block. */
-void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
+/*
+ * Queue @body to run as every thread of every block of @grid x @block: it
+ * runs when the host next synchronises (or copies synchronously), as a
+ * kernel on a GPU has not run when its launch returns.
+ */
+void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> body);
 
 /*
  * CUK_LAUNCH(kernel, grid, block, stream)(args...): the emulator's form of
@@ -71,10 +75,13 @@ struct cuk_emu_launch {
 	dim3	grid, block;
 	void	(*kernel)(P...);
 
+	/* The arguments are copied, as a launch copies them. */
 	template <typename... A>
 	void operator()(A &&...args) const
 	{
-		cuk_emu_run(grid, block, [&]() { kernel(args...); });
+		void (*k)(P...) = kernel;
+
+		cuk_emu_enqueue(grid, block, [=]() { k(args...); });
 	}
 };
 
