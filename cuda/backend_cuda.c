@@ -428,6 +428,11 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 		return -EINVAL;
 	if (c->broken)
 		return step_err(c, -EIO, "an earlier CUDA error left the device unusable");
+	/*
+	 * The current device is per host thread: a step on another thread than
+	 * backend_cuda_create()'s would otherwise launch on device 0.
+	 */
+	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
 	longest = plan_step(c, seqs, n_seqs, &n_bt);
 	attn_splits(c, n_rows, longest, &n_splits, &split_len);
 
