@@ -7,19 +7,18 @@
  * Each block's threads are fibers on the calling thread, run until each
  * blocks: at __syncthreads() a fiber waits for every thread of its block,
  * at a warp shuffle for every lane of its warp; then they are released
- * together. Between two such points each fiber runs to its next one in a
- * fresh random order (seed printed once, LLMQ_CUDA_EMU_SEED=N repeats it),
- * so that a missing barrier shows as a wrong result in either direction
- * (a write by a later thread read too early, or a read by a later thread
- * of data already overwritten), not only in the one a fixed order hides.
- * Rules the hardware leaves undefined stop the test: a barrier that not
- * every thread reaches, one reached after some threads exited, a full-warp
- * shuffle with lanes exited or missing (a block not a multiple of 32), and
- * launches past the hardware's limits. Device work is queued and runs when
- * the host synchronises (see emu_flush()). Blocks run in order, one at a
- * time. Device memory is malloc()ed,
- * so under ASan an out-of-bounds access by a kernel is caught. A fiber
- * switch is a few instructions of our own (x86-64: the callee-saved
+ * together. Between two such points the fibers run, each to its next one,
+ * in a fresh random order (seed printed once, LLMQ_CUDA_EMU_SEED=N repeats
+ * it), so that a missing barrier shows whichever of two threads a fixed
+ * order would have run first. Shared memory is filled with 0xff bytes
+ * before each block (see cuda_emu.h). Rules the hardware leaves undefined
+ * stop the test: a barrier that not every thread reaches, one reached
+ * after some threads exited, a full-warp shuffle with lanes exited or
+ * missing (a block not a multiple of 32), launches past the hardware's
+ * limits. Device work is queued and runs when the host synchronises (see
+ * emu_flush()). Blocks run in order, one at a time. Device memory is
+ * malloc()ed, so under ASan an out-of-bounds access by a kernel is caught.
+ * A fiber switch is a few instructions of our own (x86-64: the callee-saved
  * registers and the stack pointer), not swapcontext(), whose signal-mask
  * system call per switch made the emulated attention ten times slower.
  *
