@@ -280,46 +280,6 @@ static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n
 			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
-/* The same checks as the CPU backend's, in the same order. */
-static int check_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-		      uint32_t *n_rows, uint32_t *n_out)
-{
-	uint64_t rows = 0, out = 0, bt = 0;
-	uint32_t i, j;
-
-	if (!seqs || !n_seqs)
-		return -EINVAL;
-	for (i = 0; i < n_seqs; i++) {
-		const struct backend_seq *s = &seqs[i];
-		uint64_t end = (uint64_t)s->pos + s->n_tokens;
-
-		if (!s->n_tokens || !s->tokens || !s->block_table || s->logits > BACKEND_LOGITS_ALL)
-			return -EINVAL;
-		if (end > c->b.max_context)
-			return -E2BIG;
-		if ((uint64_t)s->n_blocks * c->b.block_size < end)
-			return -EINVAL;
-		for (j = 0; j < (end + c->b.block_size - 1) / c->b.block_size; j++)
-			if (s->block_table[j] >= c->b.n_blocks)
-				return -EINVAL;
-		for (j = 0; j < s->n_tokens; j++)
-			if (s->tokens[j] >= c->b.n_vocab)
-				return -EINVAL;
-		rows += s->n_tokens;
-		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
-		       s->logits == BACKEND_LOGITS_LAST;
-		bt += (end + c->b.block_size - 1) / c->b.block_size;
-	}
-	if (rows > c->b.max_tokens)
-		return -E2BIG;
-	/* Cannot happen within max_tokens rows of max_context; kept as a guard. */
-	if (bt > c->max_bt)
-		return -E2BIG;
-	*n_rows = rows;
-	*n_out = out;
-	return 0;
-}
-
 /*
  * Fill the host plan; returns the longest context (positions) of any row,
  * and in @n_bt the block-table entries used.
@@ -418,12 +378,18 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, i;
 	struct cuk_rope rope;
 	struct cuk_attn attn;
+	struct backend_step_counts cnt;
 	char msg[256];
 	int err;
 
-	err = check_step(c, seqs, n_seqs, &n_rows, &n_out);
+	err = backend_check_step(b, seqs, n_seqs, &cnt);
 	if (err)
 		return err;
+	/* Cannot happen within max_tokens rows of max_context; kept as a guard. */
+	if (cnt.bt > c->max_bt)
+		return -E2BIG;
+	n_rows = cnt.rows;
+	n_out = cnt.out;
 	if (n_out && !logits)
 		return -EINVAL;
 	if (c->broken)
@@ -488,7 +454,8 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 				   c->n_embd, c->rms_eps), "output_norm");
 		BLAS(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
 			  0.0f), "lm head");
-		LAUNCH(cudaMemcpyAsync(logits, c->logits, (size_t)n_out * b->n_vocab * sizeof(float),
+		LAUNCH(cudaMemcpyAsync(logits, c->logits,
+				       (size_t)n_out * b->n_vocab * sizeof(float),
 				       cudaMemcpyDeviceToHost, c->stream), "copy logits");
 	}
 	/* Also keeps the pinned plan from being rewritten under a pending copy. */

@@ -71,3 +71,53 @@ int backend_check_model(const struct model *m, char *err, size_t len)
 	}
 	return 0;
 }
+
+/**
+ * backend_check_step() - is this a step backend_step() may run?
+ * @b:		the backend
+ * @seqs:	the step's sequences
+ * @n_seqs:	how many
+ * @c:		out: rows (tokens), rows of logits and block-table entries
+ *
+ * Every backend refuses the same steps with the same errors, before it
+ * touches anything: see backend_step().
+ *
+ * Return: 0, -EINVAL or -E2BIG.
+ */
+int backend_check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		       struct backend_step_counts *c)
+{
+	uint64_t rows = 0, out = 0, bt = 0;
+	uint32_t i, j;
+
+	if (!seqs || !n_seqs)
+		return -EINVAL;
+	for (i = 0; i < n_seqs; i++) {
+		const struct backend_seq *s = &seqs[i];
+		uint64_t end = (uint64_t)s->pos + s->n_tokens;
+		uint64_t blocks = (end + b->block_size - 1) / b->block_size;
+
+		if (!s->n_tokens || !s->tokens || !s->block_table || s->logits > BACKEND_LOGITS_ALL)
+			return -EINVAL;
+		if (end > b->max_context)
+			return -E2BIG;
+		if ((uint64_t)s->n_blocks * b->block_size < end)
+			return -EINVAL;
+		for (j = 0; j < blocks; j++)
+			if (s->block_table[j] >= b->n_blocks)
+				return -EINVAL;
+		for (j = 0; j < s->n_tokens; j++)
+			if (s->tokens[j] >= b->n_vocab)
+				return -EINVAL;
+		rows += s->n_tokens;
+		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
+		       s->logits == BACKEND_LOGITS_LAST;
+		bt += blocks;
+	}
+	if (rows > b->max_tokens)
+		return -E2BIG;
+	c->rows = rows;
+	c->out = out;
+	c->bt = bt;
+	return 0;
+}

@@ -121,6 +121,22 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
 size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
 int backend_check_model(const struct model *m, char *err, size_t len);
+
+/**
+ * struct backend_step_counts - the size of a step, from backend_check_step()
+ * @rows:	tokens, at most max_tokens
+ * @out:	rows of logits it returns
+ * @bt:		block-table entries its sequences use
+ */
+struct backend_step_counts {
+	uint32_t	rows;
+	uint32_t	out;
+	uint64_t	bt;
+};
+
+int backend_check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		       struct backend_step_counts *c);
+
 __attribute__((format(printf, 4, 5)))
 int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
 

@@ -268,54 +268,22 @@ static void rows_run(struct backend_cpu *c, float *y, const float *a, const floa
 	threadpool_run(c->pool, rows, rows_task, &r);
 }
 
-static int check_step(struct backend_cpu *c, const struct backend_seq *seqs, uint32_t n_seqs,
-		      uint32_t *n_rows, uint32_t *n_out)
-{
-	uint64_t rows = 0, out = 0;
-	uint32_t i, j;
-
-	if (!seqs || !n_seqs)
-		return -EINVAL;
-	for (i = 0; i < n_seqs; i++) {
-		const struct backend_seq *s = &seqs[i];
-		uint64_t end = (uint64_t)s->pos + s->n_tokens;
-
-		if (!s->n_tokens || !s->tokens || !s->block_table || s->logits > BACKEND_LOGITS_ALL)
-			return -EINVAL;
-		if (end > c->b.max_context)
-			return -E2BIG;
-		if ((uint64_t)s->n_blocks * c->b.block_size < end)
-			return -EINVAL;
-		for (j = 0; j < (end + c->b.block_size - 1) / c->b.block_size; j++)
-			if (s->block_table[j] >= c->b.n_blocks)
-				return -EINVAL;
-		for (j = 0; j < s->n_tokens; j++)
-			if (s->tokens[j] >= c->b.n_vocab)
-				return -EINVAL;
-		rows += s->n_tokens;
-		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
-		       s->logits == BACKEND_LOGITS_LAST;
-	}
-	if (rows > c->b.max_tokens)
-		return -E2BIG;
-	*n_rows = rows;
-	*n_out = out;
-	return 0;
-}
-
 static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
 		    float *logits)
 {
 	struct backend_cpu *c = to_cpu(b);
 	const struct model *m = b->model;
 	const struct gguf_tensor *head = m->output ? m->output : m->tok_embd;
+	struct backend_step_counts cnt;
 	uint32_t n_rows, n_out, i, j, row, o;
 	size_t e = c->n_embd;
 	int err;
 
-	err = check_step(c, seqs, n_seqs, &n_rows, &n_out);
+	err = backend_check_step(b, seqs, n_seqs, &cnt);
 	if (err)
 		return err;
+	n_rows = cnt.rows;
+	n_out = cnt.out;
 	if (n_out && !logits)
 		return -EINVAL;
 	c->seqs = seqs;
