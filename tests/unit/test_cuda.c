@@ -103,41 +103,6 @@ static void model_path(const char *preset, const char *dtype, char *path, size_t
 	}
 }
 
-/* Run a shell command; its stdout and stderr into malloc'ed strings. */
-static int sh(const char *cmd, char **out, char **err)
-{
-	char o[1200], e[1200], full[4000];
-	size_t n;
-	FILE *f;
-	int rc;
-
-	snprintf(o, sizeof(o), "%s/cli.out", tmpdir);
-	snprintf(e, sizeof(e), "%s/cli.err", tmpdir);
-	snprintf(full, sizeof(full), "%s >%s 2>%s", cmd, o, e);
-	rc = system(full);
-	*out = calloc(1, 65536);
-	*err = calloc(1, 65536);
-	f = fopen(o, "r");
-	assert_non_null(f);
-	n = fread(*out, 1, 65535, f);
-	fclose(f);
-	f = fopen(e, "r");
-	assert_non_null(f);
-	n = fread(*err, 1, 65535, f);
-	(void)n;
-	fclose(f);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static size_t lines(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /*
  * --engine cuda where it cannot run: one line saying why, status 1 (llmq
  * run) or not 0 (llmqd), nothing on stdout. On a GPU, llmq run --engine
@@ -162,23 +127,23 @@ static void test_cli_engine(void **state)
 	why = "no CUDA backend";
 #endif
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --engine bogus --model %s hi", bin, path);
-	assert_int_equal(sh(cmd, &o, &e), 2);
-	assert_int_equal(lines(e), 1);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o, &e), 2);
+	assert_int_equal(testenv_lines(e), 1);
 	free(o);
 	free(e);
 
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --engine cuda --temperature 0 --max-tokens 8 "
 		 "--model %s 'In the beginning'", bin, path);
-	rc = sh(cmd, &o, &e);
+	rc = testenv_sh(tmpdir, cmd, &o, &e);
 	if (gpu_ok()) {
 		if (rc)
 			fail_msg("llmq run --engine cuda on a GPU: rc %d: %s", rc, e);
-		assert_int_equal(sh(cmd, &o2, &e2), 0);
+		assert_int_equal(testenv_sh(tmpdir, cmd, &o2, &e2), 0);
 		assert_string_equal(o, o2);
 		free(o2);
 		free(e2);
 	} else {
-		if (rc != 1 || !strstr(e, why) || lines(e) != 1)
+		if (rc != 1 || !strstr(e, why) || testenv_lines(e) != 1)
 			fail_msg("llmq run --engine cuda: rc %d, wanted 1 and one line with '%s': "
 				 "'%s'", rc, why, e);
 		assert_string_equal(o, "");
@@ -191,15 +156,15 @@ static void test_cli_engine(void **state)
 		return;
 	snprintf(cmd, sizeof(cmd), "%s/llmqd --engine cuda --model %s --socket %s/sock "
 		 "--transport shm", bin, path, tmpdir);
-	rc = sh(cmd, &o, &e);
-	if (!rc || !strstr(e, why) || lines(e) != 1)
+	rc = testenv_sh(tmpdir, cmd, &o, &e);
+	if (!rc || !strstr(e, why) || testenv_lines(e) != 1)
 		fail_msg("llmqd --engine cuda: rc %d, wanted an error with '%s': '%s'", rc, why, e);
 	print_message("[          ] llmqd --engine cuda: status %d: %s", rc, e);
 	free(o);
 	free(e);
 	snprintf(cmd, sizeof(cmd), "%s/llmqd --engine cuda --gpu-memory-utilization 1.5", bin);
-	assert_int_equal(sh(cmd, &o, &e), 2);
-	assert_int_equal(lines(e), 1);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o, &e), 2);
+	assert_int_equal(testenv_lines(e), 1);
 	free(o);
 	free(e);
 }
@@ -303,7 +268,7 @@ static void test_fatbin(void **state)
 
 	snprintf(cmd, sizeof(cmd), "c=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump);"
 		 " test -x $c || exit 77; $c --list-elf --list-ptx %s", path);
-	if (sh(cmd, &o, &e) == 77) {
+	if (testenv_sh(tmpdir, cmd, &o, &e) == 77) {
 		print_message("[          ] cuobjdump not installed: the listing above is llmq's "
 			      "own reading\n");
 	} else {

@@ -581,42 +581,6 @@ static void test_bad_steps(void **state)
 	unload(&l);
 }
 
-/* Run a shell command; its stdout (and stderr) into malloc'ed strings. */
-static int sh(const char *cmd, char **out, char **err)
-{
-	char o[1200], e[1200], full[4000];
-	size_t n;
-	FILE *f;
-	int rc;
-
-	snprintf(o, sizeof(o), "%s/cli.out", tmpdir);
-	snprintf(e, sizeof(e), "%s/cli.err", tmpdir);
-	snprintf(full, sizeof(full), "%s >%s 2>%s", cmd, o, e);
-	rc = system(full);
-	f = fopen(o, "r");
-	assert_non_null(f);
-	*out = calloc(1, 65536);
-	n = fread(*out, 1, 65535, f);
-	(void)n;
-	fclose(f);
-	f = fopen(e, "r");
-	assert_non_null(f);
-	*err = calloc(1, 65536);
-	n = fread(*err, 1, 65535, f);
-	(void)n;
-	fclose(f);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static size_t lines(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /*
  * llmq run: greedy output is the same twice and stops at --max-tokens;
  * --verbose reports both rates on stderr, never on stdout; a bad flag
@@ -632,7 +596,7 @@ static void test_cli_run(void **state)
 	load(&l, "tiny", "F16", path, sizeof(path));
 	unload(&l);
 	snprintf(cmd, sizeof(cmd), "%s/llmq run", getenv("LLMQ_BIN_DIR"));
-	rc = sh(cmd, &o1, &e1);
+	rc = testenv_sh(tmpdir, cmd, &o1, &e1);
 	if (!strstr(e1, "usage: llmq run"))
 		fail_msg("llmq run without a prompt: rc %d, '%s'", rc, e1);
 	assert_int_equal(rc, 2);
@@ -641,8 +605,8 @@ static void test_cli_run(void **state)
 
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --temperature 0 --max-tokens 12 "
 		 "--threads 2 --verbose 'Once upon a time'", getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(sh(cmd, &o1, &e1), 0);
-	assert_int_equal(sh(cmd, &o2, &e2), 0);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 0);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o2, &e2), 0);
 	assert_string_equal(o1, o2);
 	assert_non_null(strstr(e1, "prefill: "));
 	assert_non_null(strstr(e1, "decode: "));
@@ -654,15 +618,15 @@ static void test_cli_run(void **state)
 
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --bogus x", getenv("LLMQ_BIN_DIR"),
 		 path);
-	assert_int_equal(sh(cmd, &o1, &e1), 2);
-	assert_int_equal(lines(e1), 1);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
+	assert_int_equal(testenv_lines(e1), 1);
 	assert_string_equal(o1, "");
 	free(o1);
 	free(e1);
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --top-k -1 x", getenv("LLMQ_BIN_DIR"),
 		 path);
-	assert_int_equal(sh(cmd, &o1, &e1), 2);
-	assert_int_equal(lines(e1), 1);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
+	assert_int_equal(testenv_lines(e1), 1);
 	free(o1);
 	free(e1);
 }
@@ -745,8 +709,8 @@ static void test_hf_import_errors(void **state)
 			 getenv("LLMQ_BIN_DIR"), dir, dir);
 		if (!c->tok)
 			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --dtype F32");
-		assert_int_equal(sh(cmd, &out, &err), 1);
-		if (!strstr(err, c->msg) || lines(err) != 1)
+		assert_int_equal(testenv_sh(tmpdir, cmd, &out, &err), 1);
+		if (!strstr(err, c->msg) || testenv_lines(err) != 1)
 			fail_msg("case %zu: wanted one line with '%s', got '%s'", i, c->msg, err);
 		assert_string_equal(out, "");
 		snprintf(path, sizeof(path), "%s/out.gguf", dir);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static inline int testenv_bin_dir(const char *argv0)
 {
@@ -38,6 +39,57 @@ static inline uint32_t argmax(const float *x, size_t n)
 		if (x[i] > x[best])
 			best = (uint32_t)i;
 	return best;
+}
+
+/* The first 64 KiB of file @path, NUL-terminated, malloc'ed; NULL if unreadable. */
+static inline char *testenv_slurp(const char *path)
+{
+	char *buf = calloc(1, 65536);
+	FILE *f = fopen(path, "r");
+
+	if (!buf || !f) {
+		free(buf);
+		if (f)
+			fclose(f);
+		return NULL;
+	}
+	if (fread(buf, 1, 65535, f) == 0 && ferror(f)) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+/*
+ * Run @cmd in a shell; its stdout and stderr (the first 64 KiB of each)
+ * into malloc'ed strings, by way of two files in @dir.  Returns its exit
+ * status, or -1 if it did not exit or its output could not be read.
+ */
+static inline int testenv_sh(const char *dir, const char *cmd, char **out, char **err)
+{
+	char o[1200], e[1200], full[4000];
+	int rc;
+
+	snprintf(o, sizeof(o), "%s/cli.out", dir);
+	snprintf(e, sizeof(e), "%s/cli.err", dir);
+	snprintf(full, sizeof(full), "%s >%s 2>%s", cmd, o, e);
+	rc = system(full);
+	*out = testenv_slurp(o);
+	*err = testenv_slurp(e);
+	if (!*out || !*err)
+		return -1;
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* How many lines @s has (newlines). */
+static inline size_t testenv_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
 }
 
 #endif /* LLMQ_TESTENV_H */
