@@ -131,7 +131,7 @@ TESTS		:= $(O)/tests/test_ring $(O)/tests/test_sqe $(O)/tests/test_live \
 all: $(BINS) $(LIBA) $(LIBSO) $(PCFILE) $(CUDA_PLUGIN)
 
 # Tools and tests built on the runtime's model code see its headers.
-$(O)/obj/tools/mkmodel/%.o $(O)/obj/tools/llmq/%.o $(O)/obj/tests/%.o: CFLAGS_ALL += -Iruntime
+$(O)/obj/tools/mkmodel/%.o $(O)/obj/tools/llmq/%.o $(O)/obj/tests/%.o: CFLAGS_ALL += -Iruntime -Itests/lib
 
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -260,7 +260,8 @@ $(O)/tests/test_gguf: $(call obj,tests/unit/test_gguf.c) $(MODEL_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lm
 
-$(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c) $(LIBA)
+$(O)/tests/test_live: $(call obj,tests/live/test_live.c tests/live/harness.c \
+		      tests/lib/requests.c) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA)
 
@@ -285,7 +286,7 @@ $(O)/bin/llmqctl: $(call obj,$(LLMQCTL_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_NL) $(LIBS_JSON) -lm
 
-$(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness.c \
+$(O)/tests/test_llmqctl: $(call obj,tests/live/test_llmqctl.c tests/live/harness.c tests/lib/requests.c \
 			 runtime/metrics.c) $(LIBA) | $(O)/bin/llmqctl $(O)/bin/llmqd
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_JSON) $(LIBS_CMOCKA) -lpthread -lm

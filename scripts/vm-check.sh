@@ -181,16 +181,19 @@ if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude
 	summary
 fi
 if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude/uapi \
-	-Itools/lib/llmq -static -o "$root/test_llmq_runtime" tests/vm/test_llmq_runtime.c \
-	tests/vm/harness.c "$O/lib/libllmq.a" -lm; then
+	-Itools/lib/llmq -Itests/lib -static -o "$root/test_llmq_runtime" \
+	tests/vm/test_llmq_runtime.c tests/vm/harness.c tests/lib/requests.c "$O/lib/libllmq.a" \
+	-lm; then
 	echo "build libllmq first (make all)"
 	fail vm_boot
 	summary
 fi
 # llmqctl through llmq.ko's generic netlink family (libnl and json-c, static).
 if ! $NICE "$CC" -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude/uapi \
-	-Itools/lib/llmq $(pkg-config --cflags libnl-genl-3.0 2>/dev/null || echo -I/usr/include/libnl3) \
+	-Itools/lib/llmq -Itests/lib \
+	$(pkg-config --cflags libnl-genl-3.0 2>/dev/null || echo -I/usr/include/libnl3) \
 	-static -o "$root/test_llmq_genl" tests/vm/test_llmq_genl.c tests/vm/harness.c \
+	tests/lib/requests.c \
 	"$O/lib/libllmq.a" -lnl-genl-3 -lnl-3 -ljson-c -lpthread -lm; then
 	fail vm_boot
 	summary

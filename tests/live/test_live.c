@@ -27,6 +27,7 @@
 #include "harness.h"
 #include "null_model.h"
 #include "libllmq.h"
+#include "requests.h"
 #include "ring.h"
 #include "uds.h"
 
@@ -118,25 +119,6 @@ static int teardown(void **state)
 static struct llmq_params geometry(uint32_t sq, uint32_t cq)
 {
 	return (struct llmq_params){ .sq_entries = sq, .cq_entries = cq, .arena_size = 65536 };
-}
-
-static int submit_gen(struct llmq_ring *r, const char *prompt, uint32_t max_tokens,
-		      uint32_t flags, uint64_t ud)
-{
-	struct llmq_sampling sp;
-	struct llmq_sqe *sqe = llmq_get_sqe(r);
-	int err;
-
-	if (!sqe)
-		return -EAGAIN;
-	llmq_sampling_init(&sp);
-	sp.max_tokens = max_tokens;
-	sp.flags = flags;
-	err = llmq_prep_generate(r, sqe, prompt, strlen(prompt), &sp, ud);
-	if (err)
-		return err;
-	err = llmq_submit(r);
-	return err < 0 ? err : 0;
 }
 
 /**
@@ -232,7 +214,7 @@ static int many_child(const char *sock, int id)
 			t[k].want = 1 + (uint32_t)(k * 7 + id) % 12;
 			snprintf(prompt, sizeof(prompt), "client %d request %d", id, k);
 			null_expect(prompt, t[k].want, t[k].ids);
-			if (submit_gen(&r, prompt, t[k].want, LLMQ_SQE_STREAM, (uint64_t)k))
+			if (test_submit_gen(&r, prompt, t[k].want, LLMQ_SQE_STREAM, (uint64_t)k))
 				return 11;
 			sub++;
 			inflight++;
@@ -314,9 +296,9 @@ static void test_stream_and_packed_agree(void **state)
 	(void)state;
 	use(&fast);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&fast), &p), 0);
-	assert_int_equal(submit_gen(&r, "same prompt", 100, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "same prompt", 100, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&r, 1, &a), 0);
-	assert_int_equal(submit_gen(&r, "same prompt", 100, 0, 2), 0);
+	assert_int_equal(test_submit_gen(&r, "same prompt", 100, 0, 2), 0);
 	assert_int_equal(collect(&r, 2, &b), 0);
 	assert_int_equal(a.bad + b.bad, 0);
 	assert_int_equal(a.res, 100);
@@ -342,7 +324,7 @@ static void test_stop_id_and_nop(void **state)
 	(void)state;
 	use(&fast);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&fast), &p), 0);
-	assert_int_equal(submit_gen(&r, "stop here", 10, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "stop here", 10, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&r, 1, &a), 0);
 	/* Stop at the 4th token: what precedes it is delivered, the stop id is not. */
 	assert_true(null_matches(&a, "stop here"));
@@ -444,10 +426,10 @@ static void test_bad_sqes(void **state)
 		}
 	}
 	/* The ring still works, and so does everyone else's. */
-	assert_int_equal(submit_gen(&r, "still fine", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "still fine", 5, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&r, 1, &res), 0);
 	assert_int_equal(res.res, 5);
-	assert_int_equal(submit_gen(&other, "me too", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&other, "me too", 5, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&other, 1, &res), 0);
 	assert_int_equal(res.res, 5);
 	llmq_queue_exit(&r);
@@ -473,7 +455,7 @@ static void test_scribbler(void **state)
 	assert_int_equal(write(bad.doorbell_fd, &one, 8), 8);
 	assert_int_equal(llmq_wait_cqe_timeout(&bad, &cqe, WAIT_MS), -EPROTO);
 	assert_true(bad.hdr->rt_flags & LLMQ_RING_BROKEN);
-	assert_int_equal(submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5), 0);
+	assert_int_equal(test_submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5), 0);
 	assert_int_equal(collect(&good, 5, &res), 0);
 	assert_int_equal(res.res, 7);
 	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
@@ -601,8 +583,8 @@ static void test_slow_reader(void **state)
 	use(&fast);
 	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&fast), &p), 0);
-	assert_int_equal(submit_gen(&r, "slow reader one", 300, LLMQ_SQE_STREAM, 1), 0);
-	assert_int_equal(submit_gen(&r, "slow reader two", 200, LLMQ_SQE_STREAM, 2), 0);
+	assert_int_equal(test_submit_gen(&r, "slow reader one", 300, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "slow reader two", 200, LLMQ_SQE_STREAM, 2), 0);
 	usleep(300000);
 	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
 	assert_true(after.overflow_now > 0);
@@ -666,7 +648,7 @@ static void test_overflow_cap(void **state)
 	usleep(300000);
 	assert_int_equal(llmq_get_stats(capped.sock, &st), 0);
 	assert_true(st.overflow_now <= 64 + 8);		/* the cap, plus the finals */
-	assert_int_equal(submit_gen(&other, "reads fine", 50, LLMQ_SQE_STREAM, 3), 0);
+	assert_int_equal(test_submit_gen(&other, "reads fine", 50, LLMQ_SQE_STREAM, 3), 0);
 	assert_int_equal(collect(&other, 3, &res), 0);
 	assert_int_equal(res.res, 50);
 	assert_int_equal(res.bad, 0);
@@ -682,7 +664,7 @@ static void test_overflow_cap(void **state)
 	assert_int_equal(nobufs, 2);
 	assert_true(cqes <= 4 + 64 + 8);
 	/* Once drained, the ring serves again. */
-	assert_int_equal(submit_gen(&r, "again", 5, LLMQ_SQE_STREAM, 4), 0);
+	assert_int_equal(test_submit_gen(&r, "again", 5, LLMQ_SQE_STREAM, 4), 0);
 	assert_int_equal(collect(&r, 4, &res), 0);
 	assert_int_equal(res.res, 5);
 	llmq_queue_exit(&r);
@@ -722,8 +704,8 @@ static void test_sigkill_midstream(void **state)
 		int n = 0;
 
 		if (llmq_queue_init(&cr, daemon_ring(&slow), &p) ||
-		    submit_gen(&cr, "doomed", 30000, LLMQ_SQE_STREAM, 1) ||
-		    submit_gen(&cr, "doomed too", 30000, LLMQ_SQE_STREAM, 2))
+		    test_submit_gen(&cr, "doomed", 30000, LLMQ_SQE_STREAM, 1) ||
+		    test_submit_gen(&cr, "doomed too", 30000, LLMQ_SQE_STREAM, 2))
 			_exit(1);
 		while (n < 5 && !llmq_wait_cqe_timeout(&cr, &cqe, WAIT_MS)) {
 			llmq_cqe_seen(&cr, cqe);
@@ -741,7 +723,7 @@ static void test_sigkill_midstream(void **state)
 	assert_int_equal(stats_wait(slow.sock, killed_cond, &before, WAIT_MS, &after), 0);
 	/* The runtime keeps serving. */
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&slow), &p), 0);
-	assert_int_equal(submit_gen(&r, "survivor", 5, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "survivor", 5, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&r, 1, &res), 0);
 	assert_int_equal(res.res, 5);
 	llmq_queue_exit(&r);
@@ -757,7 +739,7 @@ static void test_cancel(void **state)
 	(void)state;
 	use(&slow);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&slow), &p), 0);
-	assert_int_equal(submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 7), 0);
+	assert_int_equal(test_submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 7), 0);
 	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 	llmq_cqe_seen(&r, cqe);
 	assert_int_equal(llmq_cancel(&r, 7, 8), 0);
@@ -798,13 +780,13 @@ static void test_jammed_wake(void **state)
 	r.hdr->cl_flags = LLMQ_CL_WAITING;			/* "asleep": wake me */
 	assert_int_equal(llmq_get_stats(fast.sock, &before), 0);
 	for (i = 0; i < 5; i++) {
-		assert_int_equal(submit_gen(&r, "jam", 3, LLMQ_SQE_STREAM, (uint64_t)i), 0);
+		assert_int_equal(test_submit_gen(&r, "jam", 3, LLMQ_SQE_STREAM, (uint64_t)i), 0);
 		usleep(20000);
 	}
 	assert_int_equal(llmq_get_stats(fast.sock, &after), 0);
 	/* Five requests finished apart, yet one wake-up write waits, not five. */
 	assert_int_equal(after.wakeups - before.wakeups, 1);
-	assert_int_equal(submit_gen(&other, "free", 9, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&other, "free", 9, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(collect(&other, 1, &res), 0);
 	assert_int_equal(res.res, 9);
 	assert_int_equal(read(r.wake_fd, &v, 8), 8);		/* unjam */
@@ -832,7 +814,7 @@ static void test_runtime_killed(void **state)
 	own_daemon();
 	assert_int_equal(daemon_start(&d, "killed", args), 0);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&d), &p), 0);
-	assert_int_equal(submit_gen(&r, "orphan", 30000, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "orphan", 30000, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 	llmq_cqe_seen(&r, cqe);
 	daemon_stop(&d, SIGKILL);
@@ -868,12 +850,12 @@ static void test_polling_doorbell(void **state)
 	 * five tries must show it; an idle one shows it the first time.
 	 */
 	for (i = 0, polled = 0; i < 5 && !polled; i++) {
-		assert_int_equal(submit_gen(&r, "first", 2, LLMQ_SQE_STREAM, 1), 0);
+		assert_int_equal(test_submit_gen(&r, "first", 2, LLMQ_SQE_STREAM, 1), 0);
 		assert_int_equal(collect(&r, 1, &res), 0);
 		if (r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP)
 			continue;
 		assert_int_equal(llmq_get_stats(d.sock, &before), 0);
-		assert_int_equal(submit_gen(&r, "second", 2, LLMQ_SQE_STREAM, 2), 0);
+		assert_int_equal(test_submit_gen(&r, "second", 2, LLMQ_SQE_STREAM, 2), 0);
 		assert_int_equal(collect(&r, 2, &res), 0);
 		assert_int_equal(res.res, 2);
 		assert_int_equal(llmq_get_stats(d.sock, &after), 0);
@@ -882,7 +864,7 @@ static void test_polling_doorbell(void **state)
 	assert_true(polled);
 	usleep(300000);
 	assert_true(r.hdr->rt_flags & LLMQ_RING_NEED_WAKEUP);	/* asleep again */
-	assert_int_equal(submit_gen(&r, "third", 2, LLMQ_SQE_STREAM, 3), 0);
+	assert_int_equal(test_submit_gen(&r, "third", 2, LLMQ_SQE_STREAM, 3), 0);
 	assert_int_equal(collect(&r, 3, &res), 0);
 	assert_int_equal(res.res, 2);
 	llmq_queue_exit(&r);
@@ -904,7 +886,7 @@ static void test_window_lone(void **state)
 	use(&window);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&window), &p), 0);
 	t0 = now_ns();
-	assert_int_equal(submit_gen(&r, "alone", 3, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "alone", 3, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 	ms = (now_ns() - t0) / 1000000;
 	llmq_cqe_seen(&r, cqe);
@@ -929,7 +911,7 @@ static void test_window_batches(void **state)
 		assert_int_equal(llmq_queue_init(&r[i], daemon_ring(&window), &p), 0);
 	assert_int_equal(llmq_get_stats(window.sock, &before), 0);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(submit_gen(&r[i], "together", 10, LLMQ_SQE_STREAM, 1), 0);
+		assert_int_equal(test_submit_gen(&r[i], "together", 10, LLMQ_SQE_STREAM, 1), 0);
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(collect(&r[i], 1, &res), 0);
 		assert_int_equal(res.res, 10);
@@ -954,7 +936,7 @@ static void test_window_full(void **state)
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&window), &p), 0);
 	t0 = now_ns();
 	for (i = 0; i < 4; i++)
-		assert_int_equal(submit_gen(&r, "full bus", 2, LLMQ_SQE_STREAM, (uint64_t)i), 0);
+		assert_int_equal(test_submit_gen(&r, "full bus", 2, LLMQ_SQE_STREAM, (uint64_t)i), 0);
 	for (i = 0; i < 4; i++) {
 		struct llmq_cqe *cqe;
 		int finals = 0;
@@ -991,13 +973,13 @@ static void test_queue_bound_and_model_len(void **state)
 	assert_int_equal(daemon_start(&d, "bound", args), 0);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&d), &p), 0);
 	/* 'a' runs (one sequence per step), 'b' and 'c' wait, 'd' is one too many. */
-	assert_int_equal(submit_gen(&r, "a", 40, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "a", 40, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 	assert_int_equal(cqe->user_data, 1);
 	llmq_cqe_seen(&r, cqe);
-	assert_int_equal(submit_gen(&r, "b", 2, 0, 2), 0);
-	assert_int_equal(submit_gen(&r, "c", 2, 0, 3), 0);
-	assert_int_equal(submit_gen(&r, "d", 2, 0, 4), 0);
+	assert_int_equal(test_submit_gen(&r, "b", 2, 0, 2), 0);
+	assert_int_equal(test_submit_gen(&r, "c", 2, 0, 3), 0);
+	assert_int_equal(test_submit_gen(&r, "d", 2, 0, 4), 0);
 	while (finals < 4) {
 		assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
@@ -1017,13 +999,13 @@ static void test_queue_bound_and_model_len(void **state)
 	/* 1 + 3 + 100 + 3 tokens: more than --max-model-len 64 */
 	memset(longp, 'x', 100);
 	longp[100] = '\0';
-	assert_int_equal(submit_gen(&r, longp, 2, 0, 5), 0);
+	assert_int_equal(test_submit_gen(&r, longp, 2, 0, 5), 0);
 	assert_int_equal(collect(&r, 5, &res), 0);
 	assert_int_equal(res.res, -E2BIG);
 	/* a prompt that fits, and max_tokens cut to what is left of 64 */
 	memset(longp, 'y', 40);
 	longp[40] = '\0';
-	assert_int_equal(submit_gen(&r, longp, 100, LLMQ_SQE_STREAM, 6), 0);
+	assert_int_equal(test_submit_gen(&r, longp, 100, LLMQ_SQE_STREAM, 6), 0);
 	assert_int_equal(collect(&r, 6, &res), 0);
 	assert_int_equal(res.res, 64 - (int)null_prompt_tokens(longp));
 	assert_int_equal(res.finish, LLMQ_FINISH_LENGTH);
@@ -1057,7 +1039,7 @@ static void test_null_preemption(void **state)
 
 			snprintf(prompt, sizeof(prompt), "preempted client number %d", i);
 			if (llmq_queue_init(&r, daemon_ring(&d), &p) ||
-			    submit_gen(&r, prompt, 60, LLMQ_SQE_STREAM, 1) || collect(&r, 1, &res))
+			    test_submit_gen(&r, prompt, 60, LLMQ_SQE_STREAM, 1) || collect(&r, 1, &res))
 				_exit(1);
 			_exit(res.res == 60 && res.tokens == 60 && !res.bad &&
 			      null_matches(&res, prompt) ? 0 : 2);
@@ -1090,7 +1072,7 @@ static void test_sigterm(void **state)
 	own_daemon();
 	assert_int_equal(daemon_start(&d, "term", args), 0);
 	assert_int_equal(llmq_queue_init(&r, daemon_ring(&d), &p), 0);
-	assert_int_equal(submit_gen(&r, "interrupted", 30000, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(test_submit_gen(&r, "interrupted", 30000, LLMQ_SQE_STREAM, 1), 0);
 	assert_int_equal(llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS), 0);
 	llmq_cqe_seen(&r, cqe);
 	assert_int_equal(kill(d.pid, SIGTERM), 0);
@@ -1114,7 +1096,7 @@ static void test_sigterm(void **state)
 		 * next runtime, but tells the client none serves now.
 		 */
 		assert_int_equal(llmq_queue_init(&late, daemon_ring(&d), &p), 0);
-		assert_int_equal(submit_gen(&late, "late", 2, 0, 1), 0);
+		assert_int_equal(test_submit_gen(&late, "late", 2, 0, 1), 0);
 		assert_int_equal(llmq_wait_cqe_timeout(&late, &cqe, 2000), -ENOTCONN);
 		llmq_queue_exit(&late);
 	}

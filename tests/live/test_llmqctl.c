@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "harness.h"
+#include "requests.h"
 #include "metrics.h"
 
 #define WAIT_MS 20000
@@ -94,54 +95,6 @@ static bool jbool(struct json_object *o, const char *key)
 	return json_object_get_boolean(v);
 }
 
-/*
- * Open a ring and submit @n requests of @max_tokens, @gap_ms apart; wait
- * for all of them.  Returns the sum of their results, or the first error.
- */
-static int generate_n(const char *sock, int n, uint32_t max_tokens, int gap_ms)
-{
-	struct llmq_params p = { .sq_entries = 8, .cq_entries = 256, .arena_size = 65536 };
-	struct llmq_sampling sp;
-	struct llmq_ring r;
-	struct llmq_cqe *cqe;
-	int i, done = 0, sum = 0, res = 0, e;
-
-	e = llmq_queue_init(&r, sock, &p);
-	if (e)
-		return e;
-	llmq_sampling_init(&sp);
-	sp.max_tokens = max_tokens;
-	sp.flags = LLMQ_SQE_IGNORE_EOS;
-	for (i = 0; i < n; i++) {
-		if (llmq_prep_generate(&r, llmq_get_sqe(&r), "hello", 5, &sp, (uint64_t)i + 1) ||
-		    llmq_submit(&r) != 1) {
-			res = -EPROTO;
-			goto out;
-		}
-		if (gap_ms)
-			usleep((useconds_t)gap_ms * 1000);
-	}
-	while (done < n) {
-		if (llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
-			res = -ETIMEDOUT;
-			goto out;
-		}
-		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
-			done++;
-			if (cqe->res < 0 && !res)
-				res = cqe->res;
-			else if (cqe->res > 0)
-				sum += cqe->res;
-		}
-		llmq_cqe_seen(&r, cqe);
-	}
-	if (!res)
-		res = sum;
-out:
-	llmq_queue_exit(&r);
-	return res;
-}
-
 /* A child process with one long request; its result comes back on a pipe. */
 struct bg {
 	pid_t	pid;
@@ -158,7 +111,7 @@ static void bg_start(struct bg *b, const char *sock, uint32_t max_tokens)
 	assert_true(b->pid >= 0);
 	if (!b->pid) {
 		close(p[0]);
-		res = generate_n(sock, 1, max_tokens, 0);
+		res = test_generate_n(sock, 1, max_tokens, 0);
 		(void)!write(p[1], &res, sizeof(res));
 		_exit(0);
 	}
@@ -210,7 +163,7 @@ static void test_status(void **state)
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "status", NULL), 0);
-	assert_int_equal(generate_n(d.sock, 2, 4, 0), 8);
+	assert_int_equal(test_generate_n(d.sock, 2, 4, 0), 8);
 	o = ctl_json(d.sock, "status", NULL);
 	assert_string_equal(jstr(o, "transport"), "shm");
 	assert_string_equal(jstr(o, "engine"), "null");
@@ -249,7 +202,7 @@ static void test_stats(void **state)
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "stats", NULL), 0);
-	assert_int_equal(generate_n(d.sock, 3, 5, 0), 15);
+	assert_int_equal(test_generate_n(d.sock, 3, 5, 0), 15);
 	o = ctl_json(d.sock, "stats", NULL);
 	assert_int_equal(json_object_object_length(o), sizeof(names) / sizeof(names[0]));
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -526,7 +479,7 @@ static void test_prometheus(void **state)
 	assert_non_null(prom_check("# HELP g x\n# TYPE g gauge\ng one\n", &n));
 
 	assert_int_equal(daemon_start(&d, "prom", NULL), 0);
-	assert_int_equal(generate_n(d.sock, 2, 3, 0), 6);
+	assert_int_equal(test_generate_n(d.sock, 2, 3, 0), 6);
 	assert_int_equal(ctl(d.sock, "stats", "--prometheus", NULL), 0);
 	why = prom_check(out, &n);
 	if (why)
@@ -563,7 +516,7 @@ static int64_t steps_for_four(const char *sock)
 {
 	int64_t before = steps_of(sock);
 
-	assert_int_equal(generate_n(sock, 4, 1, 30), 4);
+	assert_int_equal(test_generate_n(sock, 4, 1, 30), 4);
 	return steps_of(sock) - before;
 }
 
@@ -611,7 +564,7 @@ static void test_config_live(void **state)
 	assert_int_equal(jint(o, "max_num_seqs"), 8);
 	assert_int_equal(jint(o, "max_num_batched_tokens"), 16);
 	json_object_put(o);
-	assert_int_equal(generate_n(d.sock, 4, 3, 0), 12);
+	assert_int_equal(test_generate_n(d.sock, 4, 3, 0), 12);
 	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
@@ -620,7 +573,7 @@ static int64_t steps_for_eight(const char *sock)
 {
 	int64_t before = steps_of(sock);
 
-	assert_int_equal(generate_n(sock, 8, 1, 0), 8);
+	assert_int_equal(test_generate_n(sock, 8, 1, 0), 8);
 	return steps_of(sock) - before;
 }
 
@@ -942,7 +895,7 @@ static void test_drain_shutdown(void **state)
 	assert_int_equal(jint(o, "requests_running"), 1);
 	json_object_put(o);
 	/* New requests fail with ESHUTDOWN: a new ring is refused. */
-	res = generate_n(d.sock, 1, 2, 0);
+	res = test_generate_n(d.sock, 1, 2, 0);
 	assert_int_equal(res, -ESHUTDOWN);
 	/* The running one finishes. */
 	assert_int_equal(bg_result(&b), 60);

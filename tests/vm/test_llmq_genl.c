@@ -33,6 +33,7 @@
 #include <netlink/genl/genl.h>
 
 #include "harness.h"
+#include "requests.h"
 #include "libllmq.h"
 
 /* Not the default path: llmqctl without --socket can only have used netlink. */
@@ -239,53 +240,6 @@ static int llmqd_stop(pid_t pid, int sig)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/*
- * A ring on /dev/llmq with @n one-prompt requests of @max_tokens, @gap_ms
- * apart; waits for all.  The sum of their results, or the first error.
- */
-static int generate_n(int n, uint32_t max_tokens, int gap_ms)
-{
-	struct llmq_sampling sp;
-	struct llmq_ring r;
-	struct llmq_cqe *cqe;
-	int i, done = 0, sum = 0, res = 0, e;
-
-	e = llmq_queue_init(&r, NULL, NULL);
-	if (e)
-		return e;
-	llmq_sampling_init(&sp);
-	sp.max_tokens = max_tokens;
-	sp.flags = LLMQ_SQE_IGNORE_EOS;
-	for (i = 0; i < n; i++) {
-		if (llmq_prep_generate(&r, llmq_get_sqe(&r), "hello", 5, &sp, (uint64_t)i + 1) ||
-		    llmq_submit(&r) != 1) {
-			res = -EPROTO;
-			goto out;
-		}
-		if (gap_ms)
-			usleep((useconds_t)gap_ms * 1000);
-	}
-	while (done < n) {
-		if (llmq_wait_cqe_timeout(&r, &cqe, 20000)) {
-			res = -ETIMEDOUT;
-			goto out;
-		}
-		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
-			done++;
-			if (cqe->res < 0 && !res)
-				res = cqe->res;
-			else if (cqe->res > 0)
-				sum += cqe->res;
-		}
-		llmq_cqe_seen(&r, cqe);
-	}
-	if (!res)
-		res = sum;
-out:
-	llmq_queue_exit(&r);
-	return res;
-}
-
 /* The step counter, through the module. */
 static int64_t steps(void)
 {
@@ -304,7 +258,7 @@ static int64_t steps_for_four(void)
 {
 	int64_t before = steps();
 
-	if (generate_n(4, 1, 60) != 4)
+	if (test_generate_n(NULL, 4, 1, 60) != 4)
 		return -1;
 	return steps() - before;
 }
@@ -444,7 +398,7 @@ static int test_genl_commands(void)
 
 	d = llmqd_start(slow);
 	CHECK(d > 0);
-	CHECK(generate_n(3, 5, 0) == 15);
+	CHECK(test_generate_n(NULL, 3, 5, 0) == 15);
 
 	o = ctl_json("status", NULL, NULL);
 	CHECK(o);
@@ -540,7 +494,7 @@ static int test_genl_commands(void)
 	CHECK(o);
 	CHECK(jbool(o, "draining") == 1);
 	json_object_put(o);
-	CHECK(generate_n(1, 2, 0) == -ESHUTDOWN);
+	CHECK(test_generate_n(NULL, 1, 2, 0) == -ESHUTDOWN);
 	o = ctl_json("status", NULL, NULL);
 	CHECK(jbool(o, "draining") == 1);
 	json_object_put(o);

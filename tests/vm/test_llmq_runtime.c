@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "libllmq.h"
+#include "requests.h"
 
 #define SOCK		"/tmp/llmqd.sock"
 
@@ -91,25 +92,6 @@ static int llmqd_stop(pid_t pid, int sig)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int submit_gen(struct llmq_ring *r, const char *prompt, uint32_t max_tokens,
-		      uint32_t flags, uint64_t ud)
-{
-	struct llmq_sampling sp;
-	struct llmq_sqe *sqe = llmq_get_sqe(r);
-	int err;
-
-	if (!sqe)
-		return -EAGAIN;
-	llmq_sampling_init(&sp);
-	sp.max_tokens = max_tokens;
-	sp.flags = flags;
-	err = llmq_prep_generate(r, sqe, prompt, strlen(prompt), &sp, ud);
-	if (err)
-		return err;
-	err = llmq_submit(r);
-	return err < 0 ? err : 0;
-}
-
 /* Reap CQEs until @ud's final one; its res, or -errno of the wait. */
 static int reap_final(struct llmq_ring *r, uint64_t ud, int *tokens, int timeout_ms)
 {
@@ -162,14 +144,14 @@ static int test_rt_generate(void)
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
 	CHECK(r.sock_fd < 0);
 	for (i = 0; i < 20; i++) {
-		CHECK(submit_gen(&r, "The kernel transport", 8, i & 1 ? LLMQ_SQE_STREAM : 0,
+		CHECK(test_submit_gen(&r, "The kernel transport", 8, i & 1 ? LLMQ_SQE_STREAM : 0,
 				 100 + i) == 0);
 		CHECK(reap_final(&r, 100 + i, &tokens, 10000) == 0);
 		CHECK(tokens == 8);
 	}
 	/* Several in flight at once. */
 	for (i = 0; i < 8; i++)
-		CHECK(submit_gen(&r, "batch", 4, LLMQ_SQE_STREAM, 200 + i) == 0);
+		CHECK(test_submit_gen(&r, "batch", 4, LLMQ_SQE_STREAM, 200 + i) == 0);
 	for (i = 0; i < 8; i++) {
 		CHECK(reap_final(&r, 200 + i, &tokens, 10000) == 0);
 		CHECK(tokens == 4);
@@ -193,7 +175,7 @@ static int client_proc(int n)
 		return 1;
 	}
 	for (i = 0; i < n; i++) {
-		err = submit_gen(&r, "sixteen at once", 3, LLMQ_SQE_STREAM, i + 1);
+		err = test_submit_gen(&r, "sixteen at once", 3, LLMQ_SQE_STREAM, i + 1);
 		if (err) {
 			fprintf(stderr, "client %d: submit %d: %s\n", getpid(), i, strerror(-err));
 			return 2;
@@ -248,7 +230,7 @@ static int test_rt_client_sigkill(void)
 		struct llmq_cqe *cqe;
 
 		if (llmq_queue_init(&r, NULL, NULL) ||
-		    submit_gen(&r, "a long answer", 30000, LLMQ_SQE_STREAM, 1) ||
+		    test_submit_gen(&r, "a long answer", 30000, LLMQ_SQE_STREAM, 1) ||
 		    llmq_wait_cqe_timeout(&r, &cqe, 10000))
 			_exit(1);
 		x = 1;
@@ -265,7 +247,7 @@ static int test_rt_client_sigkill(void)
 	CHECK(stat_wait("rings", 0, 5000) == 0);
 	/* And still serves others. */
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
-	CHECK(submit_gen(&r, "still there?", 2, 0, 7) == 0);
+	CHECK(test_submit_gen(&r, "still there?", 2, 0, 7) == 0);
 	CHECK(reap_final(&r, 7, &tokens, 10000) == 0);
 	CHECK(tokens == 2);
 	llmq_queue_exit(&r);
@@ -285,9 +267,9 @@ static int test_rt_runtime_sigkill(void)
 	d = llmqd_start(1, args);
 	CHECK(d > 0);
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
-	CHECK(submit_gen(&r, "in flight", 30000, LLMQ_SQE_STREAM, 1) == 0);
+	CHECK(test_submit_gen(&r, "in flight", 30000, LLMQ_SQE_STREAM, 1) == 0);
 	for (i = 2; i <= 4; i++)
-		CHECK(submit_gen(&r, "queued", 5, 0, i) == 0);
+		CHECK(test_submit_gen(&r, "queued", 5, 0, i) == 0);
 	CHECK(llmq_wait_cqe_timeout(&r, &cqe, 10000) == 0);
 	CHECK(cqe->user_data == 1 && (cqe->flags & LLMQ_CQE_F_MORE));
 	llmq_cqe_seen(&r, cqe);
@@ -311,7 +293,7 @@ static int test_rt_runtime_sigkill(void)
 		CHECK(tokens == 5);
 	}
 	/* And serves new work. */
-	CHECK(submit_gen(&r, "after", 3, 0, 9) == 0);
+	CHECK(test_submit_gen(&r, "after", 3, 0, 9) == 0);
 	CHECK(reap_final(&r, 9, &tokens, 10000) == 0);
 	CHECK(tokens == 3);
 	llmq_queue_exit(&r);
@@ -330,7 +312,7 @@ static int test_rt_shutdown(void)
 	d = llmqd_start(1, args);
 	CHECK(d > 0);
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
-	CHECK(submit_gen(&r, "cut short", 30000, LLMQ_SQE_STREAM, 1) == 0);
+	CHECK(test_submit_gen(&r, "cut short", 30000, LLMQ_SQE_STREAM, 1) == 0);
 	/* Streaming: llmqd's loop runs and handles SIGTERM (not so at start-up). */
 	CHECK(llmq_wait_cqe_timeout(&r, &cqe, 5000) == 0);
 	CHECK(cqe->user_data == 1 && (cqe->flags & LLMQ_CQE_F_MORE));
@@ -401,7 +383,7 @@ static int test_rt_scribbler(void)
 	CHECK(write(bad.doorbell_fd, &one, 8) == 8);
 	CHECK(llmq_wait_cqe_timeout(&bad, &cqe, 5000) == -EPROTO);
 	CHECK(bad.hdr->rt_flags & LLMQ_RING_BROKEN);
-	CHECK(submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5) == 0);
+	CHECK(test_submit_gen(&good, "unaffected", 7, LLMQ_SQE_STREAM, 5) == 0);
 	CHECK(reap_final(&good, 5, &tokens, 5000) == 0);
 	CHECK(tokens == 7);
 	/* The admin socket still answers on the kernel transport. */
@@ -427,7 +409,7 @@ static int test_rt_slow_reader(void)
 	d = llmqd_start(1, NULL);
 	CHECK(d > 0);
 	CHECK(llmq_queue_init(&r, NULL, &p) == 0);
-	CHECK(submit_gen(&r, "slow reader", 200, LLMQ_SQE_STREAM, 1) == 0);
+	CHECK(test_submit_gen(&r, "slow reader", 200, LLMQ_SQE_STREAM, 1) == 0);
 	usleep(300000);
 	CHECK(llmq_get_stats(SOCK, &st) == 0);
 	CHECK(st.overflow_now > 0);
@@ -459,7 +441,7 @@ static int test_rt_cancel(void)
 	d = llmqd_start(1, slow);
 	CHECK(d > 0);
 	CHECK(llmq_queue_init(&r, NULL, NULL) == 0);
-	CHECK(submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 1) == 0);
+	CHECK(test_submit_gen(&r, "cancel me", 30000, LLMQ_SQE_STREAM, 1) == 0);
 	usleep(50000);
 	CHECK(llmq_cancel(&r, 1, 2) == 0);
 	CHECK(reap_final(&r, 1, NULL, 5000) == -ECANCELED);
@@ -506,7 +488,7 @@ static int bench_client(const char *path, int n, int fd, int ready, int go)
 			llmq_prep_nop(sqe, i + 2);
 			if (llmq_submit(&r) < 0 || reap_final(&r, i + 2, &tokens, 20000))
 				return 2;
-		} else if (submit_gen(&r, "x", 1, 0, i + 2) ||
+		} else if (test_submit_gen(&r, "x", 1, 0, i + 2) ||
 			   reap_final(&r, i + 2, &tokens, 20000)) {
 			return 2;
 		}
