@@ -667,14 +667,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		return NULL;
 	}
-	c->b.ops = &cuda_ops;
-	c->b.model = m;
-	c->b.n_vocab = hp->n_vocab;
-	c->b.block_size = p->block_size ? p->block_size : BACKEND_DEFAULT_BLOCK_SIZE;
-	c->b.max_tokens = p->max_tokens ? p->max_tokens : CUDA_DEFAULT_MAX_TOKENS;
-	c->b.max_context = p->max_context ? p->max_context : hp->n_ctx_train;
-	if (!c->b.max_context)
-		c->b.max_context = 4096;
+	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
 	c->b.n_threads = 1;
 	c->n_embd = hp->n_embd;
 	c->n_head = hp->n_head;

@@ -121,3 +121,27 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 	c->bt = bt;
 	return 0;
 }
+
+/**
+ * backend_init() - fill in the part of a backend its users read
+ * @b:			the backend being created
+ * @ops:		its implementation
+ * @m:			the model
+ * @p:			what it was asked for; zeros take the defaults
+ * @max_tokens:		its own default for @p->max_tokens
+ *
+ * The defaults every backend shares: BACKEND_DEFAULT_BLOCK_SIZE, and the
+ * model's training context (4096 if it names none) as the longest sequence.
+ */
+void backend_init(struct backend *b, const struct backend_ops *ops, const struct model *m,
+		  const struct backend_params *p, uint32_t max_tokens)
+{
+	b->ops = ops;
+	b->model = m;
+	b->n_vocab = m->hp.n_vocab;
+	b->block_size = p->block_size ? p->block_size : BACKEND_DEFAULT_BLOCK_SIZE;
+	b->max_tokens = p->max_tokens ? p->max_tokens : max_tokens;
+	b->max_context = p->max_context ? p->max_context : m->hp.n_ctx_train;
+	if (!b->max_context)
+		b->max_context = 4096;
+}

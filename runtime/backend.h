@@ -120,6 +120,8 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 				    size_t errlen);
 size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
 size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
+void backend_init(struct backend *b, const struct backend_ops *ops, const struct model *m,
+		  const struct backend_params *p, uint32_t max_tokens);
 int backend_check_model(const struct model *m, char *err, size_t len);
 
 /**

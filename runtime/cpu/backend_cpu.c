@@ -410,14 +410,7 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		return NULL;
 	}
-	c->b.ops = &cpu_ops;
-	c->b.model = m;
-	c->b.n_vocab = hp->n_vocab;
-	c->b.block_size = p->block_size ? p->block_size : BACKEND_DEFAULT_BLOCK_SIZE;
-	c->b.max_tokens = p->max_tokens ? p->max_tokens : CPU_DEFAULT_MAX_TOKENS;
-	c->b.max_context = p->max_context ? p->max_context : hp->n_ctx_train;
-	if (!c->b.max_context)
-		c->b.max_context = 4096;
+	backend_init(&c->b, &cpu_ops, m, p, CPU_DEFAULT_MAX_TOKENS);
 	c->n_embd = hp->n_embd;
 	c->n_head = hp->n_head;
 	c->n_head_kv = hp->n_head_kv;
