@@ -47,11 +47,17 @@ struct cuda_layer {
 /*
  * The step's tables, built on the host in one pinned buffer and copied in
  * one transfer: per row its token, position, cache slot and block-table
- * offset; the rows that need logits; the block tables themselves.
+ * offset; the rows that need logits and how each is sampled; the block
+ * tables themselves.
  */
 struct cuda_plan {
-	int32_t		*ids, *pos, *slot, *bt_off, *out_rows, *bt;
+	int32_t			*ids, *pos, *slot, *bt_off, *out_rows;
+	struct cuk_sample_row	*draw;
+	int32_t			*bt;
 };
+
+/* int32 slots of the per-row part of a plan, per row: 5 arrays and a draw. */
+#define PLAN_ROW_WORDS	(5 + sizeof(struct cuk_sample_row) / sizeof(int32_t))
 
 struct backend_cuda {
 	struct backend		b;
@@ -78,6 +84,9 @@ struct backend_cuda {
 	void			*h_plan;	/* and host side (pinned) */
 	size_t			plan_bytes;
 	struct cuda_plan	hp, dp;
+	/* Tokens drawn on the device and their log-probabilities, per out row. */
+	int32_t			*d_tok, *h_tok;
+	float			*d_lp, *h_lp;
 };
 
 static struct backend_cuda *to_cuda(struct backend *b)
@@ -282,12 +291,16 @@ static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n
 
 /*
  * Fill the host plan; returns the longest context (positions) of any row,
- * and in @n_bt the block-table entries used.
+ * in @n_bt the block-table entries used and in @n_draw the rows of logits
+ * the device samples.
  */
 static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-			  uint32_t *n_bt)
+			  uint32_t *n_bt, uint32_t *n_draw)
 {
 	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0;
+	const struct cuk_sample_row skip = { .temperature = -1.0f };
+
+	*n_draw = 0;
 
 	for (i = 0; i < n_seqs; i++) {
 		const struct backend_seq *s = &seqs[i];
@@ -303,8 +316,19 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 			c->hp.pos[row] = p;
 			c->hp.slot[row] = s->block_table[p / bs] * bs + p % bs;
 			c->hp.bt_off[row] = bt;
-			if (s->logits != BACKEND_LOGITS_NONE && j >= first)
-				c->hp.out_rows[o++] = row;
+			if (s->logits == BACKEND_LOGITS_NONE || j < first)
+				continue;
+			c->hp.draw[o] = skip;
+			if (s->sample) {
+				c->hp.draw[o] = (struct cuk_sample_row){
+					.temperature = s->sample->set.temperature,
+					.top_k = s->sample->set.top_k,
+					.top_p = s->sample->set.top_p,
+					.u = s->sample->set.u,
+				};
+				++*n_draw;
+			}
+			c->hp.out_rows[o++] = row;
 		}
 		bt += nb;
 		if (s->pos + s->n_tokens > longest)
@@ -360,6 +384,75 @@ static void attn_splits(struct backend_cuda *c, uint32_t n_rows, uint32_t longes
 		}							\
 	} while (0)
 
+/*
+ * Queue the copies of the rows of logits the host samples: runs of rows
+ * that the device does not, one copy per run (usually one in all).
+ */
+static int copy_rows(struct backend_cuda *c, float *logits, uint32_t n_out, char *msg,
+		     size_t len)
+{
+	size_t v = c->b.n_vocab;
+	uint32_t o = 0, end;
+	cudaError_t e;
+
+	while (o < n_out) {
+		if (c->hp.draw[o].temperature >= 0.0f) {
+			o++;
+			continue;
+		}
+		for (end = o + 1; end < n_out && c->hp.draw[end].temperature < 0.0f; end++)
+			;
+		e = cudaMemcpyAsync(logits + o * v, c->logits + o * v, (end - o) * v * sizeof(float),
+				    cudaMemcpyDeviceToHost, c->stream);
+		if (e != cudaSuccess) {
+			snprintf(msg, len, "copy logits: %s", cudaGetErrorString(e));
+			return -EIO;
+		}
+		o = end;
+	}
+	return 0;
+}
+
+/*
+ * After the step: each drawn token to its sequence, and the row of logits
+ * of one the device gave back (CUK_SAMPLE_HOST) to the host's sampler.
+ */
+static int take_draws(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
+		      float *logits)
+{
+	size_t v = c->b.n_vocab;
+	uint32_t i, o = 0;
+	char msg[160];
+
+	for (i = 0; i < n_seqs; i++) {
+		const struct backend_seq *s = &seqs[i];
+		int32_t tok;
+
+		if (s->logits == BACKEND_LOGITS_NONE)
+			continue;
+		if (s->logits == BACKEND_LOGITS_ALL) {
+			o += s->n_tokens;
+			continue;
+		}
+		if (s->sample) {
+			tok = c->h_tok[o];
+			s->sample->token = BACKEND_NO_TOKEN;
+			if (tok >= 0 && (uint32_t)tok < v) {
+				s->sample->token = (uint32_t)tok;
+				s->sample->logprob = c->h_lp[o];
+			} else if (tok != CUK_SAMPLE_HOST) {
+				snprintf(msg, sizeof(msg), "sample: row %u came back as %d", o, tok);
+				return step_err(c, -EIO, msg);
+			} else if (cudaMemcpy(logits + o * v, c->logits + o * v, v * sizeof(float),
+					      cudaMemcpyDeviceToHost) != cudaSuccess) {
+				return step_err(c, -EIO, "copy logits of a row to sample on the host");
+			}
+		}
+		o++;
+	}
+	return 0;
+}
+
 #define BLAS(call, what)						\
 	do {								\
 		cublasStatus_t s_ = (call);				\
@@ -375,7 +468,7 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 {
 	struct backend_cuda *c = to_cuda(b);
 	size_t layer_kv = (size_t)b->n_blocks * 2 * b->block_size * c->kv_dim;
-	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, i;
+	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_draw, i;
 	struct cuk_rope rope;
 	struct cuk_attn attn;
 	struct backend_step_counts cnt;
@@ -399,11 +492,12 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 	 * backend_cuda_create()'s would otherwise launch on device 0.
 	 */
 	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
-	longest = plan_step(c, seqs, n_seqs, &n_bt);
+	longest = plan_step(c, seqs, n_seqs, &n_bt, &n_draw);
 	attn_splits(c, n_rows, longest, &n_splits, &split_len);
 
-	/* The per-row arrays (5 x max_tokens), then the block tables in use. */
-	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids, 5 * (size_t)b->max_tokens * sizeof(int32_t),
+	/* The per-row arrays, then the block tables in use. */
+	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids,
+			       PLAN_ROW_WORDS * b->max_tokens * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
 	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
@@ -454,13 +548,22 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 				   c->n_embd, c->rms_eps), "output_norm");
 		BLAS(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
 			  0.0f), "lm head");
-		LAUNCH(cudaMemcpyAsync(logits, c->logits,
-				       (size_t)n_out * b->n_vocab * sizeof(float),
-				       cudaMemcpyDeviceToHost, c->stream), "copy logits");
+		if (n_draw) {
+			LAUNCH(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw,
+					  n_out, b->n_vocab), "sample");
+			LAUNCH(cudaMemcpyAsync(c->h_tok, c->d_tok, n_out * sizeof(int32_t),
+					       cudaMemcpyDeviceToHost, c->stream), "copy tokens");
+			LAUNCH(cudaMemcpyAsync(c->h_lp, c->d_lp, n_out * sizeof(float),
+					       cudaMemcpyDeviceToHost, c->stream),
+			       "copy log-probabilities");
+		}
+		err = copy_rows(c, logits, n_out, msg, sizeof(msg));
+		if (err)
+			return step_err(c, err, msg);
 	}
 	/* Also keeps the pinned plan from being rewritten under a pending copy. */
 	LAUNCH(cudaStreamSynchronize(c->stream), "step");
-	return 0;
+	return n_draw ? take_draws(c, seqs, n_seqs, logits) : 0;
 }
 
 static void cuda_destroy(struct backend *b)
@@ -498,8 +601,14 @@ static void cuda_destroy(struct backend *b)
 	cudaFree(c->att);
 	cudaFree(c->hb);
 	cudaFree(c->d_plan);
+	cudaFree(c->d_tok);
+	cudaFree(c->d_lp);
 	if (c->h_plan)
 		cudaFreeHost(c->h_plan);
+	if (c->h_tok)
+		cudaFreeHost(c->h_tok);
+	if (c->h_lp)
+		cudaFreeHost(c->h_lp);
 	if (c->blas)
 		cublasDestroy(c->blas);
 	if (c->stream)
@@ -537,7 +646,8 @@ static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
 	p->slot = a + 2 * (size_t)T;
 	p->bt_off = a + 3 * (size_t)T;
 	p->out_rows = a + 4 * (size_t)T;
-	p->bt = a + 5 * (size_t)T;
+	p->draw = (struct cuk_sample_row *)(a + 5 * (size_t)T);
+	p->bt = a + PLAN_ROW_WORDS * (size_t)T;
 }
 
 static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
@@ -548,7 +658,7 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	int ret;
 
 	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size));
-	c->plan_bytes = (5 * T + c->max_bt) * sizeof(int32_t);
+	c->plan_bytes = (PLAN_ROW_WORDS * T + c->max_bt) * sizeof(int32_t);
 	ret = dev_alloc(&c->x, T * c->n_embd * 4, "activations", err, len);
 	ret = ret ? ret : dev_alloc(&c->qkv, T * c->qkv_dim * 4, "qkv", err, len);
 	ret = ret ? ret : dev_alloc(&c->gu, T * 2 * c->n_ff * 4, "gate/up", err, len);
@@ -558,9 +668,17 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
 	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
+	ret = ret ? ret : dev_alloc(&c->d_tok, T * sizeof(int32_t), "tokens", err, len);
+	ret = ret ? ret : dev_alloc(&c->d_lp, T * sizeof(float), "log-probabilities", err, len);
 	if (!ret)
 		ret = cu_err(cudaMallocHost(&c->h_plan, c->plan_bytes), "cudaMallocHost", err,
 			     len);
+	if (!ret)
+		ret = cu_err(cudaMallocHost((void **)&c->h_tok, T * sizeof(int32_t)),
+			     "cudaMallocHost", err, len);
+	if (!ret)
+		ret = cu_err(cudaMallocHost((void **)&c->h_lp, T * sizeof(float)),
+			     "cudaMallocHost", err, len);
 	if (ret)
 		return ret;
 	plan_layout(&c->hp, c->h_plan, T);
@@ -669,6 +787,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	}
 	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
 	c->b.n_threads = 1;
+	c->b.sample_max_k = CUK_SAMPLE_MAX_K;
 	c->n_embd = hp->n_embd;
 	c->n_head = hp->n_head;
 	c->n_head_kv = hp->n_head_kv;

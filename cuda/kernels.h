@@ -128,13 +128,16 @@ cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint
 cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x, uint32_t n_rows,
 		       uint32_t n);
 
-/* Most candidates cuk_sample() keeps per row (top_k is capped to it). */
+/* Most candidates cuk_sample() sorts per row. */
 #define CUK_SAMPLE_MAX_K	1024
+/* cuk_sample()'s answers that are no token: a skipped row, one for the host. */
+#define CUK_SAMPLE_SKIP		(-1)
+#define CUK_SAMPLE_HOST		(-2)
 
 /**
  * struct cuk_sample_row - one row's sampling settings for cuk_sample()
- * @temperature:	> 0 (greedy rows take cuk_argmax())
- * @top_k:		keep the k largest, 0 = CUK_SAMPLE_MAX_K
+ * @temperature:	0: greedy; > 0: the temperature; < 0: skip the row
+ * @top_k:		keep the k largest, 0 = all
  * @top_p:		keep the smallest prefix with this share of the weight,
  *			(0, 1]
  * @u:			the draw, uniform in [0, 1)
@@ -146,7 +149,7 @@ struct cuk_sample_row {
 	float		u;
 };
 
-cudaError_t cuk_sample(cudaStream_t s, int32_t *out, const float *x,
+cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, const float *x,
 		       const struct cuk_sample_row *rows, uint32_t n_rows, uint32_t n);
 
 #ifdef __cplusplus

@@ -4,6 +4,7 @@
  * the shape of model the forward step of runtime/cpu/ and cuda/ computes.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -72,6 +73,21 @@ int backend_check_model(const struct model *m, char *err, size_t len)
 	return 0;
 }
 
+/* A draw the backend can make: see &struct backend_sample. */
+static int check_sample(const struct backend *b, const struct backend_seq *s)
+{
+	const struct sampler_plain *p = &s->sample->set;
+
+	if (!b->sample_max_k || s->logits != BACKEND_LOGITS_LAST)
+		return -EINVAL;
+	if (!(p->temperature >= 0.0f) || isinf(p->temperature) || !(p->top_p > 0.0f) ||
+	    !(p->top_p <= 1.0f) || !(p->u >= 0.0f) || !(p->u < 1.0f))
+		return -EINVAL;
+	if (p->top_k > b->sample_max_k && p->top_k < b->n_vocab)
+		return -EINVAL;
+	return 0;
+}
+
 /**
  * backend_check_step() - is this a step backend_step() may run?
  * @b:		the backend
@@ -109,6 +125,8 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 		for (j = 0; j < s->n_tokens; j++)
 			if (s->tokens[j] >= b->n_vocab)
 				return -EINVAL;
+		if (s->sample && check_sample(b, s))
+			return -EINVAL;
 		rows += s->n_tokens;
 		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
 		       s->logits == BACKEND_LOGITS_LAST;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "sampler.h"
 
 #define BACKEND_DEFAULT_BLOCK_SIZE	16
 
@@ -40,6 +41,30 @@ enum backend_logits {
 	BACKEND_LOGITS_ALL,		/* one row per token of the step */
 };
 
+/* &backend_sample.token when the backend left the draw to its caller. */
+#define BACKEND_NO_TOKEN	UINT32_MAX
+
+/**
+ * struct backend_sample - a sequence's next token, drawn by the backend
+ * @set:	temperature (0: greedy, the first largest logit), top_k (0 =
+ *		all, else at most &backend.sample_max_k; ties with the k-th
+ *		as room allows), top_p (then the smallest prefix, largest
+ *		first, with this share of their weight) and the draw u, from
+ *		the request's sampler (sampler_plain())
+ * @token:	out: the token, or BACKEND_NO_TOKEN when the backend could
+ *		not draw it (a nucleus past what it can sort): the
+ *		sequence's row of logits is then written instead
+ * @logprob:	out: the log-softmax of the raw logits at @token
+ *
+ * Lets a backend whose logits live elsewhere (a GPU) send one id per
+ * sequence back instead of a row of the vocabulary's size.
+ */
+struct backend_sample {
+	struct sampler_plain	set;
+	uint32_t		token;
+	float			logprob;
+};
+
 /**
  * struct backend_seq - one sequence's part of a step
  * @block_table:	KV block ids: position p lives in block
@@ -50,14 +75,19 @@ enum backend_logits {
  * @tokens:		this step's tokens: a prefill chunk or one decode token
  * @n_tokens:		how many, >= 1
  * @logits:		which positions get a row of logits (enum backend_logits)
+ * @sample:		NULL, or with BACKEND_LOGITS_LAST on a backend whose
+ *			&backend.sample_max_k is not 0: draw the next token
+ *			from the last row as it says instead of returning
+ *			the row (which keeps its place among the rows)
  */
 struct backend_seq {
-	const uint32_t	*block_table;
-	uint32_t	n_blocks;
-	uint32_t	pos;
-	const uint32_t	*tokens;
-	uint32_t	n_tokens;
-	uint32_t	logits;
+	const uint32_t		*block_table;
+	uint32_t		n_blocks;
+	uint32_t		pos;
+	const uint32_t		*tokens;
+	uint32_t		n_tokens;
+	uint32_t		logits;
+	struct backend_sample	*sample;
 };
 
 struct backend;
@@ -86,6 +116,8 @@ struct backend_ops {
  * @max_tokens:	most tokens per step
  * @max_context: longest sequence
  * @n_threads:	threads it computes with
+ * @sample_max_k: 0, or the backend draws tokens itself (&backend_seq.sample)
+ *		with a top_k of at most this
  */
 struct backend {
 	const struct backend_ops *ops;
@@ -97,6 +129,7 @@ struct backend {
 	uint32_t		max_tokens;
 	uint32_t		max_context;
 	unsigned int		n_threads;
+	uint32_t		sample_max_k;
 };
 
 /**
@@ -147,7 +180,7 @@ int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
  * (struct model, struct backend and what they hold, the params above): a
  * plugin of another build is refused rather than misread.
  */
-#define BACKEND_PLUGIN_ABI	1
+#define BACKEND_PLUGIN_ABI	2
 
 /**
  * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"
@@ -170,7 +203,8 @@ struct backend_plugin {
  *		positions it writes
  * @n_seqs:	how many, >= 1
  * @logits:	out: rows of @b->n_vocab floats, in the order of @seqs, as each
- *		sequence's &backend_seq.logits asks
+ *		sequence's &backend_seq.logits asks; a row whose token the
+ *		backend drew (&backend_seq.sample) is left as it was
  *
  * Writes the K/V of every token of the step into its block, then attends
  * causally over all positions 0 .. pos + i of its sequence. The result for a
@@ -178,8 +212,9 @@ struct backend_plugin {
  * its prompt was split into chunks, nor on where its blocks lie. One step
  * at a time per backend: a step uses the backend's scratch buffers.
  *
- * Return: 0, -EINVAL for a bad token, block id or table, -E2BIG when the
- * step has more than max_tokens tokens or a sequence grows past max_context.
+ * Return: 0, -EINVAL for a bad token, block id, table or sampling setting,
+ * -E2BIG when the step has more than max_tokens tokens or a sequence grows
+ * past max_context.
  */
 static inline int backend_step(struct backend *b, const struct backend_seq *seqs,
 			       uint32_t n_seqs, float *logits)

@@ -177,6 +177,7 @@ struct llmqd {
 	struct sched		sched;
 	float			*logits;	/* max_num_seqs rows */
 	struct backend_seq	*bseqs;		/* max_num_seqs */
+	struct backend_sample	*bsamples;	/* max_num_seqs, drawn by the backend */
 	uint64_t		window_deadline; /* armed TIMER_WINDOW, 0 = none */
 	struct serve_metrics	metrics;
 	struct llmq_stats	stats;

@@ -59,7 +59,8 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 	room = d->sched.cfg.max_num_seqs_limit;
 	d->logits = malloc((size_t)room * be->n_vocab * sizeof(*d->logits));
 	d->bseqs = calloc(room, sizeof(*d->bseqs));
-	if (!d->logits || !d->bseqs) {
+	d->bsamples = calloc(room, sizeof(*d->bsamples));
+	if (!d->logits || !d->bseqs || !d->bsamples) {
 		snprintf(err, errlen, "out of memory for %u rows of logits", room);
 		ret = -ENOMEM;
 		goto fail;
@@ -79,8 +80,10 @@ void serve_fini(struct llmqd *d)
 {
 	free(d->logits);
 	free(d->bseqs);
+	free(d->bsamples);
 	d->logits = NULL;
 	d->bseqs = NULL;
+	d->bsamples = NULL;
 	sched_fini(&d->sched);
 	kvb_destroy(d->kv);
 	d->kv = NULL;
@@ -167,19 +170,16 @@ static void note_latency(struct llmqd *d, struct request *r, uint64_t now)
 }
 
 /*
- * Sample @r's next token from @row, hand its text to the request, and end
+ * Hand @r its next token @tok (log-probability @lp) and its text, and end
  * the request if the token ends it.  May free @r.
  */
-static void emit_token(struct llmqd *d, struct request *r, float *row, uint64_t now)
+static void emit_token(struct llmqd *d, struct request *r, uint32_t tok, float lp, uint64_t now)
 {
 	struct sched_seq *q = &r->seq;
 	const char *out;
 	size_t out_len;
-	uint32_t tok;
-	float lp;
 	int n, fin, err;
 
-	tok = sampler_sample(r->smp, row, &lp);
 	sched_append(&d->sched, q, tok);
 	note_latency(d, r, now);
 	if (r->c->nobufs) {
@@ -221,6 +221,22 @@ static void emit_token(struct llmqd *d, struct request *r, float *row, uint64_t 
 			   fin == SAMPLER_LENGTH ? LLMQ_FINISH_LENGTH : LLMQ_FINISH_STOP);
 }
 
+/*
+ * Let the backend draw @r's next token when it can (a GPU then sends back
+ * one id instead of a row of logits): @bs filled, or NULL for the host's
+ * sampler.
+ */
+static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
+					  struct backend_sample *bs)
+{
+	uint32_t max_k = d->engine.be->sample_max_k;
+
+	if (!max_k || !sampler_plain(r->smp, max_k, &bs->set))
+		return NULL;
+	bs->token = BACKEND_NO_TOKEN;
+	return bs;
+}
+
 /**
  * serve_step() - plan a step, compute it, deliver its tokens
  * @d:		the daemon
@@ -251,6 +267,8 @@ void serve_step(struct llmqd *d)
 			.n_tokens = q->step_len,
 			.logits = q->step_sample ? BACKEND_LOGITS_LAST : BACKEND_LOGITS_NONE,
 		};
+		if (q->step_sample)
+			d->bseqs[i].sample = device_draw(d, q->priv, &d->bsamples[i]);
 	}
 	d->stats.steps++;
 	err = backend_step(be, d->bseqs, b->n_seqs, d->logits);
@@ -264,9 +282,23 @@ void serve_step(struct llmqd *d)
 	sched_advance(&d->sched);
 	now = now_ns();
 	for (i = 0; i < b->n_seqs; i++) {
+		struct backend_sample *bs = d->bseqs[i].sample;
+		struct request *r;
+		uint32_t tok;
+		float lp;
+
 		q = b->seqs[i];
-		if (q->step_sample)
-			emit_token(d, q->priv, d->logits + (size_t)row++ * be->n_vocab, now);
+		if (!q->step_sample)
+			continue;
+		r = q->priv;
+		if (bs && bs->token != BACKEND_NO_TOKEN) {
+			tok = bs->token;
+			lp = bs->logprob;
+		} else {
+			tok = sampler_sample(r->smp, d->logits + (size_t)row * be->n_vocab, &lp);
+		}
+		row++;
+		emit_token(d, r, tok, lp, now);
 	}
 }
 

@@ -585,147 +585,219 @@ static int cand_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/*
- * The host's reading of cuk_sample() for one row: the sorted candidates in
- * @c (n of them), and the position picked, with the running weights in
- * float as the kernel sums them; *@edge is how near (relative) the draw
- * fell to the boundary of the pick, for GPUs whose expf differs in a bit.
- */
-static uint32_t sample_ref(struct cand *c, const float *x, uint32_t n,
-			   const struct cuk_sample_row *r, double *edge)
+/* The log-sum-exp of a row, in double. */
+static double lse_ref(const float *x, uint32_t n)
 {
-	uint32_t k = r->top_k && r->top_k < CUK_SAMPLE_MAX_K && r->top_k < n ? r->top_k :
-		     (n < CUK_SAMPLE_MAX_K ? n : CUK_SAMPLE_MAX_K);
-	float inv_t = 1.0f / r->temperature, total = 0, kept = 0, target;
-	uint32_t i, keep = 0, pick;
+	double m = -INFINITY, s = 0;
+	uint32_t i;
 
 	for (i = 0; i < n; i++)
-		c[i] = (struct cand){ x[i], (int32_t)i };
-	qsort(c, n, sizeof(*c), cand_cmp);
-	for (i = 0; i < k; i++)
-		total += expf((c[i].v - c[0].v) * inv_t);
-	for (i = 0; i < k; i++) {
-		kept += expf((c[i].v - c[0].v) * inv_t);
-		keep = i + 1;
-		if (kept >= r->top_p * total)
-			break;
-	}
-	target = r->u * kept;
-	kept = 0;
-	pick = keep - 1;
-	*edge = 1;
-	for (i = 0; i < keep; i++) {
-		float w = expf((c[i].v - c[0].v) * inv_t);
-
-		*edge = fmin(*edge, fabs((double)kept - target) / target);
-		kept += w;
-		if (kept > target) {
-			pick = i;
-			*edge = fmin(*edge, fabs((double)kept - target) / target);
-			break;
-		}
-	}
-	return pick;
+		if (x[i] > m)
+			m = x[i];
+	for (i = 0; i < n; i++)
+		s += exp(x[i] - m);
+	return m + log(s);
 }
 
 /*
- * Temperature, top-k and top-p on the device against the host's reading:
- * rows of 5000 logits with ties at the k-th, a row shorter than k, top_k 0
- * and past CUK_SAMPLE_MAX_K, top_p from 0.3 to 1, fresh draws. The same
- * token, unless the draw fell within 1e-4 of a boundary of the weights.
+ * The host's reading of cuk_sample() for one row, in double: the token (or
+ * CUK_SAMPLE_HOST), and in *@edge how near (relative) the draw or the top-p
+ * cut fell to a boundary of the weights, where float sums in the kernel's
+ * order may go either way. @c has room for @n candidates.
+ */
+static int32_t sample_ref(struct cand *c, const float *x, uint32_t n,
+			  const struct cuk_sample_row *r, double *edge)
+{
+	const uint32_t k_req = r->top_k && r->top_k < n ? r->top_k : n;
+	const bool whole = k_req > CUK_SAMPLE_MAX_K;
+	const uint32_t k = whole ? CUK_SAMPLE_MAX_K : k_req;
+	double total = 0, kept = 0, target, w;
+	uint32_t i, keep = 0;
+	bool cut = false;
+
+	*edge = 1;
+	if (r->temperature == 0.0f)
+		return (int32_t)argmax(x, n);
+	for (i = 0; i < n; i++)
+		c[i] = (struct cand){ x[i], (int32_t)i };
+	qsort(c, n, sizeof(*c), cand_cmp);
+	if (k_req == n && r->top_p >= 1.0f) {
+		/* The whole row, in id order. */
+		for (i = 0; i < n; i++)
+			total += exp((x[i] - c[0].v) / r->temperature);
+		target = r->u * total;
+		for (i = 0; i < n; i++) {
+			w = exp((x[i] - c[0].v) / r->temperature);
+			*edge = fmin(*edge, fabs(kept - target) / total);
+			kept += w;
+			if (kept > target) {
+				*edge = fmin(*edge, fabs(kept - target) / total);
+				return (int32_t)i;
+			}
+		}
+		return (int32_t)n - 1;
+	}
+	if (whole && k_req < n)
+		return CUK_SAMPLE_HOST;
+	for (i = 0; i < (whole ? n : k); i++)
+		total += exp((c[i].v - c[0].v) / r->temperature);
+	for (i = 0; i < k; i++) {
+		kept += exp((c[i].v - c[0].v) / r->temperature);
+		keep = i + 1;
+		*edge = fmin(*edge, fabs(kept - r->top_p * total) / total);
+		if (kept >= r->top_p * total) {
+			cut = true;
+			break;
+		}
+	}
+	if (whole && !cut)
+		return CUK_SAMPLE_HOST;
+	target = r->u * kept;
+	kept = 0;
+	for (i = 0; i < keep; i++) {
+		*edge = fmin(*edge, fabs(kept - target) / total);
+		kept += exp((c[i].v - c[0].v) / r->temperature);
+		if (kept > target) {
+			*edge = fmin(*edge, fabs(kept - target) / total);
+			return c[i].id;
+		}
+	}
+	return c[keep - 1].id;
+}
+
+/*
+ * Run cuk_sample() over @n_rows rows of @n logits (host @x) and check every
+ * answer against sample_ref(): the same token, or the host's, unless the
+ * draw fell within 1e-4 of a boundary; a skipped row untouched; the
+ * log-probability of a pick within 2e-4 of the log-softmax in double.
+ * Returns how many rows fell at a boundary.
+ */
+static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uint32_t n_rows,
+			     uint32_t n)
+{
+	float *d_x = dup_to_dev(x, (size_t)n_rows * n * 4), *d_lp = dmalloc(n_rows * 4);
+	struct cuk_sample_row *d_r = dup_to_dev(r, n_rows * sizeof(*r));
+	struct cand *c = malloc(n * sizeof(*c));
+	int32_t *got = malloc(n_rows * 4), *d_out = dmalloc(n_rows * 4);
+	float *lp = malloc(n_rows * 4);
+	uint32_t t, near = 0;
+
+	assert_non_null(c);
+	assert_non_null(got);
+	assert_non_null(lp);
+	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, n_rows, n), cudaSuccess);
+	from_dev(got, d_out, n_rows * 4);
+	from_dev(lp, d_lp, n_rows * 4);
+	for (t = 0; t < n_rows; t++) {
+		const float *row = x + (size_t)t * n;
+		double edge, want_lp;
+		int32_t want;
+
+		if (r[t].temperature < 0) {
+			assert_int_equal(got[t], CUK_SAMPLE_SKIP);
+			assert_true(isnan(lp[t]));	/* still the poison */
+			continue;
+		}
+		want = sample_ref(c, row, n, &r[t], &edge);
+		if (got[t] != want) {
+			if (edge > 1e-4)
+				fail_msg("sample row %u (T %g, k %u, p %g, u %g): %d, want %d "
+					 "(boundary %.2g away)", t, r[t].temperature, r[t].top_k,
+					 r[t].top_p, r[t].u, got[t], want, edge);
+			near++;
+		}
+		if (got[t] == CUK_SAMPLE_HOST)
+			continue;
+		assert_true(got[t] >= 0 && (uint32_t)got[t] < n);
+		want_lp = row[got[t]] - lse_ref(row, n);
+		if (!(fabs(lp[t] - want_lp) <= 2e-4))
+			fail_msg("sample row %u: logprob %g, want %g", t, lp[t], want_lp);
+	}
+	cudaFree(d_x);
+	cudaFree(d_lp);
+	cudaFree(d_r);
+	cudaFree(d_out);
+	free(c);
+	free(got);
+	free(lp);
+	return near;
+}
+
+/*
+ * Greedy, temperature, top-k and top-p on the device against the host's
+ * reading: rows of 5000 logits with ties at the k-th, top_k 0, 5000 (all),
+ * past CUK_SAMPLE_MAX_K (the host's) and at it, top_p from 0.3 to 1, skipped
+ * rows, fresh draws; a row shorter than its top_k; a peaked row whose whole
+ * nucleus fits the candidates and a flat one whose does not; ties past the
+ * candidates' slots.
  */
 static void sample_case(void)
 {
-	static const float temps[] = { 0.5f, 1.0f, 1.7f };
-	static const uint32_t ks[] = { 0, 1, 5, 40, 2000, 1024, 3, 7 };
+	static const float temps[] = { 0.5f, 1.0f, 1.7f, 0.0f };
+	static const uint32_t ks[] = { 0, 1, 5, 40, 2000, 1024, 3, 5000, 7 };
 	static const float ps[] = { 1.0f, 0.9f, 0.3f };
-	const uint32_t n_rows = 24, n = 5000;
-	float *x = frand((size_t)n_rows * n, -5, 5), *d_x;
-	struct cuk_sample_row r[24], *d_r;
-	struct cand *c = malloc(n * sizeof(*c));
-	int32_t got[24], *d_out;
-	uint32_t t, near = 0;
+	const uint32_t n_rows = 28, n = 5000;
+	float *x = frand((size_t)n_rows * n, -5, 5);
+	struct cuk_sample_row r[28];
+	uint32_t t, i, near;
 
 	for (t = 0; t < n_rows; t++) {
 		r[t] = (struct cuk_sample_row){
-			.temperature = temps[t % 3], .top_k = ks[t % 8], .top_p = ps[t / 8],
+			.temperature = temps[t % 4], .top_k = ks[t % 9], .top_p = ps[t % 3],
 			.u = rnd(0, 1),
 		};
 		/*
 		 * Ties at the k-th: with top_k 5, the largest logit then eight
 		 * equal ones, of which the four lowest ids make the cut.
 		 */
-		if (ks[t % 8] == 5) {
-			uint32_t i;
-
+		if (ks[t % 9] == 5) {
 			x[(size_t)t * n + 4321] = 6.0f;
 			for (i = 0; i < 8; i++)
 				x[(size_t)t * n + 4000 - 450 * i] = 5.5f;
 		}
 	}
-	d_x = dup_to_dev(x, (size_t)n_rows * n * 4);
-	d_r = dup_to_dev(r, sizeof(r));
-	d_out = dmalloc(sizeof(got));
-	assert_int_equal(cuk_sample(0, d_out, d_x, d_r, n_rows, n), cudaSuccess);
-	from_dev(got, d_out, sizeof(got));
-	for (t = 0; t < n_rows; t++) {
-		double edge;
-		uint32_t pick = sample_ref(c, x + (size_t)t * n, n, &r[t], &edge);
-
-		if (got[t] == c[pick].id)
-			continue;
-		if (edge > 1e-4)
-			fail_msg("sample row %u (T %g, k %u, p %g, u %g): %d, want %d", t,
-				 r[t].temperature, r[t].top_k, r[t].top_p, r[t].u, got[t],
-				 c[pick].id);
-		near++;
-	}
-	/* A row of 37, shorter than its top_k (40). */
-	r[0].top_k = 40;
-	assert_int_equal(cudaMemcpy(d_r, r, sizeof(r[0]), cudaMemcpyHostToDevice), cudaSuccess);
-	assert_int_equal(cuk_sample(0, d_out, d_x, d_r, 1, 37), cudaSuccess);
-	from_dev(got, d_out, sizeof(got[0]));
+	r[25].temperature = -1.0f;
+	r[26].temperature = -1.0f;
+	/* Row 27: peaked, top_k 0, top_p 0.9: a nucleus of a few dozen. */
+	r[27] = (struct cuk_sample_row){ .temperature = 1.0f, .top_p = 0.9f, .u = rnd(0, 1) };
+	for (i = 0; i < 40; i++)
+		x[27 * n + 97 * i] = 12.0f + 0.05f * i;
+	/* Row 24: flat, top_k 0, top_p 0.9: the nucleus is most of the row. */
+	r[24] = (struct cuk_sample_row){ .temperature = 1.7f, .top_p = 0.9f, .u = rnd(0, 1) };
+	near = sample_check(x, r, n_rows, n);
 	{
+		struct cand *c = malloc(n * sizeof(*c));
 		double edge;
-		uint32_t pick = sample_ref(c, x, 37, &r[0], &edge);
 
-		assert_true(got[0] == c[pick].id || edge <= 1e-4);
+		assert_int_equal(sample_ref(c, x + 24 * (size_t)n, n, &r[24], &edge),
+				 CUK_SAMPLE_HOST);
+		assert_true(sample_ref(c, x + 27 * (size_t)n, n, &r[27], &edge) >= 0);
+		free(c);
 	}
+
+	/* A row of 37, shorter than its top_k (40), and one of 1. */
+	r[0] = (struct cuk_sample_row){ .temperature = 1.0f, .top_k = 40, .top_p = 1.0f,
+					.u = rnd(0, 1) };
+	near += sample_check(x, r, 1, 37);
+	r[0].top_p = 0.5f;
+	near += sample_check(x, r, 1, 1);
+
 	/*
 	 * Ties past the slots: top_k 1024 over 10 large logits and 4990 equal
 	 * ones. The 10 must all take part however the race for the slots
-	 * goes among the ties (which ties join is not fixed, so compare only
-	 * where the pick is a large one, as it nearly always is).
+	 * goes among the ties: the pick is one of them, as it is on the host
+	 * (their weight is all but all of it).
 	 */
-	{
-		struct cuk_sample_row one = {
-			.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .u = rnd(0, 1),
-		};
-		double edge;
-		uint32_t pick, i;
-
-		for (i = 0; i < n; i++)
-			x[i] = 0.0f;
-		for (i = 0; i < 10; i++)
-			x[7 + 499 * i] = 20.0f + 0.1f * i;
-		assert_int_equal(cudaMemcpy(d_x, x, n * 4, cudaMemcpyHostToDevice), cudaSuccess);
-		assert_int_equal(cudaMemcpy(d_r, &one, sizeof(one), cudaMemcpyHostToDevice),
-				 cudaSuccess);
-		assert_int_equal(cuk_sample(0, d_out, d_x, d_r, 1, n), cudaSuccess);
-		from_dev(got, d_out, sizeof(got[0]));
-		pick = sample_ref(c, x, n, &one, &edge);
-		if (x[c[pick].id] > 0.0f && got[0] != c[pick].id && edge > 1e-4)
-			fail_msg("sample, 4990 ties at the k-th: %d (logit %g), want %d (u %g)",
-				 got[0], got[0] >= 0 && (uint32_t)got[0] < n ? x[got[0]] : NAN,
-				 c[pick].id, one.u);
-	}
+	for (i = 0; i < n; i++)
+		x[i] = 0.0f;
+	for (i = 0; i < 10; i++)
+		x[7 + 499 * i] = 20.0f + 0.1f * i;
+	r[0] = (struct cuk_sample_row){ .temperature = 1.0f, .top_k = 1024, .top_p = 1.0f,
+					.u = rnd(0, 1) };
+	near += sample_check(x, r, 1, n);
 	print_message("[          ] sampling: %u rows as the host reads them, %u at a "
-		      "boundary\n", n_rows - near, near);
-	cudaFree(d_x);
-	cudaFree(d_r);
-	cudaFree(d_out);
+		      "boundary\n", n_rows + 3 - near, near);
 	free(x);
-	free(c);
 }
 
 static void test_sample(void **state)
@@ -1196,6 +1268,150 @@ static void test_batch(void **state)
 }
 
 /* Bad steps: the CPU backend's errors, before any work; then a good step. */
+/*
+ * Draws a backend cannot make, each -EINVAL before anything runs: on the
+ * CPU backend (it samples nowhere but on the host), beside a row of all
+ * logits, a top_k past the device's candidates but short of the
+ * vocabulary, a temperature or top_p out of range, a draw of 1.
+ */
+static void bad_draws(struct backend *gpu, struct backend *cpu, const struct backend_seq *s,
+		      float *out)
+{
+	struct backend_sample ok = {
+		.set = { .temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .u = 0.5f },
+	}, bs;
+	struct backend_seq t = *s;
+
+	t.logits = BACKEND_LOGITS_LAST;
+	t.sample = &bs;
+	bs = ok;
+	assert_int_equal(backend_step(cpu, &t, 1, out), -EINVAL);
+	t.logits = BACKEND_LOGITS_ALL;
+	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	t.logits = BACKEND_LOGITS_LAST;
+	bs.set.top_k = CUK_SAMPLE_MAX_K + 1;
+	if (bs.set.top_k < gpu->n_vocab)
+		assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	bs = ok;
+	bs.set.temperature = NAN;
+	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	bs = ok;
+	bs.set.temperature = -1.0f;
+	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	bs = ok;
+	bs.set.top_p = 0.0f;
+	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	bs = ok;
+	bs.set.u = 1.0f;
+	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	bs = ok;
+	bs.token = 12345;
+	assert_int_equal(backend_step(gpu, &t, 1, out), 0);
+	assert_true(bs.token < gpu->n_vocab);
+}
+
+#define DRAW_SEQS	6
+#define DRAW_PROMPT	12
+#define BUNDLED		"models/kjv-11m-q8_0.gguf"
+
+/*
+ * Tokens drawn in the step (&backend_seq.sample) on the bundled model, a
+ * real vocabulary of 4096 and real distributions: six prompts in one step,
+ * run once for the rows of logits and again with the device drawing five
+ * of them (greedy; top-k with top-p; the whole row; a nucleus without
+ * top-k; one so flat its nucleus cannot fit the device's candidates) and
+ * not the sixth. Each drawn token is the host's reading of the same row
+ * and draw, with its log-probability; a drawn row is left unwritten; the
+ * flat one and the sixth come back as rows, the same as the first run's.
+ */
+static void test_draw(void **state)
+{
+	static const struct sampler_plain set[DRAW_SEQS - 1] = {
+		{ .temperature = 0.0f, .top_p = 1.0f },
+		{ .temperature = 0.8f, .top_k = 40, .top_p = 0.95f },
+		{ .temperature = 1.0f, .top_k = 0, .top_p = 1.0f },
+		{ .temperature = 0.7f, .top_k = 0, .top_p = 0.9f },
+		{ .temperature = 3.0f, .top_k = 0, .top_p = 0.999f },
+	};
+	struct backend_params bp = { .max_tokens = 128, .max_context = 256 };
+	struct backend_cuda_params cp = { .n_blocks = 2 * DRAW_SEQS };
+	uint32_t tok[DRAW_SEQS][DRAW_PROMPT], table[DRAW_SEQS][1], i;
+	struct backend_sample bs[DRAW_SEQS - 1];
+	struct backend_seq seqs[DRAW_SEQS];
+	struct cand *c;
+	struct model m;
+	struct backend *b;
+	float *la, *lb;
+	char err[256];
+	size_t v;
+
+	(void)state;
+	NEED_GPU();
+	if (model_load(&m, BUNDLED))
+		fail_msg("%s: %s", BUNDLED, m.err);
+	b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	if (!b)
+		fail_msg("cuda backend: %s", err);
+	v = b->n_vocab;
+	assert_true(v > CUK_SAMPLE_MAX_K);
+	assert_int_equal(b->sample_max_k, CUK_SAMPLE_MAX_K);
+	la = malloc(DRAW_SEQS * v * 4);
+	lb = malloc(DRAW_SEQS * v * 4);
+	c = malloc(v * sizeof(*c));
+	assert_non_null(la);
+	assert_non_null(lb);
+	assert_non_null(c);
+	for (i = 0; i < DRAW_SEQS; i++) {
+		tokens_fill(tok[i], DRAW_PROMPT, v);
+		table[i][0] = 2 * i + 1;
+		seqs[i] = (struct backend_seq){
+			.block_table = table[i], .n_blocks = 1, .tokens = tok[i],
+			.n_tokens = DRAW_PROMPT, .logits = BACKEND_LOGITS_LAST,
+		};
+	}
+	assert_int_equal(backend_step(b, seqs, DRAW_SEQS, la), 0);
+	for (i = 0; i < DRAW_SEQS * v; i++)
+		lb[i] = NAN;
+	for (i = 0; i < DRAW_SEQS - 1; i++) {
+		bs[i] = (struct backend_sample){ .set = set[i], .token = 7 };
+		if (set[i].temperature > 0)
+			bs[i].set.u = rnd(0, 1);
+		seqs[i].sample = &bs[i];
+	}
+	assert_int_equal(backend_step(b, seqs, DRAW_SEQS, lb), 0);
+	for (i = 0; i < DRAW_SEQS - 1; i++) {
+		const float *row = la + i * v;
+		struct cuk_sample_row r = {
+			.temperature = set[i].temperature, .top_k = set[i].top_k,
+			.top_p = set[i].top_p, .u = bs[i].set.u,
+		};
+		double edge, lp;
+		int32_t want = sample_ref(c, row, v, &r, &edge);
+
+		if (bs[i].token == BACKEND_NO_TOKEN) {
+			if (want != CUK_SAMPLE_HOST && edge > 1e-4)
+				fail_msg("draw %u came back to the host; the host reads %d", i, want);
+			assert_memory_equal(lb + i * v, row, v * 4);
+			continue;
+		}
+		assert_true(bs[i].token < v);
+		if ((int32_t)bs[i].token != want && edge > 1e-4)
+			fail_msg("draw %u (T %g, k %u, p %g, u %g): %u, the host reads %d", i,
+				 r.temperature, r.top_k, r.top_p, r.u, bs[i].token, want);
+		lp = row[bs[i].token] - lse_ref(row, v);
+		if (!(fabs(bs[i].logprob - lp) <= 2e-4))
+			fail_msg("draw %u: logprob %g, want %g", i, bs[i].logprob, lp);
+		assert_true(isnan(lb[i * v]) && isnan(lb[i * v + v - 1]));
+	}
+	assert_int_equal(bs[4].token, BACKEND_NO_TOKEN);
+	assert_memory_equal(lb + (DRAW_SEQS - 1) * v, la + (DRAW_SEQS - 1) * v, v * 4);
+	free(la);
+	free(lb);
+	free(c);
+	backend_destroy(b);
+	model_free(&m);
+}
+
 static void test_bad_steps(void **state)
 {
 	uint32_t tok[300] = { 0 }, table[32] = { 0 };
@@ -1228,6 +1444,7 @@ static void test_bad_steps(void **state)
 	t.pos = 512;
 	assert_int_equal(backend_step(p.gpu, &t, 1, out), -E2BIG);
 	assert_int_equal(backend_step(p.gpu, &s, 1, out), 0);
+	bad_draws(p.gpu, p.cpu, &s, out);
 	free(out);
 	pair_free(&p);
 }
@@ -1285,6 +1502,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_forward),
 		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_draw),
 		cmocka_unit_test(test_bad_steps),
 #else
 		cmocka_unit_test(test_gpu_none),

@@ -165,7 +165,30 @@ static void emit(const char *s, size_t len)
 	}
 }
 
-/* Prefill @ids in chunks, then sample and decode until the sampler stops. */
+/*
+ * One step of @s; when it ends with a row to sample, the next token into
+ * @tok: drawn by the backend if it can (a GPU then returns one id, not the
+ * row), else by @smp from @logits.
+ */
+static int step(struct backend *b, struct backend_seq *s, struct sampler *smp, float *logits,
+		uint32_t *tok)
+{
+	struct backend_sample bs = { .token = BACKEND_NO_TOKEN };
+	int err;
+
+	s->sample = NULL;
+	if (s->logits == BACKEND_LOGITS_LAST && b->sample_max_k &&
+	    sampler_plain(smp, b->sample_max_k, &bs.set))
+		s->sample = &bs;
+	err = backend_step(b, s, 1, logits);
+	s->sample = NULL;
+	if (err || s->logits != BACKEND_LOGITS_LAST)
+		return err;
+	*tok = bs.token != BACKEND_NO_TOKEN ? bs.token : sampler_sample(smp, logits, NULL);
+	return 0;
+}
+
+/* Prefill @ids in chunks, then decode until the sampler stops. */
 static int generate(struct backend *b, struct tokenizer *t, struct sampler *smp,
 		    const uint32_t *ids, uint32_t n, uint32_t *table, uint32_t n_blocks,
 		    bool verbose)
@@ -174,7 +197,7 @@ static int generate(struct backend *b, struct tokenizer *t, struct sampler *smp,
 	struct backend_seq s = { .block_table = table, .n_blocks = n_blocks };
 	float *logits = malloc((size_t)b->n_vocab * sizeof(float));
 	double t0 = now(), t1, t2;
-	uint32_t pos, n_dec = 0, tok;
+	uint32_t pos, n_dec = 0, tok = 0;
 	char piece[256];
 	const char *out;
 	size_t out_len;
@@ -187,11 +210,10 @@ static int generate(struct backend *b, struct tokenizer *t, struct sampler *smp,
 		s.tokens = ids + pos;
 		s.n_tokens = n - pos < b->max_tokens ? n - pos : b->max_tokens;
 		s.logits = pos + s.n_tokens == n ? BACKEND_LOGITS_LAST : BACKEND_LOGITS_NONE;
-		err = backend_step(b, &s, 1, logits);
+		err = step(b, &s, smp, logits, &tok);
 	}
 	t1 = now();
 	while (!err && fin == SAMPLER_CONTINUE) {
-		tok = sampler_sample(smp, logits, NULL);
 		r = tok_stream_next(t, &st, tok, piece, sizeof(piece));
 		if (r < 0) {
 			err = r;
@@ -209,7 +231,7 @@ static int generate(struct backend *b, struct tokenizer *t, struct sampler *smp,
 		s.tokens = &tok;
 		s.n_tokens = 1;
 		s.logits = BACKEND_LOGITS_LAST;
-		err = backend_step(b, &s, 1, logits);
+		err = step(b, &s, smp, logits, &tok);
 		n_dec++;
 	}
 	t2 = now();
