@@ -748,6 +748,78 @@ static void test_seed(void **state)
 	sampler_free(c);
 }
 
+/*
+ * sampler_plain(): what a backend may draw for the sampler, and the draws:
+ * greedy takes none; penalties, min-p and a top-k between the drawer's
+ * largest and the vocabulary are the host's; a top-k of the whole
+ * vocabulary reads as 0 (all); the draws are the seeded generator's, the
+ * same for the same seed, in [0, 1).
+ */
+static void test_plain(void **state)
+{
+	struct sampler_params p = base_params();
+	struct sampler_plain a, b;
+	struct sampler *s, *t;
+	uint32_t i, differ = 0;
+	float prev = -1.0f;
+
+	(void)state;
+	p.temperature = 0.0f;
+	p.top_k = 7;
+	s = mk(&p, 5000, NULL, 0);
+	assert_true(sampler_plain(s, 1024, &a));
+	assert_true(a.temperature == 0.0f && a.top_p == 1.0f && a.u == 0.0f);
+	sampler_free(s);
+
+	p = base_params();
+	p.repetition_penalty = 1.1f;
+	s = mk(&p, 5000, NULL, 0);
+	assert_false(sampler_plain(s, 1024, &a));
+	sampler_free(s);
+	p = base_params();
+	p.temperature = 0.0f;
+	p.presence_penalty = 0.5f;
+	s = mk(&p, 5000, NULL, 0);
+	assert_false(sampler_plain(s, 1024, &a));
+	sampler_free(s);
+	p = base_params();
+	p.min_p = 0.05f;
+	s = mk(&p, 5000, NULL, 0);
+	assert_false(sampler_plain(s, 1024, &a));
+	sampler_free(s);
+	p = base_params();
+	p.top_k = 2000;
+	s = mk(&p, 5000, NULL, 0);
+	assert_false(sampler_plain(s, 1024, &a));
+	assert_true(sampler_plain(s, 2000, &a));
+	assert_int_equal(a.top_k, 2000);
+	sampler_free(s);
+	p.top_k = 5000;
+	s = mk(&p, 5000, NULL, 0);
+	assert_true(sampler_plain(s, 1024, &a));
+	assert_int_equal(a.top_k, 0);
+	sampler_free(s);
+
+	p = base_params();
+	p.temperature = 0.7f;
+	p.top_k = 40;
+	p.top_p = 0.9f;
+	s = mk(&p, 5000, NULL, 0);
+	t = mk(&p, 5000, NULL, 0);
+	for (i = 0; i < 1000; i++) {
+		assert_true(sampler_plain(s, 1024, &a));
+		assert_true(sampler_plain(t, 1024, &b));
+		assert_true(a.temperature == 0.7f && a.top_k == 40 && a.top_p == 0.9f);
+		assert_true(a.u >= 0.0f && a.u < 1.0f);
+		assert_true(a.u == b.u);
+		differ += a.u != prev;
+		prev = a.u;
+	}
+	assert_true(differ > 990);
+	sampler_free(s);
+	sampler_free(t);
+}
+
 static double ref_logprob(const float *x, uint32_t n, uint32_t tok)
 {
 	double m = -INFINITY, sum = 0;
@@ -1164,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_presence_frequency),
 		cmocka_unit_test(test_penalty_sampled),
 		cmocka_unit_test(test_seed),
+		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_logprob),
 		cmocka_unit_test(test_eos_stop_ids),
 		cmocka_unit_test(test_stop_strings),
