@@ -16,8 +16,11 @@
  * after some threads exited, a full-warp shuffle with lanes exited or
  * missing (a block not a multiple of 32), launches past the hardware's
  * limits. Device work is queued and runs when the host synchronises (see
- * emu_flush()). Blocks run in order, one at a time. Device memory is
- * malloc()ed, so under ASan an out-of-bounds access by a kernel is caught.
+ * emu_flush()); on a stream that captures a graph it is recorded instead,
+ * under cudart's rules of capture (see cudaStreamBeginCapture()), and a
+ * graph's launch queues it again. Blocks run in order, one at a time.
+ * Device memory is malloc()ed (256-byte aligned, as cudaMalloc()'s), so
+ * under ASan an out-of-bounds access by a kernel is caught.
  * A fiber switch is a few instructions of our own (x86-64: the callee-saved
  * registers and the stack pointer), not swapcontext(), whose signal-mask
  * system call per switch made the emulated attention ten times slower.
@@ -31,6 +34,8 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -300,7 +305,9 @@ static void cuk_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
  * a host that reads a result, or rewrites a pinned buffer an async copy
  * still reads, before it waits sees what a GPU would give it.
  */
-static std::vector<std::function<void()>> queue;
+typedef std::vector<std::function<void()>> emu_work;
+
+static emu_work queue;
 
 static void emu_flush(void)
 {
@@ -311,7 +318,146 @@ static void emu_flush(void)
 	queue.clear();
 }
 
-void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> fn)
+/*
+ * Streams, for graph capture (the queue above stays one for all of them).
+ * While a stream captures, what is issued to it is recorded into @nodes
+ * instead of queued, and nothing runs; cudaStreamEndCapture() turns the
+ * record into a graph, whose launch queues the same work again. A capture
+ * is invalidated, as by cudart, by a call that capture forbids; the stream
+ * then refuses work until the capture ends, and the end gives no graph.
+ */
+struct CUstream_st {
+	unsigned int		flags;
+	bool			capturing, invalidated;
+	cudaStreamCaptureMode	mode;
+	std::thread::id		thread;		/* the one that began the capture */
+	emu_work		nodes;
+};
+
+/* What cudaStreamEndCapture() returns, and what an exec owns a copy of. */
+struct CUgraph_st {
+	emu_work	nodes;
+};
+
+struct CUgraphExec_st {
+	emu_work	nodes;
+};
+
+/*
+ * The streams that exist, cudaStreamPerThread's among them: the emulator's
+ * callers are one thread, so one stream stands for every thread's. It is
+ * a blocking stream, as cudart's per-thread stream synchronises with the
+ * legacy one.
+ */
+static CUstream_st per_thread_stream = { cudaStreamDefault, false, false,
+					 cudaStreamCaptureModeGlobal, std::thread::id(), {} };
+static std::set<CUstream_st *> streams = { &per_thread_stream };
+
+/* cudaThreadExchangeStreamCaptureMode(): this thread's side of the rules. */
+static thread_local cudaStreamCaptureMode thread_capture_mode = cudaStreamCaptureModeGlobal;
+
+/*
+ * Errors that, as on a GPU, also show through cudaGetLastError(): those
+ * of capture, and a launch's, which has no return value to carry them.
+ */
+static cudaError_t last_error;
+
+static cudaError_t emu_error(cudaError_t e)
+{
+	if (e != cudaSuccess)
+		last_error = e;
+	return e;
+}
+
+/* NULL for the legacy default stream (0 or cudaStreamLegacy). */
+static CUstream_st *stream_of(cudaStream_t s)
+{
+	if (s == NULL || s == cudaStreamLegacy)
+		return NULL;
+	if (s == cudaStreamPerThread)
+		return &per_thread_stream;
+	return s;
+}
+
+/*
+ * Work on the legacy stream waits for every blocking stream, so while one
+ * of those captures it would depend on work that does not run: cudart
+ * refuses it with cudaErrorStreamCaptureImplicit and invalidates those
+ * captures (@invalidate false: only the refusal, as cudaStreamIsCapturing()
+ * does).
+ */
+static cudaError_t legacy_use(bool invalidate)
+{
+	bool refused = false;
+
+	for (CUstream_st *st : streams)
+		if (st->capturing && !(st->flags & cudaStreamNonBlocking)) {
+			refused = true;
+			if (invalidate)
+				st->invalidated = true;
+		}
+	return refused ? emu_error(cudaErrorStreamCaptureImplicit) : cudaSuccess;
+}
+
+/*
+ * A "potentially unsafe" call (one that allocates, frees or waits for the
+ * device) while captures go on: as cudart (see
+ * cudaThreadExchangeStreamCaptureMode()), in a thread of mode Global it is
+ * forbidden by any capture begun in Global mode and by a non-relaxed one
+ * this thread began; in a thread of mode ThreadLocal only by the latter;
+ * Relaxed forbids nothing. A forbidden call fails with
+ * cudaErrorStreamCaptureUnsupported and invalidates the captures that
+ * forbade it, so that the mistake shows at cudaStreamEndCapture() too.
+ */
+static cudaError_t unsafe_call(void)
+{
+	std::thread::id me = std::this_thread::get_id();
+	bool refused = false;
+
+	if (thread_capture_mode == cudaStreamCaptureModeRelaxed)
+		return cudaSuccess;
+	for (CUstream_st *st : streams) {
+		if (!st->capturing || st->mode == cudaStreamCaptureModeRelaxed)
+			continue;
+		if (st->thread == me || (thread_capture_mode == cudaStreamCaptureModeGlobal &&
+					 st->mode == cudaStreamCaptureModeGlobal)) {
+			st->invalidated = true;
+			refused = true;
+		}
+	}
+	return refused ? emu_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
+}
+
+/*
+ * Hand @fn to the device on @s: queued, or recorded into the graph that
+ * @s captures (refused once that capture is invalidated, as cudart
+ * refuses work into it).
+ */
+static cudaError_t emu_submit(cudaStream_t s, std::function<void()> fn)
+{
+	CUstream_st *st = stream_of(s);
+	cudaError_t e;
+
+	if (!st) {
+		e = legacy_use(true);
+		if (e != cudaSuccess)
+			return e;
+	} else if (st->capturing) {
+		if (st->invalidated)
+			return emu_error(cudaErrorStreamCaptureInvalidated);
+		st->nodes.push_back(std::move(fn));
+		return cudaSuccess;
+	}
+	queue.push_back(std::move(fn));
+	return cudaSuccess;
+}
+
+/*
+ * The limits are checked at the launch; the body runs, replays of a graph
+ * included, through cuk_emu_run(), so every run of a block gets a fresh
+ * thread order and freshly poisoned shared memory.
+ */
+void cuk_emu_enqueue(dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> fn)
 {
 	unsigned int n = block.x * block.y * block.z;
 
@@ -321,15 +467,27 @@ void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> fn)
 	if (!grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 ||
 	    grid.z > 65535)
 		emu_fail("bad grid size");
-	queue.push_back([grid, block, fn]() { cuk_emu_run(grid, block, fn); });
+	(void)emu_submit(stream, [grid, block, fn]() { cuk_emu_run(grid, block, fn); });
 }
 
 /* ---- cudart ---- */
 
 #define EMU_MEMORY	(1ull << 30)
 
-static std::map<void *, size_t> allocs;
+static std::map<const char *, size_t> allocs;
 static size_t allocated;
+
+/* Whether @p lies inside a block of @m (start -> bytes). */
+static bool in_blocks(const std::map<const char *, size_t> &m, const void *p)
+{
+	const char *c = static_cast<const char *>(p);
+	auto it = m.upper_bound(c);
+
+	if (it == m.begin())
+		return false;
+	--it;
+	return c < it->first + (it->second ? it->second : 1);
+}
 
 extern "C" {
 
@@ -365,24 +523,35 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)
 	return cudaSuccess;
 }
 
+/*
+ * Aligned to 256 bytes, as cudaMalloc() promises and as cuBLAS asks of a
+ * workspace (cublasSetWorkspace_v2()).
+ */
 cudaError_t cudaMalloc(void **p, size_t size)
 {
-	if (allocated + size > EMU_MEMORY) {
+	cudaError_t e = unsafe_call();
+
+	*p = NULL;
+	if (e != cudaSuccess)
+		return e;
+	if (allocated + size > EMU_MEMORY)
+		return cudaErrorMemoryAllocation;
+	if (posix_memalign(p, 256, size ? size : 1)) {
 		*p = NULL;
 		return cudaErrorMemoryAllocation;
 	}
-	*p = malloc(size ? size : 1);
-	if (!*p)
-		return cudaErrorMemoryAllocation;
-	allocs[*p] = size;
+	allocs[static_cast<const char *>(*p)] = size;
 	allocated += size;
 	return cudaSuccess;
 }
 
 cudaError_t cudaFree(void *p)
 {
-	auto it = allocs.find(p);
+	cudaError_t e = unsafe_call();
+	auto it = allocs.find(static_cast<const char *>(p));
 
+	if (e != cudaSuccess)
+		return e;
 	emu_flush();	/* cudaFree() waits for the device */
 	if (!p)
 		return cudaSuccess;
@@ -399,17 +568,16 @@ static std::map<const char *, size_t> pinned;
 
 static bool is_pinned(const void *p)
 {
-	const char *c = static_cast<const char *>(p);
-	auto it = pinned.upper_bound(c);
-
-	if (it == pinned.begin())
-		return false;
-	--it;
-	return c < it->first + it->second;
+	return in_blocks(pinned, p);
 }
 
 cudaError_t cudaMallocHost(void **p, size_t size)
 {
+	cudaError_t e = unsafe_call();
+
+	*p = NULL;
+	if (e != cudaSuccess)
+		return e;
 	*p = malloc(size ? size : 1);
 	if (!*p)
 		return cudaErrorMemoryAllocation;
@@ -419,96 +587,389 @@ cudaError_t cudaMallocHost(void **p, size_t size)
 
 cudaError_t cudaFreeHost(void *p)
 {
+	cudaError_t e = unsafe_call();
+
+	if (e != cudaSuccess)
+		return e;
 	emu_flush();
 	pinned.erase(static_cast<const char *>(p));
 	free(p);
 	return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
+/* A synchronous copy: waits for the device, then copies. */
+static void copy_now(void *dst, const void *src, size_t n)
 {
-	(void)kind;
 	emu_flush();
 	memmove(dst, src, n);
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
+{
+	cudaError_t e = unsafe_call();
+
+	(void)kind;
+	if (e == cudaSuccess)
+		e = legacy_use(true);
+	if (e != cudaSuccess)
+		return e;
+	copy_now(dst, src, n);
 	return cudaSuccess;
+}
+
+/*
+ * Whether a copy of @kind touches host memory that is not pinned; with
+ * cudaMemcpyDefault, any side outside cudaMalloc()ed memory counts as host.
+ */
+static bool pageable_side(void *dst, const void *src, enum cudaMemcpyKind kind)
+{
+	bool src_host = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyHostToHost;
+	bool dst_host = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost;
+
+	if (kind == cudaMemcpyDefault) {
+		src_host = !in_blocks(allocs, src);
+		dst_host = !in_blocks(allocs, dst);
+	}
+	return (src_host && !is_pinned(src)) || (dst_host && !is_pinned(dst));
 }
 
 /*
  * As cudart: a copy from or to pinned memory is queued; one from pageable
  * memory is staged at once (the source may be reused on return), one to
  * pageable memory waits for the device and copies (returns when done).
+ *
+ * Captured, a copy is a node that reads its source when it runs, every
+ * replay again. The emulator refuses (cudaErrorStreamCaptureUnsupported,
+ * capture invalidated) to capture one whose host side is pageable, which
+ * is stricter than CUDA: cudart would capture it, but the staging and the
+ * synchronous return above are gone in a graph, so such a node reads or
+ * writes the pageable buffer whenever the replay runs, which is rarely
+ * what the code that issued it meant.
  */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
 			    cudaStream_t s)
 {
-	(void)s;
+	CUstream_st *st = stream_of(s);
+
+	if (st && st->capturing) {
+		if (!st->invalidated && pageable_side(dst, src, kind)) {
+			st->invalidated = true;
+			return emu_error(cudaErrorStreamCaptureUnsupported);
+		}
+		return emu_submit(s, [dst, src, n]() { memmove(dst, src, n); });
+	}
 	if (kind == cudaMemcpyHostToDevice && !is_pinned(src)) {
 		std::vector<char> copy(static_cast<const char *>(src),
 				       static_cast<const char *>(src) + n);
 
-		queue.push_back([dst, copy]() { memcpy(dst, copy.data(), copy.size()); });
-		return cudaSuccess;
+		return emu_submit(s, [dst, copy]() { memcpy(dst, copy.data(), copy.size()); });
 	}
-	if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst))
-		return cudaMemcpy(dst, src, n, kind);
-	queue.push_back([dst, src, n]() { memmove(dst, src, n); });
-	return cudaSuccess;
+	if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst)) {
+		cudaError_t e = st ? cudaSuccess : legacy_use(true);
+
+		if (e == cudaSuccess)
+			copy_now(dst, src, n);
+		return e;
+	}
+	return emu_submit(s, [dst, src, n]() { memmove(dst, src, n); });
 }
 
+/* On the legacy stream, and so forbidden while a blocking stream captures. */
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
-	queue.push_back([p, v, n]() { memset(p, v, n); });
-	return cudaSuccess;
+	cudaError_t e = unsafe_call();
+
+	if (e != cudaSuccess)
+		return e;
+	return emu_submit(NULL, [p, v, n]() { memset(p, v, n); });
+}
+
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s)
+{
+	return emu_submit(s, [p, v, n]() { memset(p, v, n); });
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
 {
-	(void)flags;
-	*s = reinterpret_cast<cudaStream_t>(&allocs);
+	if (flags & ~(unsigned int)cudaStreamNonBlocking)
+		return cudaErrorInvalidValue;
+	*s = new CUstream_st{ flags, false, false, cudaStreamCaptureModeGlobal,
+			      std::thread::id(), {} };
+	streams.insert(*s);
 	return cudaSuccess;
 }
 
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+	return cudaStreamCreateWithFlags(s, cudaStreamDefault);
+}
+
+/*
+ * Waiting for a stream that captures would wait for work that never runs:
+ * cudart refuses it, in every capture mode, and invalidates the capture.
+ */
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
-	(void)s;
+	CUstream_st *st = stream_of(s);
+	cudaError_t e = unsafe_call();
+
+	if (st && st->capturing) {
+		st->invalidated = true;
+		return emu_error(cudaErrorStreamCaptureUnsupported);
+	}
+	if (e == cudaSuccess && !st)
+		e = legacy_use(true);
+	if (e != cudaSuccess)
+		return e;
 	emu_flush();
 	return cudaSuccess;
 }
 
+/*
+ * A stream destroyed while it captures (cudart leaves that undocumented;
+ * an error path that skipped cudaStreamEndCapture()) takes its unfinished
+ * capture with it, so that the leak checker does not blame the emulator.
+ */
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
-	(void)s;
+	CUstream_st *st = stream_of(s);
+
+	if (!st || st == &per_thread_stream || !streams.count(st))
+		return cudaErrorInvalidResourceHandle;
+	emu_flush();
+	streams.erase(st);
+	delete st;
+	return cudaSuccess;
+}
+
+/* Waits for every stream, those that capture too: refused in any mode. */
+cudaError_t cudaDeviceSynchronize(void)
+{
+	cudaError_t e = unsafe_call();
+
+	for (CUstream_st *st : streams)
+		if (st->capturing) {
+			st->invalidated = true;
+			e = emu_error(cudaErrorStreamCaptureUnsupported);
+		}
+	if (e != cudaSuccess)
+		return e;
 	emu_flush();
 	return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void)
+/*
+ * Begin capture on @s: what is issued to it from now on is recorded, not
+ * run. The legacy stream cannot capture (cudart answers
+ * cudaErrorStreamCaptureUnsupported), nor can a stream that already does.
+ */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode)
 {
-	emu_flush();
+	CUstream_st *st = stream_of(s);
+
+	if (!st)
+		return emu_error(cudaErrorStreamCaptureUnsupported);
+	if (!streams.count(st))
+		return emu_error(cudaErrorInvalidResourceHandle);
+	if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+	    mode != cudaStreamCaptureModeRelaxed)
+		return emu_error(cudaErrorInvalidValue);
+	if (st->capturing)
+		return emu_error(cudaErrorIllegalState);
+	st->capturing = true;
+	st->invalidated = false;
+	st->mode = mode;
+	st->thread = std::this_thread::get_id();
+	st->nodes.clear();
+	return cudaSuccess;
+}
+
+/*
+ * End capture on @s: *@graph is the recorded work, or NULL with
+ * cudaErrorStreamCaptureInvalidated when a forbidden call invalidated the
+ * capture. A stream that does not capture gives cudaErrorIllegalState, as
+ * the driver does (the documentation names only cudaErrorInvalidValue).
+ * Outside Relaxed mode only the thread that began may end it.
+ */
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph)
+{
+	CUstream_st *st = stream_of(s);
+	bool invalidated;
+
+	if (!graph)
+		return emu_error(cudaErrorInvalidValue);
+	*graph = NULL;
+	if (!st)
+		return emu_error(cudaErrorIllegalState);
+	if (!streams.count(st))
+		return emu_error(cudaErrorInvalidResourceHandle);
+	if (!st->capturing)
+		return emu_error(cudaErrorIllegalState);
+	if (st->mode != cudaStreamCaptureModeRelaxed &&
+	    st->thread != std::this_thread::get_id())
+		return emu_error(cudaErrorStreamCaptureWrongThread);
+	invalidated = st->invalidated;
+	st->capturing = false;
+	st->invalidated = false;
+	if (invalidated) {
+		st->nodes.clear();
+		return emu_error(cudaErrorStreamCaptureInvalidated);
+	}
+	*graph = new CUgraph_st{ std::move(st->nodes) };
+	st->nodes.clear();
+	return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *status)
+{
+	CUstream_st *st = stream_of(s);
+
+	if (!status)
+		return emu_error(cudaErrorInvalidValue);
+	if (!st) {
+		*status = cudaStreamCaptureStatusNone;
+		return legacy_use(false);
+	}
+	if (!streams.count(st))
+		return emu_error(cudaErrorInvalidResourceHandle);
+	*status = !st->capturing ? cudaStreamCaptureStatusNone :
+		  st->invalidated ? cudaStreamCaptureStatusInvalidated :
+		  cudaStreamCaptureStatusActive;
+	return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
+{
+	cudaStreamCaptureMode old = thread_capture_mode;
+
+	if (!mode)
+		return emu_error(cudaErrorInvalidValue);
+	if (*mode != cudaStreamCaptureModeGlobal && *mode != cudaStreamCaptureModeThreadLocal &&
+	    *mode != cudaStreamCaptureModeRelaxed)
+		return emu_error(cudaErrorInvalidValue);
+	thread_capture_mode = *mode;
+	*mode = old;
+	return cudaSuccess;
+}
+
+/*
+ * The exec owns a copy of the graph's work (kernel arguments included), so
+ * either may be destroyed first. The flags change nothing here; unknown
+ * ones are refused as cudart refuses them.
+ */
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+				 unsigned long long flags)
+{
+	const unsigned long long known = cudaGraphInstantiateFlagAutoFreeOnLaunch |
+		cudaGraphInstantiateFlagUpload | cudaGraphInstantiateFlagDeviceLaunch |
+		cudaGraphInstantiateFlagUseNodePriority;
+
+	if (!exec || !graph || (flags & ~known))
+		return emu_error(cudaErrorInvalidValue);
+	*exec = new CUgraphExec_st{ graph->nodes };
+	return cudaSuccess;
+}
+
+/*
+ * Queue every recorded item again, in order, on @s: it runs at the next
+ * synchronise like any queued work. Into a stream that captures, the work
+ * is recorded, as cudart records a child graph.
+ */
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s)
+{
+	cudaError_t e = cudaSuccess;
+	size_t i;
+
+	if (!exec)
+		return emu_error(cudaErrorInvalidValue);
+	for (i = 0; i < exec->nodes.size() && e == cudaSuccess; i++)
+		e = emu_submit(s, exec->nodes[i]);
+	return e;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
+{
+	delete exec;
+	return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+	delete graph;
 	return cudaSuccess;
 }
 
 cudaError_t cudaGetLastError(void)
 {
-	return cudaSuccess;
+	cudaError_t e = last_error;
+
+	last_error = cudaSuccess;
+	return e;
 }
 
 cudaError_t cudaPeekAtLastError(void)
 {
-	return cudaSuccess;
+	return last_error;
 }
 
 const char *cudaGetErrorString(cudaError_t e)
 {
-	return e == cudaSuccess ? "no error" : "emulated error";
+	switch (e) {
+	case cudaSuccess:
+		return "no error";
+	case cudaErrorInvalidValue:
+		return "invalid argument";
+	case cudaErrorMemoryAllocation:
+		return "out of memory";
+	case cudaErrorInvalidResourceHandle:
+		return "invalid resource handle";
+	case cudaErrorIllegalState:
+		return "the resource is not in a valid state to perform the requested operation";
+	case cudaErrorStreamCaptureUnsupported:
+		return "operation not permitted when stream is capturing";
+	case cudaErrorStreamCaptureInvalidated:
+		return "operation failed due to a previous error during capture";
+	case cudaErrorStreamCaptureImplicit:
+		return "operation would make the legacy stream depend on a capturing blocking stream";
+	case cudaErrorStreamCaptureWrongThread:
+		return "attempt to terminate a thread-local capture sequence from another thread";
+	default:
+		return "emulated error";
+	}
 }
 
 const char *cudaGetErrorName(cudaError_t e)
 {
-	return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmulated";
+	switch (e) {
+	case cudaSuccess:
+		return "cudaSuccess";
+	case cudaErrorInvalidValue:
+		return "cudaErrorInvalidValue";
+	case cudaErrorMemoryAllocation:
+		return "cudaErrorMemoryAllocation";
+	case cudaErrorInvalidResourceHandle:
+		return "cudaErrorInvalidResourceHandle";
+	case cudaErrorIllegalState:
+		return "cudaErrorIllegalState";
+	case cudaErrorStreamCaptureUnsupported:
+		return "cudaErrorStreamCaptureUnsupported";
+	case cudaErrorStreamCaptureInvalidated:
+		return "cudaErrorStreamCaptureInvalidated";
+	case cudaErrorStreamCaptureImplicit:
+		return "cudaErrorStreamCaptureImplicit";
+	case cudaErrorStreamCaptureWrongThread:
+		return "cudaErrorStreamCaptureWrongThread";
+	default:
+		return "cudaErrorEmulated";
+	}
 }
 
-/* Events (bench_cuda times with them): host clock readings. */
+/*
+ * Events (bench_cuda times with them): host clock readings. Recorded on a
+ * stream that captures, an event only marks a point of the capture in
+ * cudart (for other streams to wait on; a captured cudaEventRecord() is no
+ * node of the graph), and the emulator records nothing.
+ */
 cudaError_t cudaEventCreate(cudaEvent_t *e)
 {
 	*e = reinterpret_cast<cudaEvent_t>(calloc(1, sizeof(struct timespec)));
@@ -517,16 +978,23 @@ cudaError_t cudaEventCreate(cudaEvent_t *e)
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
-	(void)s;
-	queue.push_back([e]() {
+	CUstream_st *st = stream_of(s);
+
+	if (st && st->capturing)
+		return st->invalidated ? emu_error(cudaErrorStreamCaptureInvalidated) :
+		       cudaSuccess;
+	return emu_submit(s, [e]() {
 		clock_gettime(CLOCK_MONOTONIC, reinterpret_cast<struct timespec *>(e));
 	});
-	return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+	cudaError_t err = unsafe_call();
+
 	(void)e;
+	if (err != cudaSuccess)
+		return err;
 	emu_flush();
 	return cudaSuccess;
 }
@@ -542,22 +1010,61 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 
 /* ---- cuBLAS: the one GEMM the backend uses ---- */
 
+/* A handle: its stream (cublasSetStream_v2()) and user workspace. */
+struct cublasContext {
+	cudaStream_t	stream;
+	void		*workspace;
+	size_t		workspace_bytes;
+};
+
 cublasStatus_t cublasCreate_v2(cublasHandle_t *h)
 {
-	*h = reinterpret_cast<cublasHandle_t>(&allocs);
+	*h = new cublasContext{ NULL, NULL, 0 };
 	return CUBLAS_STATUS_SUCCESS;
 }
 
+/* cuBLAS documents that its destroy waits for the device. */
 cublasStatus_t cublasDestroy_v2(cublasHandle_t h)
 {
-	(void)h;
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	emu_flush();
+	delete h;
 	return CUBLAS_STATUS_SUCCESS;
 }
 
+/* As cuBLAS, setting the stream puts the default workspace back. */
 cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s)
 {
-	(void)h;
-	(void)s;
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	h->stream = s;
+	h->workspace = NULL;
+	h->workspace_bytes = 0;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetStream_v2(cublasHandle_t h, cudaStream_t *s)
+{
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	*s = h->stream;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+/*
+ * The emulated GEMM needs no workspace, but the call is checked as cuBLAS
+ * checks it: NULL only with 0 bytes (back to the default), the pointer
+ * aligned to 256 bytes.
+ */
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t h, void *ws, size_t bytes)
+{
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	if ((!ws && bytes) || ((uintptr_t)ws & 255))
+		return CUBLAS_STATUS_INVALID_VALUE;
+	h->workspace = ws;
+	h->workspace_bytes = bytes;
 	return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -604,7 +1111,10 @@ static void gemm_run(bool ta, bool tb, int m, int n, int k, float al, const void
 	free(b);
 }
 
-/* Checked now, computed in order on the queue; alpha and beta read now (host pointers). */
+/*
+ * Checked now, computed in order on the handle's stream; alpha and beta
+ * read now (host pointers), so a captured GEMM replays with those values.
+ */
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
 			    int m, int n, int k, const void *alpha, const void *A,
 			    cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb,
@@ -615,15 +1125,19 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 	const bool opa = ta != CUBLAS_OP_N, opb = tb != CUBLAS_OP_N;
 	float *c = static_cast<float *>(C);
 
-	(void)h;
 	(void)algo;
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
 	if (at != CUDA_R_16BF || bt != CUDA_R_16BF || ct != CUDA_R_32F ||
 	    comp != CUBLAS_COMPUTE_32F)
 		return CUBLAS_STATUS_NOT_SUPPORTED;
 	if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) ||
 	    ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
 		return CUBLAS_STATUS_INVALID_VALUE;
-	queue.push_back([=]() { gemm_run(opa, opb, m, n, k, al, A, lda, B, ldb, be, c, ldc); });
+	if (emu_submit(h->stream, [=]() {
+		gemm_run(opa, opb, m, n, k, al, A, lda, B, ldb, be, c, ldc);
+	}) != cudaSuccess)
+		return CUBLAS_STATUS_EXECUTION_FAILED;
 	return CUBLAS_STATUS_SUCCESS;
 }
 

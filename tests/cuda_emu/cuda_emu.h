@@ -60,11 +60,14 @@ static inline unsigned int __float_as_uint(float f)
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
 
 /*
- * Queue @body to run as every thread of every block of @grid x @block: it
- * runs when the host next synchronises (or copies synchronously), as a
- * kernel on a GPU has not run when its launch returns.
+ * Queue @body to run as every thread of every block of @grid x @block on
+ * @stream: it runs when the host next synchronises (or copies
+ * synchronously), as a kernel on a GPU has not run when its launch
+ * returns; on a stream that captures a graph it is recorded instead (see
+ * cudaStreamBeginCapture() in cuda_emu.cc). A launch that fails (into an
+ * invalidated capture) reports as a GPU's does, through cudaGetLastError().
  */
-void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> body);
+void cuk_emu_enqueue(dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> body);
 
 /*
  * CUK_LAUNCH(kernel, grid, block, stream)(args...): the emulator's form of
@@ -72,26 +75,31 @@ void cuk_emu_enqueue(dim3 grid, dim3 block, std::function<void()> body);
  */
 template <typename... P>
 struct cuk_emu_launch {
-	dim3	grid, block;
-	void	(*kernel)(P...);
+	dim3		grid, block;
+	cudaStream_t	stream;
+	void		(*kernel)(P...);
 
-	/* The arguments are copied, as a launch copies them. */
+	/*
+	 * The arguments are copied, as a launch copies them: a graph that
+	 * captured the launch replays it with these values.
+	 */
 	template <typename... A>
 	void operator()(A &&...args) const
 	{
 		void (*k)(P...) = kernel;
 
-		cuk_emu_enqueue(grid, block, [=]() { k(args...); });
+		cuk_emu_enqueue(grid, block, stream, [=]() { k(args...); });
 	}
 };
 
 template <typename... P>
-static inline cuk_emu_launch<P...> cuk_emu_launcher(dim3 grid, dim3 block, void (*kernel)(P...))
+static inline cuk_emu_launch<P...> cuk_emu_launcher(dim3 grid, dim3 block, cudaStream_t stream,
+						     void (*kernel)(P...))
 {
-	return cuk_emu_launch<P...>{ grid, block, kernel };
+	return cuk_emu_launch<P...>{ grid, block, stream, kernel };
 }
 
 #define CUK_LAUNCH(k, grid, block, stream)	\
-	((void)(stream), cuk_emu_launcher(dim3(grid), dim3(block), (k)))
+	cuk_emu_launcher(dim3(grid), dim3(block), (stream), (k))
 
 #endif /* LLMQ_CUDA_EMU_H */
