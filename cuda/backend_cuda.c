@@ -33,6 +33,20 @@
 #define CUDA_STAGE_BYTES		(16u << 20)
 /* Shortest key range worth a split of its own in split-K attention. */
 #define CUDA_ATTN_MIN_SPLIT		256
+/*
+ * Decode batch sizes captured as CUDA graphs (those up to max_tokens): a
+ * decode step is padded up to the next one. Fine steps where a step is
+ * short, coarser where padding costs less than another graph's memory.
+ */
+static const uint32_t cuda_graph_sizes[] = {
+	1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+};
+#define CUDA_MAX_GRAPHS		(sizeof(cuda_graph_sizes) / sizeof(cuda_graph_sizes[0]))
+/*
+ * cuBLAS's workspace, ours so that no GEMM allocates while a graph is
+ * captured; 32 MiB is what cuBLAS itself takes on Hopper.
+ */
+#define CUDA_BLAS_WORKSPACE		(32u << 20)
 
 /* One layer's weights on the device; QKV and gate/up fused into one GEMM each. */
 struct cuda_layer {
@@ -75,8 +89,18 @@ struct backend_cuda {
 	float			*out_norm;
 	double			*inv_freq;
 	struct cuda_layer	*layers;
-	/* The KV cache: [layer][block][K, V][slot][kv_dim] BF16. */
+	/*
+	 * The KV cache: [layer][block][K, V][slot][kv_dim] BF16, kv_blocks =
+	 * n_blocks + 1: the last one is the padded rows' of a graph.
+	 */
 	uint16_t		*kv;
+	uint32_t		kv_blocks;
+	void			*blas_ws;
+	/* Decode graphs: batch sizes, the captured ones, those that failed. */
+	uint32_t		n_graphs;
+	uint32_t		graph_rows[CUDA_MAX_GRAPHS];
+	cudaGraphExec_t		graph[CUDA_MAX_GRAPHS];
+	bool			graph_off[CUDA_MAX_GRAPHS];
 	/* Per-step scratch on the device, max_tokens rows each. */
 	float			*x, *qkv, *gu, *logits, *part;
 	uint16_t		*xb, *att, *hb;
@@ -453,56 +477,25 @@ static int take_draws(struct backend_cuda *c, const struct backend_seq *seqs, ui
 	return 0;
 }
 
-#define BLAS(call, what)						\
-	do {								\
-		cublasStatus_t s_ = (call);				\
-		if (s_ != CUBLAS_STATUS_SUCCESS) {			\
-			snprintf(msg, sizeof(msg), "%s: cublas %s", (what), \
-				 blas_str(s_));				\
-			return step_err(c, -EIO, msg);			\
-		}							\
-	} while (0)
-
-static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
-		     float *logits)
+/*
+ * Queue the forward of @n_rows rows whose tables are on the device (c->dp),
+ * the LM head over @n_out of them and, with @draw, the sampling kernel over
+ * those. Launches and GEMMs only, no copy and no synchronisation, so the
+ * same calls can be captured into a CUDA graph. Return: 0, or -EIO with a
+ * message in @msg.
+ */
+static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out,
+			 uint32_t n_splits, uint32_t split_len, bool draw, char *msg, size_t len)
 {
-	struct backend_cuda *c = to_cuda(b);
-	size_t layer_kv = (size_t)b->n_blocks * 2 * b->block_size * c->kv_dim;
-	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_draw, i;
+	const struct backend *b = &c->b;
+	size_t layer_kv = (size_t)c->kv_blocks * 2 * b->block_size * c->kv_dim;
 	struct cuk_rope rope;
 	struct cuk_attn attn;
-	struct backend_step_counts cnt;
-	char msg[256];
-	int err;
+	uint32_t i;
 
-	err = backend_check_step(b, seqs, n_seqs, &cnt);
-	if (err)
-		return err;
-	/* Cannot happen within max_tokens rows of max_context; kept as a guard. */
-	if (cnt.bt > c->max_bt)
-		return -E2BIG;
-	n_rows = cnt.rows;
-	n_out = cnt.out;
-	if (n_out && !logits)
-		return -EINVAL;
-	if (c->broken)
-		return step_err(c, -EIO, "an earlier CUDA error left the device unusable");
-	/*
-	 * The current device is per host thread: a step on another thread than
-	 * backend_cuda_create()'s would otherwise launch on device 0.
-	 */
-	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
-	longest = plan_step(c, seqs, n_seqs, &n_bt, &n_draw);
-	attn_splits(c, n_rows, longest, &n_splits, &split_len);
-
-	/* The per-row arrays, then the block tables in use. */
-	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids,
-			       PLAN_ROW_WORDS * b->max_tokens * sizeof(int32_t),
-			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
-	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
-			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
-	LAUNCH(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd), "embed");
-
+	if (cu_err(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd),
+		   "embed", msg, len))
+		return -EIO;
 	rope = (struct cuk_rope){
 		.x = c->qkv, .ld = c->qkv_dim, .k_off = c->q_dim, .pos = c->dp.pos,
 		.inv_freq = c->inv_freq, .n_rows = n_rows, .n_head_q = c->n_head,
@@ -520,43 +513,182 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 		const struct cuda_layer *l = &c->layers[i];
 		uint16_t *kv = c->kv + i * layer_kv;
 
-		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->attn_norm, n_rows, c->n_embd,
-				   c->rms_eps), "attn_norm");
-		BLAS(gemm(c, l->wqkv, c->qkv_dim, c->n_embd, c->xb, n_rows, c->qkv, c->qkv_dim,
-			  0.0f), "qkv");
-		if (l->bqkv)
-			LAUNCH(cuk_add_bias(c->stream, c->qkv, l->bqkv, n_rows, c->qkv_dim,
-					    c->qkv_dim), "qkv bias");
-		LAUNCH(cuk_rope(c->stream, &rope), "rope");
-		LAUNCH(cuk_kv_store(c->stream, kv, c->qkv, c->qkv_dim, c->q_dim,
-				    c->q_dim + c->kv_dim, c->dp.slot, n_rows, c->kv_dim,
-				    b->block_size), "kv store");
+		if (cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->attn_norm, n_rows,
+				       c->n_embd, c->rms_eps), "attn_norm", msg, len) ||
+		    blas_err(gemm(c, l->wqkv, c->qkv_dim, c->n_embd, c->xb, n_rows, c->qkv,
+				  c->qkv_dim, 0.0f), "qkv", msg, len) ||
+		    (l->bqkv && cu_err(cuk_add_bias(c->stream, c->qkv, l->bqkv, n_rows,
+						    c->qkv_dim, c->qkv_dim), "qkv bias", msg, len)) ||
+		    cu_err(cuk_rope(c->stream, &rope), "rope", msg, len) ||
+		    cu_err(cuk_kv_store(c->stream, kv, c->qkv, c->qkv_dim, c->q_dim,
+					c->q_dim + c->kv_dim, c->dp.slot, n_rows, c->kv_dim,
+					b->block_size), "kv store", msg, len))
+			return -EIO;
 		attn.kv = kv;
-		LAUNCH(cuk_attention(c->stream, &attn), "attention");
-		BLAS(gemm(c, l->wo, c->n_embd, c->q_dim, c->att, n_rows, c->x, c->n_embd, 1.0f),
-		     "attn output");
-		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->ffn_norm, n_rows, c->n_embd,
-				   c->rms_eps), "ffn_norm");
-		BLAS(gemm(c, l->wgu, 2 * c->n_ff, c->n_embd, c->xb, n_rows, c->gu, 2 * c->n_ff,
-			  0.0f), "gate/up");
-		LAUNCH(cuk_swiglu(c->stream, c->hb, c->gu, n_rows, c->n_ff), "swiglu");
-		BLAS(gemm(c, l->wdown, c->n_embd, c->n_ff, c->hb, n_rows, c->x, c->n_embd, 1.0f),
-		     "down");
+		if (cu_err(cuk_attention(c->stream, &attn), "attention", msg, len) ||
+		    blas_err(gemm(c, l->wo, c->n_embd, c->q_dim, c->att, n_rows, c->x, c->n_embd,
+				  1.0f), "attn output", msg, len) ||
+		    cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->ffn_norm, n_rows,
+				       c->n_embd, c->rms_eps), "ffn_norm", msg, len) ||
+		    blas_err(gemm(c, l->wgu, 2 * c->n_ff, c->n_embd, c->xb, n_rows, c->gu,
+				  2 * c->n_ff, 0.0f), "gate/up", msg, len) ||
+		    cu_err(cuk_swiglu(c->stream, c->hb, c->gu, n_rows, c->n_ff), "swiglu", msg,
+			   len) ||
+		    blas_err(gemm(c, l->wdown, c->n_embd, c->n_ff, c->hb, n_rows, c->x, c->n_embd,
+				  1.0f), "down", msg, len))
+			return -EIO;
+	}
+	if (!n_out)
+		return 0;
+	if (cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, c->dp.out_rows, c->out_norm, n_out,
+			       c->n_embd, c->rms_eps), "output_norm", msg, len) ||
+	    blas_err(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
+			  0.0f), "lm head", msg, len))
+		return -EIO;
+	if (draw && cu_err(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw, n_out,
+				      b->n_vocab), "sample", msg, len))
+		return -EIO;
+	return 0;
+}
+
+/*
+ * The graph bucket of a step: the index of the smallest captured batch size
+ * that holds it when every sequence decodes one token and wants it sampled
+ * (what a step is, most of the time, once prompts are in), else -1.
+ */
+static int graph_bucket(const struct backend_cuda *c, const struct backend_seq *seqs,
+			uint32_t n_seqs)
+{
+	uint32_t i;
+
+	if (!c->n_graphs)
+		return -1;
+	for (i = 0; i < n_seqs; i++)
+		if (seqs[i].n_tokens != 1 || seqs[i].logits != BACKEND_LOGITS_LAST)
+			return -1;
+	for (i = 0; i < c->n_graphs; i++)
+		if (c->graph_rows[i] >= n_seqs)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Fill the plan's rows from @n_rows up to @to with rows that harm nothing:
+ * token 0 at position 0, written to and read from the spare block no
+ * sequence owns, sampled by no one.
+ */
+static void plan_pad(struct backend_cuda *c, uint32_t n_rows, uint32_t to, uint32_t n_bt)
+{
+	const struct cuk_sample_row skip = { .temperature = -1.0f };
+	uint32_t row;
+
+	c->hp.bt[n_bt] = c->b.n_blocks;
+	for (row = n_rows; row < to; row++) {
+		c->hp.ids[row] = 0;
+		c->hp.pos[row] = 0;
+		c->hp.slot[row] = (int32_t)(c->b.n_blocks * c->b.block_size);
+		c->hp.bt_off[row] = n_bt;
+		c->hp.out_rows[row] = row;
+		c->hp.draw[row] = skip;
+	}
+}
+
+/*
+ * Capture graph @k: a decode step of graph_rows[k] rows, attention split
+ * for the longest context, sampling included. On failure the bucket runs
+ * eagerly from then on and -EIO comes back with the reason in @msg; the
+ * stream is left out of capture either way.
+ */
+static int graph_capture(struct backend_cuda *c, int k, char *msg, size_t len)
+{
+	uint32_t rows = c->graph_rows[k], n_splits, split_len;
+	cudaGraph_t g = NULL;
+	cudaError_t e;
+	int err;
+
+	attn_splits(c, rows, c->b.max_context, &n_splits, &split_len);
+	e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+	if (cu_err(e, "cudaStreamBeginCapture", msg, len))
+		goto fail;
+	err = queue_forward(c, rows, rows, n_splits, split_len, true, msg, len);
+	e = cudaStreamEndCapture(c->stream, &g);
+	if (err || cu_err(e, "cudaStreamEndCapture", msg, len))
+		goto fail;
+	e = cudaGraphInstantiate(&c->graph[k], g, 0);
+	cudaGraphDestroy(g);
+	if (cu_err(e, "cudaGraphInstantiate", msg, len))
+		goto fail;
+	c->b.graphs++;
+	return 0;
+fail:
+	if (g)
+		cudaGraphDestroy(g);
+	c->graph[k] = NULL;
+	c->graph_off[k] = true;
+	(void)cudaGetLastError();
+	return -EIO;
+}
+
+static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		     float *logits)
+{
+	struct backend_cuda *c = to_cuda(b);
+	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_draw;
+	struct backend_step_counts cnt;
+	char msg[256];
+	int err, k;
+
+	err = backend_check_step(b, seqs, n_seqs, &cnt);
+	if (err)
+		return err;
+	/* Cannot happen within max_tokens rows of max_context; kept as a guard. */
+	if (cnt.bt + 1 > c->max_bt)
+		return -E2BIG;
+	n_rows = cnt.rows;
+	n_out = cnt.out;
+	if (n_out && !logits)
+		return -EINVAL;
+	if (c->broken)
+		return step_err(c, -EIO, "an earlier CUDA error left the device unusable");
+	/*
+	 * The current device is per host thread: a step on another thread than
+	 * backend_cuda_create()'s would otherwise launch on device 0.
+	 */
+	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
+	longest = plan_step(c, seqs, n_seqs, &n_bt, &n_draw);
+	k = graph_bucket(c, seqs, n_seqs);
+	if (k >= 0 && c->graph_off[k])
+		k = -1;
+	if (k >= 0)
+		plan_pad(c, n_rows, c->graph_rows[k], n_bt++);
+
+	/* The per-row arrays, then the block tables in use. */
+	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids,
+			       PLAN_ROW_WORDS * b->max_tokens * sizeof(int32_t),
+			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
+	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
+			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
+	if (k >= 0 && !c->graph[k] && graph_capture(c, k, msg, sizeof(msg)))
+		fprintf(stderr, "llmq: cuda backend: decode steps of %u rows run without a CUDA "
+			"graph: %s\n", c->graph_rows[k], msg);
+	if (k >= 0 && c->graph[k]) {
+		LAUNCH(cudaGraphLaunch(c->graph[k], c->stream), "cudaGraphLaunch");
+		b->graph_steps++;
+	} else {
+		attn_splits(c, n_rows, longest, &n_splits, &split_len);
+		err = queue_forward(c, n_rows, n_out, n_splits, split_len, n_draw, msg,
+				    sizeof(msg));
+		if (err)
+			return step_err(c, err, msg);
+	}
+	if (n_draw) {
+		LAUNCH(cudaMemcpyAsync(c->h_tok, c->d_tok, n_out * sizeof(int32_t),
+				       cudaMemcpyDeviceToHost, c->stream), "copy tokens");
+		LAUNCH(cudaMemcpyAsync(c->h_lp, c->d_lp, n_out * sizeof(float),
+				       cudaMemcpyDeviceToHost, c->stream),
+		       "copy log-probabilities");
 	}
 	if (n_out) {
-		LAUNCH(cuk_rmsnorm(c->stream, c->xb, c->x, c->dp.out_rows, c->out_norm, n_out,
-				   c->n_embd, c->rms_eps), "output_norm");
-		BLAS(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
-			  0.0f), "lm head");
-		if (n_draw) {
-			LAUNCH(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw,
-					  n_out, b->n_vocab), "sample");
-			LAUNCH(cudaMemcpyAsync(c->h_tok, c->d_tok, n_out * sizeof(int32_t),
-					       cudaMemcpyDeviceToHost, c->stream), "copy tokens");
-			LAUNCH(cudaMemcpyAsync(c->h_lp, c->d_lp, n_out * sizeof(float),
-					       cudaMemcpyDeviceToHost, c->stream),
-			       "copy log-probabilities");
-		}
 		err = copy_rows(c, logits, n_out, msg, sizeof(msg));
 		if (err)
 			return step_err(c, err, msg);
@@ -574,6 +706,9 @@ static void cuda_destroy(struct backend *b)
 	/* Errors ignored: nothing to do about them while tearing down. */
 	if (c->stream)
 		cudaStreamSynchronize(c->stream);
+	for (i = 0; i < c->n_graphs; i++)
+		if (c->graph[i])
+			cudaGraphExecDestroy(c->graph[i]);
 	for (i = 0; c->layers && i < c->n_layer; i++) {
 		struct cuda_layer *l = &c->layers[i];
 
@@ -603,6 +738,7 @@ static void cuda_destroy(struct backend *b)
 	cudaFree(c->d_plan);
 	cudaFree(c->d_tok);
 	cudaFree(c->d_lp);
+	cudaFree(c->blas_ws);
 	if (c->h_plan)
 		cudaFreeHost(c->h_plan);
 	if (c->h_tok)
@@ -657,7 +793,9 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 		       (c->head_dim + 2);
 	int ret;
 
-	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size));
+	/* And one for the padded rows of a graph. */
+	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size)) +
+		    1;
 	c->plan_bytes = (PLAN_ROW_WORDS * T + c->max_bt) * sizeof(int32_t);
 	ret = dev_alloc(&c->x, T * c->n_embd * 4, "activations", err, len);
 	ret = ret ? ret : dev_alloc(&c->qkv, T * c->qkv_dim * 4, "qkv", err, len);
@@ -670,6 +808,10 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_tok, T * sizeof(int32_t), "tokens", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_lp, T * sizeof(float), "log-probabilities", err, len);
+	ret = ret ? ret : dev_alloc(&c->blas_ws, CUDA_BLAS_WORKSPACE, "cuBLAS workspace", err,
+				    len);
+	ret = ret ? ret : blas_err(cublasSetWorkspace(c->blas, c->blas_ws, CUDA_BLAS_WORKSPACE),
+				   "cublasSetWorkspace", err, len);
 	if (!ret)
 		ret = cu_err(cudaMallocHost(&c->h_plan, c->plan_bytes), "cudaMallocHost", err,
 			     len);
@@ -706,20 +848,21 @@ static int alloc_kv(struct backend_cuda *c, const struct backend_cuda_params *cp
 	} else {
 		/* Ours and anyone else's use so far counts against the share. */
 		budget = util * (double)total_b - (double)(total_b - free_b);
-		if (budget < (double)block)
+		n = budget > 0 ? (size_t)(budget / (double)block) : 0;
+		/* The spare block comes out of the share too. */
+		if (n < 2)
 			return backend_errf(err, len, -ENOMEM, "--gpu-memory-utilization %.2f of "
-					    "%zu MiB leaves no room for a KV block after the "
+					    "%zu MiB leaves no room for KV blocks after the "
 					    "weights (%zu MiB in use)", util, total_b >> 20,
 					    (total_b - free_b) >> 20);
-		n = (size_t)(budget / (double)block);
+		n--;
 	}
-	/* Slots are int32 on the device. */
-	if (n > INT32_MAX / c->b.block_size)
-		n = INT32_MAX / c->b.block_size;
-	if (n > UINT32_MAX)
-		n = UINT32_MAX;
+	/* Slots are int32 on the device, the spare block's too. */
+	if (n >= INT32_MAX / c->b.block_size)
+		n = INT32_MAX / c->b.block_size - 1;
 	c->b.n_blocks = n;
-	c->b.kv_bytes = n * block;
+	c->kv_blocks = n + 1;
+	c->b.kv_bytes = (n + 1) * block;
 	return dev_alloc(&c->kv, c->b.kv_bytes, "the KV cache", err, len);
 }
 
@@ -788,6 +931,9 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
 	c->b.n_threads = 1;
 	c->b.sample_max_k = CUK_SAMPLE_MAX_K;
+	for (i = 0; !cp->enforce_eager && i < CUDA_MAX_GRAPHS; i++)
+		if (cuda_graph_sizes[i] <= c->b.max_tokens)
+			c->graph_rows[c->n_graphs++] = cuda_graph_sizes[i];
 	c->n_embd = hp->n_embd;
 	c->n_head = hp->n_head;
 	c->n_head_kv = hp->n_head_kv;

@@ -118,6 +118,8 @@ struct backend_ops {
  * @n_threads:	threads it computes with
  * @sample_max_k: 0, or the backend draws tokens itself (&backend_seq.sample)
  *		with a top_k of at most this
+ * @graphs:	steps captured as replayable graphs (CUDA graphs), so far
+ * @graph_steps: steps that ran by replaying one
  */
 struct backend {
 	const struct backend_ops *ops;
@@ -130,6 +132,8 @@ struct backend {
 	uint32_t		max_context;
 	unsigned int		n_threads;
 	uint32_t		sample_max_k;
+	uint32_t		graphs;
+	uint64_t		graph_steps;
 };
 
 /**
@@ -139,11 +143,14 @@ struct backend {
  *				gets what is left of it. 0 = 0.9
  * @n_blocks:			if not 0, exactly this many KV blocks instead
  * @device:			CUDA device ordinal
+ * @enforce_eager:		launch every step's kernels one by one, never
+ *				from a captured CUDA graph
  */
 struct backend_cuda_params {
 	double		gpu_memory_utilization;
 	uint32_t	n_blocks;
 	int		device;
+	bool		enforce_eager;
 };
 
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,

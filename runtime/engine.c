@@ -121,6 +121,7 @@ static int open_model(struct engine *e, const struct engine_config *c, bool cuda
 	struct backend_cuda_params cp = {
 		.gpu_memory_utilization = c->gpu_memory_utilization,
 		.n_blocks = c->kv_blocks,
+		.enforce_eager = c->enforce_eager,
 	};
 	struct backend_params p = {
 		.n_threads = c->threads,

@@ -34,6 +34,7 @@
  * @max_model_len:	longest sequence; 0 = the model's training context,
  *			capped by what the KV cache holds
  * @null_delay_ns:	null: wall time per step
+ * @enforce_eager:	cuda: no CUDA graphs, every step launched kernel by kernel
  */
 struct engine_config {
 	const char	*backend;
@@ -46,6 +47,7 @@ struct engine_config {
 	uint32_t	max_step_tokens;
 	uint32_t	max_model_len;
 	uint64_t	null_delay_ns;
+	bool		enforce_eager;
 };
 
 /**

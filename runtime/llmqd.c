@@ -38,6 +38,7 @@ enum {
 	OPT_SOCKET_MODE,
 	OPT_POLL_US,
 	OPT_MODEL,
+	OPT_ENFORCE_EAGER,
 	OPT_THREADS,
 	OPT_KV_CACHE_MB,
 	OPT_NUM_KV_BLOCKS,
@@ -74,6 +75,7 @@ static const struct option options[] = {
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
 	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
 	{ "model",		required_argument, NULL, OPT_MODEL },
+	{ "enforce-eager",	no_argument,       NULL, OPT_ENFORCE_EAGER },
 	{ "threads",		required_argument, NULL, OPT_THREADS },
 	{ "kv-cache-mb",	required_argument, NULL, OPT_KV_CACHE_MB },
 	{ "num-kv-blocks",	required_argument, NULL, OPT_NUM_KV_BLOCKS },
@@ -108,6 +110,8 @@ static void usage(FILE *f)
 		"                            (default 0)\n"
 		"  --gpu-memory-utilization F  cuda engine: share of the GPU's memory for weights,\n"
 		"                            scratch and KV cache, (0, 1] (default 0.9)\n"
+		"  --enforce-eager           cuda engine: launch every step's kernels one by one,\n"
+		"                            no CUDA graphs for decode steps\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
 		"  --kv-cache-mb N           KV cache size in MiB, 1..1048576 (default 256)\n"
 		"  --num-kv-blocks N         exactly N KV blocks, 1..16777216 (overrides --kv-cache-mb)\n"
@@ -207,6 +211,9 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 				bad_flag("gpu-memory-utilization", optarg, "is not in (0, 1]");
 			break;
 		}
+		case OPT_ENFORCE_EAGER:
+			cfg->engine.enforce_eager = true;
+			break;
 		case OPT_MODEL:
 			if (!*optarg)
 				bad_flag("model", optarg, "is empty");

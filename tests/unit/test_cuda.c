@@ -1268,6 +1268,127 @@ static void test_batch(void **state)
 }
 
 /* Bad steps: the CPU backend's errors, before any work; then a good step. */
+#define GR_SEQS		8
+#define GR_PROMPT	24
+
+/*
+ * Decode steps replayed from CUDA graphs beside the same steps launched one
+ * by one (enforce_eager): 8 sequences with prompts of 24 tokens, one of
+ * them from the cache's last block (beside the pads' spare one), then decode steps of 1, 3, 5, 8, 2,
+ * 8 and 6 sequences (padded to 1, 4, 8, 8, 2, 8, 8 rows), the graphs'
+ * attention split for a context of 512 (its second split empty); every row of
+ * logits within 1e-2 of the eager one; a graph per batch size, captured
+ * once and replayed after; the greedy draw in the graph the eager logits'
+ * argmax (or within their tolerance of it) with its log-probability, its
+ * row left unwritten. Steps
+ * with prefill chunks run eagerly.
+ */
+static void test_graph(void **state)
+{
+	static const uint32_t batch[] = { 1, 3, 5, 8, 2, 8, 6 };
+	struct backend_params bp = { .max_tokens = 64, .max_context = 512 };
+	struct backend_cuda_params cp = { .n_blocks = N_BLOCKS }, ce = cp;
+	uint32_t tok[GR_SEQS][GR_PROMPT + 8], table[GR_SEQS][16], pos[GR_SEQS], i, j, st;
+	struct backend_sample bs[GR_SEQS];
+	struct backend_seq s[GR_SEQS];
+	struct backend *g, *e;
+	float *lg, *le;
+	double worst = 0;
+	struct model m;
+	char path[1200], err[256];
+	size_t v;
+
+	(void)state;
+	NEED_GPU();
+	model_path("tiny", "BF16", path, sizeof(path));
+	if (model_load(&m, path))
+		fail_msg("%s: %s", path, m.err);
+	ce.enforce_eager = true;
+	g = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	e = g ? backend_cuda_create(&m, &bp, &ce, err, sizeof(err)) : NULL;
+	if (!g || !e)
+		fail_msg("cuda backend: %s", err);
+	v = g->n_vocab;
+	lg = malloc(GR_SEQS * v * 4);
+	le = malloc(GR_SEQS * v * 4);
+	/* Sequence 0's first block is the last of the cache: a pad there shows. */
+	for (i = 0; i < GR_SEQS; i++) {
+		tokens_fill(tok[i], GR_PROMPT + 8, v);
+		for (j = 0; j < 16; j++)
+			table[i][j] = N_BLOCKS - 1 - i - GR_SEQS * j;
+		s[i] = (struct backend_seq){
+			.block_table = table[i], .n_blocks = 16, .tokens = tok[i],
+			.n_tokens = GR_PROMPT / 8, .logits = BACKEND_LOGITS_LAST,
+		};
+		pos[i] = 0;
+	}
+	assert_int_equal(table[0][0], N_BLOCKS - 1);
+	/* The prompts, 8 chunks each, all sequences per step: eager in both. */
+	for (st = 0; st < 8; st++) {
+		for (i = 0; i < GR_SEQS; i++) {
+			s[i].pos = pos[i];
+			s[i].tokens = tok[i] + pos[i];
+			s[i].n_tokens = st < 7 ? GR_PROMPT / 8 : GR_PROMPT - 7 * (GR_PROMPT / 8);
+			pos[i] += s[i].n_tokens;
+		}
+		assert_int_equal(backend_step(g, s, GR_SEQS, lg), 0);
+		assert_int_equal(backend_step(e, s, GR_SEQS, le), 0);
+	}
+	assert_int_equal(g->graph_steps, 0);
+	for (st = 0; st < sizeof(batch) / sizeof(batch[0]); st++) {
+		uint32_t n = batch[st], first = st % 3;
+
+		for (i = 0; i < n; i++) {
+			uint32_t q = (first + i * 5) % GR_SEQS;
+
+			s[i] = (struct backend_seq){
+				.block_table = table[q], .n_blocks = 16, .pos = pos[q],
+				.tokens = tok[q] + pos[q], .n_tokens = 1,
+				.logits = BACKEND_LOGITS_LAST,
+			};
+			pos[q]++;
+		}
+		assert_int_equal(backend_step(e, s, n, le), 0);
+		/* Half the graph's rows drawn greedily on the device, others each step. */
+		for (i = st % 2; i < n; i += 2) {
+			bs[i] = (struct backend_sample){ .set = { .top_p = 1.0f } };
+			s[i].sample = &bs[i];
+		}
+		for (i = 0; i < n * v; i++)
+			lg[i] = NAN;
+		assert_int_equal(backend_step(g, s, n, lg), 0);
+		for (i = 0; i < n; i++) {
+			if (s[i].sample) {
+				float best = le[i * v + argmax(le + i * v, v)];
+
+				/* The argmax, or one within the logits' tolerance of it. */
+				double lp;
+
+				assert_true(bs[i].token < v);
+				assert_true(le[i * v + bs[i].token] >= best - 1e-2f * (fabsf(best) + 1));
+				assert_true(isnan(lg[i * v]));
+				lp = le[i * v + bs[i].token] - lse_ref(le + i * v, v);
+				worst = fmax(worst, fabs(bs[i].logprob - lp) / fmax(1, fabs(lp)));
+				continue;
+			}
+			worst = fmax(worst, rel_err(lg + i * v, le + i * v, v));
+		}
+		assert_int_equal(g->graph_steps, st + 1);
+	}
+	/* Sizes 1, 4, 8 and 2: four graphs, each captured once. */
+	assert_int_equal(g->graphs, 4);
+	assert_int_equal(e->graphs, 0);
+	assert_int_equal(e->graph_steps, 0);
+	print_message("[          ] %u decode steps from %u CUDA graphs: worst relative difference "
+		      "%.3g from eager launches (limit 1e-2)\n", (unsigned int)g->graph_steps, g->graphs, worst);
+	assert_true(worst < 1e-2);
+	free(lg);
+	free(le);
+	backend_destroy(g);
+	backend_destroy(e);
+	model_free(&m);
+}
+
 /*
  * Draws a backend cannot make, each -EINVAL before anything runs: on the
  * CPU backend (it samples nowhere but on the host), beside a row of all
@@ -1503,6 +1624,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_forward),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_draw),
+		cmocka_unit_test(test_graph),
 		cmocka_unit_test(test_bad_steps),
 #else
 		cmocka_unit_test(test_gpu_none),

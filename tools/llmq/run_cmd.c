@@ -33,6 +33,7 @@ static const struct option run_opts[] = {
 	{ "kv-cache-mb", required_argument, NULL, 'c' },
 	{ "engine", required_argument, NULL, 'e' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "enforce-eager", no_argument, NULL, 'E' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -42,6 +43,7 @@ struct run_opts {
 	unsigned int		threads;
 	unsigned long long	kv_mb;		/* 0: exactly prompt + max_tokens */
 	bool			cuda;		/* --engine cuda */
+	bool			eager;		/* --enforce-eager */
 	bool			verbose;
 	struct sampler_params	sp;
 };
@@ -126,6 +128,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case 'v':
 			o->verbose = true;
 			break;
+		case 'E':
+			o->eager = true;
+			break;
 		default:
 			fprintf(stderr, "llmq run: unknown or incomplete option '%s'\n",
 				argv[optind - 1]);
@@ -139,7 +144,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
 			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--kv-cache-mb N] "
-			"[--engine cpu|cuda] [--verbose] PROMPT\n");
+			"[--engine cpu|cuda] [--enforce-eager] [--verbose] PROMPT\n");
 		return -EINVAL;
 	}
 	if (!o->model) {
@@ -307,7 +312,7 @@ int cmd_run(int argc, char **argv)
 	bp.max_tokens = n < RUN_PREFILL_CHUNK ? n : RUN_PREFILL_CHUNK;
 	bp.max_context = ctx;
 	if (o.cuda) {
-		struct backend_cuda_params cp = { .n_blocks = n_blocks };
+		struct backend_cuda_params cp = { .n_blocks = n_blocks, .enforce_eager = o.eager };
 
 		/* The cache just fits this prompt and output, as on the CPU. */
 		if (o.kv_mb)
