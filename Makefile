@@ -436,6 +436,15 @@ $(O)/tests/test_cuda_emu: $(O)/obj/tests/unit/test_cuda_emu.o $(call obj,cuda/ba
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lstdc++ -lpthread -lm
 
+# The CUDA backend over the emulator as a plugin: llmqd --engine cuda in the
+# live tests without a GPU (tests/live/test_serve_cuda.c names it in
+# $LLMQ_CUDA_BACKEND, as an operator would the real one).
+CUDA_EMU_PLUGIN	:= $(O)/tests/backend-cuda-emu.so
+$(CUDA_EMU_PLUGIN): $(call obj,cuda/plugin.c runtime/dtype.c runtime/backend.c \
+		    cuda/backend_cuda.c) $(CUDA_EMU_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_SAN) -Wl,-Bsymbolic -o $@ $^ -lstdc++ -lpthread -lm
+
 # bench_cuda on the emulator: LLMQ_BENCH_QUICK=1 bench_cuda_emu tiny.gguf tries
 # the benchmark program itself before it spends GPU time (not a measurement).
 $(O)/tests/bench_cuda_emu: $(call obj,tests/unit/bench_cuda.c cuda/backend_cuda.c) \
@@ -443,6 +452,15 @@ $(O)/tests/bench_cuda_emu: $(call obj,tests/unit/bench_cuda.c cuda/backend_cuda.
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lstdc++ -lpthread -lm
 endif
+
+# Serving on the CUDA engine, over the emulated plugin; skips where that is
+# not built (no nvcc headers or no C++ compiler).
+TESTS		+= $(O)/tests/test_serve_cuda
+$(O)/tests/test_serve_cuda: $(call obj,tests/live/test_serve_cuda.c tests/live/harness.c) \
+			    $(LIBA) | $(O)/bin/llmq-mkmodel $(O)/bin/llmqd $(O)/bin/llmq \
+			    $(CUDA_EMU_PLUGIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o %.a,$^) $(LIBS_CMOCKA)
 
 .PHONY: check-cuda cuda-sanitize bench-cuda
 check-cuda: $(O)/tests/test_cuda

@@ -137,6 +137,11 @@ void metrics_print(FILE *f, const struct llmq_stats *st, const struct serve_metr
 	      st->tokens_generated);
 	gauge(f, "llmq:request_failure_total", "counter", "Requests that ended in an error.",
 	      st->requests_failed);
+	gauge(f, "llmq:graph_steps_total", "counter", "Engine steps replayed from a CUDA graph.",
+	      st->graph_steps);
+	gauge(f, "llmq:device_sampled_tokens_total", "counter",
+	      "Tokens drawn by the engine on the GPU, not by llmqd's sampler.",
+	      st->device_sampled_tokens);
 	hist_print(f, "llmq:time_to_first_token_seconds", "Arrival to first token.", &m->ttft);
 	hist_print(f, "llmq:inter_token_latency_seconds", "Between tokens of a request.",
 		   &m->itl);

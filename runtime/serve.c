@@ -294,6 +294,7 @@ void serve_step(struct llmqd *d)
 		if (bs && bs->token != BACKEND_NO_TOKEN) {
 			tok = bs->token;
 			lp = bs->logprob;
+			d->stats.device_sampled_tokens++;
 		} else {
 			tok = sampler_sample(r->smp, d->logits + (size_t)row * be->n_vocab, &lp);
 		}
@@ -340,6 +341,7 @@ void serve_update_stats(struct llmqd *d)
 	st->e2e_p99_us = quantile_us(&m->e2e, 0.99);
 	st->queue_p50_us = quantile_us(&m->queue, 0.5);
 	st->queue_p99_us = quantile_us(&m->queue, 0.99);
+	st->graph_steps = d->engine.be->graph_steps;
 }
 
 /**

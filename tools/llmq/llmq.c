@@ -304,6 +304,8 @@ static int cmd_stats(int argc, char **argv)
 	P(e2e_p99_us);
 	P(queue_p50_us);
 	P(queue_p99_us);
+	P(graph_steps);
+	P(device_sampled_tokens);
 #undef P
 	return 0;
 }

@@ -325,6 +325,9 @@ struct llmq_msg_reply {
  * @e2e_p99_us:		arrival to final CQE, 99th percentile
  * @queue_p50_us:	arrival to first scheduled, median
  * @queue_p99_us:	arrival to first scheduled, 99th percentile
+ * @graph_steps:	engine steps replayed from a captured graph (CUDA graphs)
+ * @device_sampled_tokens: of @tokens_generated, those the engine drew itself
+ *			(on the GPU) rather than llmqd's sampler
  * @resv:		zero
  *
  * Percentiles are upper bounds within 9% of the true value (log buckets).
@@ -360,7 +363,9 @@ struct llmq_stats {
 	__u32	e2e_p99_us;
 	__u32	queue_p50_us;
 	__u32	queue_p99_us;
-	__u64	resv[6];
+	__u64	graph_steps;
+	__u64	device_sampled_tokens;
+	__u64	resv[4];
 };
 
 /*

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * llmqd --engine cuda end to end without a GPU: the CUDA backend built over
+ * the CUDA emulator (tests/cuda_emu/) as a plugin, backend-cuda-emu.so,
+ * which llmqd and llmq run load through $LLMQ_CUDA_BACKEND as they would
+ * the real one.  It drives what only serving reaches: tokens drawn on the
+ * device for requests that allow it and by the host's sampler for those
+ * that do not, side by side in one step; decode steps from CUDA graphs.
+ * The emulator computes each row alone, in a fixed order, so batching and
+ * graphs change no bit: every client gets exactly what it gets alone.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "libllmq.h"
+
+#define WAIT_MS		120000
+#define N_CLIENTS	8
+#define N_GEN		12
+
+static char model[PATH_MAX], plugin[PATH_MAX + 32];
+static bool have_plugin;
+/* alone: one sequence a step, no prefix cache; crowd: batching */
+static struct daemon alone, crowd;
+
+struct result {
+	uint32_t	ids[N_GEN];
+	int32_t		lp[N_GEN];	/* fixed point, LLMQ_FP_ONE */
+	int		res;
+};
+
+/* Results per client, in memory shared with the client processes. */
+struct shared {
+	struct result	got[N_CLIENTS];
+	struct result	ref[N_CLIENTS];
+};
+
+static struct shared *sh;
+
+/*
+ * Client i's request: greedy; temperature with top-k and top-p; the whole
+ * vocabulary at a temperature (all drawn on the device); or with a
+ * repetition penalty, which only the host's sampler applies.
+ */
+static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp)
+{
+	llmq_sampling_init(sp);
+	snprintf(prompt, len, "Client %d asks about the number %d:", i, i * 53 % 97);
+	sp->max_tokens = N_GEN;
+	sp->flags = LLMQ_SQE_STREAM | LLMQ_SQE_IGNORE_EOS;
+	sp->seed = 1000 + i;
+	switch (i % 4) {
+	case 1:
+		sp->temperature = 0.8f;
+		sp->top_k = 40;
+		sp->top_p = 0.9f;
+		break;
+	case 2:
+		sp->temperature = 1.0f;
+		break;
+	case 3:
+		sp->temperature = 0.7f;
+		sp->repetition_penalty = 1.3f;
+		break;
+	}
+}
+
+/* Client i's request on @sock, streamed; token ids and log-probabilities. */
+static void generate(const char *sock, int i, struct result *out)
+{
+	struct llmq_params p = { .sq_entries = 4, .cq_entries = 64, .arena_size = 65536 };
+	struct llmq_sampling sp;
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	char prompt[128];
+	uint32_t got = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->res = -EPROTO;
+	request_of(i, prompt, sizeof(prompt), &sp);
+	if (llmq_queue_init(&r, sock, &p)) {
+		out->res = -ECONNREFUSED;
+		return;
+	}
+	if (llmq_prep_generate(&r, llmq_get_sqe(&r), prompt, strlen(prompt), &sp, 1) ||
+	    llmq_submit(&r) != 1)
+		goto out;
+	for (;;) {
+		if (llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
+			out->res = -ETIMEDOUT;
+			break;
+		}
+		if (!(cqe->flags & LLMQ_CQE_F_MORE)) {
+			out->res = cqe->res;
+			llmq_cqe_seen(&r, cqe);
+			break;
+		}
+		if ((cqe->flags & LLMQ_CQE_F_TOKEN) && got < N_GEN) {
+			out->lp[got] = cqe->logprob;
+			out->ids[got++] = cqe->token;
+		}
+		llmq_cqe_seen(&r, cqe);
+	}
+	if (out->res >= 0 && (uint32_t)out->res != got)
+		out->res = -EPROTO;
+out:
+	llmq_queue_exit(&r);
+}
+
+static int setup(void **state)
+{
+	static const char *const alone_args[] = { "--engine", "cuda", "--model", model,
+		"--num-kv-blocks", "64", "--max-num-seqs", "1", "--batch-timeout-ms", "0",
+		"--no-prefix-caching", NULL };
+	static const char *const crowd_args[] = { "--engine", "cuda", "--model", model,
+		"--num-kv-blocks", "64", "--batch-timeout-ms", "200", NULL };
+	char cmd[PATH_MAX * 2 + 64];
+	int i;
+
+	(void)state;
+	snprintf(plugin, sizeof(plugin), "%s/../tests/backend-cuda-emu.so", harness_bin_dir);
+	have_plugin = !access(plugin, R_OK);
+	if (!have_plugin)
+		return 0;
+	setenv("LLMQ_CUDA_BACKEND", plugin, 1);
+	snprintf(model, sizeof(model), "/tmp/llmq-test-serve-cuda-%d.gguf", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype BF16 -o %s >/dev/null",
+		 harness_bin_dir, model);
+	if (system(cmd)) {
+		fprintf(stderr, "cannot make %s\n", model);
+		return -1;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return -1;
+	if (daemon_start(&alone, "cuda-alone", alone_args) ||
+	    daemon_start(&crowd, "cuda-crowd", crowd_args)) {
+		fprintf(stderr, "cannot start llmqd --engine cuda over %s\n", plugin);
+		return -1;
+	}
+	/* The reference: each request served alone, one after the other. */
+	for (i = 0; i < N_CLIENTS; i++) {
+		generate(alone.sock, i, &sh->ref[i]);
+		if (sh->ref[i].res != N_GEN) {
+			fprintf(stderr, "reference generation %d failed: %d\n", i, sh->ref[i].res);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (!have_plugin)
+		return 0;
+	daemon_stop(&alone, SIGKILL);
+	daemon_stop(&crowd, SIGKILL);
+	unlink(model);
+	return 0;
+}
+
+#define NEED_PLUGIN()								\
+	do {									\
+		if (!have_plugin) {						\
+			print_message("[  SKIP    ] %s is not built (it needs nvcc's " \
+				      "headers and a C++ compiler)\n", plugin);	\
+			skip();							\
+		}								\
+	} while (0)
+
+/*
+ * Eight clients at once, two of each kind of request, get the tokens and
+ * log-probabilities each gets alone; they were batched, and decode steps
+ * came from CUDA graphs (fewer steps than tokens, no failures).
+ */
+static void test_crowd_same_as_alone(void **state)
+{
+	struct llmq_stats a, b;
+	pid_t pids[N_CLIENTS];
+	int i, st;
+
+	(void)state;
+	NEED_PLUGIN();
+	assert_int_equal(llmq_get_stats(crowd.sock, &a), 0);
+	for (i = 0; i < N_CLIENTS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i]) {
+			generate(crowd.sock, i, &sh->got[i]);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < N_CLIENTS; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st) && !WEXITSTATUS(st));
+	}
+	assert_int_equal(llmq_get_stats(crowd.sock, &b), 0);
+	for (i = 0; i < N_CLIENTS; i++) {
+		if (sh->got[i].res != N_GEN)
+			fail_msg("client %d: res %d, expected %d tokens", i, sh->got[i].res, N_GEN);
+		if (memcmp(sh->got[i].ids, sh->ref[i].ids, sizeof(sh->ref[i].ids)))
+			fail_msg("client %d (kind %d): tokens differ from its run alone", i, i % 4);
+		if (memcmp(sh->got[i].lp, sh->ref[i].lp, sizeof(sh->ref[i].lp)))
+			fail_msg("client %d (kind %d): log-probabilities differ from its run "
+				 "alone", i, i % 4);
+	}
+	assert_true(b.steps - a.steps < (uint64_t)N_CLIENTS * N_GEN / 2);
+	assert_int_equal(b.tokens_generated - a.tokens_generated, N_CLIENTS * N_GEN);
+	/* Six of eight drawn on the GPU (the tiny vocabulary fits its candidates). */
+	assert_int_equal(b.device_sampled_tokens - a.device_sampled_tokens,
+			 N_CLIENTS / 4 * 3 * N_GEN);
+	assert_true(b.graph_steps - a.graph_steps >= N_GEN - 2);
+	assert_int_equal(b.requests_failed, a.requests_failed);
+	assert_int_equal(b.kv_blocks_used, 0);
+}
+
+/*
+ * Seeded requests drawn on the device are repeatable, and the seed
+ * matters: the same request twice gives the same tokens, another seed
+ * other tokens.
+ */
+static void test_seeded_draws_repeat(void **state)
+{
+	struct result again;
+	int i, differ = 0;
+
+	(void)state;
+	NEED_PLUGIN();
+	for (i = 1; i < N_CLIENTS; i += 4) {
+		generate(alone.sock, i, &again);
+		assert_int_equal(again.res, N_GEN);
+		assert_memory_equal(again.ids, sh->ref[i].ids, sizeof(again.ids));
+	}
+	/* Clients 1 and 5 ask the same but for prompt and seed. */
+	for (i = 0; i < N_GEN; i++)
+		differ += sh->ref[1].ids[i] != sh->ref[5].ids[i];
+	assert_true(differ > 0);
+}
+
+/*
+ * llmq run --engine cuda (in-process, tokens drawn in the step) gives the
+ * greedy continuation the daemon gives, as text.
+ */
+static void test_run_same_as_daemon(void **state)
+{
+	char out_run[4096], out_gen[4096], err[4096], prompt[128];
+	struct llmq_sampling sp;
+	const char *run_argv[] = { NULL, "run", "--engine", "cuda", "--model", model,
+		"--temperature", "0", "--max-tokens", "12", prompt, NULL };
+	const char *gen_argv[] = { NULL, "generate", "--socket", alone.sock, "--temperature",
+		"0", "--max-tokens", "12", prompt, NULL };
+	char bin[PATH_MAX + 8];
+
+	(void)state;
+	NEED_PLUGIN();
+	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
+	run_argv[0] = bin;
+	gen_argv[0] = bin;
+	request_of(0, prompt, sizeof(prompt), &sp);
+	if (run_cmd(run_argv, out_run, sizeof(out_run), err, sizeof(err)))
+		fail_msg("llmq run --engine cuda: %s", err);
+	if (run_cmd(gen_argv, out_gen, sizeof(out_gen), err, sizeof(err)))
+		fail_msg("llmq generate: %s", err);
+	assert_true(strlen(out_run) > 0);
+	assert_string_equal(out_run, out_gen);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crowd_same_as_alone),
+		cmocka_unit_test(test_seeded_draws_repeat),
+		cmocka_unit_test(test_run_same_as_daemon),
+	};
+
+	(void)argc;
+	harness_init(argv[0]);
+	return cmocka_run_group_tests_name("serve_cuda", tests, setup, teardown);
+}
