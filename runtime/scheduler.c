@@ -19,6 +19,14 @@
  * freed (the full ones stay in the prefix cache, so recomputing them is
  * often a lookup) and it goes back to the waiting queue, ahead of
  * everything that arrived after it.
+ *
+ * A caller running ahead of the engine appends a sampled token before its
+ * value is known (sched_append_pending()) and gives the value later
+ * (sched_resolve()).  The engine feeds the token to the next step itself,
+ * so a pending token is a fine decode input; what needs its value waits:
+ * a prefix-cache key (a block is committed only once all its tokens are
+ * known), a prefix-cache lookup and a recomputation from scratch (a
+ * preempted sequence is not readmitted while a token is pending).
  */
 #include <assert.h>
 #include <errno.h>
@@ -126,6 +134,7 @@ int sched_add(struct sched *s, struct sched_seq *q, uint64_t now)
 	q->t_arrival = now;
 	q->t_scheduled = 0;
 	q->n_computed = 0;
+	q->n_pending = 0;
 	q->n_blocks = 0;
 	q->n_committed = 0;
 	memset(&q->key, 0, sizeof(q->key));
@@ -194,6 +203,35 @@ static void seq_release(struct sched *s, struct sched_seq *q)
 	memset(&q->key, 0, sizeof(q->key));
 }
 
+/*
+ * Commit every block both computed and free of pending tokens: a key over a
+ * pending token would name a prefix nobody has, and the block could never
+ * be committed under its real key afterwards.
+ */
+static void seq_commit(struct sched *s, struct sched_seq *q)
+{
+	uint32_t bs = kvb_block_size(s->kv), known = q->n_tokens - q->n_pending;
+	uint32_t upto = (q->n_computed < known ? q->n_computed : known) / bs;
+
+	while (q->n_committed < upto) {
+		const uint32_t *t = q->tokens + (size_t)q->n_committed * bs;
+
+		kvb_commit(s->kv, q->blocks[q->n_committed], &q->key, q->salt, t);
+		kvb_key(&q->key, q->salt, t, bs, &q->key);
+		q->n_committed++;
+	}
+}
+
+/*
+ * A sequence at max_len has nothing left to produce: its last token can
+ * only be pending (a known one would have ended it), and computing it would
+ * sample a token past the end.
+ */
+static bool at_end(const struct sched_seq *q)
+{
+	return q->n_tokens >= q->max_len;
+}
+
 static bool is_decode(const struct sched_seq *q)
 {
 	return q->n_tokens - q->n_computed == 1 && q->n_computed >= q->n_prompt;
@@ -220,6 +258,7 @@ static void batch_drop(struct sched *s, struct sched_seq *q)
 	q->step_sample = false;
 }
 
+/* Its tokens, pending ones included, stay as they are: only K/V is lost. */
 static void preempt(struct sched *s, struct sched_seq *q)
 {
 	batch_drop(s, q);
@@ -239,7 +278,7 @@ static void batch_add(struct sched *s, struct sched_seq *q, uint32_t len, uint64
 
 	q->step_pos = q->n_computed;
 	q->step_len = len;
-	q->step_sample = q->n_computed + len == q->n_tokens;
+	q->step_sample = q->n_computed + len == q->n_tokens && !at_end(q);
 	if (!q->t_scheduled)
 		q->t_scheduled = now;
 	if (is_decode(q))
@@ -252,7 +291,11 @@ static void batch_add(struct sched *s, struct sched_seq *q, uint32_t len, uint64
 
 /*
  * One pass over the running sequences: decodes (@decode) or chunks of
- * prefill.  Returns false once the step is full.
+ * prefill.  Returns false once the step is full.  A sequence at max_len
+ * gets no work and takes no place in the step: it keeps its blocks (and its
+ * place in the running list, so it can still be preempted) until the
+ * caller, learning its last token, ends it; the place in the step goes to
+ * a sequence that can use it.
  */
 static bool plan_running(struct sched *s, bool decode, uint64_t now)
 {
@@ -264,7 +307,7 @@ static bool plan_running(struct sched *s, bool decode, uint64_t now)
 	while (pos != &s->running) {
 		q = list_entry(pos, struct sched_seq, link);
 		left = q->n_tokens - q->n_computed;
-		if (q->step_len || !left || (left == 1) != decode) {
+		if (q->step_len || !left || (left == 1) != decode || at_end(q)) {
 			pos = pos->next;
 			continue;
 		}
@@ -292,16 +335,30 @@ static bool plan_running(struct sched *s, bool decode, uint64_t now)
 	return true;
 }
 
-/* Admit waiting sequences in order while the step and the pool have room. */
+/*
+ * Admit waiting sequences in order while the step and the pool have room.
+ * One preempted while a token of its was pending is passed over until
+ * sched_resolve() gives the value: recomputing needs every token, and the
+ * prefix-cache lookup must not hash a placeholder.  The wait is short (the
+ * engine's step in flight) and says nothing about the pool, so the ones
+ * behind it are still considered; a sequence that does not fit still stops
+ * admission, so that none overtakes it on blocks.  One at max_len, which
+ * its caller is about to end, has nothing to compute and is passed over
+ * too.
+ */
 static void plan_waiting(struct sched *s, uint64_t now)
 {
 	struct sched_batch *b = &s->batch;
 	uint32_t bs = kvb_block_size(s->kv), need, len, wm, matched;
+	struct list_head *pos = s->waiting.next;
 	struct sched_seq *q;
 
-	while (!list_empty(&s->waiting) && b->n_seqs < s->cfg.max_num_seqs &&
+	while (pos != &s->waiting && b->n_seqs < s->cfg.max_num_seqs &&
 	       b->n_tokens < s->cfg.max_num_batched_tokens) {
-		q = list_first_entry(&s->waiting, struct sched_seq, link);
+		q = list_entry(pos, struct sched_seq, link);
+		pos = pos->next;
+		if (q->n_pending || at_end(q))
+			continue;
 		wm = s->nr_running ? s->cfg.watermark_blocks : 0;
 		/*
 		 * Whatever the cache holds, the first uncached position needs a
@@ -310,7 +367,11 @@ static void plan_waiting(struct sched *s, uint64_t now)
 		 */
 		if (kvb_num_free(s->kv) < 1 + wm)
 			break;
-		/* Leave one token to compute: its logits pick the next one. */
+		/*
+		 * Leave one token to compute: its logits pick the next one.
+		 * None is pending (passed over above): only real tokens are
+		 * hashed.
+		 */
 		matched = kvb_match(s->kv, q->salt, q->tokens, q->n_tokens - 1, q->blocks, &q->key);
 		q->n_blocks = matched;
 		q->n_committed = matched;
@@ -347,7 +408,10 @@ static void plan_waiting(struct sched *s, uint64_t now)
  * @now:	the clock
  *
  * Allocates the KV blocks the step writes, preempting running sequences if
- * the pool is short.  The batch may be empty (nothing fits yet).
+ * the pool is short.  The batch may be empty (nothing fits yet).  A running
+ * sequence at its max_len (its last token pending) gets no work and no
+ * place in the batch, so waiting ones may be admitted in its stead: until
+ * its caller ends it, more than max_num_seqs sequences may be running.
  *
  * Return: the step's batch, valid until the next sched_plan(); each of its
  * sequences has &sched_seq.step_pos, .step_len and .step_sample set.
@@ -394,23 +458,19 @@ const struct sched_batch *sched_plan(struct sched *s, uint64_t now)
  * @s:		the scheduler
  *
  * Every chunk's K/V is now in the cache; blocks it filled are committed to
- * the prefix cache.  Call before sched_append() and sched_finish().
+ * the prefix cache, except those holding a pending token (sched_resolve()
+ * commits them).  Call before sched_append(), sched_append_pending() and
+ * sched_finish().
  */
 void sched_advance(struct sched *s)
 {
-	uint32_t bs = kvb_block_size(s->kv), i;
 	struct sched_seq *q;
+	uint32_t i;
 
 	for (i = 0; i < s->batch.n_seqs; i++) {
 		q = s->batch.seqs[i];
 		q->n_computed += q->step_len;
-		while (q->n_committed < q->n_computed / bs) {
-			const uint32_t *t = q->tokens + (size_t)q->n_committed * bs;
-
-			kvb_commit(s->kv, q->blocks[q->n_committed], &q->key, q->salt, t);
-			kvb_key(&q->key, q->salt, t, bs, &q->key);
-			q->n_committed++;
-		}
+		seq_commit(s, q);
 	}
 }
 
@@ -425,15 +485,62 @@ void sched_advance(struct sched *s)
  */
 void sched_append(struct sched *s, struct sched_seq *q, uint32_t token)
 {
-	assert(q->state == SEQ_RUNNING && q->n_tokens < q->max_len);
+	/* a known token behind a pending one would be resolved in its place */
+	assert(q->state == SEQ_RUNNING && q->n_tokens < q->max_len && !q->n_pending);
 	q->tokens[q->n_tokens++] = token;
 	s->stats.generation_tokens++;
 }
 
 /**
+ * sched_append_pending() - a token was sampled for @q, its value not known yet
+ * @s:		the scheduler
+ * @q:		a running sequence whose step had &sched_seq.step_sample set
+ *
+ * As sched_append(), the token counted in generation_tokens here, but
+ * &sched_seq.tokens holds SCHED_TOKEN_PENDING until sched_resolve() gives
+ * the value.  The sequence may be planned meanwhile: the engine feeds the
+ * token to its next step itself.  Its end is decided at sched_resolve():
+ * one that reaches &sched_seq.max_len gets no more work, and must be ended
+ * once its tokens are known.
+ */
+void sched_append_pending(struct sched *s, struct sched_seq *q)
+{
+	assert(q->state == SEQ_RUNNING && q->n_tokens < q->max_len);
+	q->tokens[q->n_tokens++] = SCHED_TOKEN_PENDING;
+	q->n_pending++;
+	s->stats.generation_tokens++;
+}
+
+/**
+ * sched_resolve() - the oldest pending token of @q is now known
+ * @s:		the scheduler
+ * @q:		a sequence with &sched_seq.n_pending > 0, running or preempted
+ *		(waiting)
+ * @token:	its value
+ *
+ * Writes @token at &sched_seq.tokens[n_tokens - n_pending] and commits to
+ * the prefix cache the blocks that were computed but waited for it.  A
+ * preempted sequence becomes admissible again once none is pending.  The
+ * caller ends the sequence (sched_finish()) when the token completes it.
+ */
+void sched_resolve(struct sched *s, struct sched_seq *q, uint32_t token)
+{
+	uint32_t i = q->n_tokens - q->n_pending;
+
+	assert(q->n_pending && token != SCHED_TOKEN_PENDING &&
+	       (q->state == SEQ_RUNNING || q->state == SEQ_WAITING));
+	assert(q->tokens[i] == SCHED_TOKEN_PENDING);
+	q->tokens[i] = token;
+	q->n_pending--;
+	/* a waiting one holds no blocks: its n_computed is 0 */
+	seq_commit(s, q);
+}
+
+/**
  * sched_finish() - take @q off the scheduler and free its blocks
  * @s:		the scheduler
- * @q:		the sequence, in any state (finished, cancelled, never run)
+ * @q:		the sequence, in any state (finished, cancelled, never run),
+ *		pending tokens or not
  */
 void sched_finish(struct sched *s, struct sched_seq *q)
 {

@@ -15,6 +15,13 @@
  *	sched_advance()	the chunks are now in the KV cache
  *	sched_append()	a sampled token joins its sequence
  *	sched_finish()	a sequence ends (done, stopped or cancelled)
+ *
+ * A caller that runs ahead of the engine (plans and submits step N + 1
+ * while step N still computes, the engine feeding step N's sampled tokens
+ * to step N + 1 itself) calls sched_append_pending() instead of
+ * sched_append(), when the token's value is not known yet, and
+ * sched_resolve() once it is.  Nothing enters the prefix cache and no
+ * sequence is readmitted before the tokens it depends on are known.
  */
 #ifndef LLMQD_SCHEDULER_H
 #define LLMQD_SCHEDULER_H
@@ -24,6 +31,9 @@
 
 #include "kv_blocks.h"
 #include "list.h"
+
+/* &sched_seq.tokens value of a token sampled but not known yet (sched_append_pending()). */
+#define SCHED_TOKEN_PENDING	UINT32_MAX
 
 /**
  * struct sched_config - the knobs, with vLLM's names
@@ -64,12 +74,16 @@ enum sched_seq_state {
  * @tokens:		prompt then generated tokens (the caller's array, with
  *			room for @max_len)
  * @n_tokens:		tokens so far
+ * @n_pending:		of @n_tokens, the trailing ones appended by
+ *			sched_append_pending() and not yet given a value by
+ *			sched_resolve(); they read SCHED_TOKEN_PENDING
  * @max_len:		capacity of @tokens; the sequence never grows past it
  * @n_prompt:		of @n_tokens, the prompt
  * @n_computed:		leading tokens whose K/V is in the cache
  * @blocks:		block table, room for max_model_len / block_size + 1
  * @n_blocks:		entries in use
- * @n_committed:	leading blocks known to the prefix cache
+ * @n_committed:	leading blocks known to the prefix cache: only blocks
+ *			both computed and free of pending tokens are
  * @key:		prefix-cache key of block @n_committed - 1
  * @salt:		prefix-cache salt: only equal salts share blocks
  * @priority:		lower runs first
@@ -81,14 +95,16 @@ enum sched_seq_state {
  * @cached_tokens:	prompt tokens found in the prefix cache at admission
  * @step_pos:		this step: position of the chunk's first token
  * @step_len:		this step: tokens in the chunk (0: not in the step)
- * @step_sample:	this step: the chunk ends the sequence's known tokens,
- *			so its last position gets logits and a new token
+ * @step_sample:	this step: the chunk ends the sequence's tokens and
+ *			@n_tokens < @max_len, so its last position gets logits
+ *			and a new token
  * @priv:		the caller's
  */
 struct sched_seq {
 	struct list_head	link;
 	uint32_t		*tokens;
 	uint32_t		n_tokens;
+	uint32_t		n_pending;
 	uint32_t		max_len;
 	uint32_t		n_prompt;
 	uint32_t		n_computed;
@@ -115,7 +131,8 @@ struct sched_seq {
  * @steps:		steps planned with at least one sequence
  * @preemptions:	sequences preempted
  * @prompt_tokens:	prompt tokens computed (recomputation included)
- * @generation_tokens:	tokens appended by sched_append()
+ * @generation_tokens:	tokens appended by sched_append() or
+ *			sched_append_pending() (not counted again when resolved)
  * @cached_tokens:	prompt tokens taken from the prefix cache
  * @cache_queries:	prompt tokens of admitted sequences (each counted once,
  *			at its first admission: retries and recomputation are
@@ -184,6 +201,8 @@ enum sched_action sched_poll(struct sched *s, uint64_t now, uint64_t *deadline);
 const struct sched_batch *sched_plan(struct sched *s, uint64_t now);
 void sched_advance(struct sched *s);
 void sched_append(struct sched *s, struct sched_seq *q, uint32_t token);
+void sched_append_pending(struct sched *s, struct sched_seq *q);
+void sched_resolve(struct sched *s, struct sched_seq *q, uint32_t token);
 void sched_finish(struct sched *s, struct sched_seq *q);
 
 #endif /* LLMQD_SCHEDULER_H */

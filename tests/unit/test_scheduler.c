@@ -5,7 +5,9 @@
  * decode-first ordering, max_num_seqs, priority, the queue bound and the
  * argument checks, preemption (victim order, requeue, recomputation),
  * cancellation in every state, the prefix cache seen through the scheduler,
- * and a seeded random run.
+ * a seeded random run, and the same driven the way a caller running ahead
+ * of the engine does (tokens appended pending, their values given a step or
+ * two later).
  *
  * The fake engine keeps a fake K/V cache: slot (block, offset) holds a hash
  * of the salt and every token up to and including that position, the way a
@@ -16,6 +18,9 @@
  * overwritten block therefore fails at once, and would change the tokens if
  * it did not: the sampled token is a pure function of the salt and the
  * tokens so far, which model_token() computes with no scheduler at all.
+ * Like a GPU running ahead, the engine keeps the tokens it sampled (@dev)
+ * and reads a pending token from there, but only as the input of a decode:
+ * anything else would need a value the host does not have.
  *
  * After every plan the harness checks the batch (limits, chunk arithmetic,
  * decodes first, no running sequence left out of a step with room, victims
@@ -46,8 +51,10 @@ struct tseq {
 	struct sched_seq	q;
 	uint32_t		*tok;
 	uint32_t		*blk;
+	uint32_t		*dev;		/* what the engine sampled, by position */
 	uint32_t		target;		/* n_tokens at which the engine ends it */
 	bool			live;		/* added and not yet finished */
+	bool			cancelled;
 	/* one step's scratch */
 	bool			was_running;	/* before the plan */
 	bool			in_batch;
@@ -82,6 +89,21 @@ struct harness {
 	uint32_t		rec_tokens;
 	uint32_t		rec_preempted;
 	uint64_t		steps;
+	/*
+	 * How sampled tokens come back: 0, known at once (sched_append());
+	 * 1 or 2, appended pending and resolved that many steps later, as a
+	 * caller running ahead of the engine does; -1, appended pending and
+	 * resolved by the test (h_resolve()).
+	 */
+	int			lag;
+	struct tseq		**ring[3];	/* pending ones, by step */
+	uint32_t		n_ring[3];
+	uint64_t		ticks;		/* h_step() calls */
+	/* what the pending tokens made happen */
+	uint64_t		pend_victims;	/* preempted with a token pending */
+	uint64_t		pend_idle;	/* at max_len, left out of a plan */
+	uint64_t		pend_deferred;	/* computed full blocks not committed */
+	uint64_t		pend_passed;	/* admitted past a waiting pending one */
 };
 
 static uint32_t div_up(uint32_t a, uint32_t b)
@@ -164,6 +186,7 @@ static bool before(const struct sched_seq *a, const struct sched_seq *b)
 static struct harness *h_new(const struct sched_config *cfg, uint32_t nb, uint32_t bs, bool pc)
 {
 	struct harness *h = calloc(1, sizeof(*h));
+	uint32_t i;
 
 	assert_non_null(h);
 	h->cfg = *cfg;
@@ -179,6 +202,10 @@ static struct harness *h_new(const struct sched_config *cfg, uint32_t nb, uint32
 	assert_non_null(h->mem);
 	assert_non_null(h->holders);
 	assert_non_null(h->rec);
+	for (i = 0; i < 3; i++) {
+		h->ring[i] = calloc(cfg->max_num_seqs, sizeof(*h->ring[i]));
+		assert_non_null(h->ring[i]);
+	}
 	return h;
 }
 
@@ -189,8 +216,11 @@ static void h_free(struct harness *h)
 	for (i = 0; i < h->n_all; i++) {
 		free(h->all[i]->tok);
 		free(h->all[i]->blk);
+		free(h->all[i]->dev);
 		free(h->all[i]);
 	}
+	for (i = 0; i < 3; i++)
+		free(h->ring[i]);
 	free(h->all);
 	free(h->rec);
 	free(h->holders);
@@ -223,8 +253,10 @@ static struct tseq *t_new(struct harness *h, uint32_t n_prompt, uint32_t n_gen, 
 	assert_non_null(t);
 	t->tok = calloc(max_len ? max_len : 1, sizeof(*t->tok));
 	t->blk = calloc(sched_max_blocks(&h->s), sizeof(*t->blk));
+	t->dev = calloc(max_len ? max_len : 1, sizeof(*t->dev));
 	assert_non_null(t->tok);
 	assert_non_null(t->blk);
+	assert_non_null(t->dev);
 	fill(t->tok, n_prompt, seed);
 	t->q.tokens = t->tok;
 	t->q.blocks = t->blk;
@@ -256,24 +288,27 @@ static int t_add(struct harness *h, struct tseq *t)
 	return ret;
 }
 
-/* Every token generated so far is the one the model picks after its prefix. */
+/* Every token known so far is the one the model picks after its prefix. */
 static void expect_tokens(const struct tseq *t)
 {
 	uint32_t n;
 
-	for (n = t->q.n_prompt; n < t->q.n_tokens; n++)
+	for (n = t->q.n_prompt; n < t->q.n_tokens - t->q.n_pending; n++)
 		if (t->tok[n] != model_token(t->q.salt, t->tok, n))
 			fail_msg("seq %llu: token %u is %u, the model says %u",
 				 (unsigned long long)t->q.arrival, n, t->tok[n],
 				 model_token(t->q.salt, t->tok, n));
 }
 
-/* A sequence that ran to its end has exactly the tokens the model makes. */
+/*
+ * A sequence that ran to its end has exactly the tokens the model makes; run
+ * ahead, it may have sampled past its stop a token nobody reads.
+ */
 static void expect_done(const struct tseq *t)
 {
 	assert_false(t->live);
 	assert_int_equal(t->q.state, SEQ_DONE);
-	assert_int_equal(t->q.n_tokens, t->target);
+	assert_int_equal(t->q.n_tokens - t->q.n_pending, t->target);
 	assert_int_equal(t->q.n_blocks, 0);
 	expect_tokens(t);
 }
@@ -283,9 +318,24 @@ static void expect_done(const struct tseq *t)
  * so the chunk's positions need blocks too and their blocks must be the
  * writer's alone.
  */
+/* The pending tokens are the trailing n_pending, and no committed block holds one. */
+static void check_tokens(struct harness *h, const struct sched_seq *q)
+{
+	uint32_t i, known = q->n_tokens - q->n_pending;
+
+	assert_true(q->n_pending <= q->n_tokens - q->n_prompt);
+	for (i = 0; i < q->n_tokens; i++)
+		if ((q->tokens[i] == SCHED_TOKEN_PENDING) != (i >= known))
+			fail_msg("seq %llu: token %u of %u is %u, %u pending",
+				 (unsigned long long)q->arrival, i, q->n_tokens, q->tokens[i],
+				 q->n_pending);
+	/* everything computed and known is committed, nothing else */
+	assert_int_equal(q->n_committed, min_u32(q->n_computed, known) / h->bs);
+}
+
 static void check_state(struct harness *h, bool pending)
 {
-	uint32_t n, used = 0, i, first, last, want, blk;
+	uint32_t n, used = 0, i, first, last, want, blk, idle = 0;
 	struct sched_seq *q, *prev;
 	struct list_head *pos;
 	char err[256] = "";
@@ -297,6 +347,7 @@ static void check_state(struct harness *h, bool pending)
 		assert_int_equal(q->state, SEQ_WAITING);
 		assert_int_equal(q->n_blocks, 0);
 		assert_int_equal(q->n_computed, 0);
+		check_tokens(h, q);
 		if (prev && !before(prev, q))
 			fail_msg("waiting: seq %llu (priority %d) before seq %llu (priority %d)",
 				 (unsigned long long)prev->arrival, prev->priority,
@@ -312,6 +363,13 @@ static void check_state(struct harness *h, bool pending)
 	list_for_each(pos, &h->s.running) {
 		q = list_entry(pos, struct sched_seq, link);
 		assert_int_equal(q->state, SEQ_RUNNING);
+		check_tokens(h, q);
+		/* at max_len, its last token pending: it waits to be ended */
+		if (q->n_tokens >= q->max_len) {
+			assert_int_equal(q->n_tokens, q->max_len);
+			assert_true(q->n_pending > 0);
+			idle++;
+		}
 		if (prev && !before(prev, q))
 			fail_msg("running: seq %llu before seq %llu",
 				 (unsigned long long)prev->arrival, (unsigned long long)q->arrival);
@@ -330,7 +388,8 @@ static void check_state(struct harness *h, bool pending)
 		n++;
 	}
 	assert_int_equal(n, h->s.nr_running);
-	assert_true(h->s.nr_running <= h->cfg.max_num_seqs);
+	/* those at max_len take no place in a step, so others were admitted */
+	assert_true(h->s.nr_running <= h->cfg.max_num_seqs + idle);
 	assert_int_equal(used, kvb_num_used(h->kv));
 
 	list_for_each(pos, &h->s.running) {
@@ -375,6 +434,8 @@ static void check_plan(struct harness *h, const struct sched_batch *b, uint64_t 
 		assert_int_equal(q->step_pos, q->n_computed);
 		assert_true(q->step_len >= 1);
 		assert_true(q->step_pos + q->step_len <= q->n_tokens);
+		/* nothing to do at max_len: it could only sample past it */
+		assert_true(q->n_tokens < q->max_len);
 		assert_int_equal(q->step_sample, q->step_pos + q->step_len == q->n_tokens);
 		/*
 		 * Every chunk is what its sequence has left or what the step has
@@ -396,10 +457,20 @@ static void check_plan(struct harness *h, const struct sched_batch *b, uint64_t 
 		} else {
 			other = true;
 		}
-		if (t->was_running)
+		if (t->was_running) {
 			assert_int_equal(q->step_pos + t->left, q->n_tokens);
-		else
+		} else {
+			/* recomputing needs every token's value */
+			assert_int_equal(q->n_pending, 0);
 			admitted = true;
+			list_for_each(pos, &h->s.waiting) {
+				r = list_entry(pos, struct sched_seq, link);
+				if (r->n_pending && before(r, q)) {
+					h->pend_passed++;
+					break;
+				}
+			}
+		}
 		sum += q->step_len;
 	}
 	assert_int_equal(sum, b->n_tokens);
@@ -419,6 +490,7 @@ static void check_plan(struct harness *h, const struct sched_batch *b, uint64_t 
 			assert_false(t->in_batch);
 			assert_int_equal(q->n_computed, 0);
 			assert_int_equal(q->n_blocks, 0);
+			h->pend_victims += !!q->n_pending;
 			n_pre++;
 			/* everything running that sorts after it had work in this step */
 			list_for_each(pos, &h->s.running) {
@@ -430,7 +502,9 @@ static void check_plan(struct harness *h, const struct sched_batch *b, uint64_t 
 			}
 		} else if (t->was_running) {
 			assert_int_equal(q->state, SEQ_RUNNING);
-			if (!t->in_batch && !full)
+			if (q->n_tokens >= q->max_len)
+				h->pend_idle++;
+			else if (!t->in_batch && !full)
 				fail_msg("running seq %llu left out of a step with room",
 					 (unsigned long long)q->arrival);
 		}
@@ -446,6 +520,19 @@ static void check_plan(struct harness *h, const struct sched_batch *b, uint64_t 
  * The fake engine: check the context each chunk attends to, then write the
  * chunks and sample from everything read back through the block tables.
  */
+/* Token @p of @q as the engine sees it: a pending one is the one it sampled. */
+static uint32_t dev_token(const struct sched_seq *q, uint32_t p)
+{
+	const struct tseq *t = q->priv;
+
+	if (q->tokens[p] != SCHED_TOKEN_PENDING)
+		return q->tokens[p];
+	if (!t->dev[p])
+		fail_msg("seq %llu position %u: pending, never sampled",
+			 (unsigned long long)q->arrival, p);
+	return t->dev[p];
+}
+
 static void engine(struct harness *h, const struct sched_batch *b)
 {
 	uint32_t i, p, bs = h->bs;
@@ -455,9 +542,16 @@ static void engine(struct harness *h, const struct sched_batch *b)
 
 	for (i = 0; i < b->n_seqs; i++) {
 		q = b->seqs[i];
+		/* a pending token can only be fed to the decode that follows it */
+		for (p = q->step_pos; p < q->step_pos + q->step_len; p++)
+			if (q->tokens[p] == SCHED_TOKEN_PENDING &&
+			    (q->step_len != 1 || p != q->n_tokens - 1))
+				fail_msg("seq %llu: chunk %u+%u computes pending token %u",
+					 (unsigned long long)q->arrival, q->step_pos,
+					 q->step_len, p);
 		kvh = kv_seed(q->salt);
 		for (p = 0; p < q->step_pos; p++) {
-			kvh = kv_next(kvh, q->tokens[p]);
+			kvh = kv_next(kvh, dev_token(q, p));
 			slot = (size_t)q->blocks[p / bs] * bs + p % bs;
 			if (h->mem[slot] != kv_word(kvh))
 				fail_msg("seq %llu position %u: block %u holds %s K/V",
@@ -470,25 +564,60 @@ static void engine(struct harness *h, const struct sched_batch *b)
 		kvh = kv_seed(q->salt);
 		acc = 0;
 		for (p = 0; p < q->step_pos + q->step_len; p++) {
-			kvh = kv_next(kvh, q->tokens[p]);
+			kvh = kv_next(kvh, dev_token(q, p));
 			slot = (size_t)q->blocks[p / bs] * bs + p % bs;
 			if (p >= q->step_pos)
 				h->mem[slot] = kv_word(kvh);
 			acc = fold(acc, h->mem[slot]);
 		}
-		if (q->step_sample)
+		if (q->step_sample) {
 			((struct tseq *)q->priv)->sampled = to_token(acc);
+			((struct tseq *)q->priv)->dev[q->n_tokens] = to_token(acc);
+		}
 	}
+}
+
+/* The oldest pending token of @t gets the value the engine sampled for it. */
+static void t_resolve(struct harness *h, struct tseq *t)
+{
+	uint64_t gen = h->s.stats.generation_tokens;
+	struct sched_seq *q = &t->q;
+	uint32_t n_pending = q->n_pending, i = q->n_tokens - n_pending;
+
+	assert_true(t->live);
+	assert_true(n_pending > 0);
+	sched_resolve(&h->s, q, t->dev[i]);
+	assert_int_equal(q->tokens[i], t->dev[i]);
+	assert_int_equal(q->n_pending, n_pending - 1);
+	assert_int_equal(h->s.stats.generation_tokens, gen);
+	/* a stop or max_len is seen only now */
+	if (i + 1 == t->target) {
+		sched_finish(&h->s, q);
+		t->live = false;
+		assert_int_equal(q->state, SEQ_DONE);
+		assert_int_equal(q->n_blocks, 0);
+	}
+}
+
+/* Every pending token of every sequence, as a caller catching up does. */
+static void h_resolve_all(struct harness *h)
+{
+	uint32_t i;
+
+	for (i = 0; i < h->n_all; i++)
+		while (h->all[i]->live && h->all[i]->q.n_pending)
+			t_resolve(h, h->all[i]);
+	check_state(h, false);
 }
 
 /* One step as serve_step() runs it, with every check in between. */
 static void h_step(struct harness *h)
 {
 	const struct sched_batch *b;
+	uint32_t i, cur, old;
 	struct sched_seq *q;
+	uint64_t pre, gen;
 	struct tseq *t;
-	uint64_t pre;
-	uint32_t i;
 
 	for (i = 0; i < h->n_all; i++) {
 		t = h->all[i];
@@ -509,12 +638,26 @@ static void h_step(struct harness *h)
 	}
 	engine(h, b);
 	sched_advance(&h->s);
+	cur = h->lag > 0 ? h->ticks % (h->lag + 1) : 0;
+	h->n_ring[cur] = 0;
 	for (i = 0; i < b->n_seqs; i++) {
 		q = b->seqs[i];
 		t = q->priv;
 		assert_int_equal(q->n_computed, h->rec[i].pos + h->rec[i].len);
+		check_tokens(h, q);
+		if (q->n_computed / h->bs > q->n_committed)
+			h->pend_deferred++;
 		if (!q->step_sample)
 			continue;
+		if (h->lag) {
+			gen = h->s.stats.generation_tokens;
+			sched_append_pending(&h->s, q);
+			assert_int_equal(h->s.stats.generation_tokens, gen + 1);
+			assert_int_equal(q->tokens[q->n_tokens - 1], SCHED_TOKEN_PENDING);
+			if (h->lag > 0)
+				h->ring[cur][h->n_ring[cur]++] = t;
+			continue;
+		}
 		sched_append(&h->s, q, t->sampled);
 		if (q->n_tokens == t->target) {
 			sched_finish(&h->s, q);
@@ -523,6 +666,15 @@ static void h_step(struct harness *h)
 			assert_int_equal(q->n_blocks, 0);
 		}
 	}
+	/* the values of the tokens sampled @lag steps ago arrive */
+	if (h->lag > 0) {
+		old = (h->ticks + 1) % (h->lag + 1);
+		for (i = 0; i < h->n_ring[old]; i++)
+			if (h->ring[old][i]->live)
+				t_resolve(h, h->ring[old][i]);
+		h->n_ring[old] = 0;
+	}
+	h->ticks++;
 	check_state(h, false);
 	if (b->n_seqs)
 		h->steps++;
@@ -560,6 +712,7 @@ static void t_cancel(struct harness *h, struct tseq *t)
 	assert_true(t->live);
 	sched_finish(&h->s, &t->q);
 	t->live = false;
+	t->cancelled = true;
 	assert_int_equal(t->q.state, SEQ_DONE);
 	assert_int_equal(t->q.n_blocks, 0);
 	assert_int_equal(h->s.nr_waiting, waiting - (st == SEQ_WAITING));
@@ -1666,6 +1819,220 @@ static void test_prefix_in_use(void **state)
 	h_free(h);
 }
 
+/*
+ * Run ahead: each sampled token is appended pending, and its value given
+ * later lands in its own slot, oldest first, without counting it again.
+ */
+static void test_pending_resolve(void **state)
+{
+	struct sched_config cfg = cfg_default();
+	struct harness *h;
+	struct tseq *a;
+
+	(void)state;
+	h = h_new(&cfg, 64, 16, true);
+	h->lag = -1;
+	a = t_new(h, 5, 6, 0, 3, 1);
+	assert_int_equal(t_add(h, a), 0);
+	h_step(h);				/* the prompt; a token sampled, unknown */
+	assert_int_equal(a->q.n_tokens, 6);
+	assert_int_equal(a->q.n_pending, 1);
+	assert_int_equal(a->tok[5], SCHED_TOKEN_PENDING);
+	assert_int_equal(h->s.stats.generation_tokens, 1);
+	h_step(h);				/* its decode, fed by the engine */
+	assert_int_equal(rec_of(h, a)->pos, 5);
+	assert_int_equal(rec_of(h, a)->len, 1);
+	assert_true(rec_of(h, a)->sample);
+	assert_int_equal(a->q.n_tokens, 7);
+	assert_int_equal(a->q.n_pending, 2);
+	assert_int_equal(h->s.stats.generation_tokens, 2);
+
+	sched_resolve(&h->s, &a->q, a->dev[5]);
+	assert_int_equal(a->tok[5], model_token(3, a->tok, 5));
+	assert_int_equal(a->tok[6], SCHED_TOKEN_PENDING);
+	assert_int_equal(a->q.n_tokens, 7);
+	assert_int_equal(a->q.n_pending, 1);
+	sched_resolve(&h->s, &a->q, a->dev[6]);
+	assert_int_equal(a->tok[6], model_token(3, a->tok, 6));
+	assert_int_equal(a->q.n_tokens, 7);
+	assert_int_equal(a->q.n_pending, 0);
+	assert_int_equal(h->s.stats.generation_tokens, 2);
+	check_state(h, false);
+
+	h->lag = 1;
+	h_run(h, 20);
+	expect_done(a);
+	assert_int_equal(h->s.stats.generation_tokens, 6);
+	h_free(h);
+}
+
+/*
+ * A decode fills a's first block with a token still pending: the block is
+ * not committed (under the real tokens or the placeholder) until the value
+ * comes, and then under the key the sync path gives it.
+ */
+static void test_pending_commit(void **state)
+{
+	struct sched_config cfg = cfg_default();
+	uint32_t real[16], ids[1];
+	struct harness *h, *h2;
+	struct kv_key key;
+	struct tseq *a, *c;
+
+	(void)state;
+	h = h_new(&cfg, 64, 16, true);
+	h->lag = -1;
+	a = t_new(h, 15, 4, 0, 1, 1);
+	assert_int_equal(t_add(h, a), 0);
+	h_step(h);
+	h_step(h);
+	assert_int_equal(a->q.n_computed, 16);
+	assert_int_equal(a->q.n_pending, 2);
+	assert_int_equal(a->q.n_committed, 0);
+	memcpy(real, a->tok, 15 * sizeof(*real));
+	real[15] = a->dev[15];
+	assert_int_equal(real[15], model_token(1, real, 15));
+	assert_int_equal(kvb_match(h->kv, 1, real, 16, ids, &key), 0);
+	assert_int_equal(kvb_match(h->kv, 1, a->tok, 16, ids, &key), 0);
+	assert_int_equal(kvb_num_used(h->kv), 1);
+
+	t_resolve(h, a);
+	assert_int_equal(a->q.n_pending, 1);
+	assert_int_equal(a->q.n_committed, 1);
+	assert_int_equal(kvb_match(h->kv, 1, real, 16, ids, &key), 1);
+	assert_int_equal(ids[0], a->blk[0]);
+	assert_memory_equal(&key, &a->q.key, sizeof(key));
+	kvb_put(h->kv, ids[0]);
+	check_state(h, false);
+
+	/* the same sequence, its tokens known at once */
+	h2 = h_new(&cfg, 64, 16, true);
+	c = t_new(h2, 15, 4, 0, 1, 1);
+	assert_int_equal(t_add(h2, c), 0);
+	h_step(h2);
+	h_step(h2);
+	assert_int_equal(c->q.n_committed, 1);
+	assert_memory_equal(c->tok, real, sizeof(real));
+	assert_memory_equal(&c->q.key, &a->q.key, sizeof(key));
+
+	h_resolve_all(h);
+	h->lag = 1;
+	h_run(h, 20);
+	h_run(h2, 20);
+	expect_done(a);
+	expect_done(c);
+	assert_memory_equal(a->tok, c->tok, 19 * sizeof(uint32_t));
+	h_free(h2);
+	h_free(h);
+}
+
+/*
+ * a reaches max_len with its last token pending: it gets no work, and its
+ * place in the step (max_num_seqs 1) goes to c, while it keeps its blocks
+ * until its tokens are known and it ends.
+ */
+static void test_pending_max_len(void **state)
+{
+	struct sched_config cfg = cfg_default();
+	struct harness *h;
+	struct tseq *a, *c;
+	uint32_t used;
+
+	(void)state;
+	cfg.max_num_seqs = 1;
+	h = h_new(&cfg, 64, 16, true);
+	h->lag = -1;
+	a = t_new(h, 10, 2, 0, 0, 1);
+	c = t_new(h, 5, 3, 0, 0, 2);
+	assert_int_equal(t_add(h, a), 0);
+	h_step(h);
+	assert_int_equal(t_add(h, c), 0);
+	h_step(h);
+	assert_null(rec_of(h, c));
+	assert_int_equal(a->q.n_tokens, a->q.max_len);
+	assert_int_equal(a->q.n_pending, 2);
+
+	h_step(h);
+	assert_null(rec_of(h, a));
+	assert_non_null(rec_of(h, c));
+	assert_int_equal(h->n_rec, 1);
+	assert_int_equal(a->q.state, SEQ_RUNNING);
+	assert_int_equal(a->q.n_computed, 11);
+	assert_int_equal(a->q.n_blocks, 1);
+	assert_int_equal(h->s.nr_running, 2);
+
+	/* alone, it makes an empty step */
+	used = kvb_num_used(h->kv);
+	t_cancel(h, c);
+	h_step(h);
+	assert_int_equal(h->n_rec, 0);
+	assert_int_equal(kvb_num_used(h->kv), used - 1);
+
+	t_resolve(h, a);
+	assert_true(a->live);
+	t_resolve(h, a);
+	expect_done(a);
+	assert_int_equal(kvb_num_used(h->kv), 0);
+	assert_int_equal(h->s.nr_running, 0);
+	h_free(h);
+}
+
+/*
+ * b is preempted with a token pending: it is passed over, room or not,
+ * while c behind it is admitted, and comes back once the value is known.
+ */
+static void test_pending_preempted(void **state)
+{
+	struct sched_config cfg = cfg_default();
+	struct harness *h;
+	struct tseq *a, *b, *c;
+
+	(void)state;
+	cfg.max_model_len = 16;
+	h = h_new(&cfg, 4, 4, true);
+	h->lag = -1;
+	a = t_new(h, 7, 4, 0, 0, 1);
+	b = t_new(h, 7, 4, 0, 0, 2);
+	c = t_new(h, 3, 2, 0, 0, 3);
+	assert_int_equal(t_add(h, a), 0);
+	assert_int_equal(t_add(h, b), 0);
+	h_step(h);				/* two blocks each: the pool is full */
+	h_resolve_all(h);
+	h_step(h);
+	h_step(h);				/* a needs a third block: b goes */
+	assert_non_null(rec_of(h, a));
+	assert_int_equal(b->q.state, SEQ_WAITING);
+	assert_int_equal(b->q.preemptions, 1);
+	assert_int_equal(b->q.n_tokens, 9);
+	assert_int_equal(b->q.n_pending, 1);
+	assert_int_equal(b->tok[8], SCHED_TOKEN_PENDING);
+
+	assert_int_equal(t_add(h, c), 0);
+	t_cancel(h, a);				/* room for b */
+	h_step(h);
+	assert_null(rec_of(h, b));
+	assert_non_null(rec_of(h, c));
+	assert_int_equal(b->q.state, SEQ_WAITING);
+	assert_true(kvb_num_free(h->kv) >= 3);
+	h_step(h);
+	assert_null(rec_of(h, b));
+
+	t_resolve(h, b);			/* while it waits */
+	assert_int_equal(b->tok[8], model_token(0, b->tok, 8));
+	h_step(h);
+	assert_non_null(rec_of(h, b));
+	assert_int_equal(rec_of(h, b)->pos, 4);	/* its first block, still cached */
+	assert_int_equal(rec_of(h, b)->len, 5);
+
+	h_resolve_all(h);
+	h->lag = 1;
+	h_run(h, 50);
+	expect_done(b);
+	expect_done(c);
+	assert_int_equal(kvb_num_used(h->kv), 0);
+	h_free(h);
+}
+
 static uint64_t rng_state;
 
 static uint32_t rnd(uint32_t n)
@@ -1826,6 +2193,158 @@ static void test_stress(void **state)
 		stress(&runs[i]);
 }
 
+/*
+ * A random workload, its decisions drawn whatever the scheduler does, so
+ * that it is the same for every @lag; run to the end, every plan checked.
+ */
+static struct harness *workload(const struct stress_cfg *sc, int lag)
+{
+	uint32_t it, i, n, np, mml = sc->sc.max_model_len, base[3][256];
+	struct harness *h;
+	struct tseq *t;
+	uint64_t dl;
+
+	rng_state = sc->seed;
+	h = h_new(&sc->sc, sc->n_blocks, sc->block_size, sc->prefix_caching);
+	h->lag = lag;
+	assert_true(mml <= 256);
+	for (i = 0; i < 3; i++)
+		fill(base[i], mml, 100 + i);
+
+	for (it = 0; it < sc->iters; it++) {
+		if (rnd(100) < 30) {
+			np = 1 + rnd(mml - 1);
+			n = 1 + rnd(min_u32(mml - np, 24));
+			t = t_new(h, np, n, (int32_t)rnd(4) - 1, rnd(2), 1000 + it);
+			if (rnd(2)) {
+				i = rnd(3);
+				memcpy(t->tok, base[i], rnd(np + 1) * sizeof(uint32_t));
+			}
+			t->target = np + 1 + rnd(n);
+			assert_int_equal(t_add(h, t), 0);
+		}
+		if (rnd(100) < 3 && h->n_all) {
+			t = h->all[rnd(h->n_all)];
+			if (t->live)
+				t_cancel(h, t);
+		}
+		switch (sched_poll(&h->s, h->now, &dl)) {
+		case SCHED_ACT_IDLE:
+			h->now += STEP_NS;
+			break;
+		case SCHED_ACT_WAIT:
+			assert_true(dl > h->now);
+			h->now = dl;
+			break;
+		case SCHED_ACT_STEP:
+			h_step(h);
+			break;
+		}
+	}
+	h_run(h, 100000);
+	assert_int_equal(h->s.nr_waiting + h->s.nr_running, 0);
+	assert_int_equal(kvb_num_used(h->kv), 0);
+	for (i = 0; i < h->n_all; i++) {
+		t = h->all[i];
+		assert_false(t->live);
+		if (!t->cancelled)
+			expect_done(t);
+		expect_tokens(t);
+	}
+	return h;
+}
+
+/*
+ * The run-ahead pattern (plan k, advance k, append the sampled tokens
+ * pending, then resolve those of step k - 1, or k - 2), ending sequences
+ * when their stop or max_len is known: every sequence gets the token stream
+ * it gets when each token is known at once, and no block is left in use.
+ */
+static void test_stress_ahead(void **state)
+{
+	static const struct stress_cfg runs[] = {
+		{
+			.sc = {
+				.batch_timeout_ns	= 3 * STEP_NS,
+				.max_batch_size		= 3,
+				.max_num_seqs		= 6,
+				.max_num_batched_tokens	= 12,
+				.max_queued		= 4096,
+				.max_model_len		= 48,
+				.watermark_blocks	= 1,
+			},
+			.n_blocks = 16, .block_size = 4, .prefix_caching = true,
+			.iters = 4000, .seed = 0xa4ead001,
+		},
+		{
+			.sc = {
+				.batch_timeout_ns	= 0,
+				.max_batch_size		= 1,
+				.max_num_seqs		= 4,
+				.max_num_batched_tokens	= 9,
+				.max_queued		= 4096,
+				.max_model_len		= 40,
+				.watermark_blocks	= 0,
+			},
+			.n_blocks = 14, .block_size = 3, .prefix_caching = false,
+			.iters = 4000, .seed = 0xa4ead002,
+		},
+		{
+			.sc = {
+				.batch_timeout_ns	= 2 * STEP_NS,
+				.max_batch_size		= 4,
+				.max_num_seqs		= 8,
+				.max_num_batched_tokens	= 40,
+				.max_queued		= 4096,
+				.max_model_len		= 160,
+				.watermark_blocks	= 2,
+			},
+			.n_blocks = 12, .block_size = 16, .prefix_caching = true,
+			.iters = 4000, .seed = 0xa4ead003,
+		},
+	};
+	struct harness *ref, *h;
+	struct tseq *r, *t;
+	uint32_t i, j, kr, kt;
+	int lag;
+
+	(void)state;
+	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		ref = workload(&runs[i], 0);
+		for (lag = 1; lag <= 2; lag++) {
+			h = workload(&runs[i], lag);
+			assert_int_equal(h->n_all, ref->n_all);
+			for (j = 0; j < h->n_all; j++) {
+				r = ref->all[j];
+				t = h->all[j];
+				assert_int_equal(t->q.n_prompt, r->q.n_prompt);
+				assert_int_equal(t->target, r->target);
+				kr = r->q.n_tokens - r->q.n_pending;
+				kt = t->q.n_tokens - t->q.n_pending;
+				if (!r->cancelled && !t->cancelled)
+					assert_int_equal(kt, kr);
+				assert_memory_equal(t->tok, r->tok, min_u32(kr, kt) * sizeof(uint32_t));
+			}
+			print_message("stress ahead %d: %u seqs, %llu steps, %llu preemptions "
+				      "(%llu pending), %llu idle at max_len, %llu deferred "
+				      "commits, %llu admitted past a pending one\n",
+				      lag, h->n_all, (unsigned long long)h->steps,
+				      (unsigned long long)h->s.stats.preemptions,
+				      (unsigned long long)h->pend_victims,
+				      (unsigned long long)h->pend_idle,
+				      (unsigned long long)h->pend_deferred,
+				      (unsigned long long)h->pend_passed);
+			/* the run reached what it is for */
+			assert_true(h->pend_victims > 0);
+			assert_true(h->pend_idle > 0);
+			assert_true(h->pend_deferred > 0);
+			assert_true(lag < 2 || h->pend_passed > 0);
+			h_free(h);
+		}
+		h_free(ref);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1853,6 +2372,11 @@ int main(void)
 		cmocka_unit_test(test_prefix_identical),
 		cmocka_unit_test(test_prefix_in_use),
 		cmocka_unit_test(test_stress),
+		cmocka_unit_test(test_pending_resolve),
+		cmocka_unit_test(test_pending_commit),
+		cmocka_unit_test(test_pending_max_len),
+		cmocka_unit_test(test_pending_preempted),
+		cmocka_unit_test(test_stress_ahead),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
