@@ -92,9 +92,9 @@ ifeq ($(origin NVCC),undefined)
 NVCC		:= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) \
 			       $(shell command -v nvcc 2>/dev/null))
 endif
-CUDA_KERNELS	:= cuda/kernels/embed.cu cuda/kernels/norm.cu cuda/kernels/bias.cu \
-		   cuda/kernels/rope.cu cuda/kernels/kv_store.cu cuda/kernels/attention.cu \
-		   cuda/kernels/swiglu.cu cuda/kernels/sample.cu
+CUDA_KERNELS	:= cuda/kernels/embed.cu cuda/kernels/feed.cu cuda/kernels/norm.cu \
+		   cuda/kernels/bias.cu cuda/kernels/rope.cu cuda/kernels/kv_store.cu \
+		   cuda/kernels/attention.cu cuda/kernels/swiglu.cu cuda/kernels/sample.cu
 ifneq ($(NVCC),)
 CUDA_HOME	:= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_O		:= $(patsubst %-asan,%,$(O))

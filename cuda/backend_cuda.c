@@ -65,13 +65,28 @@ struct cuda_layer {
  * tables themselves.
  */
 struct cuda_plan {
-	int32_t			*ids, *pos, *slot, *bt_off, *out_rows;
+	int32_t			*ids, *pos, *slot, *bt_off, *out_rows, *feed;
 	struct cuk_sample_row	*draw;
 	int32_t			*bt;
 };
 
-/* int32 slots of the per-row part of a plan, per row: 5 arrays and a draw. */
-#define PLAN_ROW_WORDS	(5 + sizeof(struct cuk_sample_row) / sizeof(int32_t))
+/* int32 slots of the per-row part of a plan, per row: 6 arrays and a draw. */
+#define PLAN_ROW_WORDS	(6 + sizeof(struct cuk_sample_row) / sizeof(int32_t))
+
+/*
+ * A step submitted (cuda_submit()) and not yet waited for: where its wait
+ * delivers, and for the step after it, which of its sequences' draws a
+ * decode may be fed (@draw_row: the out row of each sequence drawn for
+ * certain, else -1).
+ */
+struct cuda_inflight {
+	const struct backend_seq	*seqs;
+	uint32_t			n_seqs;
+	uint32_t			n_out;
+	uint32_t			n_draw;
+	float				*logits;
+	int32_t				*draw_row;
+};
 
 struct backend_cuda {
 	struct backend		b;
@@ -105,12 +120,22 @@ struct backend_cuda {
 	float			*x, *qkv, *gu, *logits, *part;
 	uint16_t		*xb, *att, *hb;
 	void			*d_plan;	/* the plan's arrays, device side */
-	void			*h_plan;	/* and host side (pinned) */
 	size_t			plan_bytes;
-	struct cuda_plan	hp, dp;
+	struct cuda_plan	hp, dp;		/* hp: the slot being submitted */
 	/* Tokens drawn on the device and their log-probabilities, per out row. */
-	int32_t			*d_tok, *h_tok;
-	float			*d_lp, *h_lp;
+	int32_t			*d_tok;
+	float			*d_lp;
+	/*
+	 * Two steps may be out at once (one running, the next queued behind
+	 * it), each with its own slot: the plan's host side, where its drawn
+	 * tokens land, the event that says it is done. Step n is in slot n % 2.
+	 */
+	void			*h_plan[2];
+	int32_t			*h_tok[2];
+	float			*h_lp[2];
+	cudaEvent_t		done[2];
+	struct cuda_inflight	fl[2];
+	uint64_t		n_submitted, n_waited;
 };
 
 static struct backend_cuda *to_cuda(struct backend *b)
@@ -313,18 +338,34 @@ static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n
 			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+/* Carve the plan's arrays out of one buffer (host or device). */
+static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
+{
+	int32_t *a = base;
+
+	p->ids = a;
+	p->pos = a + T;
+	p->slot = a + 2 * (size_t)T;
+	p->bt_off = a + 3 * (size_t)T;
+	p->out_rows = a + 4 * (size_t)T;
+	p->feed = a + 5 * (size_t)T;
+	p->draw = (struct cuk_sample_row *)(a + 6 * (size_t)T);
+	p->bt = a + PLAN_ROW_WORDS * (size_t)T;
+}
+
 /*
  * Fill the host plan; returns the longest context (positions) of any row,
  * in @n_bt the block-table entries used and in @n_draw the rows of logits
  * the device samples.
  */
 static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-			  uint32_t *n_bt, uint32_t *n_draw)
+			  struct cuda_inflight *fl, uint32_t *n_bt)
 {
 	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0;
 	const struct cuk_sample_row skip = { .temperature = -1.0f };
+	const struct cuda_inflight *prev = &c->fl[(c->n_submitted + 1) % 2];
 
-	*n_draw = 0;
+	fl->n_draw = 0;
 
 	for (i = 0; i < n_seqs; i++) {
 		const struct backend_seq *s = &seqs[i];
@@ -333,10 +374,13 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 
 		for (j = 0; j < nb; j++)
 			c->hp.bt[bt + j] = s->block_table[j];
+		fl->draw_row[i] = -1;
 		for (j = 0; j < s->n_tokens; j++, row++) {
 			uint32_t p = s->pos + j;
 
-			c->hp.ids[row] = s->tokens[j];
+			/* A fed token is the device's; cuda_submit() checked the feed. */
+			c->hp.ids[row] = s->feed ? 0 : s->tokens[j];
+			c->hp.feed[row] = s->feed ? prev->draw_row[s->feed - 1] : -1;
 			c->hp.pos[row] = p;
 			c->hp.slot[row] = s->block_table[p / bs] * bs + p % bs;
 			c->hp.bt_off[row] = bt;
@@ -350,7 +394,9 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 					.top_p = s->sample->set.top_p,
 					.u = s->sample->set.u,
 				};
-				++*n_draw;
+				fl->n_draw++;
+				if (backend_draw_certain(&c->b, &s->sample->set))
+					fl->draw_row[i] = (int32_t)o;
 			}
 			c->hp.out_rows[o++] = row;
 		}
@@ -441,15 +487,16 @@ static int copy_rows(struct backend_cuda *c, float *logits, uint32_t n_out, char
  * After the step: each drawn token to its sequence, and the row of logits
  * of one the device gave back (CUK_SAMPLE_HOST) to the host's sampler.
  */
-static int take_draws(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-		      float *logits)
+static int take_draws(struct backend_cuda *c, unsigned int slot)
 {
+	const struct cuda_inflight *fl = &c->fl[slot];
 	size_t v = c->b.n_vocab;
+	float *logits = fl->logits;
 	uint32_t i, o = 0;
 	char msg[160];
 
-	for (i = 0; i < n_seqs; i++) {
-		const struct backend_seq *s = &seqs[i];
+	for (i = 0; i < fl->n_seqs; i++) {
+		const struct backend_seq *s = &fl->seqs[i];
 		int32_t tok;
 
 		if (s->logits == BACKEND_LOGITS_NONE)
@@ -459,14 +506,19 @@ static int take_draws(struct backend_cuda *c, const struct backend_seq *seqs, ui
 			continue;
 		}
 		if (s->sample) {
-			tok = c->h_tok[o];
+			tok = c->h_tok[slot][o];
 			s->sample->token = BACKEND_NO_TOKEN;
 			if (tok >= 0 && (uint32_t)tok < v) {
 				s->sample->token = (uint32_t)tok;
-				s->sample->logprob = c->h_lp[o];
+				s->sample->logprob = c->h_lp[slot][o];
 			} else if (tok != CUK_SAMPLE_HOST) {
 				snprintf(msg, sizeof(msg), "sample: row %u came back as %d", o, tok);
 				return step_err(c, -EIO, msg);
+			} else if (c->n_submitted != c->n_waited) {
+				/* The next step is already rewriting c->logits. */
+				return step_err(c, -EIO, "a draw fell back to the host while the "
+						"next step ran: such a step must be waited for "
+						"before the next is submitted");
 			} else if (cudaMemcpy(logits + o * v, c->logits + o * v, v * sizeof(float),
 					      cudaMemcpyDeviceToHost) != cudaSuccess) {
 				return step_err(c, -EIO, "copy logits of a row to sample on the host");
@@ -493,7 +545,9 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 	struct cuk_attn attn;
 	uint32_t i;
 
-	if (cu_err(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd),
+	if (cu_err(cuk_feed(c->stream, c->dp.ids, c->dp.feed, c->d_tok, n_rows), "feed", msg,
+		   len) ||
+	    cu_err(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd),
 		   "embed", msg, len))
 		return -EIO;
 	rope = (struct cuk_rope){
@@ -589,6 +643,7 @@ static void plan_pad(struct backend_cuda *c, uint32_t n_rows, uint32_t to, uint3
 		c->hp.slot[row] = (int32_t)(c->b.n_blocks * c->b.block_size);
 		c->hp.bt_off[row] = n_bt;
 		c->hp.out_rows[row] = row;
+		c->hp.feed[row] = -1;
 		c->hp.draw[row] = skip;
 	}
 }
@@ -629,11 +684,37 @@ fail:
 	return -EIO;
 }
 
-static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
-		     float *logits)
+/*
+ * May @seqs feed from the step submitted just before? Each fed sequence
+ * names one of that step's sequences whose token it drew for certain.
+ */
+static int check_feed(const struct backend_cuda *c, const struct backend_seq *seqs,
+		      uint32_t n_seqs)
+{
+	const struct cuda_inflight *prev = &c->fl[(c->n_submitted + 1) % 2];
+	uint32_t i;
+
+	for (i = 0; i < n_seqs; i++) {
+		uint32_t f = seqs[i].feed;
+
+		if (f && (!c->n_submitted || f > prev->n_seqs || prev->draw_row[f - 1] < 0))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Queue a step and return: see backend_submit(). The host plans in the
+ * step's own slot, so the step before may still run (and its drawn tokens
+ * land in its slot) while this one is planned and queued behind it.
+ */
+static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		       float *logits)
 {
 	struct backend_cuda *c = to_cuda(b);
-	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_draw;
+	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt;
+	unsigned int slot = c->n_submitted % 2;
+	struct cuda_inflight *fl = &c->fl[slot];
 	struct backend_step_counts cnt;
 	char msg[256];
 	int err, k;
@@ -648,6 +729,11 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 	n_out = cnt.out;
 	if (n_out && !logits)
 		return -EINVAL;
+	if (c->n_submitted - c->n_waited >= 2)
+		return -EBUSY;
+	err = check_feed(c, seqs, n_seqs);
+	if (err)
+		return err;
 	if (c->broken)
 		return step_err(c, -EIO, "an earlier CUDA error left the device unusable");
 	/*
@@ -655,7 +741,8 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 	 * backend_cuda_create()'s would otherwise launch on device 0.
 	 */
 	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
-	longest = plan_step(c, seqs, n_seqs, &n_bt, &n_draw);
+	plan_layout(&c->hp, c->h_plan[slot], b->max_tokens);
+	longest = plan_step(c, seqs, n_seqs, fl, &n_bt);
 	k = graph_bucket(c, seqs, n_seqs);
 	if (k >= 0 && c->graph_off[k])
 		k = -1;
@@ -676,15 +763,15 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 		b->graph_steps++;
 	} else {
 		attn_splits(c, n_rows, longest, &n_splits, &split_len);
-		err = queue_forward(c, n_rows, n_out, n_splits, split_len, n_draw, msg,
+		err = queue_forward(c, n_rows, n_out, n_splits, split_len, fl->n_draw, msg,
 				    sizeof(msg));
 		if (err)
 			return step_err(c, err, msg);
 	}
-	if (n_draw) {
-		LAUNCH(cudaMemcpyAsync(c->h_tok, c->d_tok, n_out * sizeof(int32_t),
+	if (fl->n_draw) {
+		LAUNCH(cudaMemcpyAsync(c->h_tok[slot], c->d_tok, n_out * sizeof(int32_t),
 				       cudaMemcpyDeviceToHost, c->stream), "copy tokens");
-		LAUNCH(cudaMemcpyAsync(c->h_lp, c->d_lp, n_out * sizeof(float),
+		LAUNCH(cudaMemcpyAsync(c->h_lp[slot], c->d_lp, n_out * sizeof(float),
 				       cudaMemcpyDeviceToHost, c->stream),
 		       "copy log-probabilities");
 	}
@@ -693,9 +780,39 @@ static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t
 		if (err)
 			return step_err(c, err, msg);
 	}
-	/* Also keeps the pinned plan from being rewritten under a pending copy. */
-	LAUNCH(cudaStreamSynchronize(c->stream), "step");
-	return n_draw ? take_draws(c, seqs, n_seqs, logits) : 0;
+	LAUNCH(cudaEventRecord(c->done[slot], c->stream), "cudaEventRecord");
+	fl->seqs = seqs;
+	fl->n_seqs = n_seqs;
+	fl->n_out = n_out;
+	fl->logits = logits;
+	c->n_submitted++;
+	return 0;
+}
+
+/* Wait for the oldest step out: see backend_wait(). */
+static int cuda_wait(struct backend *b)
+{
+	struct backend_cuda *c = to_cuda(b);
+	unsigned int slot = c->n_waited % 2;
+	char msg[64];
+
+	if (c->n_waited == c->n_submitted)
+		return -EINVAL;
+	c->n_waited++;
+	LAUNCH(cudaEventSynchronize(c->done[slot]), "step");
+	return c->fl[slot].n_draw ? take_draws(c, slot) : 0;
+}
+
+static int cuda_step(struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
+		     float *logits)
+{
+	struct backend_cuda *c = to_cuda(b);
+	int err;
+
+	if (c->n_submitted != c->n_waited)
+		return -EBUSY;
+	err = cuda_submit(b, seqs, n_seqs, logits);
+	return err ? err : cuda_wait(b);
 }
 
 static void cuda_destroy(struct backend *b)
@@ -739,12 +856,17 @@ static void cuda_destroy(struct backend *b)
 	cudaFree(c->d_tok);
 	cudaFree(c->d_lp);
 	cudaFree(c->blas_ws);
-	if (c->h_plan)
-		cudaFreeHost(c->h_plan);
-	if (c->h_tok)
-		cudaFreeHost(c->h_tok);
-	if (c->h_lp)
-		cudaFreeHost(c->h_lp);
+	for (i = 0; i < 2; i++) {
+		if (c->h_plan[i])
+			cudaFreeHost(c->h_plan[i]);
+		if (c->h_tok[i])
+			cudaFreeHost(c->h_tok[i]);
+		if (c->h_lp[i])
+			cudaFreeHost(c->h_lp[i]);
+		if (c->done[i])
+			cudaEventDestroy(c->done[i]);
+		free(c->fl[i].draw_row);
+	}
 	if (c->blas)
 		cublasDestroy(c->blas);
 	if (c->stream)
@@ -755,6 +877,8 @@ static void cuda_destroy(struct backend *b)
 static const struct backend_ops cuda_ops = {
 	.name		= "cuda",
 	.step		= cuda_step,
+	.submit		= cuda_submit,
+	.wait		= cuda_wait,
 	.destroy	= cuda_destroy,
 };
 
@@ -772,25 +896,12 @@ static int check_model(const struct model *m, char *err, size_t len)
 	return backend_check_model(m, err, len);
 }
 
-/* Carve the plan's arrays out of one buffer (host or device). */
-static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
-{
-	int32_t *a = base;
-
-	p->ids = a;
-	p->pos = a + T;
-	p->slot = a + 2 * (size_t)T;
-	p->bt_off = a + 3 * (size_t)T;
-	p->out_rows = a + 4 * (size_t)T;
-	p->draw = (struct cuk_sample_row *)(a + 5 * (size_t)T);
-	p->bt = a + PLAN_ROW_WORDS * (size_t)T;
-}
-
 static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 {
 	size_t T = c->b.max_tokens;
 	size_t parts = (size_t)4 * c->sm_count * (c->n_head / attn_heads_per_row(c)) *
 		       (c->head_dim + 2);
+	unsigned int i;
 	int ret;
 
 	/* And one for the padded rows of a graph. */
@@ -812,18 +923,22 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 				    len);
 	ret = ret ? ret : blas_err(cublasSetWorkspace(c->blas, c->blas_ws, CUDA_BLAS_WORKSPACE),
 				   "cublasSetWorkspace", err, len);
-	if (!ret)
-		ret = cu_err(cudaMallocHost(&c->h_plan, c->plan_bytes), "cudaMallocHost", err,
+	for (i = 0; !ret && i < 2; i++) {
+		ret = cu_err(cudaMallocHost(&c->h_plan[i], c->plan_bytes), "cudaMallocHost", err,
 			     len);
-	if (!ret)
-		ret = cu_err(cudaMallocHost((void **)&c->h_tok, T * sizeof(int32_t)),
-			     "cudaMallocHost", err, len);
-	if (!ret)
-		ret = cu_err(cudaMallocHost((void **)&c->h_lp, T * sizeof(float)),
-			     "cudaMallocHost", err, len);
+		ret = ret ? ret : cu_err(cudaMallocHost((void **)&c->h_tok[i], T * sizeof(int32_t)),
+					 "cudaMallocHost", err, len);
+		ret = ret ? ret : cu_err(cudaMallocHost((void **)&c->h_lp[i], T * sizeof(float)),
+					 "cudaMallocHost", err, len);
+		ret = ret ? ret : cu_err(cudaEventCreate(&c->done[i]), "cudaEventCreate", err,
+					 len);
+		c->fl[i].draw_row = calloc(T, sizeof(int32_t));
+		if (!ret && !c->fl[i].draw_row)
+			ret = backend_errf(err, len, -ENOMEM, "out of host memory");
+	}
 	if (ret)
 		return ret;
-	plan_layout(&c->hp, c->h_plan, T);
+	plan_layout(&c->hp, c->h_plan[0], T);
 	plan_layout(&c->dp, c->d_plan, T);
 	return 0;
 }

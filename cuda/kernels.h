@@ -35,6 +35,9 @@ extern "C" {
 cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *ids,
 		      uint32_t n_rows, uint32_t dim);
 
+cudaError_t cuk_feed(cudaStream_t s, int32_t *ids, const int32_t *feed, const int32_t *tok,
+		     uint32_t n_rows);
+
 cudaError_t cuk_rmsnorm(cudaStream_t s, uint16_t *out, const float *x, const int32_t *rows,
 			const float *w, uint32_t n_rows, uint32_t dim, float eps);
 

@@ -122,7 +122,10 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 		for (j = 0; j < blocks; j++)
 			if (s->block_table[j] >= b->n_blocks)
 				return -EINVAL;
-		for (j = 0; j < s->n_tokens; j++)
+		/* A fed token is the backend's own: see &backend_seq.feed. */
+		if (s->feed && (s->n_tokens != 1 || !b->ops->submit))
+			return -EINVAL;
+		for (j = 0; !s->feed && j < s->n_tokens; j++)
 			if (s->tokens[j] >= b->n_vocab)
 				return -EINVAL;
 		if (s->sample && check_sample(b, s))

@@ -79,6 +79,10 @@ struct backend_sample {
  *			&backend.sample_max_k is not 0: draw the next token
  *			from the last row as it says instead of returning
  *			the row (which keeps its place among the rows)
+ * @feed:		0, or on a backend with &backend_ops.submit, i + 1: this
+ *			one-token step's token is the one the backend drew for
+ *			sequence i of the step submitted just before, for
+ *			certain (backend_draw_certain()); @tokens[0] is not read
  */
 struct backend_seq {
 	const uint32_t		*block_table;
@@ -88,6 +92,7 @@ struct backend_seq {
 	uint32_t		n_tokens;
 	uint32_t		logits;
 	struct backend_sample	*sample;
+	uint32_t		feed;
 };
 
 struct backend;
@@ -96,12 +101,17 @@ struct backend;
  * struct backend_ops - one backend's implementation
  * @name:	"cpu", "cuda"
  * @step:	run one step; see backend_step()
+ * @submit:	NULL, or queue one step and return at once; see backend_submit()
+ * @wait:	with @submit: wait for the oldest step queued; see backend_wait()
  * @destroy:	free everything; see backend_destroy()
  */
 struct backend_ops {
 	const char	*name;
 	int		(*step)(struct backend *b, const struct backend_seq *seqs,
 				uint32_t n_seqs, float *logits);
+	int		(*submit)(struct backend *b, const struct backend_seq *seqs,
+				  uint32_t n_seqs, float *logits);
+	int		(*wait)(struct backend *b);
 	void		(*destroy)(struct backend *b);
 };
 
@@ -227,6 +237,57 @@ static inline int backend_step(struct backend *b, const struct backend_seq *seqs
 			       uint32_t n_seqs, float *logits)
 {
 	return b->ops->step(b, seqs, n_seqs, logits);
+}
+
+/**
+ * backend_submit() - queue a step and return before it has run
+ * @b:		a backend with &backend_ops.submit
+ * @seqs:	as for backend_step(); it and what it points to (tokens, block
+ *		tables, samples) must stay as they are until backend_wait()
+ *		has returned for this step
+ * @n_seqs:	how many
+ * @logits:	as for backend_step(), written by the time backend_wait() returns
+ *
+ * At most two steps are out at once: the host plans and queues step N + 1
+ * while the device runs step N, and a one-token sequence of N + 1 may take
+ * the token N draws for it without the host knowing it (&backend_seq.feed).
+ * Steps run in the order submitted.
+ *
+ * Return: 0, the errors of backend_step(), -EINVAL for a bad feed, -EBUSY
+ * with two steps out.
+ */
+static inline int backend_submit(struct backend *b, const struct backend_seq *seqs,
+				 uint32_t n_seqs, float *logits)
+{
+	return b->ops->submit(b, seqs, n_seqs, logits);
+}
+
+/**
+ * backend_wait() - wait for the oldest submitted step and deliver its results
+ * @b:		a backend with &backend_ops.wait
+ *
+ * Return: 0, -EIO if the step failed, -EINVAL with no step out.
+ */
+static inline int backend_wait(struct backend *b)
+{
+	return b->ops->wait(b);
+}
+
+/**
+ * backend_draw_certain() - does the backend draw this token without fail?
+ * @b:		a backend that samples (&backend.sample_max_k)
+ * @p:		the draw's settings
+ *
+ * A nucleus over the whole vocabulary (top-p without top-k) may not fit the
+ * candidates a backend sorts, and then comes back as a row of logits; every
+ * other draw gives a token, which a next step may be fed.
+ *
+ * Return: true when the draw always gives a token.
+ */
+static inline bool backend_draw_certain(const struct backend *b, const struct sampler_plain *p)
+{
+	return p->temperature == 0.0f || p->top_k || p->top_p >= 1.0f ||
+	       b->n_vocab <= b->sample_max_k;
 }
 
 /**

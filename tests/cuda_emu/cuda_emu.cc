@@ -976,6 +976,14 @@ cudaError_t cudaEventCreate(cudaEvent_t *e)
 	return *e ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+	/* Work queued to record it may still be pending: let it run first. */
+	emu_flush();
+	free(e);
+	return cudaSuccess;
+}
+
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
 	CUstream_st *st = stream_of(s);

@@ -261,7 +261,7 @@ static void test_fatbin(void **state)
 	munmap((void *)base, st.st_size);
 	print_message("[          ] backend-cuda.so's fatbin: %u sm_80 cubins, %u sm_90 cubins, %u "
 		      "compute_90 PTX, %u other\n", elf80, elf90, ptx90, other);
-	assert_true(elf80 >= 8);
+	assert_true(elf80 >= 9);	/* one per file of cuda/kernels/ */
 	assert_int_equal(elf80, elf90);
 	assert_int_equal(elf90, ptx90);
 	assert_int_equal(other, 0);
@@ -1389,6 +1389,128 @@ static void test_graph(void **state)
 	model_free(&m);
 }
 
+#define RA_SEQS		4
+#define RA_STEPS	10
+
+/*
+ * Run-ahead (backend_submit() / backend_wait()): four sequences decode ten
+ * steps with step k + 1 submitted before step k is waited for, each decode
+ * fed the token step k drew on the device (&backend_seq.feed), beside the
+ * same steps one at a time with the host passing each drawn token back.
+ * Greedy and seeded top-k draws give the same tokens and log-probabilities
+ * both ways. A feed naming no sequence or not a decode, a third step out,
+ * a wait with none out and a backend_step() with one out are refused (a
+ * feed from a draw that may fall back: test_draw, on a larger vocabulary).
+ */
+static void test_run_ahead(void **state)
+{
+	struct backend_params bp = { .max_tokens = 64, .max_context = 256 };
+	struct backend_cuda_params cp = { .n_blocks = N_BLOCKS };
+	uint32_t prompt[RA_SEQS][8], table[RA_SEQS][4], tok[RA_SEQS][RA_STEPS + 1];
+	uint32_t pend = UINT32_MAX, i, k;
+	struct backend_sample bs[2][RA_SEQS], ss[RA_SEQS];
+	struct backend_seq sq[2][RA_SEQS], one[RA_SEQS];
+	float lp[RA_SEQS][RA_STEPS + 1], u[RA_STEPS + 1][RA_SEQS];
+	struct backend *a, *b;
+	float *out;
+	struct model m;
+	char path[1200], err[256];
+
+	(void)state;
+	NEED_GPU();
+	model_path("tiny", "BF16", path, sizeof(path));
+	if (model_load(&m, path))
+		fail_msg("%s: %s", path, m.err);
+	a = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	b = a ? backend_cuda_create(&m, &bp, &cp, err, sizeof(err)) : NULL;
+	if (!a || !b)
+		fail_msg("cuda backend: %s", err);
+	assert_non_null(a->ops->submit);
+	out = malloc(2 * RA_SEQS * a->n_vocab * sizeof(float));
+	assert_non_null(out);
+	for (k = 0; k <= RA_STEPS; k++)
+		for (i = 0; i < RA_SEQS; i++)
+			u[k][i] = rnd(0, 1);
+	for (i = 0; i < RA_SEQS; i++) {
+		tokens_fill(prompt[i], 8, a->n_vocab);
+		for (k = 0; k < 4; k++)
+			table[i][k] = 4 * i + k;
+	}
+	/* The reference: one step at a time, the host passing each token on. */
+	for (k = 0; k <= RA_STEPS; k++) {
+		for (i = 0; i < RA_SEQS; i++) {
+			ss[i] = (struct backend_sample){ .set = {
+				.temperature = i % 2 ? 0.9f : 0.0f, .top_k = i % 2 ? 20 : 0,
+				.top_p = 1.0f, .u = i % 2 ? u[k][i] : 0.0f } };
+			one[i] = (struct backend_seq){
+				.block_table = table[i], .n_blocks = 4, .pos = k ? 7 + k : 0,
+				.tokens = k ? &tok[i][k - 1] : prompt[i], .n_tokens = k ? 1 : 8,
+				.logits = BACKEND_LOGITS_LAST, .sample = &ss[i],
+			};
+		}
+		assert_int_equal(backend_step(b, one, RA_SEQS, out), 0);
+		for (i = 0; i < RA_SEQS; i++) {
+			assert_true(ss[i].token < b->n_vocab);
+			tok[i][k] = ss[i].token;
+			lp[i][k] = ss[i].logprob;
+		}
+	}
+	/* Run-ahead: step k + 1 goes out before step k is waited for. */
+	assert_int_equal(backend_wait(a), -EINVAL);
+	for (k = 0; k <= RA_STEPS + 1; k++) {
+		struct backend_seq *s = sq[k % 2];
+		float *o = out + (size_t)(k % 2) * RA_SEQS * a->n_vocab;
+
+		if (k <= RA_STEPS) {
+			for (i = 0; i < RA_SEQS; i++) {
+				bs[k % 2][i] = (struct backend_sample){ .set = {
+					.temperature = i % 2 ? 0.9f : 0.0f,
+					.top_k = i % 2 ? 20 : 0, .top_p = 1.0f,
+					.u = i % 2 ? u[k][i] : 0.0f } };
+				s[i] = (struct backend_seq){
+					.block_table = table[i], .n_blocks = 4, .pos = k ? 7 + k : 0,
+					.tokens = k ? &pend : prompt[i], .n_tokens = k ? 1 : 8,
+					.logits = BACKEND_LOGITS_LAST, .sample = &bs[k % 2][i],
+					.feed = k ? i + 1 : 0,
+				};
+			}
+			assert_int_equal(backend_submit(a, s, RA_SEQS, o), 0);
+			if (k == 3) {
+				/* Two out: no third, no step. */
+				assert_int_equal(backend_submit(a, s, RA_SEQS, o), -EBUSY);
+				assert_int_equal(backend_step(a, s, RA_SEQS, out), -EBUSY);
+			}
+		}
+		if (!k)
+			continue;
+		assert_int_equal(backend_wait(a), 0);
+		for (i = 0; i < RA_SEQS; i++) {
+			const struct backend_sample *d = &bs[(k - 1) % 2][i];
+
+			if (d->token != tok[i][k - 1] || d->logprob != lp[i][k - 1])
+				fail_msg("sequence %u, step %u: token %u (%g), one at a time %u "
+					 "(%g)", i, k - 1, d->token, d->logprob, tok[i][k - 1],
+					 lp[i][k - 1]);
+		}
+	}
+	assert_int_equal(backend_wait(a), -EINVAL);
+	/* A feed naming no sequence of the step before, or not a decode. */
+	for (i = 0; i < RA_SEQS; i++)
+		sq[0][i] = (struct backend_seq){
+			.block_table = table[i], .n_blocks = 4, .pos = 19, .tokens = &pend,
+			.n_tokens = 1, .logits = BACKEND_LOGITS_LAST, .feed = i + 1,
+		};
+	sq[0][0].feed = RA_SEQS + 1;
+	assert_int_equal(backend_submit(a, sq[0], 1, out), -EINVAL);
+	sq[0][0].feed = 1;
+	sq[0][0].n_tokens = 2;
+	assert_int_equal(backend_submit(a, sq[0], 1, out), -EINVAL);
+	free(out);
+	backend_destroy(a);
+	backend_destroy(b);
+	model_free(&m);
+}
+
 /*
  * Draws a backend cannot make, each -EINVAL before anything runs: on the
  * CPU backend (it samples nowhere but on the host), beside a row of all
@@ -1526,6 +1648,30 @@ static void test_draw(void **state)
 	}
 	assert_int_equal(bs[4].token, BACKEND_NO_TOKEN);
 	assert_memory_equal(lb + (DRAW_SEQS - 1) * v, la + (DRAW_SEQS - 1) * v, v * 4);
+	/*
+	 * Run-ahead may feed a step only draws that cannot fall back: the
+	 * nucleus rows (3 and 4) may, the others may not.
+	 */
+	assert_false(backend_draw_certain(b, &set[3]));
+	assert_true(backend_draw_certain(b, &set[1]) && backend_draw_certain(b, &set[2]));
+	assert_int_equal(backend_submit(b, seqs, DRAW_SEQS, lb), 0);
+	{
+		uint32_t pend = UINT32_MAX, dtab[1] = { 0 };
+		struct backend_seq f = {
+			.block_table = dtab, .n_blocks = 1, .tokens = &pend, .n_tokens = 1,
+			.logits = BACKEND_LOGITS_NONE, .feed = 4,
+		};
+
+		assert_int_equal(backend_submit(b, &f, 1, NULL), -EINVAL);
+		f.feed = 2;
+		assert_int_equal(backend_submit(b, &f, 1, NULL), 0);
+		/*
+		 * Row 4 fell back while the next step ran, over its logits:
+		 * the step fails rather than hand the host another's row.
+		 */
+		assert_int_equal(backend_wait(b), -EIO);
+		assert_int_equal(backend_wait(b), 0);
+	}
 	free(la);
 	free(lb);
 	free(c);
@@ -1625,6 +1771,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_draw),
 		cmocka_unit_test(test_graph),
+		cmocka_unit_test(test_run_ahead),
 		cmocka_unit_test(test_bad_steps),
 #else
 		cmocka_unit_test(test_gpu_none),
