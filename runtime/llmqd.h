@@ -162,8 +162,26 @@ struct request {
 	struct sched_seq	seq;		/* tokens, blocks, state */
 	struct sampler		*smp;
 	struct tok_stream	ts;		/* UTF-8 held between tokens */
+	uint32_t		flight_idx;	/* its place in the step out, while its
+						 * token there is pending */
 	uint64_t		t_arrival;
 	uint64_t		t_last_token;
+};
+
+/**
+ * struct serve_step - a step given to the engine, as serve.c keeps it
+ * @seqs:	its sequences, NULL where one has ended since
+ * @bseqs:	what the backend was given, in the same order
+ * @samples:	the draws asked of the backend
+ * @n:		how many
+ * @out:	submitted and not yet waited for
+ */
+struct serve_step {
+	struct sched_seq	**seqs;
+	struct backend_seq	*bseqs;
+	struct backend_sample	*samples;
+	uint32_t		n;
+	bool			out;
 };
 
 /**
@@ -176,8 +194,14 @@ struct llmqd {
 	struct kv_blocks	*kv;
 	struct sched		sched;
 	float			*logits;	/* max_num_seqs rows */
-	struct backend_seq	*bseqs;		/* max_num_seqs */
-	struct backend_sample	*bsamples;	/* max_num_seqs, drawn by the backend */
+	/*
+	 * Steps in the making and out: two, as a backend that runs ahead
+	 * (backend_submit()) takes the next while one runs; @flight is the
+	 * one out whose tokens are pending, or NULL.
+	 */
+	struct serve_step	steps[2];
+	struct serve_step	*flight;
+	uint64_t		n_steps;
 	uint64_t		window_deadline; /* armed TIMER_WINDOW, 0 = none */
 	struct serve_metrics	metrics;
 	struct llmq_stats	stats;

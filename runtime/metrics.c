@@ -142,6 +142,8 @@ void metrics_print(FILE *f, const struct llmq_stats *st, const struct serve_metr
 	gauge(f, "llmq:device_sampled_tokens_total", "counter",
 	      "Tokens drawn by the engine on the GPU, not by llmqd's sampler.",
 	      st->device_sampled_tokens);
+	gauge(f, "llmq:steps_ahead_total", "counter",
+	      "Engine steps queued while the step before still ran.", st->steps_ahead);
 	hist_print(f, "llmq:time_to_first_token_seconds", "Arrival to first token.", &m->ttft);
 	hist_print(f, "llmq:inter_token_latency_seconds", "Between tokens of a request.",
 		   &m->itl);

@@ -5,10 +5,13 @@
  * all.  This is the one place that knows requests, the scheduler and the
  * engine at once; each of those knows nothing of the others.
  *
- * A step runs on the loop's thread and blocks it for the step's length: new
- * SQEs and cancellations are read between steps, which is when continuous
- * batching could act on them anyway, and a finished sequence's final CQE
- * goes out the moment its last token is sampled.
+ * On the CPU a step runs on the loop's thread and blocks it for the step's
+ * length: new SQEs and cancellations are read between steps, which is when
+ * continuous batching could act on them anyway, and a finished sequence's
+ * final CQE goes out the moment its last token is sampled.  A backend that
+ * runs ahead (the GPU's) takes step N + 1 before step N is collected, so
+ * the loop plans, posts CQEs and reads the rings while the device works:
+ * see step_ahead().
  */
 #include <errno.h>
 #include <stdint.h>
@@ -41,7 +44,7 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 	struct sched_config sc = d->cfg.sched;
 	struct backend *be;
 	uint32_t room;
-	int ret;
+	int ret, i;
 
 	ret = engine_open(&d->engine, &d->cfg.engine, err, errlen);
 	if (ret)
@@ -58,9 +61,14 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 	/* Rows for the most sequences a step may ever hold, raised live or not. */
 	room = d->sched.cfg.max_num_seqs_limit;
 	d->logits = malloc((size_t)room * be->n_vocab * sizeof(*d->logits));
-	d->bseqs = calloc(room, sizeof(*d->bseqs));
-	d->bsamples = calloc(room, sizeof(*d->bsamples));
-	if (!d->logits || !d->bseqs || !d->bsamples) {
+	for (i = 0; i < 2; i++) {
+		d->steps[i].seqs = calloc(room, sizeof(*d->steps[i].seqs));
+		d->steps[i].bseqs = calloc(room, sizeof(*d->steps[i].bseqs));
+		d->steps[i].samples = calloc(room, sizeof(*d->steps[i].samples));
+		if (!d->steps[i].seqs || !d->steps[i].bseqs || !d->steps[i].samples)
+			d->logits = (free(d->logits), NULL);
+	}
+	if (!d->logits) {
 		snprintf(err, errlen, "out of memory for %u rows of logits", room);
 		ret = -ENOMEM;
 		goto fail;
@@ -78,12 +86,20 @@ fail:
  */
 void serve_fini(struct llmqd *d)
 {
+	int i;
+
+	/* A step still out writes into the arrays below until it is done. */
+	if (d->flight && d->engine.be)
+		(void)backend_wait(d->engine.be);
+	d->flight = NULL;
 	free(d->logits);
-	free(d->bseqs);
-	free(d->bsamples);
 	d->logits = NULL;
-	d->bseqs = NULL;
-	d->bsamples = NULL;
+	for (i = 0; i < 2; i++) {
+		free(d->steps[i].seqs);
+		free(d->steps[i].bseqs);
+		free(d->steps[i].samples);
+		d->steps[i] = (struct serve_step){ 0 };
+	}
 	sched_fini(&d->sched);
 	kvb_destroy(d->kv);
 	d->kv = NULL;
@@ -110,7 +126,14 @@ int serve_submit(struct llmqd *d, struct request *r)
  */
 void serve_remove(struct llmqd *d, struct request *r)
 {
+	uint32_t i, j;
+
 	sched_finish(&d->sched, &r->seq);
+	/* A step out that held it delivers nothing to it. */
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < d->steps[i].n; j++)
+			if (d->steps[i].seqs[j] == &r->seq)
+				d->steps[i].seqs[j] = NULL;
 }
 
 /**
@@ -126,6 +149,9 @@ bool serve_poll(struct llmqd *d)
 {
 	uint64_t dl, now = now_ns();
 
+	/* A step out: plan the next while it runs, or at least collect it. */
+	if (d->flight)
+		return true;
 	switch (sched_poll(&d->sched, now, &dl)) {
 	case SCHED_ACT_STEP:
 		return true;
@@ -180,7 +206,11 @@ static void emit_token(struct llmqd *d, struct request *r, uint32_t tok, float l
 	size_t out_len;
 	int n, fin, err;
 
-	sched_append(&d->sched, q, tok);
+	/* Run ahead, the token was appended as pending when its step went out. */
+	if (q->n_pending)
+		sched_resolve(&d->sched, q, tok);
+	else
+		sched_append(&d->sched, q, tok);
 	note_latency(d, r, now);
 	if (r->c->nobufs) {
 		/* Its client stopped reading its CQ: see client_post(). */
@@ -237,29 +267,25 @@ static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
 	return bs;
 }
 
-/**
- * serve_step() - plan a step, compute it, deliver its tokens
- * @d:		the daemon
- *
- * A backend failure fails every request of the step with its errno; the
- * others, and the daemon, go on.
+/*
+ * Copy the planned step into @st: its sequences, what the backend is
+ * given for each, and the draws asked of it. Returns whether every draw is
+ * certain (backend_draw_certain()), so that the step may be left to run
+ * while the next is planned.
  */
-void serve_step(struct llmqd *d)
+static bool step_fill(struct llmqd *d, struct serve_step *st, const struct sched_batch *b)
 {
-	const struct sched_batch *b;
 	struct backend *be = d->engine.be;
-	struct sched_seq *q;
-	uint32_t i, row = 0;
-	uint64_t now = now_ns();
-	int err;
+	bool certain = true;
+	uint32_t i;
 
-	d->window_deadline = 0;
-	b = sched_plan(&d->sched, now);
-	if (!b->n_seqs)
-		return;
 	for (i = 0; i < b->n_seqs; i++) {
-		q = b->seqs[i];
-		d->bseqs[i] = (struct backend_seq){
+		struct sched_seq *q = b->seqs[i];
+		struct backend_seq *bq = &st->bseqs[i];
+		struct request *r = q->priv;
+
+		st->seqs[i] = q;
+		*bq = (struct backend_seq){
 			.block_table = q->blocks,
 			.n_blocks = q->n_blocks,
 			.pos = q->step_pos,
@@ -267,30 +293,55 @@ void serve_step(struct llmqd *d)
 			.n_tokens = q->step_len,
 			.logits = q->step_sample ? BACKEND_LOGITS_LAST : BACKEND_LOGITS_NONE,
 		};
-		if (q->step_sample)
-			d->bseqs[i].sample = device_draw(d, q->priv, &d->bsamples[i]);
+		/* Its token is still on the device: the step out drew it. */
+		if (q->n_pending)
+			bq->feed = r->flight_idx + 1;
+		if (!q->step_sample)
+			continue;
+		bq->sample = device_draw(d, r, &st->samples[i]);
+		if (!bq->sample || !backend_draw_certain(be, &bq->sample->set))
+			certain = false;
 	}
-	d->stats.steps++;
-	err = backend_step(be, d->bseqs, b->n_seqs, d->logits);
-	if (err) {
-		pr_err("%s step of %u sequences, %u tokens failed: %s", be->ops->name,
-		       b->n_seqs, b->n_tokens, strerror(-err));
-		for (i = b->n_seqs; i-- > 0;)
-			req_finish(b->seqs[i]->priv, err, LLMQ_FINISH_ERROR);
-		return;
-	}
-	sched_advance(&d->sched);
-	now = now_ns();
-	for (i = 0; i < b->n_seqs; i++) {
-		struct backend_sample *bs = d->bseqs[i].sample;
+	st->n = b->n_seqs;
+	return certain;
+}
+
+/* A failed step: each of its requests still there ends with @err. */
+static void step_fail(struct llmqd *d, struct serve_step *st, int err)
+{
+	struct backend *be = d->engine.be;
+	uint32_t i, n = 0;
+
+	for (i = 0; i < st->n; i++)
+		n += st->seqs[i] != NULL;
+	pr_err("%s step of %u sequences failed: %s", be->ops->name, n, strerror(-err));
+	for (i = st->n; i-- > 0;)
+		if (st->seqs[i])
+			req_finish(st->seqs[i]->priv, err, LLMQ_FINISH_ERROR);
+	st->n = 0;
+}
+
+/* Hand each sequence of a computed step its token; ended ones are skipped. */
+static void step_deliver(struct llmqd *d, struct serve_step *st)
+{
+	struct backend *be = d->engine.be;
+	uint64_t now = now_ns();
+	uint32_t i, row = 0;
+
+	for (i = 0; i < st->n; i++) {
+		struct backend_seq *bq = &st->bseqs[i];
+		struct backend_sample *bs = bq->sample;
 		struct request *r;
 		uint32_t tok;
 		float lp;
 
-		q = b->seqs[i];
-		if (!q->step_sample)
+		if (bq->logits != BACKEND_LOGITS_LAST)
 			continue;
-		r = q->priv;
+		if (!st->seqs[i]) {
+			row++;
+			continue;
+		}
+		r = st->seqs[i]->priv;
 		if (bs && bs->token != BACKEND_NO_TOKEN) {
 			tok = bs->token;
 			lp = bs->logprob;
@@ -301,6 +352,103 @@ void serve_step(struct llmqd *d)
 		row++;
 		emit_token(d, r, tok, lp, now);
 	}
+	st->n = 0;
+}
+
+/* Wait for the oldest step out, @st, and deliver it. */
+static void step_complete(struct llmqd *d, struct serve_step *st)
+{
+	int err = backend_wait(d->engine.be);
+
+	st->out = false;
+	if (d->flight == st)
+		d->flight = NULL;
+	if (err)
+		step_fail(d, st, err);
+	else
+		step_deliver(d, st);
+}
+
+/*
+ * Run ahead: queue this step, then collect the one out before it while the
+ * device runs it. If every draw of this step is certain, its sequences get
+ * their tokens as pending and it stays out: the next step is planned and
+ * queued, its decodes fed on the device, before this one is waited for.
+ * Otherwise (a draw the host makes, or one that may fall back to it) it is
+ * waited for at once.
+ */
+static void step_ahead(struct llmqd *d, struct serve_step *st, bool certain)
+{
+	struct serve_step *prev = d->flight;
+	uint32_t i;
+	int err;
+
+	err = backend_submit(d->engine.be, st->bseqs, st->n, d->logits);
+	if (err) {
+		if (prev)
+			step_complete(d, prev);
+		step_fail(d, st, err);
+		return;
+	}
+	st->out = true;
+	d->n_steps++;
+	sched_advance(&d->sched);
+	if (prev) {
+		d->stats.steps_ahead++;
+		step_complete(d, prev);
+	}
+	if (!certain) {
+		step_complete(d, st);
+		return;
+	}
+	for (i = 0; i < st->n; i++) {
+		struct sched_seq *q = st->seqs[i];
+
+		if (!q || st->bseqs[i].logits != BACKEND_LOGITS_LAST)
+			continue;
+		sched_append_pending(&d->sched, q);
+		((struct request *)q->priv)->flight_idx = i;
+	}
+	d->flight = st;
+}
+
+/**
+ * serve_step() - plan a step, compute it, deliver its tokens
+ * @d:		the daemon
+ *
+ * On a backend that runs ahead (backend_submit()), the step computed may
+ * be the one planned before: see step_ahead(). A backend failure fails
+ * every request of the step with its errno; the others, and the daemon,
+ * go on.
+ */
+void serve_step(struct llmqd *d)
+{
+	struct backend *be = d->engine.be;
+	struct serve_step *st = &d->steps[d->n_steps % 2];
+	const struct sched_batch *b;
+	bool certain;
+	int err;
+
+	d->window_deadline = 0;
+	b = sched_plan(&d->sched, now_ns());
+	if (!b->n_seqs) {
+		if (d->flight)
+			step_complete(d, d->flight);
+		return;
+	}
+	certain = step_fill(d, st, b);
+	d->stats.steps++;
+	if (be->ops->submit) {
+		step_ahead(d, st, certain);
+		return;
+	}
+	err = backend_step(be, st->bseqs, st->n, d->logits);
+	if (err) {
+		step_fail(d, st, err);
+		return;
+	}
+	sched_advance(&d->sched);
+	step_deliver(d, st);
 }
 
 /* A quantile in microseconds, saturated to the __u32 of struct llmq_stats. */

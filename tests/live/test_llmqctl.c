@@ -194,7 +194,7 @@ static void test_stats(void **state)
 		"preemptions", "prefix_cache_queries", "prefix_cache_hits", "prompt_tokens",
 		"ttft_p50_us", "ttft_p99_us", "itl_p50_us", "itl_p99_us", "e2e_p50_us",
 		"e2e_p99_us", "queue_p50_us", "queue_p99_us", "graph_steps",
-		"device_sampled_tokens",
+		"device_sampled_tokens", "steps_ahead",
 	};
 	struct llmq_stats st;
 	struct json_object *o;
@@ -494,11 +494,12 @@ static void test_prometheus(void **state)
 	why = promtool_check(out);
 	if (why)
 		fail_msg("promtool check metrics: %s", why);
-	assert_int_equal(n, 18);
+	assert_int_equal(n, 19);
 	assert_non_null(strstr(out, "\nllmq:generation_tokens_total 6\n"));
 	/* The null engine runs no graphs and draws nothing itself. */
 	assert_non_null(strstr(out, "\nllmq:graph_steps_total 0\n"));
 	assert_non_null(strstr(out, "\nllmq:device_sampled_tokens_total 0\n"));
+	assert_non_null(strstr(out, "\nllmq:steps_ahead_total 0\n"));
 	assert_non_null(strstr(out, "\nllmq:time_to_first_token_seconds_count 2\n"));
 	assert_non_null(strstr(out, "# TYPE llmq:e2e_request_latency_seconds histogram\n"));
 	/* The null engine answers within a second: both under le 2^20 us. */

@@ -8,6 +8,9 @@
  * that do not, side by side in one step; decode steps from CUDA graphs.
  * The emulator computes each row alone, in a fixed order, so batching and
  * graphs change no bit: every client gets exactly what it gets alone.
+ * Steps run ahead (one planned and queued while the one before runs) on
+ * every daemon here; llmq run, one step at a time, is the reference for
+ * that.
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,11 +30,14 @@
 #include "libllmq.h"
 
 #define WAIT_MS		120000
-#define N_CLIENTS	8
+#define N_CLIENTS	10
+#define N_KINDS		5
 #define N_GEN		12
 
 static char model[PATH_MAX], plugin[PATH_MAX + 32];
 static bool have_plugin;
+/* The stop id of kind 4, and how many tokens come before it. */
+static uint32_t stop_id[N_CLIENTS], stop_at[N_CLIENTS];
 /* alone: one sequence a step, no prefix cache; crowd: batching */
 static struct daemon alone, crowd;
 
@@ -51,8 +57,9 @@ static struct shared *sh;
 
 /*
  * Client i's request: greedy; temperature with top-k and top-p; the whole
- * vocabulary at a temperature (all drawn on the device); or with a
- * repetition penalty, which only the host's sampler applies.
+ * vocabulary at a temperature (all drawn on the device); with a repetition
+ * penalty, which only the host's sampler applies; or greedy with a stop
+ * id (the request ends while the step after its last has gone out).
  */
 static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp)
 {
@@ -61,7 +68,7 @@ static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp
 	sp->max_tokens = N_GEN;
 	sp->flags = LLMQ_SQE_STREAM | LLMQ_SQE_IGNORE_EOS;
 	sp->seed = 1000 + i;
-	switch (i % 4) {
+	switch (i % N_KINDS) {
 	case 1:
 		sp->temperature = 0.8f;
 		sp->top_k = 40;
@@ -71,8 +78,16 @@ static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp
 		sp->temperature = 1.0f;
 		break;
 	case 3:
+		/* Short: the steps it is in are not run ahead (see serve.c). */
 		sp->temperature = 0.7f;
 		sp->repetition_penalty = 1.3f;
+		sp->max_tokens = 3;
+		break;
+	case 4:
+		if (stop_id[i] != UINT32_MAX) {
+			sp->stop_ids = &stop_id[i];
+			sp->nr_stop_ids = 1;
+		}
 		break;
 	}
 }
@@ -150,11 +165,35 @@ static int setup(void **state)
 		fprintf(stderr, "cannot start llmqd --engine cuda over %s\n", plugin);
 		return -1;
 	}
+	/*
+	 * Kind 4 stops at the first token of its own greedy continuation that
+	 * comes third or later and not before: run it once without a stop.
+	 */
+	for (i = 0; i < N_CLIENTS; i++)
+		stop_id[i] = UINT32_MAX;
+	for (i = N_KINDS - 1; i < N_CLIENTS; i += N_KINDS) {
+		uint32_t j, k;
+
+		generate(alone.sock, i, &sh->ref[i]);
+		if (sh->ref[i].res != N_GEN)
+			return -1;
+		for (j = 2; j < N_GEN && stop_id[i] == UINT32_MAX; j++) {
+			for (k = 0; k < j && sh->ref[i].ids[k] != sh->ref[i].ids[j]; k++)
+				;
+			if (k == j) {
+				stop_id[i] = sh->ref[i].ids[j];
+				stop_at[i] = j;
+			}
+		}
+	}
 	/* The reference: each request served alone, one after the other. */
 	for (i = 0; i < N_CLIENTS; i++) {
+		uint32_t want = stop_id[i] != UINT32_MAX ? stop_at[i] : i % N_KINDS == 3 ? 3 : N_GEN;
+
 		generate(alone.sock, i, &sh->ref[i]);
-		if (sh->ref[i].res != N_GEN) {
-			fprintf(stderr, "reference generation %d failed: %d\n", i, sh->ref[i].res);
+		if (sh->ref[i].res != (int)want) {
+			fprintf(stderr, "reference generation %d: %d, expected %u\n", i,
+				sh->ref[i].res, want);
 			return -1;
 		}
 	}
@@ -182,12 +221,14 @@ static int teardown(void **state)
 	} while (0)
 
 /*
- * Eight clients at once, two of each kind of request, get the tokens and
- * log-probabilities each gets alone; they were batched, and decode steps
- * came from CUDA graphs (fewer steps than tokens, no failures).
+ * Ten clients at once, two of each kind of request, get the tokens and
+ * log-probabilities each gets alone (the stopped ones exactly up to their
+ * stop id); they were batched, their decode steps came from CUDA graphs
+ * and ran ahead, and the device drew every token but the penalised ones'.
  */
 static void test_crowd_same_as_alone(void **state)
 {
+	uint64_t tokens = 0, drawn = 0;
 	struct llmq_stats a, b;
 	pid_t pids[N_CLIENTS];
 	int i, st;
@@ -209,20 +250,39 @@ static void test_crowd_same_as_alone(void **state)
 	}
 	assert_int_equal(llmq_get_stats(crowd.sock, &b), 0);
 	for (i = 0; i < N_CLIENTS; i++) {
-		if (sh->got[i].res != N_GEN)
-			fail_msg("client %d: res %d, expected %d tokens", i, sh->got[i].res, N_GEN);
+		if (sh->got[i].res != sh->ref[i].res)
+			fail_msg("client %d: res %d, alone %d", i, sh->got[i].res, sh->ref[i].res);
 		if (memcmp(sh->got[i].ids, sh->ref[i].ids, sizeof(sh->ref[i].ids)))
-			fail_msg("client %d (kind %d): tokens differ from its run alone", i, i % 4);
+			fail_msg("client %d (kind %d): tokens differ from its run alone", i,
+				 i % N_KINDS);
 		if (memcmp(sh->got[i].lp, sh->ref[i].lp, sizeof(sh->ref[i].lp)))
 			fail_msg("client %d (kind %d): log-probabilities differ from its run "
-				 "alone", i, i % 4);
+				 "alone", i, i % N_KINDS);
 	}
 	assert_true(b.steps - a.steps < (uint64_t)N_CLIENTS * N_GEN / 2);
-	assert_int_equal(b.tokens_generated - a.tokens_generated, N_CLIENTS * N_GEN);
-	/* Six of eight drawn on the GPU (the tiny vocabulary fits its candidates). */
-	assert_int_equal(b.device_sampled_tokens - a.device_sampled_tokens,
-			 N_CLIENTS / 4 * 3 * N_GEN);
+	print_message("[          ] %u and %u tokens before the stop ids; %llu tokens, %llu drawn on "
+		      "the device, %llu steps, %llu from graphs, %llu run ahead\n", stop_at[4],
+		      stop_at[9], (unsigned long long)(b.tokens_generated - a.tokens_generated),
+		      (unsigned long long)(b.device_sampled_tokens - a.device_sampled_tokens),
+		      (unsigned long long)(b.steps - a.steps),
+		      (unsigned long long)(b.graph_steps - a.graph_steps),
+		      (unsigned long long)(b.steps_ahead - a.steps_ahead));
+	/*
+	 * Every token, the stop ids included, once: none counted for a step
+	 * that ran ahead past a request's end. All but the penalised ones'
+	 * drawn on the GPU (the tiny vocabulary fits its candidates).
+	 */
+	for (i = 0; i < N_CLIENTS; i++) {
+		uint32_t n = sh->ref[i].res + (stop_id[i] != UINT32_MAX);
+
+		tokens += n;
+		drawn += i % N_KINDS == 3 ? 0 : n;
+	}
+	assert_int_equal(b.tokens_generated - a.tokens_generated, tokens);
+	assert_int_equal(b.device_sampled_tokens - a.device_sampled_tokens, drawn);
 	assert_true(b.graph_steps - a.graph_steps >= N_GEN - 2);
+	/* Once the penalised ones are done, every step runs ahead. */
+	assert_true(b.steps_ahead - a.steps_ahead >= N_GEN / 2);
 	assert_int_equal(b.requests_failed, a.requests_failed);
 	assert_int_equal(b.kv_blocks_used, 0);
 }
@@ -239,43 +299,55 @@ static void test_seeded_draws_repeat(void **state)
 
 	(void)state;
 	NEED_PLUGIN();
-	for (i = 1; i < N_CLIENTS; i += 4) {
+	for (i = 1; i < N_CLIENTS; i += N_KINDS) {
 		generate(alone.sock, i, &again);
 		assert_int_equal(again.res, N_GEN);
 		assert_memory_equal(again.ids, sh->ref[i].ids, sizeof(again.ids));
 	}
-	/* Clients 1 and 5 ask the same but for prompt and seed. */
+	/* Clients 1 and 6 ask the same but for prompt and seed. */
 	for (i = 0; i < N_GEN; i++)
-		differ += sh->ref[1].ids[i] != sh->ref[5].ids[i];
+		differ += sh->ref[1].ids[i] != sh->ref[6].ids[i];
 	assert_true(differ > 0);
 }
 
 /*
- * llmq run --engine cuda (in-process, tokens drawn in the step) gives the
- * greedy continuation the daemon gives, as text.
+ * llmq run --engine cuda (in-process, one step at a time, the host passing
+ * each token on) writes the text the daemon (running ahead, feeding the
+ * device's draws to the next step) does: greedy, seeded top-k with top-p,
+ * seeded over the whole vocabulary.
  */
 static void test_run_same_as_daemon(void **state)
 {
-	char out_run[4096], out_gen[4096], err[4096], prompt[128];
-	struct llmq_sampling sp;
-	const char *run_argv[] = { NULL, "run", "--engine", "cuda", "--model", model,
-		"--temperature", "0", "--max-tokens", "12", prompt, NULL };
-	const char *gen_argv[] = { NULL, "generate", "--socket", alone.sock, "--temperature",
-		"0", "--max-tokens", "12", prompt, NULL };
+	static const char *const sets[][3] = {
+		{ "0", "0", "1" }, { "0.8", "40", "0.9" }, { "1.0", "0", "1" },
+	};
+	char out_run[4096], out_gen[4096], err[4096], prompt[128], seed[32];
 	char bin[PATH_MAX + 8];
+	struct llmq_sampling sp;
+	unsigned int k;
 
 	(void)state;
 	NEED_PLUGIN();
 	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
-	run_argv[0] = bin;
-	gen_argv[0] = bin;
-	request_of(0, prompt, sizeof(prompt), &sp);
-	if (run_cmd(run_argv, out_run, sizeof(out_run), err, sizeof(err)))
-		fail_msg("llmq run --engine cuda: %s", err);
-	if (run_cmd(gen_argv, out_gen, sizeof(out_gen), err, sizeof(err)))
-		fail_msg("llmq generate: %s", err);
-	assert_true(strlen(out_run) > 0);
-	assert_string_equal(out_run, out_gen);
+	for (k = 0; k < 3; k++) {
+		const char *run_argv[] = { bin, "run", "--engine", "cuda", "--model", model,
+			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
+			sets[k][2], "--seed", seed, "--max-tokens", "12", prompt, NULL };
+		const char *gen_argv[] = { bin, "generate", "--socket", alone.sock,
+			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
+			sets[k][2], "--seed", seed, "--max-tokens", "12", prompt, NULL };
+
+		request_of(k, prompt, sizeof(prompt), &sp);
+		snprintf(seed, sizeof(seed), "%llu", (unsigned long long)sp.seed);
+		if (run_cmd(run_argv, out_run, sizeof(out_run), err, sizeof(err)))
+			fail_msg("llmq run --engine cuda: %s", err);
+		if (run_cmd(gen_argv, out_gen, sizeof(out_gen), err, sizeof(err)))
+			fail_msg("llmq generate: %s", err);
+		assert_true(strlen(out_run) > 0);
+		if (strcmp(out_run, out_gen))
+			fail_msg("T %s, top-k %s, top-p %s: llmq run wrote '%s', the daemon "
+				 "'%s'", sets[k][0], sets[k][1], sets[k][2], out_run, out_gen);
+	}
 }
 
 int main(int argc, char **argv)

@@ -306,6 +306,7 @@ static int cmd_stats(int argc, char **argv)
 	P(queue_p99_us);
 	P(graph_steps);
 	P(device_sampled_tokens);
+	P(steps_ahead);
 #undef P
 	return 0;
 }

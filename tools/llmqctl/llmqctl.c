@@ -75,7 +75,7 @@ static const struct {
 	STAT(prefix_cache_queries), STAT(prefix_cache_hits), STAT(prompt_tokens),
 	STAT(ttft_p50_us), STAT(ttft_p99_us), STAT(itl_p50_us), STAT(itl_p99_us),
 	STAT(e2e_p50_us), STAT(e2e_p99_us), STAT(queue_p50_us), STAT(queue_p99_us),
-	STAT(graph_steps), STAT(device_sampled_tokens),
+	STAT(graph_steps), STAT(device_sampled_tokens), STAT(steps_ahead),
 };
 
 static struct nla_policy reply_policy[LLMQ_ATTR_MAX + 1] = {

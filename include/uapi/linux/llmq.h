@@ -328,6 +328,7 @@ struct llmq_msg_reply {
  * @graph_steps:	engine steps replayed from a captured graph (CUDA graphs)
  * @device_sampled_tokens: of @tokens_generated, those the engine drew itself
  *			(on the GPU) rather than llmqd's sampler
+ * @steps_ahead:	steps planned and queued while the one before still ran
  * @resv:		zero
  *
  * Percentiles are upper bounds within 9% of the true value (log buckets).
@@ -365,7 +366,8 @@ struct llmq_stats {
 	__u32	queue_p99_us;
 	__u64	graph_steps;
 	__u64	device_sampled_tokens;
-	__u64	resv[4];
+	__u64	steps_ahead;
+	__u64	resv[3];
 };
 
 /*
