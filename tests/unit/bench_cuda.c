@@ -153,14 +153,16 @@ static double weight_bytes(const struct model *m)
 
 /*
  * @batch sequences, each with a ctx_len-token prompt (prefilled in chunks, not
- * timed), then decode_steps steps of one token each for all of them:
- * decoded tokens/s, the median of REPS.
+ * timed), then decode_steps steps of one token each for all of them, drawn
+ * greedily on the device as llmqd has them drawn (one id per sequence comes
+ * back, not its row of logits): decoded tokens/s, the median of REPS.
  */
 static double decode(struct backend *b, uint32_t batch, float *logits)
 {
 	uint32_t per_seq = (ctx_len + decode_steps + b->block_size - 1) / b->block_size;
 	uint32_t *tables = malloc((size_t)batch * per_seq * 4), *tok = calloc(ctx_len, 4);
 	struct backend_seq *s = calloc(batch, sizeof(*s));
+	struct backend_sample *bs = calloc(batch, sizeof(*bs));
 	double t[REPS], t0;
 	uint32_t i, j, r;
 
@@ -184,12 +186,14 @@ static double decode(struct backend *b, uint32_t batch, float *logits)
 	for (r = 0; r <= REPS; r++) {
 		t0 = now();
 		for (j = 0; j < decode_steps; j++) {
-			for (i = 0; i < batch; i++)
+			for (i = 0; i < batch; i++) {
+				bs[i] = (struct backend_sample){ .set = { .top_p = 1.0f } };
 				s[i] = (struct backend_seq){
 					.block_table = tables + (size_t)i * per_seq,
 					.n_blocks = per_seq, .pos = ctx_len + j, .tokens = tok + j,
-					.n_tokens = 1,
+					.n_tokens = 1, .sample = &bs[i],
 				};
+			}
 			if (backend_step(b, s, batch, logits))
 				return -1;
 		}
@@ -199,6 +203,7 @@ static double decode(struct backend *b, uint32_t batch, float *logits)
 	free(tables);
 	free(tok);
 	free(s);
+	free(bs);
 	return median(t, REPS);
 }
 
@@ -293,6 +298,8 @@ int main(int argc, char **argv)
 		if (batches[i] == 1)
 			tp1 = tp;
 	}
+	printf("decode steps from CUDA graphs: %llu (%u graphs captured)\n",
+	       (unsigned long long)b->graph_steps, b->graphs);
 	sec = prefill(b);
 	if (sec < 0) {
 		fprintf(stderr, "bench_cuda: prefill failed\n");
