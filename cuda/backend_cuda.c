@@ -86,6 +86,7 @@ struct cuda_inflight {
 	uint32_t			n_draw;
 	float				*logits;
 	int32_t				*draw_row;
+	bool				feedable;
 };
 
 struct backend_cuda {
@@ -697,7 +698,7 @@ static int check_feed(const struct backend_cuda *c, const struct backend_seq *se
 	for (i = 0; i < n_seqs; i++) {
 		uint32_t f = seqs[i].feed;
 
-		if (f && (!c->n_submitted || f > prev->n_seqs || prev->draw_row[f - 1] < 0))
+		if (f && (!prev->feedable || f > prev->n_seqs || prev->draw_row[f - 1] < 0))
 			return -EINVAL;
 	}
 	return 0;
@@ -743,6 +744,13 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
 	plan_layout(&c->hp, c->h_plan[slot], b->max_tokens);
 	longest = plan_step(c, seqs, n_seqs, fl, &n_bt);
+	/*
+	 * From here this step may overwrite the tokens the one before drew
+	 * (d_tok): whether it is submitted or fails, no later step feeds from
+	 * that one.
+	 */
+	fl->feedable = false;
+	c->fl[(c->n_submitted + 1) % 2].feedable = false;
 	k = graph_bucket(c, seqs, n_seqs);
 	if (k >= 0 && c->graph_off[k])
 		k = -1;
@@ -785,6 +793,7 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	fl->n_seqs = n_seqs;
 	fl->n_out = n_out;
 	fl->logits = logits;
+	fl->feedable = true;
 	c->n_submitted++;
 	return 0;
 }

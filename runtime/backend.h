@@ -286,8 +286,8 @@ static inline int backend_wait(struct backend *b)
  */
 static inline bool backend_draw_certain(const struct backend *b, const struct sampler_plain *p)
 {
-	return p->temperature == 0.0f || p->top_k || p->top_p >= 1.0f ||
-	       b->n_vocab <= b->sample_max_k;
+	return p->temperature == 0.0f || (p->top_k && p->top_k < b->n_vocab) ||
+	       p->top_p >= 1.0f || b->n_vocab <= b->sample_max_k;
 }
 
 /**

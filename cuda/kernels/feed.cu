@@ -11,7 +11,8 @@ static __global__ void feed_kernel(int32_t *ids, const int32_t *feed, const int3
 {
 	const uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
 
-	if (t < n_rows && feed[t] >= 0)
+	/* A draw that was not a token (the host's): the host fed none; keep the id. */
+	if (t < n_rows && feed[t] >= 0 && tok[feed[t]] >= 0)
 		ids[t] = tok[feed[t]];
 }
 

@@ -1653,6 +1653,15 @@ static void test_draw(void **state)
 	 * nucleus rows (3 and 4) may, the others may not.
 	 */
 	assert_false(backend_draw_certain(b, &set[3]));
+	{
+		/* A top_k of the whole vocabulary is no top_k. */
+		struct sampler_plain all = { .temperature = 1.0f, .top_k = (uint32_t)v,
+					     .top_p = 0.5f };
+
+		assert_false(backend_draw_certain(b, &all));
+		all.top_k = (uint32_t)v - 1;
+		assert_true(all.top_k > b->sample_max_k || backend_draw_certain(b, &all));
+	}
 	assert_true(backend_draw_certain(b, &set[1]) && backend_draw_certain(b, &set[2]));
 	assert_int_equal(backend_submit(b, seqs, DRAW_SEQS, lb), 0);
 	{
