@@ -29,7 +29,7 @@ CC		?= cc
 OPT		?= -O2
 CFLAGS_BASE	:= -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -fPIC \
 		   -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/llmq -DLLMQ_MODEL_DIR='"$(MODELDIR)"' \
-		   -DLLMQ_PLUGIN_DIR='"$(LIBDIR)/llmq"'
+		   -DLLMQ_PLUGIN_DIR='"$(LIBDIR)/llmq"' -DLLMQ_SRC_MODEL_DIR='"$(CURDIR)/models"'
 ifeq ($(SAN),1)
 CFLAGS_BASE	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined

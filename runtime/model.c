@@ -399,7 +399,9 @@ int model_parse(struct model *m, const void *buf, size_t size)
  * Installed, it is LLMQ_MODEL_DIR/LLMQ_DEFAULT_MODEL (make install puts it
  * there); in a source tree it is models/ two levels above the running
  * binary (build/bin/llmqd finds models/), so a fresh clone serves it without
- * installing anything.
+ * installing anything; a build made elsewhere (make O=/tmp/x) finds the
+ * models/ of the tree it was built from, LLMQ_SRC_MODEL_DIR, when nothing
+ * is installed.
  *
  * Return: @buf, or NULL when neither exists; @buf then names the installed
  * path, for the message.
@@ -420,7 +422,14 @@ const char *model_default_path(char *buf, size_t len)
 		}
 	}
 	snprintf(buf, len, "%s/%s", LLMQ_MODEL_DIR, LLMQ_DEFAULT_MODEL);
-	return access(buf, R_OK) ? NULL : buf;
+	if (!access(buf, R_OK))
+		return buf;
+	/* A build made outside its tree (make O=/tmp/x): that tree's models/. */
+	snprintf(buf, len, "%s/%s", LLMQ_SRC_MODEL_DIR, LLMQ_DEFAULT_MODEL);
+	if (!access(buf, R_OK))
+		return buf;
+	snprintf(buf, len, "%s/%s", LLMQ_MODEL_DIR, LLMQ_DEFAULT_MODEL);
+	return NULL;
 }
 
 /**

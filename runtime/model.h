@@ -15,6 +15,9 @@
 
 /* The bundled model (models/ in the source tree, make install copies it). */
 #define LLMQ_DEFAULT_MODEL	"kjv-11m-q8_0.gguf"
+#ifndef LLMQ_SRC_MODEL_DIR
+#define LLMQ_SRC_MODEL_DIR	"models"
+#endif
 #ifndef LLMQ_MODEL_DIR
 #define LLMQ_MODEL_DIR		"/usr/local/share/llmq/models"
 #endif
