@@ -128,9 +128,6 @@ cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a);
 cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint32_t n_rows,
 		       uint32_t n_ff);
 
-cudaError_t cuk_argmax(cudaStream_t s, int32_t *out, const float *x, uint32_t n_rows,
-		       uint32_t n);
-
 /* Most candidates cuk_sample() sorts per row. */
 #define CUK_SAMPLE_MAX_K	1024
 /* cuk_sample()'s answers that are no token: a skipped row, one for the host. */

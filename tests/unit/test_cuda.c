@@ -534,11 +534,16 @@ static void test_swiglu(void **state)
 	swiglu_case();
 }
 
-/* Random rows, a tie (the first wins), all -inf, NaNs beside a maximum. */
+/*
+ * Greedy rows of cuk_sample() (temperature 0): random rows, a tie (the first
+ * wins), all -inf, NaNs beside a maximum, as the host's argmax picks.
+ */
 static void argmax_case(void)
 {
 	const uint32_t n_rows = 6, n = 50021;
-	float *x = frand((size_t)n_rows * n, -10, 10), *d_x;
+	float *x = frand((size_t)n_rows * n, -10, 10), *d_x, *d_lp;
+	const struct cuk_sample_row greedy[6] = { { .top_p = 1.0f } };
+	struct cuk_sample_row *d_r;
 	int32_t got[6], *d_out;
 	uint32_t t, i;
 
@@ -551,7 +556,9 @@ static void argmax_case(void)
 	x[5 * n + n - 1] = 30;	/* the very last element */
 	d_x = dup_to_dev(x, (size_t)n_rows * n * 4);
 	d_out = dmalloc(sizeof(got));
-	assert_int_equal(cuk_argmax(0, d_out, d_x, n_rows, n), cudaSuccess);
+	d_lp = dmalloc(n_rows * sizeof(float));
+	d_r = dup_to_dev(greedy, sizeof(greedy));
+	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, n_rows, n), cudaSuccess);
 	from_dev(got, d_out, sizeof(got));
 	for (t = 0; t < n_rows; t++)
 		assert_int_equal(got[t], argmax(x + (size_t)t * n, n));
@@ -560,6 +567,8 @@ static void argmax_case(void)
 	assert_int_equal(got[5], n - 1);
 	cudaFree(d_x);
 	cudaFree(d_out);
+	cudaFree(d_lp);
+	cudaFree(d_r);
 	free(x);
 }
 
