@@ -2143,54 +2143,56 @@ static void stress(const struct stress_cfg *sc)
 	h_free(h);
 }
 
+/* The workloads of test_stress, and in the run-ahead pattern of test_stress_ahead. */
+static const struct stress_cfg stress_runs[] = {
+	{
+		.sc = {
+			.batch_timeout_ns	= 3 * STEP_NS,
+			.max_batch_size		= 3,
+			.max_num_seqs		= 6,
+			.max_num_batched_tokens	= 12,
+			.max_queued		= 10,
+			.max_model_len		= 48,
+			.watermark_blocks	= 1,
+		},
+		.n_blocks = 16, .block_size = 4, .prefix_caching = true,
+		.iters = 6000, .seed = 0x5eed0001,
+	},
+	{
+		.sc = {
+			.batch_timeout_ns	= 0,
+			.max_batch_size		= 1,
+			.max_num_seqs		= 4,
+			.max_num_batched_tokens	= 9,
+			.max_queued		= 6,
+			.max_model_len		= 40,
+			.watermark_blocks	= 0,
+		},
+		.n_blocks = 14, .block_size = 3, .prefix_caching = false,
+		.iters = 6000, .seed = 0x5eed0002,
+	},
+	{
+		.sc = {
+			.batch_timeout_ns	= 2 * STEP_NS,
+			.max_batch_size		= 4,
+			.max_num_seqs		= 8,
+			.max_num_batched_tokens	= 40,
+			.max_queued		= 16,
+			.max_model_len		= 160,
+			.watermark_blocks	= 2,
+		},
+		.n_blocks = 12, .block_size = 16, .prefix_caching = true,
+		.iters = 6000, .seed = 0x5eed0003,
+	},
+};
+
 static void test_stress(void **state)
 {
-	static const struct stress_cfg runs[] = {
-		{
-			.sc = {
-				.batch_timeout_ns	= 3 * STEP_NS,
-				.max_batch_size		= 3,
-				.max_num_seqs		= 6,
-				.max_num_batched_tokens	= 12,
-				.max_queued		= 10,
-				.max_model_len		= 48,
-				.watermark_blocks	= 1,
-			},
-			.n_blocks = 16, .block_size = 4, .prefix_caching = true,
-			.iters = 6000, .seed = 0x5eed0001,
-		},
-		{
-			.sc = {
-				.batch_timeout_ns	= 0,
-				.max_batch_size		= 1,
-				.max_num_seqs		= 4,
-				.max_num_batched_tokens	= 9,
-				.max_queued		= 6,
-				.max_model_len		= 40,
-				.watermark_blocks	= 0,
-			},
-			.n_blocks = 14, .block_size = 3, .prefix_caching = false,
-			.iters = 6000, .seed = 0x5eed0002,
-		},
-		{
-			.sc = {
-				.batch_timeout_ns	= 2 * STEP_NS,
-				.max_batch_size		= 4,
-				.max_num_seqs		= 8,
-				.max_num_batched_tokens	= 40,
-				.max_queued		= 16,
-				.max_model_len		= 160,
-				.watermark_blocks	= 2,
-			},
-			.n_blocks = 12, .block_size = 16, .prefix_caching = true,
-			.iters = 6000, .seed = 0x5eed0003,
-		},
-	};
 	uint32_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
-		stress(&runs[i]);
+	for (i = 0; i < sizeof(stress_runs) / sizeof(stress_runs[0]); i++)
+		stress(&stress_runs[i]);
 }
 
 /*
@@ -2262,57 +2264,23 @@ static struct harness *workload(const struct stress_cfg *sc, int lag)
  */
 static void test_stress_ahead(void **state)
 {
-	static const struct stress_cfg runs[] = {
-		{
-			.sc = {
-				.batch_timeout_ns	= 3 * STEP_NS,
-				.max_batch_size		= 3,
-				.max_num_seqs		= 6,
-				.max_num_batched_tokens	= 12,
-				.max_queued		= 4096,
-				.max_model_len		= 48,
-				.watermark_blocks	= 1,
-			},
-			.n_blocks = 16, .block_size = 4, .prefix_caching = true,
-			.iters = 4000, .seed = 0xa4ead001,
-		},
-		{
-			.sc = {
-				.batch_timeout_ns	= 0,
-				.max_batch_size		= 1,
-				.max_num_seqs		= 4,
-				.max_num_batched_tokens	= 9,
-				.max_queued		= 4096,
-				.max_model_len		= 40,
-				.watermark_blocks	= 0,
-			},
-			.n_blocks = 14, .block_size = 3, .prefix_caching = false,
-			.iters = 4000, .seed = 0xa4ead002,
-		},
-		{
-			.sc = {
-				.batch_timeout_ns	= 2 * STEP_NS,
-				.max_batch_size		= 4,
-				.max_num_seqs		= 8,
-				.max_num_batched_tokens	= 40,
-				.max_queued		= 4096,
-				.max_model_len		= 160,
-				.watermark_blocks	= 2,
-			},
-			.n_blocks = 12, .block_size = 16, .prefix_caching = true,
-			.iters = 4000, .seed = 0xa4ead003,
-		},
-	};
+	static const uint64_t seeds[] = { 0xa4ead001, 0xa4ead002, 0xa4ead003 };
+	struct stress_cfg run;
 	struct harness *ref, *h;
 	struct tseq *r, *t;
 	uint32_t i, j, kr, kt;
 	int lag;
 
 	(void)state;
-	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
-		ref = workload(&runs[i], 0);
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		run = stress_runs[i];
+		/* Every add taken, so that each pattern sees the same workload. */
+		run.sc.max_queued = 4096;
+		run.iters = 4000;
+		run.seed = seeds[i];
+		ref = workload(&run, 0);
 		for (lag = 1; lag <= 2; lag++) {
-			h = workload(&runs[i], lag);
+			h = workload(&run, lag);
 			assert_int_equal(h->n_all, ref->n_all);
 			for (j = 0; j < h->n_all; j++) {
 				r = ref->all[j];
