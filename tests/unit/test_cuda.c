@@ -594,20 +594,6 @@ static int cand_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* The log-sum-exp of a row, in double. */
-static double lse_ref(const float *x, uint32_t n)
-{
-	double m = -INFINITY, s = 0;
-	uint32_t i;
-
-	for (i = 0; i < n; i++)
-		if (x[i] > m)
-			m = x[i];
-	for (i = 0; i < n; i++)
-		s += exp(x[i] - m);
-	return m + log(s);
-}
-
 /*
  * The host's reading of cuk_sample() for one row, in double: the token (or
  * CUK_SAMPLE_HOST), and in *@edge how near (relative) the draw or the top-p
@@ -718,7 +704,7 @@ static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uin
 		if (got[t] == CUK_SAMPLE_HOST)
 			continue;
 		assert_true(got[t] >= 0 && (uint32_t)got[t] < n);
-		want_lp = row[got[t]] - lse_ref(row, n);
+		want_lp = row[got[t]] - testenv_lse(row, n);
 		if (!(fabs(lp[t] - want_lp) <= 2e-4))
 			fail_msg("sample row %u: logprob %g, want %g", t, lp[t], want_lp);
 	}
@@ -1376,7 +1362,7 @@ static void test_graph(void **state)
 				assert_true(bs[i].token < v);
 				assert_true(le[i * v + bs[i].token] >= best - 1e-2f * (fabsf(best) + 1));
 				assert_true(isnan(lg[i * v]));
-				lp = le[i * v + bs[i].token] - lse_ref(le + i * v, v);
+				lp = le[i * v + bs[i].token] - testenv_lse(le + i * v, v);
 				worst = fmax(worst, fabs(bs[i].logprob - lp) / fmax(1, fabs(lp)));
 				continue;
 			}
@@ -1650,7 +1636,7 @@ static void test_draw(void **state)
 		if ((int32_t)bs[i].token != want && edge > 1e-4)
 			fail_msg("draw %u (T %g, k %u, p %g, u %g): %u, the host reads %d", i,
 				 r.temperature, r.top_k, r.top_p, r.u, bs[i].token, want);
-		lp = row[bs[i].token] - lse_ref(row, v);
+		lp = row[bs[i].token] - testenv_lse(row, v);
 		if (!(fabs(bs[i].logprob - lp) <= 2e-4))
 			fail_msg("draw %u: logprob %g, want %g", i, bs[i].logprob, lp);
 		assert_true(isnan(lb[i * v]) && isnan(lb[i * v + v - 1]));

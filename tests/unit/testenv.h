@@ -7,6 +7,7 @@
 #define LLMQ_TESTENV_H
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,20 @@ static inline uint32_t argmax(const float *x, size_t n)
 		if (x[i] > x[best])
 			best = (uint32_t)i;
 	return best;
+}
+
+/* log(sum(e^x)) over a row, in double: the references' log-softmax is x - this. */
+static inline double testenv_lse(const float *x, size_t n)
+{
+	double m = -INFINITY, sum = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (x[i] > m)
+			m = x[i];
+	for (i = 0; i < n; i++)
+		sum += exp((double)x[i] - m);
+	return m + log(sum);
 }
 
 /* The first 64 KiB of file @path, NUL-terminated, malloc'ed; NULL if unreadable. */
