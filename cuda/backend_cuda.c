@@ -82,7 +82,6 @@ struct cuda_plan {
 struct cuda_inflight {
 	const struct backend_seq	*seqs;
 	uint32_t			n_seqs;
-	uint32_t			n_out;
 	uint32_t			n_draw;
 	float				*logits;
 	int32_t				*draw_row;
@@ -791,7 +790,6 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	LAUNCH(cudaEventRecord(c->done[slot], c->stream), "cudaEventRecord");
 	fl->seqs = seqs;
 	fl->n_seqs = n_seqs;
-	fl->n_out = n_out;
 	fl->logits = logits;
 	fl->feedable = true;
 	c->n_submitted++;
