@@ -61,16 +61,16 @@ int serve_init(struct llmqd *d, char *err, size_t errlen)
 	/* Rows for the most sequences a step may ever hold, raised live or not. */
 	room = d->sched.cfg.max_num_seqs_limit;
 	d->logits = malloc((size_t)room * be->n_vocab * sizeof(*d->logits));
+	ret = d->logits ? 0 : -ENOMEM;
 	for (i = 0; i < 2; i++) {
 		d->steps[i].seqs = calloc(room, sizeof(*d->steps[i].seqs));
 		d->steps[i].bseqs = calloc(room, sizeof(*d->steps[i].bseqs));
 		d->steps[i].samples = calloc(room, sizeof(*d->steps[i].samples));
 		if (!d->steps[i].seqs || !d->steps[i].bseqs || !d->steps[i].samples)
-			d->logits = (free(d->logits), NULL);
+			ret = -ENOMEM;
 	}
-	if (!d->logits) {
+	if (ret) {
 		snprintf(err, errlen, "out of memory for %u rows of logits", room);
-		ret = -ENOMEM;
 		goto fail;
 	}
 	d->stats.kv_blocks_total = be->n_blocks;
