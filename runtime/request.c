@@ -252,6 +252,9 @@ static int text_append(struct request *r, const char *t, uint32_t len)
 	uint32_t cap;
 	char *p;
 
+	/* Nothing yet may mean no buffer yet: memcpy() must not see its NULL. */
+	if (!len)
+		return 0;
 	if (r->text_len + len > r->text_cap) {
 		cap = r->text_cap ? r->text_cap : 256;
 		while (cap < r->text_len + len)
