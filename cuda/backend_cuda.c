@@ -74,16 +74,15 @@ struct cuda_plan {
 #define PLAN_ROW_WORDS	(6 + sizeof(struct cuk_sample_row) / sizeof(int32_t))
 
 /*
- * A step submitted (cuda_submit()) and not yet waited for: where its wait
- * delivers, and for the step after it, which of its sequences' draws a
- * decode may be fed (@draw_row: the out row of each sequence drawn for
- * certain, else -1).
+ * A step submitted (cuda_submit()) and not yet waited for: the sequences
+ * its wait hands their tokens, and for the step after it, which of their
+ * draws a decode may be fed (@draw_row: the out row of each sequence drawn
+ * on the device, else -1).
  */
 struct cuda_inflight {
 	const struct backend_seq	*seqs;
 	uint32_t			n_seqs;
 	uint32_t			n_draw;
-	float				*logits;
 	int32_t				*draw_row;
 	bool				feedable;
 };
@@ -392,11 +391,11 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 					.temperature = s->sample->set.temperature,
 					.top_k = s->sample->set.top_k,
 					.top_p = s->sample->set.top_p,
+					.min_p = s->sample->set.min_p,
 					.u = s->sample->set.u,
 				};
 				fl->n_draw++;
-				if (backend_draw_certain(&c->b, &s->sample->set))
-					fl->draw_row[i] = (int32_t)o;
+				fl->draw_row[i] = (int32_t)o;
 			}
 			c->hp.out_rows[o++] = row;
 		}
@@ -483,15 +482,11 @@ static int copy_rows(struct backend_cuda *c, float *logits, uint32_t n_out, char
 	return 0;
 }
 
-/*
- * After the step: each drawn token to its sequence, and the row of logits
- * of one the device gave back (CUK_SAMPLE_HOST) to the host's sampler.
- */
+/* After the step: each drawn token to its sequence. */
 static int take_draws(struct backend_cuda *c, unsigned int slot)
 {
 	const struct cuda_inflight *fl = &c->fl[slot];
 	size_t v = c->b.n_vocab;
-	float *logits = fl->logits;
 	uint32_t i, o = 0;
 	char msg[160];
 
@@ -508,21 +503,12 @@ static int take_draws(struct backend_cuda *c, unsigned int slot)
 		if (s->sample) {
 			tok = c->h_tok[slot][o];
 			s->sample->token = BACKEND_NO_TOKEN;
-			if (tok >= 0 && (uint32_t)tok < v) {
-				s->sample->token = (uint32_t)tok;
-				s->sample->logprob = c->h_lp[slot][o];
-			} else if (tok != CUK_SAMPLE_HOST) {
+			if (tok < 0 || (uint32_t)tok >= v) {
 				snprintf(msg, sizeof(msg), "sample: row %u came back as %d", o, tok);
 				return step_err(c, -EIO, msg);
-			} else if (c->n_submitted != c->n_waited) {
-				/* The next step is already rewriting c->logits. */
-				return step_err(c, -EIO, "a draw fell back to the host while the "
-						"next step ran: such a step must be waited for "
-						"before the next is submitted");
-			} else if (cudaMemcpy(logits + o * v, c->logits + o * v, v * sizeof(float),
-					      cudaMemcpyDeviceToHost) != cudaSuccess) {
-				return step_err(c, -EIO, "copy logits of a row to sample on the host");
 			}
+			s->sample->token = (uint32_t)tok;
+			s->sample->logprob = c->h_lp[slot][o];
 		}
 		o++;
 	}
@@ -686,7 +672,7 @@ fail:
 
 /*
  * May @seqs feed from the step submitted just before? Each fed sequence
- * names one of that step's sequences whose token it drew for certain.
+ * names one of that step's sequences whose token it drew.
  */
 static int check_feed(const struct backend_cuda *c, const struct backend_seq *seqs,
 		      uint32_t n_seqs)
@@ -790,7 +776,6 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	LAUNCH(cudaEventRecord(c->done[slot], c->stream), "cudaEventRecord");
 	fl->seqs = seqs;
 	fl->n_seqs = n_seqs;
-	fl->logits = logits;
 	fl->feedable = true;
 	c->n_submitted++;
 	return 0;
@@ -1052,7 +1037,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	}
 	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
 	c->b.n_threads = 1;
-	c->b.sample_max_k = CUK_SAMPLE_MAX_K;
+	c->b.draws_tokens = c->b.n_vocab <= CUK_SAMPLE_MAX_N;
 	for (i = 0; !cp->enforce_eager && i < CUDA_MAX_GRAPHS; i++)
 		if (cuda_graph_sizes[i] <= c->b.max_tokens)
 			c->graph_rows[c->n_graphs++] = cuda_graph_sizes[i];

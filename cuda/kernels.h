@@ -128,24 +128,27 @@ cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a);
 cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint32_t n_rows,
 		       uint32_t n_ff);
 
-/* Most candidates cuk_sample() sorts per row. */
-#define CUK_SAMPLE_MAX_K	1024
-/* cuk_sample()'s answers that are no token: a skipped row, one for the host. */
+/* Longest row cuk_sample() takes: its fixed-point weights must sum in 64 bits. */
+#define CUK_SAMPLE_MAX_N	(1u << 23)
+/* cuk_sample()'s answer for a row that asked for no token. */
 #define CUK_SAMPLE_SKIP		(-1)
-#define CUK_SAMPLE_HOST		(-2)
+/* Float rounding allowed in top-p's sum, as the host's sampler allows. */
+#define CUK_SAMPLE_TOP_P_SLACK	1e-6
 
 /**
  * struct cuk_sample_row - one row's sampling settings for cuk_sample()
  * @temperature:	0: greedy; > 0: the temperature; < 0: skip the row
- * @top_k:		keep the k largest, 0 = all
+ * @top_k:		keep the k largest and their ties, 0 = all
  * @top_p:		keep the smallest prefix with this share of the weight,
  *			(0, 1]
+ * @min_p:		keep only p >= min_p * p_max, [0, 1]
  * @u:			the draw, uniform in [0, 1)
  */
 struct cuk_sample_row {
 	float		temperature;
 	uint32_t	top_k;
 	float		top_p;
+	float		min_p;
 	float		u;
 };
 

@@ -78,12 +78,11 @@ static int check_sample(const struct backend *b, const struct backend_seq *s)
 {
 	const struct sampler_plain *p = &s->sample->set;
 
-	if (!b->sample_max_k || s->logits != BACKEND_LOGITS_LAST)
+	if (!b->draws_tokens || s->logits != BACKEND_LOGITS_LAST)
 		return -EINVAL;
 	if (!(p->temperature >= 0.0f) || isinf(p->temperature) || !(p->top_p > 0.0f) ||
-	    !(p->top_p <= 1.0f) || !(p->u >= 0.0f) || !(p->u < 1.0f))
-		return -EINVAL;
-	if (p->top_k > b->sample_max_k && p->top_k < b->n_vocab)
+	    !(p->top_p <= 1.0f) || !(p->min_p >= 0.0f) || !(p->min_p <= 1.0f) ||
+	    !(p->u >= 0.0f) || !(p->u < 1.0f))
 		return -EINVAL;
 	return 0;
 }

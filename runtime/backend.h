@@ -41,19 +41,17 @@ enum backend_logits {
 	BACKEND_LOGITS_ALL,		/* one row per token of the step */
 };
 
-/* &backend_sample.token when the backend left the draw to its caller. */
+/* &backend_sample.token before a backend has drawn it. */
 #define BACKEND_NO_TOKEN	UINT32_MAX
 
 /**
  * struct backend_sample - a sequence's next token, drawn by the backend
  * @set:	temperature (0: greedy, the first largest logit), top_k (0 =
- *		all, else at most &backend.sample_max_k; ties with the k-th
- *		as room allows), top_p (then the smallest prefix, largest
- *		first, with this share of their weight) and the draw u, from
- *		the request's sampler (sampler_plain())
- * @token:	out: the token, or BACKEND_NO_TOKEN when the backend could
- *		not draw it (a nucleus past what it can sort): the
- *		sequence's row of logits is then written instead
+ *		all; the ties of the k-th take part), min_p, top_p (then the
+ *		smallest prefix, largest first, with this share of the top-k
+ *		set's weight) and the draw u, from the request's sampler
+ *		(sampler_plain()), as sampler_sample() reads them
+ * @token:	out: the token
  * @logprob:	out: the log-softmax of the raw logits at @token
  *
  * Lets a backend whose logits live elsewhere (a GPU) send one id per
@@ -75,14 +73,14 @@ struct backend_sample {
  * @tokens:		this step's tokens: a prefill chunk or one decode token
  * @n_tokens:		how many, >= 1
  * @logits:		which positions get a row of logits (enum backend_logits)
- * @sample:		NULL, or with BACKEND_LOGITS_LAST on a backend whose
- *			&backend.sample_max_k is not 0: draw the next token
- *			from the last row as it says instead of returning
- *			the row (which keeps its place among the rows)
+ * @sample:		NULL, or with BACKEND_LOGITS_LAST on a backend that
+ *			&backend.draws_tokens: draw the next token from the
+ *			last row as it says instead of returning the row
+ *			(which keeps its place among the rows)
  * @feed:		0, or on a backend with &backend_ops.submit, i + 1: this
  *			one-token step's token is the one the backend drew for
- *			sequence i of the step submitted just before, for
- *			certain (backend_draw_certain()); @tokens[0] is not read
+ *			sequence i of the step submitted just before
+ *			(&backend_seq.sample); @tokens[0] is not read
  */
 struct backend_seq {
 	const uint32_t		*block_table;
@@ -126,8 +124,7 @@ struct backend_ops {
  * @max_tokens:	most tokens per step
  * @max_context: longest sequence
  * @n_threads:	threads it computes with
- * @sample_max_k: 0, or the backend draws tokens itself (&backend_seq.sample)
- *		with a top_k of at most this
+ * @draws_tokens: the backend draws tokens itself (&backend_seq.sample)
  * @graphs:	steps captured as replayable graphs (CUDA graphs), so far
  * @graph_steps: steps that ran by replaying one
  */
@@ -141,7 +138,7 @@ struct backend {
 	uint32_t		max_tokens;
 	uint32_t		max_context;
 	unsigned int		n_threads;
-	uint32_t		sample_max_k;
+	bool			draws_tokens;
 	uint32_t		graphs;
 	uint64_t		graph_steps;
 };
@@ -197,7 +194,7 @@ int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
  * (struct model, struct backend and what they hold, the params above): a
  * plugin of another build is refused rather than misread.
  */
-#define BACKEND_PLUGIN_ABI	2
+#define BACKEND_PLUGIN_ABI	3
 
 /**
  * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"
@@ -271,23 +268,6 @@ static inline int backend_submit(struct backend *b, const struct backend_seq *se
 static inline int backend_wait(struct backend *b)
 {
 	return b->ops->wait(b);
-}
-
-/**
- * backend_draw_certain() - does the backend draw this token without fail?
- * @b:		a backend that samples (&backend.sample_max_k)
- * @p:		the draw's settings
- *
- * A nucleus over the whole vocabulary (top-p without top-k) may not fit the
- * candidates a backend sorts, and then comes back as a row of logits; every
- * other draw gives a token, which a next step may be fed.
- *
- * Return: true when the draw always gives a token.
- */
-static inline bool backend_draw_certain(const struct backend *b, const struct sampler_plain *p)
-{
-	return p->temperature == 0.0f || (p->top_k && p->top_k < b->n_vocab) ||
-	       p->top_p >= 1.0f || b->n_vocab <= b->sample_max_k;
 }
 
 /**

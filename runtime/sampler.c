@@ -865,36 +865,33 @@ uint32_t sampler_sample(struct sampler *s, float *logits, float *logprob)
 /**
  * sampler_plain() - the next draw's settings, when something else can make it
  * @s:		the sampler
- * @max_k:	the largest top_k the drawer sorts (it also takes 0: all)
- * @p:		out: temperature (0 = greedy), top_k, top_p and the draw
+ * @p:		out: temperature (0 = greedy), top_k, top_p, min_p and the draw
  *
  * A backend that keeps its logits on a device draws the token itself when
- * the request asks for nothing more than temperature, top-k and top-p: no
- * penalties (they need the output's history) and no min-p. The draw comes
- * from the request's own generator, so a seeded request stays repeatable
- * on that backend (not token for token across backends: the two sum the
- * weights in other orders). If the backend gives the row back after all,
- * sampler_sample() draws again.
+ * the request needs nothing of its history: no repetition, presence or
+ * frequency penalty. The draw comes from the request's own generator, so
+ * a seeded request stays repeatable on that backend (not token for token
+ * across backends: the two sum the weights in other orders and walk the
+ * kept tokens in other orders).
  *
  * Return: true with @p filled (and a draw taken unless greedy), false when
  * the request needs sampler_sample() on its whole row.
  */
-bool sampler_plain(struct sampler *s, uint32_t max_k, struct sampler_plain *p)
+bool sampler_plain(struct sampler *s, struct sampler_plain *p)
 {
 	double u;
 
-	if (s->penalties || (!s->greedy && s->min_p > 0.0f))
+	if (s->penalties)
 		return false;
 	if (s->greedy) {
 		*p = (struct sampler_plain){ .temperature = 0.0f, .top_p = 1.0f };
 		return true;
 	}
-	if (s->top_k > max_k && s->top_k < s->vocab_size)
-		return false;
 	u = rng_double(s->rng);
 	p->temperature = s->temperature;
 	p->top_k = s->top_k < s->vocab_size ? s->top_k : 0;
 	p->top_p = s->top_p;
+	p->min_p = s->min_p;
 	/* A double just below 1 rounds to 1.0f: keep the draw in [0, 1). */
 	p->u = (float)u < 1.0f ? (float)u : nextafterf(1.0f, 0.0f);
 	return true;

@@ -67,16 +67,18 @@ enum sampler_finish {
 };
 
 /**
- * struct sampler_plain - a draw that needs only temperature, top-k and top-p
+ * struct sampler_plain - a draw that needs no history: temperature, top-k, top-p, min-p
  * @temperature:	0 = greedy, else > 0
  * @top_k:		0 = all
  * @top_p:		(0, 1]
+ * @min_p:		[0, 1]
  * @u:			the draw, uniform in [0, 1)
  */
 struct sampler_plain {
 	float		temperature;
 	uint32_t	top_k;
 	float		top_p;
+	float		min_p;
 	float		u;
 };
 
@@ -87,7 +89,7 @@ struct sampler *sampler_create(const struct sampler_params *p, uint32_t vocab_si
 			       const uint32_t *prompt, uint32_t nr_prompt);
 void sampler_free(struct sampler *s);
 uint32_t sampler_sample(struct sampler *s, float *logits, float *logprob);
-bool sampler_plain(struct sampler *s, uint32_t max_k, struct sampler_plain *p);
+bool sampler_plain(struct sampler *s, struct sampler_plain *p);
 int sampler_accept(struct sampler *s, uint32_t token, const char *piece, size_t len,
 		   const char **emit, size_t *emit_len);
 int sampler_flush(struct sampler *s, const char **emit, size_t *emit_len);

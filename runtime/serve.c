@@ -259,9 +259,7 @@ static void emit_token(struct llmqd *d, struct request *r, uint32_t tok, float l
 static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
 					  struct backend_sample *bs)
 {
-	uint32_t max_k = d->engine.be->sample_max_k;
-
-	if (!max_k || !sampler_plain(r->smp, max_k, &bs->set))
+	if (!d->engine.be->draws_tokens || !sampler_plain(r->smp, &bs->set))
 		return NULL;
 	bs->token = BACKEND_NO_TOKEN;
 	return bs;
@@ -269,14 +267,13 @@ static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
 
 /*
  * Copy the planned step into @st: its sequences, what the backend is
- * given for each, and the draws asked of it. Returns whether every draw is
- * certain (backend_draw_certain()), so that the step may be left to run
+ * given for each, and the draws asked of it. Returns whether the backend
+ * draws every token of the step, so that the step may be left to run
  * while the next is planned.
  */
 static bool step_fill(struct llmqd *d, struct serve_step *st, const struct sched_batch *b)
 {
-	struct backend *be = d->engine.be;
-	bool certain = true;
+	bool ahead = true;
 	uint32_t i;
 
 	for (i = 0; i < b->n_seqs; i++) {
@@ -299,11 +296,11 @@ static bool step_fill(struct llmqd *d, struct serve_step *st, const struct sched
 		if (!q->step_sample)
 			continue;
 		bq->sample = device_draw(d, r, &st->samples[i]);
-		if (!bq->sample || !backend_draw_certain(be, &bq->sample->set))
-			certain = false;
+		if (!bq->sample)
+			ahead = false;
 	}
 	st->n = b->n_seqs;
-	return certain;
+	return ahead;
 }
 
 /* A failed step: each of its requests still there ends with @err. */
@@ -342,7 +339,7 @@ static void step_deliver(struct llmqd *d, struct serve_step *st)
 			continue;
 		}
 		r = st->seqs[i]->priv;
-		if (bs && bs->token != BACKEND_NO_TOKEN) {
+		if (bs) {
 			tok = bs->token;
 			lp = bs->logprob;
 			d->stats.device_sampled_tokens++;
@@ -371,13 +368,13 @@ static void step_complete(struct llmqd *d, struct serve_step *st)
 
 /*
  * Run ahead: queue this step, then collect the one out before it while the
- * device runs it. If every draw of this step is certain, its sequences get
- * their tokens as pending and it stays out: the next step is planned and
- * queued, its decodes fed on the device, before this one is waited for.
- * Otherwise (a draw the host makes, or one that may fall back to it) it is
- * waited for at once.
+ * device runs it. With @ahead (the backend draws every token of this
+ * step), its sequences get their tokens as pending and it stays out: the
+ * next step is planned and queued, its decodes fed on the device, before
+ * this one is waited for. Otherwise (a draw the host makes: a request
+ * with penalties) it is waited for at once.
  */
-static void step_ahead(struct llmqd *d, struct serve_step *st, bool certain)
+static void step_ahead(struct llmqd *d, struct serve_step *st, bool ahead)
 {
 	struct serve_step *prev = d->flight;
 	uint32_t i;
@@ -397,7 +394,7 @@ static void step_ahead(struct llmqd *d, struct serve_step *st, bool certain)
 		d->stats.steps_ahead++;
 		step_complete(d, prev);
 	}
-	if (!certain) {
+	if (!ahead) {
 		step_complete(d, st);
 		return;
 	}
@@ -426,7 +423,7 @@ void serve_step(struct llmqd *d)
 	struct backend *be = d->engine.be;
 	struct serve_step *st = &d->steps[d->n_steps % 2];
 	const struct sched_batch *b;
-	bool certain;
+	bool ahead;
 	int err;
 
 	d->window_deadline = 0;
@@ -436,10 +433,10 @@ void serve_step(struct llmqd *d)
 			step_complete(d, d->flight);
 		return;
 	}
-	certain = step_fill(d, st, b);
+	ahead = step_fill(d, st, b);
 	d->stats.steps++;
 	if (be->ops->submit) {
-		step_ahead(d, st, certain);
+		step_ahead(d, st, ahead);
 		return;
 	}
 	err = backend_step(be, st->bseqs, st->n, d->logits);

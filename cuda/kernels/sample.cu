@@ -1,12 +1,45 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Sampling on the device: the argmax of each row of logits (greedy), or a
- * draw with temperature, top-k and top-p, so that only an id and its
- * log-probability per row need cross to the host.
+ * draw with temperature, top-k, top-p and min-p over the whole vocabulary,
+ * so that only an id and its log-probability per row need cross to the
+ * host.
  */
 #include <math.h>
 
 #include "common.cuh"
+
+/*
+ * A draw, one block per row, sorts nothing:
+ *
+ * 0. the row's statistics in one pass: its argmax (the greedy pick, and
+ *    the maximum the weights e^((l - max) / T) are taken against) and its
+ *    log-sum-exp, so that every pick comes with its log-probability;
+ * 1. top-k: the k-th largest logit by radix select over keys that order as
+ *    the floats do: four passes of 8 bits, each a histogram (in shared
+ *    memory) of the next digit among the keys that match the digits found
+ *    so far, taking the digit where the count from the top reaches k.
+ *    Every logit at least as large takes part, ties included. min-p is a
+ *    bound on the logit too: max + T log(min_p);
+ * 2. top-p: the same radix search, weighted: each histogram sums the
+ *    weights of its digit, and the digit taken is where the weight from
+ *    the top reaches top_p of the top-k set's. The threshold logit comes
+ *    out exact, with what the logits equal to it must add: so many of
+ *    them, the lowest ids, join the nucleus;
+ * 3. the draw: each thread sums the kept weight of a contiguous run of
+ *    ids, thread 0 finds the run where u times the total falls and walks
+ *    it, in id order.
+ *
+ * Weights are summed in 64-bit fixed point, 2^W_SHIFT for the maximum's,
+ * so every sum is exact whatever order the threads add in: the same logits
+ * and draw give the same token on every run, and a walk always meets the
+ * total its run promised. A weight under 2^-W_SHIFT of the maximum's
+ * counts as none; n * 2^W_SHIFT must fit in 64 bits (CUK_SAMPLE_MAX_N).
+ */
+#define W_SHIFT		40
+#define KEY_NAN		0u	/* NaN's key: below every number, never drawn */
+
+typedef unsigned long long u64;	/* what CUDA's 64-bit atomicAdd() takes */
 
 /* Is (v, i) a better pick than (bv, bi)? Larger, or as large and earlier. */
 static __device__ __forceinline__ bool better(float v, int32_t i, float bv, int32_t bi)
@@ -15,40 +48,46 @@ static __device__ __forceinline__ bool better(float v, int32_t i, float bv, int3
 }
 
 /*
- * Drawing the next token, one block per row, in stages that are each
- * simple rather than fast:
- *
- * 0. the row's statistics in one pass: its argmax (the greedy pick) and
- *    its log-sum-exp, so that every pick comes with its log-probability;
- * 1. top_k 0 (or >= n) with top_p 1, the whole vocabulary: each thread
- *    sums the weights e^((l - l_max) / T) of a contiguous chunk, thread 0
- *    finds the chunk where u times the total falls and walks it;
- * 2. otherwise the k-th largest logit by radix select: logits map to
- *    unsigned keys that order as the floats do; four passes of 8 bits,
- *    each a histogram (in shared memory) of the next digit among the keys
- *    still matching the prefix found so far, pick the digit where the count
- *    from the top reaches k;
- * 3. the candidates, every logit above that key, then those equal to it
- *    (ties) as many as fit, gathered into shared memory and sorted by
- *    (logit descending, id ascending) with a bitonic sort; the first k are
- *    kept;
- * 4. thread 0 walks them in order: top-p cut where the running weight
- *    first reaches p of the total, then the first candidate whose running
- *    weight exceeds u times the kept weight. With no top_k over more than
- *    CUK_SAMPLE_MAX_K logits, the total is the whole row's, and a nucleus
- *    that reaches past the candidates goes back to the host.
- *
- * Every pass reads the row in a fixed order and every sum has a fixed
- * shape, so the same logits and draw give the same token on every run.
+ * Unsigned keys that order as the floats: negatives flipped whole, others
+ * get the sign bit; -0 is 0, and NaN is KEY_NAN.
  */
-#define SAMPLE_SLOTS	(2 * CUK_SAMPLE_MAX_K)
-
-/* Unsigned keys that order as the floats: negatives flipped whole, others get the sign bit. */
 static __device__ __forceinline__ uint32_t order_key(float f)
 {
-	uint32_t b = __float_as_uint(f);
+	uint32_t b;
 
+	if (f != f)
+		return KEY_NAN;
+	b = f == 0.0f ? 0u : __float_as_uint(f);
 	return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+/* The float of a key: order_key() undone. */
+static __device__ __forceinline__ float key_float(uint32_t k)
+{
+	return __uint_as_float(k & 0x80000000u ? k & 0x7fffffffu : ~k);
+}
+
+/* The weight of logit @x, e^((x - mx) / T), in fixed point; @mx is the row's largest. */
+static __device__ __forceinline__ u64 weight(float x, float mx, float inv_t)
+{
+	return (u64)(expf((x - mx) * inv_t) * (float)(1ull << W_SHIFT));
+}
+
+/* The sum of @v over the block, in every thread; @sh holds blockDim.x entries. */
+static __device__ u64 block_sum_u64(u64 v, u64 *sh)
+{
+	uint32_t s;
+
+	sh[threadIdx.x] = v;
+	__syncthreads();
+	for (s = blockDim.x / 2; s > 0; s /= 2) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] += sh[threadIdx.x + s];
+		__syncthreads();
+	}
+	v = sh[0];
+	__syncthreads();
+	return v;
 }
 
 /* Merge a running (max, sum of e^(x - max)) pair into another; -inf max is empty. */
@@ -111,96 +150,25 @@ static __device__ void row_stats(const float *row, uint32_t n, int32_t *pick, fl
 }
 
 /*
- * Stage 1: the whole row, weights e^((x - @mx) * @inv_t). Returns the pick
- * in every thread.
+ * Radix search over the keys of @row from @lo up, each counting 1 or, with
+ * @weighted, its weight(): the largest key t whose keys from t up count at
+ * least @want (> 0). Returns t in every thread, and in *@rest what of
+ * @want the keys equal to t must cover (the keys above t count the rest);
+ * or 0 when all keys from @lo up count less than @want.
  */
-static __device__ int32_t sample_all(const float *row, uint32_t n, float mx, float inv_t,
-				     float u)
+static __device__ uint32_t radix_search(const float *row, uint32_t n, uint32_t lo, u64 want,
+					bool weighted, float mx, float inv_t, u64 *rest)
 {
-	__shared__ float part[CUK_ROW_THREADS];
-	__shared__ int32_t pick;
-	const uint32_t chunk = (n + blockDim.x - 1) / blockDim.x;
-	const uint32_t lo = min(n, threadIdx.x * chunk), hi = min(n, lo + chunk);
-	float w = 0.0f;
-	uint32_t i;
+	__shared__ u64 hist[256], left;
+	__shared__ uint32_t prefix;
+	__shared__ bool fell_short;
+	uint32_t pass, i;
 
-	for (i = lo; i < hi; i++)
-		w += expf((row[i] - mx) * inv_t);
-	part[threadIdx.x] = w;
-	__syncthreads();
-	if (!threadIdx.x) {
-		float total = 0.0f, target, acc = 0.0f;
-		uint32_t t, last = 0;
-
-		for (t = 0; t < blockDim.x; t++)
-			total += part[t];
-		target = u * total;
-		pick = -1;
-		for (t = 0; t < blockDim.x && pick < 0; t++) {
-			if (!(part[t] > 0.0f))
-				continue;
-			if (acc + part[t] <= target) {
-				acc += part[t];
-				continue;
-			}
-			for (i = min(n, t * chunk); i < min(n, t * chunk + chunk); i++) {
-				float wi = expf((row[i] - mx) * inv_t);
-
-				if (!(wi > 0.0f))
-					continue;
-				last = i;
-				acc += wi;
-				if (acc > target) {
-					pick = (int32_t)i;
-					break;
-				}
-			}
-			/* Rounding left the chunk short of the target: its last. */
-			if (pick < 0)
-				pick = (int32_t)last;
-		}
-		/* u * total rounded up to the total itself: the row's last weight. */
-		if (pick < 0) {
-			for (i = n; i-- > 0;)
-				if (expf((row[i] - mx) * inv_t) > 0.0f)
-					break;
-			pick = (int32_t)(i < n ? i : 0);
-		}
-	}
-	__syncthreads();
-	return pick;
-}
-
-/*
- * Stages 2 to 4: the pick among the @k largest, in every thread, or
- * CUK_SAMPLE_HOST. @whole: the row asked for all of its logits, more than
- * fit; the top-p cut then measures against the whole row's weight.
- */
-static __device__ int32_t sample_top(const float *row, uint32_t n, uint32_t k, bool whole,
-				     float mx, float inv_t, float top_p, float u)
-{
-	__shared__ uint32_t hist[256];
-	__shared__ uint32_t prefix, want, n_cand;
-	__shared__ float cv[SAMPLE_SLOTS];
-	__shared__ int32_t ci[SAMPLE_SLOTS];
-	__shared__ float red[32];
-	__shared__ int32_t pick;
-	float z_all = 0.0f;
-	uint32_t i, pass, size, stride;
-
-	if (whole) {
-		float w = 0.0f;
-
-		for (i = threadIdx.x; i < n; i += blockDim.x)
-			w += expf((row[i] - mx) * inv_t);
-		z_all = block_sum(w, red);
-	}
 	if (!threadIdx.x) {
 		prefix = 0;
-		want = k;	/* how many of the largest are still to be placed */
-		n_cand = 0;
+		left = want;
+		fell_short = false;
 	}
-	/* 2. Radix select: digits from the top, 8 bits a pass. */
 	for (pass = 0; pass < 4; pass++) {
 		const uint32_t shift = 24 - 8 * pass;
 		/* Keys that agree with prefix above this digit. */
@@ -212,121 +180,145 @@ static __device__ int32_t sample_top(const float *row, uint32_t n, uint32_t k, b
 		for (i = threadIdx.x; i < n; i += blockDim.x) {
 			uint32_t key = order_key(row[i]);
 
-			if ((key & mask) == (prefix & mask))
-				atomicAdd(&hist[(key >> shift) & 0xff], 1u);
+			if (key < lo || (key & mask) != (prefix & mask))
+				continue;
+			atomicAdd(&hist[(key >> shift) & 0xff],
+				  weighted ? weight(row[i], mx, inv_t) : 1ull);
 		}
 		__syncthreads();
 		if (!threadIdx.x) {
-			uint32_t d = 256, above = 0;
+			u64 above = 0;
+			uint32_t d = 256;
 
-			/* The digit at which the count from the top reaches want. */
+			/* The digit at which the count from the top reaches what is left. */
 			while (d-- > 0) {
-				if (above + hist[d] >= want)
+				if (above + hist[d] >= left)
 					break;
 				above += hist[d];
 			}
-			prefix |= d << shift;
-			want -= above;
+			/* Only the first pass can fall short. */
+			fell_short = d >= 256;
+			prefix |= fell_short ? 0 : d << shift;
+			left -= above;
 		}
 		__syncthreads();
+		if (fell_short)
+			break;
 	}
-	/*
-	 * 3. prefix is now the k-th largest key: gather the larger ones (fewer
-	 * than k, so all fit; the test only guards the slots), then after them
-	 * the equal ones, as many as fit. One pass for both would let ties
-	 * that win the race for a slot push out larger logits when more than
-	 * SAMPLE_SLOTS - k tie.
-	 */
-	for (i = threadIdx.x; i < n; i += blockDim.x) {
-		if (order_key(row[i]) > prefix) {
-			uint32_t at = atomicAdd(&n_cand, 1u);
+	*rest = left;
+	i = fell_short ? KEY_NAN : prefix;
+	__syncthreads();
+	return i;
+}
 
-			if (at < SAMPLE_SLOTS) {
-				cv[at] = row[i];
-				ci[at] = (int32_t)i;
-			}
+/*
+ * Stage 3: the pick, in every thread, or -1 if nothing weighs anything.
+ * Kept: the keys above @t, and the @need lowest ids of those equal to it,
+ * of weight @w_t each.
+ */
+static __device__ int32_t draw(const float *row, uint32_t n, float mx, float inv_t, uint32_t t,
+			       uint32_t need, u64 w_t, float u)
+{
+	__shared__ u64 part[CUK_ROW_THREADS];
+	__shared__ uint32_t ties[CUK_ROW_THREADS];
+	__shared__ int32_t pick;
+	const uint32_t chunk = (n + blockDim.x - 1) / blockDim.x;
+	const uint32_t a = min(n, threadIdx.x * chunk), e = min(n, a + chunk);
+	u64 w = 0;
+	uint32_t c = 0, i;
+
+	for (i = a; i < e; i++) {
+		uint32_t key = order_key(row[i]);
+
+		if (key > t)
+			w += weight(row[i], mx, inv_t);
+		else if (key == t)
+			c++;
+	}
+	part[threadIdx.x] = w;
+	ties[threadIdx.x] = c;
+	__syncthreads();
+	if (!threadIdx.x) {
+		u64 total = 0, target, acc = 0, cw;
+		uint32_t j, before = 0;
+
+		/* A run's weight: its keys above t, and its ties still needed. */
+		for (j = 0; j < blockDim.x; j++) {
+			total += part[j] + min(ties[j], need - min(before, need)) * w_t;
+			before += ties[j];
 		}
-	}
-	__syncthreads();
-	for (i = threadIdx.x; i < n; i += blockDim.x) {
-		if (order_key(row[i]) == prefix) {
-			uint32_t at = atomicAdd(&n_cand, 1u);
-
-			if (at < SAMPLE_SLOTS) {
-				cv[at] = row[i];
-				ci[at] = (int32_t)i;
+		target = (u64)((double)u * (double)total);
+		if (target >= total)
+			target = total - 1;
+		pick = -1;
+		before = 0;
+		for (j = 0; j < blockDim.x && total && pick < 0; j++) {
+			cw = part[j] + min(ties[j], need - min(before, need)) * w_t;
+			if (acc + cw <= target) {
+				acc += cw;
+				before += ties[j];
+				continue;
 			}
-		}
-	}
-	__syncthreads();
-	/* Pad to the power of two the sort needs with entries that sort last. */
-	size = min(n_cand, (uint32_t)SAMPLE_SLOTS);
-	for (stride = 1; stride < size; stride *= 2)
-		;
-	for (i = size + threadIdx.x; i < stride; i += blockDim.x) {
-		cv[i] = -INFINITY;
-		ci[i] = 0x7fffffff;
-	}
-	size = stride;
-	__syncthreads();
-	/* Bitonic sort, descending by logit, ascending by id among equals. */
-	for (uint32_t len = 2; len <= size; len *= 2) {
-		for (uint32_t half = len / 2; half > 0; half /= 2) {
-			for (i = threadIdx.x; i < size; i += blockDim.x) {
-				uint32_t o = i ^ half;
+			for (i = min(n, j * chunk); i < min(n, j * chunk + chunk); i++) {
+				uint32_t key = order_key(row[i]);
 
-				if (o > i) {
-					bool first = better(cv[i], ci[i], cv[o], ci[o]);
-					bool down = !(i & len);	/* this run sorts best first */
-
-					if (first != down) {
-						float tv = cv[i];
-						int32_t ti = ci[i];
-
-						cv[i] = cv[o];
-						ci[i] = ci[o];
-						cv[o] = tv;
-						ci[o] = ti;
-					}
+				if (key > t)
+					acc += weight(row[i], mx, inv_t);
+				else if (key == t && before++ < need)
+					acc += w_t;
+				else
+					continue;
+				if (acc > target) {
+					pick = (int32_t)i;
+					break;
 				}
 			}
-			__syncthreads();
 		}
-	}
-	/* 4. Weights, top-p, the draw: serial, in sorted order. */
-	if (!threadIdx.x) {
-		float total = 0.0f, kept = 0.0f, target;
-		uint32_t keep = 0, c;
-		bool cut = false;
-
-		for (c = 0; c < k; c++)
-			total += expf((cv[c] - cv[0]) * inv_t);
-		/* cv[0] is the row's maximum, so the weights agree with z_all's. */
-		if (whole)
-			total = z_all;
-		for (c = 0; c < k; c++) {
-			kept += expf((cv[c] - cv[0]) * inv_t);
-			keep = c + 1;
-			if (kept >= top_p * total) {
-				cut = true;
-				break;
-			}
-		}
-		target = u * kept;
-		kept = 0.0f;
-		pick = ci[keep - 1];
-		for (c = 0; c < keep; c++) {
-			kept += expf((cv[c] - cv[0]) * inv_t);
-			if (kept > target) {
-				pick = ci[c];
-				break;
-			}
-		}
-		if (whole && !cut)
-			pick = CUK_SAMPLE_HOST;
 	}
 	__syncthreads();
 	return pick;
+}
+
+/*
+ * Stages 1 to 3 for a row of largest logit @mx: the pick, in every thread,
+ * or -1 if nothing weighs anything.
+ */
+static __device__ int32_t sample_row(const float *row, uint32_t n, const struct cuk_sample_row *r,
+				     float mx)
+{
+	__shared__ u64 red[CUK_ROW_THREADS];
+	const float inv_t = 1.0f / r->temperature;
+	uint32_t lo = KEY_NAN + 1, k_lo, t, need = 0, i;
+	u64 rest, w_t = 0, z = 0, want;
+	double share;
+
+	/* 1. Every logit from the k-th largest up, then those min-p keeps. */
+	if (r->top_k && r->top_k < n) {
+		t = radix_search(row, n, lo, r->top_k, false, mx, inv_t, &rest);
+		if (t != KEY_NAN)
+			lo = t;
+	}
+	k_lo = lo;
+	if (r->min_p > 0.0f)
+		lo = max(lo, order_key(mx + r->temperature * logf(r->min_p)));
+	t = lo - 1;
+	/* 2. The nucleus: its share of the top-k set's weight, from the top. */
+	if (r->top_p < 1.0f) {
+		for (i = threadIdx.x; i < n; i += blockDim.x)
+			if (order_key(row[i]) >= k_lo)
+				z += weight(row[i], mx, inv_t);
+		z = block_sum_u64(z, red);
+		share = (double)z * ((double)r->top_p - CUK_SAMPLE_TOP_P_SLACK);
+		/* Nothing to reach (a top_p under the slack): the largest alone. */
+		want = share > 1.0 ? (u64)share : 1;
+		i = radix_search(row, n, lo, want, true, mx, inv_t, &rest);
+		if (i != KEY_NAN) {
+			t = i;
+			w_t = weight(key_float(t), mx, inv_t);
+			need = (uint32_t)((rest + w_t - 1) / w_t);
+		}
+	}
+	return draw(row, n, mx, inv_t, t, need, w_t, r->u);
 }
 
 static __global__ void __launch_bounds__(CUK_ROW_THREADS)
@@ -335,11 +327,8 @@ sample_kernel(int32_t *out, float *logprob, const float *x, uint32_t n,
 {
 	const float *row = x + (uint64_t)blockIdx.x * n;
 	const struct cuk_sample_row r = rows[blockIdx.x];
-	/* The k the row asks for: all of it for 0 or more than there are. */
-	const uint32_t k_req = r.top_k && r.top_k < n ? r.top_k : n;
-	const bool whole = k_req > CUK_SAMPLE_MAX_K;
 	float lse;
-	int32_t tok;
+	int32_t tok, pick;
 
 	if (r.temperature < 0.0f) {
 		if (!threadIdx.x)
@@ -347,55 +336,47 @@ sample_kernel(int32_t *out, float *logprob, const float *x, uint32_t n,
 		return;
 	}
 	row_stats(row, n, &tok, &lse);
-	if (r.temperature > 0.0f) {
-		const float inv_t = 1.0f / r.temperature, mx = row[tok];
-
-		if (k_req == n && r.top_p >= 1.0f)
-			tok = sample_all(row, n, mx, inv_t, r.u);
-		else if (whole && k_req < n)
-			tok = CUK_SAMPLE_HOST;
-		else
-			tok = sample_top(row, n, whole ? CUK_SAMPLE_MAX_K : k_req, whole, mx,
-					 inv_t, r.top_p, r.u);
+	/* A row with no number but -inf has nothing to weigh: its first, like the host. */
+	if (r.temperature > 0.0f && row[tok] > -INFINITY) {
+		pick = sample_row(row, n, &r, row[tok]);
+		if (pick >= 0)
+			tok = pick;
 	}
 	if (!threadIdx.x) {
 		out[blockIdx.x] = tok;
-		if (tok >= 0)
-			logprob[blockIdx.x] = row[tok] - lse;
+		logprob[blockIdx.x] = row[tok] - lse;
 	}
 }
 
 /**
- * cuk_sample() - draw one token per row: greedy, or temperature, top-k, top-p
+ * cuk_sample() - draw one token per row: greedy, or temperature, top-k, top-p, min-p
  * @s:		the stream
- * @out:	@n_rows ids; CUK_SAMPLE_SKIP for a row that asked for none,
- *		CUK_SAMPLE_HOST for one the host must draw
+ * @out:	@n_rows ids; CUK_SAMPLE_SKIP for a row that asked for none
  * @logprob:	@n_rows floats: the log-softmax of the raw row at the pick
  *		(left alone where @out is negative)
- * @x:		[n_rows][n] FP32 logits, finite
+ * @x:		[n_rows][n] FP32 logits; -inf masks one, NaN is never drawn
  * @rows:	per row its &struct cuk_sample_row (device memory)
  * @n_rows:	rows
- * @n:		logits per row, >= 1
+ * @n:		logits per row, 1 to CUK_SAMPLE_MAX_N
  *
  * Greedy rows (temperature 0) take the first largest logit. Others weigh
- * the logits e^(l / T) and keep the top_k largest (ties to the lowest id;
- * 0 or n or more: all), then the smallest prefix of them, largest first,
- * whose weight reaches top_p of the kept set's, and pick by u: the first
- * whose running weight exceeds u times the prefix's. The device holds at
- * most CUK_SAMPLE_MAX_K candidates: a top_k between that and n, or a
- * nucleus over the whole row that does not fit in them, is the host's.
- * When more logits tie with the k-th than 2 x CUK_SAMPLE_MAX_K less the
- * larger ones, which of the tied ones take part is not fixed; the larger
- * ones always do.
+ * the logits e^(l / T) and keep, as the host's sampler does: the top_k
+ * largest and every logit tied with the k-th (0 or n or more: all); of
+ * those, the ones min_p keeps (p >= min_p p_max); of those, the smallest
+ * set of the largest whose weight reaches top_p (less
+ * CUK_SAMPLE_TOP_P_SLACK) of the top-k set's, ties at its edge taken by
+ * lowest id. They pick by u: walking the kept logits in id order, the
+ * first whose running weight exceeds u times the kept weight. Any
+ * vocabulary, any top_k, any nucleus: nothing comes back to the host.
  *
- * Return: the launch's status.
+ * Return: the launch's status; cudaErrorInvalidValue for @n out of range.
  */
 extern "C" cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, const float *x,
 				  const struct cuk_sample_row *rows, uint32_t n_rows, uint32_t n)
 {
 	if (!n_rows)
 		return cudaSuccess;
-	if (!n)
+	if (!n || n > CUK_SAMPLE_MAX_N)
 		return cudaErrorInvalidValue;
 	CUK_LAUNCH(sample_kernel, n_rows, CUK_ROW_THREADS, s)(out, logprob, x, n, rows);
 	return cudaGetLastError();

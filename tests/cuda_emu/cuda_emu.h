@@ -50,6 +50,14 @@ static inline unsigned int atomicAdd(unsigned int *p, unsigned int v)
 	return old;
 }
 
+static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
+{
+	unsigned long long old = *p;
+
+	*p = old + v;
+	return old;
+}
+
 static inline unsigned int __float_as_uint(float f)
 {
 	unsigned int u;
@@ -57,6 +65,15 @@ static inline unsigned int __float_as_uint(float f)
 	__builtin_memcpy(&u, &f, sizeof(u));
 	return u;
 }
+
+static inline float __uint_as_float(unsigned int u)
+{
+	float f;
+
+	__builtin_memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
 
 /*

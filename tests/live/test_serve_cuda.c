@@ -56,10 +56,11 @@ struct shared {
 static struct shared *sh;
 
 /*
- * Client i's request: greedy; temperature with top-k and top-p; the whole
- * vocabulary at a temperature (all drawn on the device); with a repetition
- * penalty, which only the host's sampler applies; or greedy with a stop
- * id (the request ends while the step after its last has gone out).
+ * Client i's request: greedy; temperature with top-k and top-p; a nucleus
+ * over the whole vocabulary with min-p (all drawn on the device); with a
+ * repetition penalty, which only the host's sampler applies; or greedy
+ * with a stop id (the request ends while the step after its last has gone
+ * out).
  */
 static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp)
 {
@@ -76,6 +77,8 @@ static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp
 		break;
 	case 2:
 		sp->temperature = 1.0f;
+		sp->top_p = 0.95f;
+		sp->min_p = 0.02f;
 		break;
 	case 3:
 		/* Short: the steps it is in are not run ahead (see serve.c). */
@@ -270,7 +273,7 @@ static void test_crowd_same_as_alone(void **state)
 	/*
 	 * Every token, the stop ids included, once: none counted for a step
 	 * that ran ahead past a request's end. All but the penalised ones'
-	 * drawn on the GPU (the tiny vocabulary fits its candidates).
+	 * drawn on the GPU.
 	 */
 	for (i = 0; i < N_CLIENTS; i++) {
 		uint32_t n = sh->ref[i].res + (stop_id[i] != UINT32_MAX);
@@ -314,12 +317,13 @@ static void test_seeded_draws_repeat(void **state)
  * llmq run --engine cuda (in-process, one step at a time, the host passing
  * each token on) writes the text the daemon (running ahead, feeding the
  * device's draws to the next step) does: greedy, seeded top-k with top-p,
- * seeded over the whole vocabulary.
+ * seeded over the whole vocabulary, seeded nucleus with min-p.
  */
 static void test_run_same_as_daemon(void **state)
 {
-	static const char *const sets[][3] = {
-		{ "0", "0", "1" }, { "0.8", "40", "0.9" }, { "1.0", "0", "1" },
+	static const char *const sets[][4] = {
+		{ "0", "0", "1", "0" }, { "0.8", "40", "0.9", "0" }, { "1.0", "0", "1", "0" },
+		{ "1.0", "0", "0.95", "0.02" },
 	};
 	char out_run[4096], out_gen[4096], err[4096], prompt[128], seed[32];
 	char bin[PATH_MAX + 8];
@@ -329,13 +333,15 @@ static void test_run_same_as_daemon(void **state)
 	(void)state;
 	NEED_PLUGIN();
 	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
-	for (k = 0; k < 3; k++) {
+	for (k = 0; k < 4; k++) {
 		const char *run_argv[] = { bin, "run", "--engine", "cuda", "--model", model,
 			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
-			sets[k][2], "--seed", seed, "--max-tokens", "12", prompt, NULL };
+			sets[k][2], "--min-p", sets[k][3], "--seed", seed, "--max-tokens", "12",
+			prompt, NULL };
 		const char *gen_argv[] = { bin, "generate", "--socket", alone.sock,
 			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
-			sets[k][2], "--seed", seed, "--max-tokens", "12", prompt, NULL };
+			sets[k][2], "--min-p", sets[k][3], "--seed", seed, "--max-tokens", "12",
+			prompt, NULL };
 
 		request_of(k, prompt, sizeof(prompt), &sp);
 		snprintf(seed, sizeof(seed), "%llu", (unsigned long long)sp.seed);
@@ -345,8 +351,9 @@ static void test_run_same_as_daemon(void **state)
 			fail_msg("llmq generate: %s", err);
 		assert_true(strlen(out_run) > 0);
 		if (strcmp(out_run, out_gen))
-			fail_msg("T %s, top-k %s, top-p %s: llmq run wrote '%s', the daemon "
-				 "'%s'", sets[k][0], sets[k][1], sets[k][2], out_run, out_gen);
+			fail_msg("T %s, top-k %s, top-p %s, min-p %s: llmq run wrote '%s', the "
+				 "daemon '%s'", sets[k][0], sets[k][1], sets[k][2], sets[k][3],
+				 out_run, out_gen);
 	}
 }
 

@@ -584,7 +584,7 @@ struct cand {
 	int32_t		id;
 };
 
-/* Larger logit first; the lower id among equals (cuk_sample()'s order). */
+/* Larger logit first; the lower id among equals. */
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
@@ -594,66 +594,71 @@ static int cand_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
+static int cand_id_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /*
- * The host's reading of cuk_sample() for one row, in double: the token (or
- * CUK_SAMPLE_HOST), and in *@edge how near (relative) the draw or the top-p
- * cut fell to a boundary of the weights, where float sums in the kernel's
- * order may go either way. @c has room for @n candidates.
+ * The host's reading of cuk_sample() for one row, in double, from its
+ * definition: sort, keep the top_k and their ties, then what min_p keeps,
+ * then the smallest prefix reaching top_p of the top-k set's weight (ties
+ * by lowest id), then walk the kept ones in id order. Returns the token,
+ * and in *@edge how near (relative) the draw or the top-p cut fell to a
+ * boundary of the weights, or a logit to the min-p bound, where the
+ * kernel's float and fixed-point sums may go either way. @c has room for
+ * @n candidates.
  */
 static int32_t sample_ref(struct cand *c, const float *x, uint32_t n,
 			  const struct cuk_sample_row *r, double *edge)
 {
-	const uint32_t k_req = r->top_k && r->top_k < n ? r->top_k : n;
-	const bool whole = k_req > CUK_SAMPLE_MAX_K;
-	const uint32_t k = whole ? CUK_SAMPLE_MAX_K : k_req;
-	double total = 0, kept = 0, target, w;
-	uint32_t i, keep = 0;
-	bool cut = false;
+	const double t = r->temperature;
+	double z = 0, kept = 0, target, w;
+	float mx, kth = -INFINITY, xcut = -INFINITY;
+	uint32_t i, m = 0, keep;
 
 	*edge = 1;
 	if (r->temperature == 0.0f)
 		return (int32_t)argmax(x, n);
 	for (i = 0; i < n; i++)
-		c[i] = (struct cand){ x[i], (int32_t)i };
-	qsort(c, n, sizeof(*c), cand_cmp);
-	if (k_req == n && r->top_p >= 1.0f) {
-		/* The whole row, in id order. */
-		for (i = 0; i < n; i++)
-			total += exp((x[i] - c[0].v) / r->temperature);
-		target = r->u * total;
-		for (i = 0; i < n; i++) {
-			w = exp((x[i] - c[0].v) / r->temperature);
-			*edge = fmin(*edge, fabs(kept - target) / total);
-			kept += w;
-			if (kept > target) {
-				*edge = fmin(*edge, fabs(kept - target) / total);
-				return (int32_t)i;
+		if (!isnan(x[i]))
+			c[m++] = (struct cand){ x[i], (int32_t)i };
+	qsort(c, m, sizeof(*c), cand_cmp);
+	mx = c[0].v;
+	if (r->top_k && r->top_k < m)
+		kth = c[r->top_k - 1].v;
+	if (r->min_p > 0.0f)
+		xcut = mx + r->temperature * logf(r->min_p);
+	for (i = 0; i < m && c[i].v >= kth; i++)
+		z += exp((c[i].v - mx) / t);
+	for (keep = 0; keep < m && c[keep].v >= kth && c[keep].v >= xcut; keep++)
+		;
+	for (i = 0; i < m && r->min_p > 0.0f; i++)
+		if (fabsf(c[i].v - xcut) <= 1e-6f * (1.0f + fabsf(xcut)))
+			*edge = 0;
+	if (r->top_p < 1.0f) {
+		target = z * ((double)r->top_p - 1e-6);
+		for (i = 0; i < keep; i++) {
+			kept += exp((c[i].v - mx) / t);
+			*edge = fmin(*edge, fabs(kept - target) / z);
+			if (kept >= target) {
+				keep = i + 1;
+				break;
 			}
 		}
-		return (int32_t)n - 1;
 	}
-	if (whole && k_req < n)
-		return CUK_SAMPLE_HOST;
-	for (i = 0; i < (whole ? n : k); i++)
-		total += exp((c[i].v - c[0].v) / r->temperature);
-	for (i = 0; i < k; i++) {
-		kept += exp((c[i].v - c[0].v) / r->temperature);
-		keep = i + 1;
-		*edge = fmin(*edge, fabs(kept - r->top_p * total) / total);
-		if (kept >= r->top_p * total) {
-			cut = true;
-			break;
-		}
-	}
-	if (whole && !cut)
-		return CUK_SAMPLE_HOST;
-	target = r->u * kept;
-	kept = 0;
-	for (i = 0; i < keep; i++) {
-		*edge = fmin(*edge, fabs(kept - target) / total);
-		kept += exp((c[i].v - c[0].v) / r->temperature);
+	qsort(c, keep, sizeof(*c), cand_id_cmp);
+	for (i = 0, z = 0; i < keep; i++)
+		z += exp((c[i].v - mx) / t);
+	target = r->u * z;
+	for (i = 0, kept = 0; i < keep; i++) {
+		w = exp((c[i].v - mx) / t);
+		*edge = fmin(*edge, fabs(kept - target) / z);
+		kept += w;
 		if (kept > target) {
-			*edge = fmin(*edge, fabs(kept - target) / total);
+			*edge = fmin(*edge, fabs(kept - target) / z);
 			return c[i].id;
 		}
 	}
@@ -661,24 +666,23 @@ static int32_t sample_ref(struct cand *c, const float *x, uint32_t n,
 }
 
 /*
- * Run cuk_sample() over @n_rows rows of @n logits (host @x) and check every
- * answer against sample_ref(): the same token, or the host's, unless the
+ * Run cuk_sample() over @n_rows rows of @n logits (host @x), into @got,
+ * and check every answer against sample_ref(): the same token unless the
  * draw fell within 1e-4 of a boundary; a skipped row untouched; the
  * log-probability of a pick within 2e-4 of the log-softmax in double.
  * Returns how many rows fell at a boundary.
  */
 static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uint32_t n_rows,
-			     uint32_t n)
+			     uint32_t n, int32_t *got)
 {
 	float *d_x = dup_to_dev(x, (size_t)n_rows * n * 4), *d_lp = dmalloc(n_rows * 4);
 	struct cuk_sample_row *d_r = dup_to_dev(r, n_rows * sizeof(*r));
 	struct cand *c = malloc(n * sizeof(*c));
-	int32_t *got = malloc(n_rows * 4), *d_out = dmalloc(n_rows * 4);
+	int32_t *d_out = dmalloc(n_rows * 4);
 	float *lp = malloc(n_rows * 4);
 	uint32_t t, near = 0;
 
 	assert_non_null(c);
-	assert_non_null(got);
 	assert_non_null(lp);
 	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, n_rows, n), cudaSuccess);
 	from_dev(got, d_out, n_rows * 4);
@@ -696,13 +700,12 @@ static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uin
 		want = sample_ref(c, row, n, &r[t], &edge);
 		if (got[t] != want) {
 			if (edge > 1e-4)
-				fail_msg("sample row %u (T %g, k %u, p %g, u %g): %d, want %d "
-					 "(boundary %.2g away)", t, r[t].temperature, r[t].top_k,
-					 r[t].top_p, r[t].u, got[t], want, edge);
+				fail_msg("sample row %u (T %g, k %u, p %g, min_p %g, u %g): %d, "
+					 "want %d (boundary %.2g away)", t, r[t].temperature,
+					 r[t].top_k, r[t].top_p, r[t].min_p, r[t].u, got[t], want,
+					 edge);
 			near++;
 		}
-		if (got[t] == CUK_SAMPLE_HOST)
-			continue;
 		assert_true(got[t] >= 0 && (uint32_t)got[t] < n);
 		want_lp = row[got[t]] - testenv_lse(row, n);
 		if (!(fabs(lp[t] - want_lp) <= 2e-4))
@@ -713,75 +716,122 @@ static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uin
 	cudaFree(d_r);
 	cudaFree(d_out);
 	free(c);
-	free(got);
 	free(lp);
 	return near;
 }
 
+/* Run sample_check() twice: the second run must give the same tokens. */
+static uint32_t sample_twice(const float *x, const struct cuk_sample_row *r, uint32_t n_rows,
+			     uint32_t n)
+{
+	int32_t *a = malloc(n_rows * 4), *b = malloc(n_rows * 4);
+	uint32_t near;
+
+	assert_non_null(a);
+	assert_non_null(b);
+	near = sample_check(x, r, n_rows, n, a);
+	sample_check(x, r, n_rows, n, b);
+	assert_memory_equal(a, b, n_rows * 4);
+	free(a);
+	free(b);
+	return near;
+}
+
+#define SAMPLE_ROWS	48
+
 /*
- * Greedy, temperature, top-k and top-p on the device against the host's
- * reading: rows of 5000 logits with ties at the k-th, top_k 0, 5000 (all),
- * past CUK_SAMPLE_MAX_K (the host's) and at it, top_p from 0.3 to 1, skipped
- * rows, fresh draws; a row shorter than its top_k; a peaked row whose whole
- * nucleus fits the candidates and a flat one whose does not; ties past the
- * candidates' slots.
+ * Greedy, temperature, top-k, top-p and min-p on the device against the
+ * host's reading, each row twice (the same tokens both times): rows of
+ * 5000 logits with random settings (top_k 0, small, past 1024, all, one
+ * short of all; top_p 0.3 to 1; min_p 0 to 0.5) and fresh draws; ties at
+ * the k-th, which all take part; ties at the edge of the nucleus, of
+ * which the lowest ids join; a peaked row whose nucleus is a few dozen and
+ * a flat one whose nucleus is most of the row; min_p 1 (the maximum and
+ * its ties); a top_p so small it keeps one; ties left out of a nucleus
+ * before a pick in the same run of ids; skipped rows; a row shorter
+ * than its top_k, one of a single logit; a vocabulary of 151936 (Qwen's)
+ * with nuclei of tens of thousands.
  */
 static void sample_case(void)
 {
-	static const float temps[] = { 0.5f, 1.0f, 1.7f, 0.0f };
-	static const uint32_t ks[] = { 0, 1, 5, 40, 2000, 1024, 3, 5000, 7 };
-	static const float ps[] = { 1.0f, 0.9f, 0.3f };
-	const uint32_t n_rows = 28, n = 5000;
+	static const float temps[] = { 0.5f, 1.0f, 1.7f, 0.0f, 0.8f };
+	static const uint32_t ks[] = { 0, 1, 5, 40, 2000, 1024, 3, 5000, 7, 4999, 0 };
+	static const float ps[] = { 1.0f, 0.9f, 0.3f, 0.999f, 0.95f };
+	static const float mins[] = { 0.0f, 0.0f, 0.05f, 0.5f, 0.01f };
+	const uint32_t n_rows = SAMPLE_ROWS, n = 5000, big = 151936;
 	float *x = frand((size_t)n_rows * n, -5, 5);
-	struct cuk_sample_row r[28];
+	struct cuk_sample_row r[SAMPLE_ROWS];
 	uint32_t t, i, near;
 
 	for (t = 0; t < n_rows; t++) {
 		r[t] = (struct cuk_sample_row){
-			.temperature = temps[t % 4], .top_k = ks[t % 9], .top_p = ps[t % 3],
-			.u = rnd(0, 1),
+			.temperature = temps[rnd_u(5)], .top_k = ks[rnd_u(11)],
+			.top_p = ps[rnd_u(5)], .min_p = mins[rnd_u(5)], .u = rnd(0, 1),
 		};
-		/*
-		 * Ties at the k-th: with top_k 5, the largest logit then eight
-		 * equal ones, of which the four lowest ids make the cut.
-		 */
-		if (ks[t % 9] == 5) {
-			x[(size_t)t * n + 4321] = 6.0f;
-			for (i = 0; i < 8; i++)
-				x[(size_t)t * n + 4000 - 450 * i] = 5.5f;
-		}
 	}
-	r[25].temperature = -1.0f;
-	r[26].temperature = -1.0f;
-	/* Row 27: peaked, top_k 0, top_p 0.9: a nucleus of a few dozen. */
-	r[27] = (struct cuk_sample_row){ .temperature = 1.0f, .top_p = 0.9f, .u = rnd(0, 1) };
+	/*
+	 * Row 0: ties at the k-th: with top_k 5, the largest logit then eight
+	 * equal ones, all of which take part. Row 1: eight equal largest ones
+	 * at the edge of a nucleus (T 0.1 leaves the rest about 0.3 of one's
+	 * weight): top_p 0.5 needs five of them, the five lowest ids.
+	 */
+	x[4321] = 6.0f;
+	for (t = 0; t < 2; t++)
+		for (i = 0; i < 8; i++)
+			x[(size_t)t * n + 4000 - 450 * i] = 5.5f;
+	r[0] = (struct cuk_sample_row){ .temperature = 1.0f, .top_k = 5, .top_p = 1.0f,
+					.u = rnd(0, 1) };
+	r[1] = (struct cuk_sample_row){ .temperature = 0.1f, .top_p = 0.5f, .u = rnd(0, 1) };
+	/* Row 2: peaked, top_k 0, top_p 0.9: a nucleus of a few dozen. */
+	r[2] = (struct cuk_sample_row){ .temperature = 1.0f, .top_p = 0.9f, .u = rnd(0, 1) };
 	for (i = 0; i < 40; i++)
-		x[27 * n + 97 * i] = 12.0f + 0.05f * i;
-	/* Row 24: flat, top_k 0, top_p 0.9: the nucleus is most of the row. */
-	r[24] = (struct cuk_sample_row){ .temperature = 1.7f, .top_p = 0.9f, .u = rnd(0, 1) };
-	near = sample_check(x, r, n_rows, n);
+		x[2 * n + 97 * i] = 12.0f + 0.05f * i;
+	/* Row 3: flat, top_k 0, top_p 0.9: the nucleus is most of the row. */
+	r[3] = (struct cuk_sample_row){ .temperature = 1.7f, .top_p = 0.9f, .u = rnd(0, 1) };
+	/* Row 4: min_p 1 keeps the largest and its ties; row 5: top_p 1e-7, the largest. */
+	x[4 * n + 17] = 9.0f;
+	x[4 * n + 4017] = 9.0f;
+	r[4] = (struct cuk_sample_row){ .temperature = 1.0f, .top_p = 1.0f, .min_p = 1.0f,
+					.u = rnd(0, 1) };
+	r[5] = (struct cuk_sample_row){ .temperature = 2.0f, .top_p = 1e-7f, .u = rnd(0, 1) };
+	r[6].temperature = -1.0f;
+	r[7].temperature = -1.0f;
+	/*
+	 * Row 8: in one thread's run of ids, eight ties at the nucleus' edge
+	 * (2000 to 2007), then four larger ones: four ties join, and a draw
+	 * past their weight (4 x e^-0.5) picks the first larger one, 2008,
+	 * not a tie left out.
+	 */
+	for (i = 0; i < n; i++)
+		x[8 * n + i] = -20.0f;
+	for (i = 0; i < 8; i++)
+		x[8 * n + 2000 + i] = 2.5f;
+	for (i = 0; i < 4; i++)
+		x[8 * n + 2008 + i] = 3.0f;
+	r[8] = (struct cuk_sample_row){ .temperature = 1.0f, .top_p = 0.7f, .u = 0.42f };
+	near = sample_twice(x, r, n_rows, n);
 	{
-		struct cand *c = malloc(n * sizeof(*c));
-		double edge;
+		int32_t got[SAMPLE_ROWS];
 
-		assert_int_equal(sample_ref(c, x + 24 * (size_t)n, n, &r[24], &edge),
-				 CUK_SAMPLE_HOST);
-		assert_true(sample_ref(c, x + 27 * (size_t)n, n, &r[27], &edge) >= 0);
-		free(c);
+		sample_check(x, r, 9, n, got);
+		assert_true(got[0] == 4321 || (got[0] <= 4000 && (4000 - got[0]) % 450 == 0));
+		assert_true(got[1] >= 850 && got[1] <= 2650 && (4000 - got[1]) % 450 == 0);
+		assert_true(got[4] == 17 || got[4] == 4017);
+		assert_int_equal(got[5], argmax(x + 5 * (size_t)n, n));
+		assert_int_equal(got[8], 2008);
 	}
 
 	/* A row of 37, shorter than its top_k (40), and one of 1. */
 	r[0] = (struct cuk_sample_row){ .temperature = 1.0f, .top_k = 40, .top_p = 1.0f,
 					.u = rnd(0, 1) };
-	near += sample_check(x, r, 1, 37);
+	near += sample_twice(x, r, 1, 37);
 	r[0].top_p = 0.5f;
-	near += sample_check(x, r, 1, 1);
+	r[0].min_p = 0.3f;
+	near += sample_twice(x, r, 1, 1);
 
 	/*
-	 * Ties past the slots: top_k 1024 over 10 large logits and 4990 equal
-	 * ones. The 10 must all take part however the race for the slots
-	 * goes among the ties: the pick is one of them, as it is on the host
-	 * (their weight is all but all of it).
+	 * Ties past any list of candidates: top_k 1024 over 10 large logits
+	 * and 4990 equal ones, all kept as the k-th's ties.
 	 */
 	for (i = 0; i < n; i++)
 		x[i] = 0.0f;
@@ -789,9 +839,19 @@ static void sample_case(void)
 		x[7 + 499 * i] = 20.0f + 0.1f * i;
 	r[0] = (struct cuk_sample_row){ .temperature = 1.0f, .top_k = 1024, .top_p = 1.0f,
 					.u = rnd(0, 1) };
-	near += sample_check(x, r, 1, n);
+	near += sample_twice(x, r, 1, n);
+	free(x);
+
+	/* Qwen's vocabulary, logits spread as a language model's (-15 to 15). */
+	x = frand((size_t)4 * big, -15, 15);
+	for (t = 0; t < 4; t++)
+		r[t] = (struct cuk_sample_row){ .temperature = 0.7f + 0.4f * t,
+						.top_k = t == 3 ? 50000 : 0,
+						.top_p = t ? 0.95f : 1.0f,
+						.min_p = t == 2 ? 0.001f : 0.0f, .u = rnd(0, 1) };
+	near += sample_twice(x, r, 4, big);
 	print_message("[          ] sampling: %u rows as the host reads them, %u at a "
-		      "boundary\n", n_rows + 3 - near, near);
+		      "boundary\n", n_rows + 7 - near, near);
 	free(x);
 }
 
@@ -1509,27 +1569,27 @@ static void test_run_ahead(void **state)
 /*
  * Draws a backend cannot make, each -EINVAL before anything runs: on the
  * CPU backend (it samples nowhere but on the host), beside a row of all
- * logits, a top_k past the device's candidates but short of the
- * vocabulary, a temperature or top_p out of range, a draw of 1.
+ * logits, a temperature, top_p or min_p out of range, a draw of 1. A top_k
+ * past the vocabulary is all of it.
  */
 static void bad_draws(struct backend *gpu, struct backend *cpu, const struct backend_seq *s,
 		      float *out)
 {
+	static const float bad_min_p[] = { -0.1f, 1.5f, NAN };
 	struct backend_sample ok = {
 		.set = { .temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .u = 0.5f },
 	}, bs;
 	struct backend_seq t = *s;
+	uint32_t i;
 
 	t.logits = BACKEND_LOGITS_LAST;
 	t.sample = &bs;
 	bs = ok;
+	assert_false(cpu->draws_tokens);
 	assert_int_equal(backend_step(cpu, &t, 1, out), -EINVAL);
 	t.logits = BACKEND_LOGITS_ALL;
 	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
 	t.logits = BACKEND_LOGITS_LAST;
-	bs.set.top_k = CUK_SAMPLE_MAX_K + 1;
-	if (bs.set.top_k < gpu->n_vocab)
-		assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
 	bs = ok;
 	bs.set.temperature = NAN;
 	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
@@ -1539,28 +1599,36 @@ static void bad_draws(struct backend *gpu, struct backend *cpu, const struct bac
 	bs = ok;
 	bs.set.top_p = 0.0f;
 	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	for (i = 0; i < 3; i++) {
+		bs = ok;
+		bs.set.min_p = bad_min_p[i];
+		assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	}
 	bs = ok;
 	bs.set.u = 1.0f;
 	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
 	bs = ok;
+	bs.set.top_k = gpu->n_vocab + 5;
+	bs.set.min_p = 1.0f;
 	bs.token = 12345;
 	assert_int_equal(backend_step(gpu, &t, 1, out), 0);
 	assert_true(bs.token < gpu->n_vocab);
 }
 
-#define DRAW_SEQS	6
+#define DRAW_SEQS	9
 #define DRAW_PROMPT	12
 #define BUNDLED		"models/kjv-11m-q8_0.gguf"
 
 /*
  * Tokens drawn in the step (&backend_seq.sample) on the bundled model, a
- * real vocabulary of 4096 and real distributions: six prompts in one step,
- * run once for the rows of logits and again with the device drawing five
- * of them (greedy; top-k with top-p; the whole row; a nucleus without
- * top-k; one so flat its nucleus cannot fit the device's candidates) and
- * not the sixth. Each drawn token is the host's reading of the same row
- * and draw, with its log-probability; a drawn row is left unwritten; the
- * flat one and the sixth come back as rows, the same as the first run's.
+ * real vocabulary of 4096 and real distributions: nine prompts in one
+ * step, run once for the rows of logits and again with the device drawing
+ * eight of them (greedy; top-k with top-p; the whole row; a nucleus
+ * without top-k; one so flat its nucleus is most of the vocabulary; min-p;
+ * a top-k of 2000; all at once) and not the ninth. Each drawn token is the
+ * host's reading of the same row and draw, with its log-probability; a
+ * drawn row is left unwritten; the ninth comes back as its row, the same
+ * as the first run's. Every drawn token may feed the next step.
  */
 static void test_draw(void **state)
 {
@@ -1570,8 +1638,11 @@ static void test_draw(void **state)
 		{ .temperature = 1.0f, .top_k = 0, .top_p = 1.0f },
 		{ .temperature = 0.7f, .top_k = 0, .top_p = 0.9f },
 		{ .temperature = 3.0f, .top_k = 0, .top_p = 0.999f },
+		{ .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.1f },
+		{ .temperature = 1.2f, .top_k = 2000, .top_p = 1.0f },
+		{ .temperature = 0.9f, .top_k = 1500, .top_p = 0.8f, .min_p = 0.02f },
 	};
-	struct backend_params bp = { .max_tokens = 128, .max_context = 256 };
+	struct backend_params bp = { .max_tokens = 160, .max_context = 256 };
 	struct backend_cuda_params cp = { .n_blocks = 2 * DRAW_SEQS };
 	uint32_t tok[DRAW_SEQS][DRAW_PROMPT], table[DRAW_SEQS][1], i;
 	struct backend_sample bs[DRAW_SEQS - 1];
@@ -1591,8 +1662,8 @@ static void test_draw(void **state)
 	if (!b)
 		fail_msg("cuda backend: %s", err);
 	v = b->n_vocab;
-	assert_true(v > CUK_SAMPLE_MAX_K);
-	assert_int_equal(b->sample_max_k, CUK_SAMPLE_MAX_K);
+	assert_true(v > 2000);
+	assert_true(b->draws_tokens);
 	la = malloc(DRAW_SEQS * v * 4);
 	lb = malloc(DRAW_SEQS * v * 4);
 	c = malloc(v * sizeof(*c));
@@ -1621,60 +1692,37 @@ static void test_draw(void **state)
 		const float *row = la + i * v;
 		struct cuk_sample_row r = {
 			.temperature = set[i].temperature, .top_k = set[i].top_k,
-			.top_p = set[i].top_p, .u = bs[i].set.u,
+			.top_p = set[i].top_p, .min_p = set[i].min_p, .u = bs[i].set.u,
 		};
 		double edge, lp;
 		int32_t want = sample_ref(c, row, v, &r, &edge);
 
-		if (bs[i].token == BACKEND_NO_TOKEN) {
-			if (want != CUK_SAMPLE_HOST && edge > 1e-4)
-				fail_msg("draw %u came back to the host; the host reads %d", i, want);
-			assert_memory_equal(lb + i * v, row, v * 4);
-			continue;
-		}
 		assert_true(bs[i].token < v);
 		if ((int32_t)bs[i].token != want && edge > 1e-4)
-			fail_msg("draw %u (T %g, k %u, p %g, u %g): %u, the host reads %d", i,
-				 r.temperature, r.top_k, r.top_p, r.u, bs[i].token, want);
+			fail_msg("draw %u (T %g, k %u, p %g, min_p %g, u %g): %u, the host reads "
+				 "%d", i, r.temperature, r.top_k, r.top_p, r.min_p, r.u,
+				 bs[i].token, want);
 		lp = row[bs[i].token] - testenv_lse(row, v);
 		if (!(fabs(bs[i].logprob - lp) <= 2e-4))
 			fail_msg("draw %u: logprob %g, want %g", i, bs[i].logprob, lp);
 		assert_true(isnan(lb[i * v]) && isnan(lb[i * v + v - 1]));
 	}
-	assert_int_equal(bs[4].token, BACKEND_NO_TOKEN);
 	assert_memory_equal(lb + (DRAW_SEQS - 1) * v, la + (DRAW_SEQS - 1) * v, v * 4);
-	/*
-	 * Run-ahead may feed a step only draws that cannot fall back: the
-	 * nucleus rows (3 and 4) may, the others may not.
-	 */
-	assert_false(backend_draw_certain(b, &set[3]));
-	{
-		/* A top_k of the whole vocabulary is no top_k. */
-		struct sampler_plain all = { .temperature = 1.0f, .top_k = (uint32_t)v,
-					     .top_p = 0.5f };
-
-		assert_false(backend_draw_certain(b, &all));
-		all.top_k = (uint32_t)v - 1;
-		assert_true(all.top_k > b->sample_max_k || backend_draw_certain(b, &all));
-	}
-	assert_true(backend_draw_certain(b, &set[1]) && backend_draw_certain(b, &set[2]));
+	/* Run-ahead: a decode may be fed any drawn token, not an undrawn row's. */
 	assert_int_equal(backend_submit(b, seqs, DRAW_SEQS, lb), 0);
 	{
 		uint32_t pend = UINT32_MAX, dtab[1] = { 0 };
 		struct backend_seq f = {
 			.block_table = dtab, .n_blocks = 1, .tokens = &pend, .n_tokens = 1,
-			.logits = BACKEND_LOGITS_NONE, .feed = 4,
+			.logits = BACKEND_LOGITS_NONE, .feed = DRAW_SEQS,
 		};
 
 		assert_int_equal(backend_submit(b, &f, 1, NULL), -EINVAL);
-		f.feed = 2;
+		f.feed = 5;
 		assert_int_equal(backend_submit(b, &f, 1, NULL), 0);
-		/*
-		 * Row 4 fell back while the next step ran, over its logits:
-		 * the step fails rather than hand the host another's row.
-		 */
-		assert_int_equal(backend_wait(b), -EIO);
 		assert_int_equal(backend_wait(b), 0);
+		assert_int_equal(backend_wait(b), 0);
+		assert_true(bs[4].token < v);
 	}
 	free(la);
 	free(lb);

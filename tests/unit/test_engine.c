@@ -629,6 +629,27 @@ static void test_cli_run(void **state)
 	assert_int_equal(testenv_lines(e1), 1);
 	free(o1);
 	free(e1);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --min-p 1.5 x", getenv("LLMQ_BIN_DIR"),
+		 path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
+	assert_int_equal(testenv_lines(e1), 1);
+	assert_non_null(strstr(e1, "min_p"));
+	free(o1);
+	free(e1);
+
+	/* min-p 1 keeps only the likeliest token: at any temperature, greedy. */
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --temperature 0 --max-tokens 12 x",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 0);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --temperature 1.5 --top-k 0 "
+		 "--top-p 1 --min-p 1 --seed 7 --max-tokens 12 x", getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o2, &e2), 0);
+	assert_true(strlen(o1) > 0);
+	assert_string_equal(o1, o2);
+	free(o1);
+	free(e1);
+	free(o2);
+	free(e2);
 }
 
 /* A checkpoint directory from literal parts; @hdr NULL: no safetensors. */

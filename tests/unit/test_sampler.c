@@ -751,10 +751,10 @@ static void test_seed(void **state)
 
 /*
  * sampler_plain(): what a backend may draw for the sampler, and the draws:
- * greedy takes none; penalties, min-p and a top-k between the drawer's
- * largest and the vocabulary are the host's; a top-k of the whole
- * vocabulary reads as 0 (all); the draws are the seeded generator's, the
- * same for the same seed, in [0, 1).
+ * greedy takes none; penalties (which need the history) are the host's;
+ * min-p and any top-k are the backend's; a top-k of the whole vocabulary
+ * reads as 0 (all); the draws are the seeded generator's, the same for the
+ * same seed, in [0, 1).
  */
 static void test_plain(void **state)
 {
@@ -767,37 +767,39 @@ static void test_plain(void **state)
 	(void)state;
 	p.temperature = 0.0f;
 	p.top_k = 7;
+	p.min_p = 0.2f;
 	s = mk(&p, 5000, NULL, 0);
-	assert_true(sampler_plain(s, 1024, &a));
+	assert_true(sampler_plain(s, &a));
 	assert_true(a.temperature == 0.0f && a.top_p == 1.0f && a.u == 0.0f);
+	assert_true(a.top_k == 0 && a.min_p == 0.0f);
 	sampler_free(s);
 
 	p = base_params();
 	p.repetition_penalty = 1.1f;
 	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, 1024, &a));
+	assert_false(sampler_plain(s, &a));
 	sampler_free(s);
 	p = base_params();
 	p.temperature = 0.0f;
 	p.presence_penalty = 0.5f;
 	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, 1024, &a));
+	assert_false(sampler_plain(s, &a));
+	sampler_free(s);
+	p = base_params();
+	p.frequency_penalty = -0.5f;
+	s = mk(&p, 5000, NULL, 0);
+	assert_false(sampler_plain(s, &a));
 	sampler_free(s);
 	p = base_params();
 	p.min_p = 0.05f;
-	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, 1024, &a));
-	sampler_free(s);
-	p = base_params();
 	p.top_k = 2000;
 	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, 1024, &a));
-	assert_true(sampler_plain(s, 2000, &a));
-	assert_int_equal(a.top_k, 2000);
+	assert_true(sampler_plain(s, &a));
+	assert_true(a.min_p == 0.05f && a.top_k == 2000);
 	sampler_free(s);
 	p.top_k = 5000;
 	s = mk(&p, 5000, NULL, 0);
-	assert_true(sampler_plain(s, 1024, &a));
+	assert_true(sampler_plain(s, &a));
 	assert_int_equal(a.top_k, 0);
 	sampler_free(s);
 
@@ -808,9 +810,10 @@ static void test_plain(void **state)
 	s = mk(&p, 5000, NULL, 0);
 	t = mk(&p, 5000, NULL, 0);
 	for (i = 0; i < 1000; i++) {
-		assert_true(sampler_plain(s, 1024, &a));
-		assert_true(sampler_plain(t, 1024, &b));
+		assert_true(sampler_plain(s, &a));
+		assert_true(sampler_plain(t, &b));
 		assert_true(a.temperature == 0.7f && a.top_k == 40 && a.top_p == 0.9f);
+		assert_true(a.min_p == 0.0f);
 		assert_true(a.u >= 0.0f && a.u < 1.0f);
 		assert_true(a.u == b.u);
 		differ += a.u != prev;

@@ -65,7 +65,7 @@ static void usage(FILE *f)
 		"usage: llmq generate [OPTIONS] PROMPT\n"
 		"       llmq stats [--socket PATH]\n"
 		"       llmq run [--model FILE] [--max-tokens N] [--temperature T] [--top-p P]\n"
-		"                [--top-k K] [--seed S] [--threads N] [--verbose] PROMPT\n"
+		"                [--top-k K] [--min-p P] [--seed S] [--threads N] [--verbose] PROMPT\n"
 		"       llmq model-info FILE.gguf\n"
 		"       llmq tokenize --model FILE [--no-special] [--parse-special] TEXT\n"
 		"       llmq detokenize --model FILE [--skip-special] ID...\n"

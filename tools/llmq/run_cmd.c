@@ -28,6 +28,7 @@ static const struct option run_opts[] = {
 	{ "temperature", required_argument, NULL, 't' },
 	{ "top-p", required_argument, NULL, 'p' },
 	{ "top-k", required_argument, NULL, 'k' },
+	{ "min-p", required_argument, NULL, 'P' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "kv-cache-mb", required_argument, NULL, 'c' },
@@ -105,6 +106,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			err = parse_u64(optarg, UINT32_MAX, &u);
 			o->sp.top_k = u;
 			break;
+		case 'P':
+			err = parse_float(optarg, &o->sp.min_p);
+			break;
 		case 's':
 			err = parse_u64(optarg, UINT64_MAX, &u);
 			o->sp.seed = u;
@@ -143,7 +147,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
-			"[--top-p P] [--top-k K] [--seed S] [--threads N] [--kv-cache-mb N] "
+			"[--top-p P] [--top-k K] [--min-p P] [--seed S] [--threads N] [--kv-cache-mb N] "
 			"[--engine cpu|cuda] [--enforce-eager] [--verbose] PROMPT\n");
 		return -EINVAL;
 	}
@@ -182,14 +186,15 @@ static int step(struct backend *b, struct backend_seq *s, struct sampler *smp, f
 	int err;
 
 	s->sample = NULL;
-	if (s->logits == BACKEND_LOGITS_LAST && b->sample_max_k &&
-	    sampler_plain(smp, b->sample_max_k, &bs.set))
+	if (s->logits == BACKEND_LOGITS_LAST && b->draws_tokens && sampler_plain(smp, &bs.set))
 		s->sample = &bs;
 	err = backend_step(b, s, 1, logits);
-	s->sample = NULL;
-	if (err || s->logits != BACKEND_LOGITS_LAST)
+	if (err || s->logits != BACKEND_LOGITS_LAST) {
+		s->sample = NULL;
 		return err;
-	*tok = bs.token != BACKEND_NO_TOKEN ? bs.token : sampler_sample(smp, logits, NULL);
+	}
+	*tok = s->sample ? bs.token : sampler_sample(smp, logits, NULL);
+	s->sample = NULL;
 	return 0;
 }
 
