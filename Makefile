@@ -393,8 +393,8 @@ $(CUDA_O)/obj/cuda/%.o: cuda/%.cu
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 endif
 
-$(O)/tests/test_cuda: $(call obj,tests/unit/test_cuda.c) $(CUDA_OBJS) $(ENGINE_OBJS) \
-		      | $(O)/bin/llmq-mkmodel $(O)/bin/llmq $(O)/bin/llmqd
+$(O)/tests/test_cuda: $(call obj,tests/unit/test_cuda.c runtime/sampler.c) $(CUDA_OBJS) \
+		      $(ENGINE_OBJS) | $(O)/bin/llmq-mkmodel $(O)/bin/llmq $(O)/bin/llmqd
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) $(LIBS_CUDA) -lpthread -lm
 
@@ -431,8 +431,9 @@ $(O)/obj/tests/unit/test_cuda_emu.o: tests/unit/test_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CFLAGS_CUDA) -DLLMQ_CUDA_EMU -MMD -MP -c $< -o $@
 
-$(O)/tests/test_cuda_emu: $(O)/obj/tests/unit/test_cuda_emu.o $(call obj,cuda/backend_cuda.c) \
-			  $(CUDA_EMU_OBJS) $(ENGINE_OBJS) | $(O)/bin/llmq-mkmodel
+$(O)/tests/test_cuda_emu: $(O)/obj/tests/unit/test_cuda_emu.o \
+			  $(call obj,cuda/backend_cuda.c runtime/sampler.c) $(CUDA_EMU_OBJS) \
+			  $(ENGINE_OBJS) | $(O)/bin/llmq-mkmodel
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $(filter %.o,$^) $(LIBS_CMOCKA) -lstdc++ -lpthread -lm
 

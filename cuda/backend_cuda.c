@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,12 @@
 #define CUDA_DEFAULT_UTILIZATION	0.9
 /* Host staging for weight uploads: converted to BF16 this much at a time. */
 #define CUDA_STAGE_BYTES		(16u << 20)
+/*
+ * Penalty entries per row of max_tokens that a step's draws may list, on
+ * average (8 bytes each, twice pinned and once on the device): a request
+ * whose list does not fit in what a step has left is drawn by the host.
+ */
+#define CUDA_PEN_PER_ROW		1024
 /* Shortest key range worth a split of its own in split-K attention. */
 #define CUDA_ATTN_MIN_SPLIT		256
 /*
@@ -62,12 +69,13 @@ struct cuda_layer {
  * The step's tables, built on the host in one pinned buffer and copied in
  * one transfer: per row its token, position, cache slot and block-table
  * offset; the rows that need logits and how each is sampled; the block
- * tables themselves.
+ * tables themselves; the tokens the penalised draws' penalties touch.
  */
 struct cuda_plan {
 	int32_t			*ids, *pos, *slot, *bt_off, *out_rows, *feed;
 	struct cuk_sample_row	*draw;
 	int32_t			*bt;
+	struct cuk_pen		*pen;
 };
 
 /* int32 slots of the per-row part of a plan, per row: 6 arrays and a draw. */
@@ -119,6 +127,7 @@ struct backend_cuda {
 	float			*x, *qkv, *gu, *logits, *part;
 	uint16_t		*xb, *att, *hb;
 	void			*d_plan;	/* the plan's arrays, device side */
+	float			*pen_saved;	/* raw logits while penalised */
 	size_t			plan_bytes;
 	struct cuda_plan	hp, dp;		/* hp: the slot being submitted */
 	/* Tokens drawn on the device and their log-probabilities, per out row. */
@@ -338,7 +347,7 @@ static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n
 }
 
 /* Carve the plan's arrays out of one buffer (host or device). */
-static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
+static void plan_layout(struct cuda_plan *p, void *base, uint32_t T, uint32_t max_bt)
 {
 	int32_t *a = base;
 
@@ -350,17 +359,48 @@ static void plan_layout(struct cuda_plan *p, void *base, uint32_t T)
 	p->feed = a + 5 * (size_t)T;
 	p->draw = (struct cuk_sample_row *)(a + 6 * (size_t)T);
 	p->bt = a + PLAN_ROW_WORDS * (size_t)T;
+	p->pen = (struct cuk_pen *)(p->bt + max_bt);
+}
+
+_Static_assert(sizeof(struct sampler_pen) == sizeof(struct cuk_pen) &&
+	       offsetof(struct sampler_pen, n) == offsetof(struct cuk_pen, n) &&
+	       SAMPLER_PEN_PROMPT == CUK_PEN_PROMPT, "the host's penalty list is the kernel's");
+
+/*
+ * A drawn row's settings; a penalised one's token list goes to the plan's
+ * at *@pen_used, and @extra (0: none, else row + 1) is the row whose
+ * token, fed on the device, its list has not counted yet.
+ */
+static struct cuk_sample_row plan_draw(struct backend_cuda *c, const struct sampler_draw *d,
+				       int32_t extra, uint32_t *pen_used)
+{
+	struct cuk_sample_row r = {
+		.temperature = d->temperature, .top_k = d->top_k, .top_p = d->top_p,
+		.min_p = d->min_p, .u = d->u, .rep = 1.0f,
+	};
+
+	if (!backend_draw_penalised(d))
+		return r;
+	r.rep = d->rep;
+	r.pres = d->pres;
+	r.freq = d->freq;
+	r.pen_off = *pen_used;
+	r.pen_n = d->n_pen;
+	r.extra = extra;
+	memcpy(c->hp.pen + *pen_used, d->pen, (size_t)d->n_pen * sizeof(*d->pen));
+	*pen_used += d->n_pen + 1;
+	return r;
 }
 
 /*
  * Fill the host plan; returns the longest context (positions) of any row,
- * in @n_bt the block-table entries used and in @n_draw the rows of logits
- * the device samples.
+ * in @n_bt the block-table entries used, in @n_pen the penalty entries and
+ * in @fl->n_draw the rows of logits the device samples.
  */
 static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-			  struct cuda_inflight *fl, uint32_t *n_bt)
+			  struct cuda_inflight *fl, uint32_t *n_bt, uint32_t *n_pen)
 {
-	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0;
+	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0, pen = 0;
 	const struct cuk_sample_row skip = { .temperature = -1.0f };
 	const struct cuda_inflight *prev = &c->fl[(c->n_submitted + 1) % 2];
 
@@ -387,13 +427,8 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 				continue;
 			c->hp.draw[o] = skip;
 			if (s->sample) {
-				c->hp.draw[o] = (struct cuk_sample_row){
-					.temperature = s->sample->set.temperature,
-					.top_k = s->sample->set.top_k,
-					.top_p = s->sample->set.top_p,
-					.min_p = s->sample->set.min_p,
-					.u = s->sample->set.u,
-				};
+				c->hp.draw[o] = plan_draw(c, &s->sample->set,
+							  s->feed ? (int32_t)row + 1 : 0, &pen);
 				fl->n_draw++;
 				fl->draw_row[i] = (int32_t)o;
 			}
@@ -404,6 +439,7 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 			longest = s->pos + s->n_tokens;
 	}
 	*n_bt = bt;
+	*n_pen = pen;
 	return longest;
 }
 
@@ -585,8 +621,9 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 	    blas_err(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
 			  0.0f), "lm head", msg, len))
 		return -EIO;
-	if (draw && cu_err(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw, n_out,
-				      b->n_vocab), "sample", msg, len))
+	if (draw && cu_err(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw,
+				      c->dp.pen, c->pen_saved, c->dp.ids, n_out, b->n_vocab),
+			   "sample", msg, len))
 		return -EIO;
 	return 0;
 }
@@ -698,7 +735,7 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 		       float *logits)
 {
 	struct backend_cuda *c = to_cuda(b);
-	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt;
+	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_pen;
 	unsigned int slot = c->n_submitted % 2;
 	struct cuda_inflight *fl = &c->fl[slot];
 	struct backend_step_counts cnt;
@@ -727,8 +764,8 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	 * backend_cuda_create()'s would otherwise launch on device 0.
 	 */
 	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
-	plan_layout(&c->hp, c->h_plan[slot], b->max_tokens);
-	longest = plan_step(c, seqs, n_seqs, fl, &n_bt);
+	plan_layout(&c->hp, c->h_plan[slot], b->max_tokens, c->max_bt);
+	longest = plan_step(c, seqs, n_seqs, fl, &n_bt, &n_pen);
 	/*
 	 * From here this step may overwrite the tokens the one before drew
 	 * (d_tok): whether it is submitted or fails, no later step feeds from
@@ -748,6 +785,9 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
 	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
+	if (n_pen)
+		LAUNCH(cudaMemcpyAsync(c->dp.pen, c->hp.pen, (size_t)n_pen * sizeof(struct cuk_pen),
+				       cudaMemcpyHostToDevice, c->stream), "copy the penalty lists");
 	if (k >= 0 && !c->graph[k] && graph_capture(c, k, msg, sizeof(msg)))
 		fprintf(stderr, "llmq: cuda backend: decode steps of %u rows run without a CUDA "
 			"graph: %s\n", c->graph_rows[k], msg);
@@ -845,6 +885,7 @@ static void cuda_destroy(struct backend *b)
 	cudaFree(c->att);
 	cudaFree(c->hb);
 	cudaFree(c->d_plan);
+	cudaFree(c->pen_saved);
 	cudaFree(c->d_tok);
 	cudaFree(c->d_lp);
 	cudaFree(c->blas_ws);
@@ -899,7 +940,8 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	/* And one for the padded rows of a graph. */
 	c->max_bt = (uint32_t)(T * ((c->b.max_context + c->b.block_size - 1) / c->b.block_size)) +
 		    1;
-	c->plan_bytes = (PLAN_ROW_WORDS * T + c->max_bt) * sizeof(int32_t);
+	c->plan_bytes = (PLAN_ROW_WORDS * T + c->max_bt) * sizeof(int32_t) +
+			(size_t)c->b.pen_room * sizeof(struct cuk_pen);
 	ret = dev_alloc(&c->x, T * c->n_embd * 4, "activations", err, len);
 	ret = ret ? ret : dev_alloc(&c->qkv, T * c->qkv_dim * 4, "qkv", err, len);
 	ret = ret ? ret : dev_alloc(&c->gu, T * 2 * c->n_ff * 4, "gate/up", err, len);
@@ -909,6 +951,8 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
 	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
+	ret = ret ? ret : dev_alloc(&c->pen_saved, (size_t)c->b.pen_room * sizeof(float),
+				    "penalised logits", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_tok, T * sizeof(int32_t), "tokens", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_lp, T * sizeof(float), "log-probabilities", err, len);
 	ret = ret ? ret : dev_alloc(&c->blas_ws, CUDA_BLAS_WORKSPACE, "cuBLAS workspace", err,
@@ -930,8 +974,8 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	}
 	if (ret)
 		return ret;
-	plan_layout(&c->hp, c->h_plan[0], T);
-	plan_layout(&c->dp, c->d_plan, T);
+	plan_layout(&c->hp, c->h_plan[0], T, c->max_bt);
+	plan_layout(&c->dp, c->d_plan, T, c->max_bt);
 	return 0;
 }
 
@@ -1038,6 +1082,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
 	c->b.n_threads = 1;
 	c->b.draws_tokens = c->b.n_vocab <= CUK_SAMPLE_MAX_N;
+	c->b.pen_room = c->b.draws_tokens ? CUDA_PEN_PER_ROW * c->b.max_tokens : 0;
 	for (i = 0; !cp->enforce_eager && i < CUDA_MAX_GRAPHS; i++)
 		if (cuda_graph_sizes[i] <= c->b.max_tokens)
 			c->graph_rows[c->n_graphs++] = cuda_graph_sizes[i];

@@ -135,6 +135,19 @@ cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint
 /* Float rounding allowed in top-p's sum, as the host's sampler allows. */
 #define CUK_SAMPLE_TOP_P_SLACK	1e-6
 
+/* &cuk_pen.n: the token is in the prompt; the other bits count it in the output. */
+#define CUK_PEN_PROMPT		(1u << 31)
+
+/**
+ * struct cuk_pen - a token a row's penalties touch (the host's struct sampler_pen)
+ * @id:		the token
+ * @n:		its occurrences in the output, | CUK_PEN_PROMPT if in the prompt
+ */
+struct cuk_pen {
+	uint32_t	id;
+	uint32_t	n;
+};
+
 /**
  * struct cuk_sample_row - one row's sampling settings for cuk_sample()
  * @temperature:	0: greedy; > 0: the temperature; < 0: skip the row
@@ -143,6 +156,16 @@ cudaError_t cuk_swiglu(cudaStream_t s, uint16_t *out, const float *gate_up, uint
  *			(0, 1]
  * @min_p:		keep only p >= min_p * p_max, [0, 1]
  * @u:			the draw, uniform in [0, 1)
+ * @rep:		repetition penalty (1 = off) on every listed token
+ * @pres:		presence penalty on the listed tokens of the output
+ * @freq:		frequency penalty, per occurrence in the output
+ * @pen_off:		the row's entries in cuk_sample()'s @pen and @saved:
+ *			@pen_n of them, and one slot more
+ * @pen_n:		tokens the penalties touch, each listed once; with
+ *			none and no @extra, the penalties are not applied
+ * @extra:		0, or i + 1: the token at index i of cuk_sample()'s
+ *			@ids counts once more in the output (a token fed on
+ *			the device, which the host's list does not have yet)
  */
 struct cuk_sample_row {
 	float		temperature;
@@ -150,10 +173,17 @@ struct cuk_sample_row {
 	float		top_p;
 	float		min_p;
 	float		u;
+	float		rep;
+	float		pres;
+	float		freq;
+	uint32_t	pen_off;
+	uint32_t	pen_n;
+	int32_t		extra;
 };
 
-cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, const float *x,
-		       const struct cuk_sample_row *rows, uint32_t n_rows, uint32_t n);
+cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, float *x,
+		       const struct cuk_sample_row *rows, const struct cuk_pen *pen, float *saved,
+		       const int32_t *ids, uint32_t n_rows, uint32_t n);
 
 #ifdef __cplusplus
 }

@@ -73,10 +73,14 @@ int backend_check_model(const struct model *m, char *err, size_t len)
 	return 0;
 }
 
-/* A draw the backend can make: see &struct backend_sample. */
-static int check_sample(const struct backend *b, const struct backend_seq *s)
+/*
+ * A draw the backend can make (see &struct backend_sample): 0, with its
+ * penalty entries added to *@pen, or -EINVAL.
+ */
+static int check_sample(const struct backend *b, const struct backend_seq *s, uint64_t *pen)
 {
-	const struct sampler_plain *p = &s->sample->set;
+	const struct sampler_draw *p = &s->sample->set;
+	uint32_t j;
 
 	if (!b->draws_tokens || s->logits != BACKEND_LOGITS_LAST)
 		return -EINVAL;
@@ -84,6 +88,15 @@ static int check_sample(const struct backend *b, const struct backend_seq *s)
 	    !(p->top_p <= 1.0f) || !(p->min_p >= 0.0f) || !(p->min_p <= 1.0f) ||
 	    !(p->u >= 0.0f) || !(p->u < 1.0f))
 		return -EINVAL;
+	if (!backend_draw_penalised(p))
+		return 0;
+	if (!(p->rep > 0.0f) || isinf(p->rep) || !isfinite(p->pres) || !isfinite(p->freq) ||
+	    p->n_pen > b->n_vocab)
+		return -EINVAL;
+	for (j = 0; j < p->n_pen; j++)
+		if (p->pen[j].id >= b->n_vocab)
+			return -EINVAL;
+	*pen += p->n_pen + 1;
 	return 0;
 }
 
@@ -92,7 +105,8 @@ static int check_sample(const struct backend *b, const struct backend_seq *s)
  * @b:		the backend
  * @seqs:	the step's sequences
  * @n_seqs:	how many
- * @c:		out: rows (tokens), rows of logits and block-table entries
+ * @c:		out: rows (tokens), rows of logits, block-table entries and
+ *		penalty entries
  *
  * Every backend refuses the same steps with the same errors, before it
  * touches anything: see backend_step().
@@ -102,7 +116,7 @@ static int check_sample(const struct backend *b, const struct backend_seq *s)
 int backend_check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
 		       struct backend_step_counts *c)
 {
-	uint64_t rows = 0, out = 0, bt = 0;
+	uint64_t rows = 0, out = 0, bt = 0, pen = 0;
 	uint32_t i, j;
 
 	if (!seqs || !n_seqs)
@@ -127,18 +141,19 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 		for (j = 0; !s->feed && j < s->n_tokens; j++)
 			if (s->tokens[j] >= b->n_vocab)
 				return -EINVAL;
-		if (s->sample && check_sample(b, s))
+		if (s->sample && check_sample(b, s, &pen))
 			return -EINVAL;
 		rows += s->n_tokens;
 		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
 		       s->logits == BACKEND_LOGITS_LAST;
 		bt += blocks;
 	}
-	if (rows > b->max_tokens)
+	if (rows > b->max_tokens || pen > b->pen_room)
 		return -E2BIG;
 	c->rows = rows;
 	c->out = out;
 	c->bt = bt;
+	c->pen = pen;
 	return 0;
 }
 

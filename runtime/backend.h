@@ -46,22 +46,32 @@ enum backend_logits {
 
 /**
  * struct backend_sample - a sequence's next token, drawn by the backend
- * @set:	temperature (0: greedy, the first largest logit), top_k (0 =
- *		all; the ties of the k-th take part), min_p, top_p (then the
- *		smallest prefix, largest first, with this share of the top-k
- *		set's weight) and the draw u, from the request's sampler
- *		(sampler_plain()), as sampler_sample() reads them
+ * @set:	the penalties (repetition, presence, frequency, over the
+ *		tokens @set.pen lists), temperature (0: greedy, the first
+ *		largest penalised logit), top_k (0 = all; the ties of the k-th
+ *		take part), min_p, top_p (then the smallest prefix, largest
+ *		first, with this share of the top-k set's weight) and the draw
+ *		u, from the request's sampler (sampler_next_draw()), as
+ *		sampler_sample() reads them
  * @token:	out: the token
  * @logprob:	out: the log-softmax of the raw logits at @token
  *
  * Lets a backend whose logits live elsewhere (a GPU) send one id per
- * sequence back instead of a row of the vocabulary's size.
+ * sequence back instead of a row of the vocabulary's size. A sequence
+ * fed its token (&backend_seq.feed) counts that token once more in the
+ * output, since its sampler has not seen it yet.
  */
 struct backend_sample {
-	struct sampler_plain	set;
+	struct sampler_draw	set;
 	uint32_t		token;
 	float			logprob;
 };
+
+/* Is a penalty on (a list given)? Then it takes n_pen + 1 of &backend.pen_room. */
+static inline bool backend_draw_penalised(const struct sampler_draw *d)
+{
+	return d->pen;
+}
 
 /**
  * struct backend_seq - one sequence's part of a step
@@ -125,6 +135,8 @@ struct backend_ops {
  * @max_context: longest sequence
  * @n_threads:	threads it computes with
  * @draws_tokens: the backend draws tokens itself (&backend_seq.sample)
+ * @pen_room:	with @draws_tokens, the most penalty entries one step's draws
+ *		may list: n_pen + 1 for each penalised one
  * @graphs:	steps captured as replayable graphs (CUDA graphs), so far
  * @graph_steps: steps that ran by replaying one
  */
@@ -139,6 +151,7 @@ struct backend {
 	uint32_t		max_context;
 	unsigned int		n_threads;
 	bool			draws_tokens;
+	uint32_t		pen_room;
 	uint32_t		graphs;
 	uint64_t		graph_steps;
 };
@@ -176,11 +189,13 @@ int backend_check_model(const struct model *m, char *err, size_t len);
  * @rows:	tokens, at most max_tokens
  * @out:	rows of logits it returns
  * @bt:		block-table entries its sequences use
+ * @pen:	penalty entries its draws list (see backend_draw_penalised())
  */
 struct backend_step_counts {
 	uint32_t	rows;
 	uint32_t	out;
 	uint64_t	bt;
+	uint64_t	pen;
 };
 
 int backend_check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
@@ -227,8 +242,8 @@ struct backend_plugin {
  * at a time per backend: a step uses the backend's scratch buffers.
  *
  * Return: 0, -EINVAL for a bad token, block id, table or sampling setting,
- * -E2BIG when the step has more than max_tokens tokens or a sequence grows
- * past max_context.
+ * -E2BIG when the step has more than max_tokens tokens, a sequence grows
+ * past max_context or the draws list more penalty entries than pen_room.
  */
 static inline int backend_step(struct backend *b, const struct backend_seq *seqs,
 			       uint32_t n_seqs, float *logits)

@@ -101,9 +101,8 @@ struct sampler {
 	char		*stop_text;
 
 	/* penalty state, only when a penalty is on */
-	uint32_t	*count;		/* [vocab] occurrences in the output */
-	uint64_t	*in_prompt;	/* [vocab bits] */
-	uint32_t	*touched;	/* distinct ids in prompt or output */
+	uint32_t	*pos;		/* [vocab] index in pen + 1, 0 = not seen */
+	struct sampler_pen *pen;	/* distinct ids in prompt or output */
 	float		*saved;		/* their raw logits during a sample */
 	uint32_t	nr_touched;
 
@@ -253,15 +252,17 @@ static int copy_stop(struct sampler *s, const struct sampler_params *p)
 /* Count @token as seen: in the prompt when @prompt, else in the output. */
 static void note_token(struct sampler *s, uint32_t token, bool prompt)
 {
-	uint64_t bit = 1ULL << (token & 63);
-	bool seen = (s->in_prompt[token >> 6] & bit) || s->count[token];
+	struct sampler_pen *e;
 
-	if (!seen)
-		s->touched[s->nr_touched++] = token;
+	if (!s->pos[token]) {
+		s->pen[s->nr_touched] = (struct sampler_pen){ .id = token };
+		s->pos[token] = ++s->nr_touched;
+	}
+	e = &s->pen[s->pos[token] - 1];
 	if (prompt)
-		s->in_prompt[token >> 6] |= bit;
+		e->n |= SAMPLER_PEN_PROMPT;
 	else
-		s->count[token]++;
+		e->n++;
 }
 
 /**
@@ -326,11 +327,10 @@ struct sampler *sampler_create(const struct sampler_params *p, uint32_t vocab_si
 		goto nomem;
 
 	if (s->penalties) {
-		s->count = calloc(vocab_size, sizeof(*s->count));
-		s->in_prompt = calloc(((size_t)vocab_size + 63) / 64, sizeof(uint64_t));
-		s->touched = calloc(vocab_size, sizeof(*s->touched));
+		s->pos = calloc(vocab_size, sizeof(*s->pos));
+		s->pen = calloc(vocab_size, sizeof(*s->pen));
 		s->saved = calloc(vocab_size, sizeof(*s->saved));
-		if (!s->count || !s->in_prompt || !s->touched || !s->saved)
+		if (!s->pos || !s->pen || !s->saved)
 			goto nomem;
 		for (i = 0; i < nr_prompt; i++)
 			note_token(s, prompt[i], true);
@@ -369,9 +369,8 @@ void sampler_free(struct sampler *s)
 	free(s->stop_ids);
 	free(s->stop);
 	free(s->stop_text);
-	free(s->count);
-	free(s->in_prompt);
-	free(s->touched);
+	free(s->pos);
+	free(s->pen);
 	free(s->saved);
 	free(s->cand);
 	free(s->heap);
@@ -399,17 +398,18 @@ static double log_sum_exp(const float *x, uint32_t n)
 /* Penalise @x in place, keeping the raw values in s->saved. */
 static void apply_penalties(struct sampler *s, float *x)
 {
-	uint32_t j, id;
+	uint32_t j, id, n;
 	float v;
 
 	for (j = 0; j < s->nr_touched; j++) {
-		id = s->touched[j];
+		id = s->pen[j].id;
+		n = s->pen[j].n & ~SAMPLER_PEN_PROMPT;
 		v = x[id];
 		s->saved[j] = v;
 		if (s->rep != 1.0f)
 			v = v > 0 ? v / s->rep : v * s->rep;
-		if (s->count[id]) {
-			v -= s->freq * (float)s->count[id];
+		if (n) {
+			v -= s->freq * (float)n;
 			v -= s->pres;
 		}
 		x[id] = v;
@@ -421,7 +421,7 @@ static void restore_logits(const struct sampler *s, float *x)
 	uint32_t j;
 
 	for (j = 0; j < s->nr_touched; j++)
-		x[s->touched[j]] = s->saved[j];
+		x[s->pen[j].id] = s->saved[j];
 }
 
 /* The index of the largest value, the lowest on ties; 0 when none is > -inf. */
@@ -863,30 +863,46 @@ uint32_t sampler_sample(struct sampler *s, float *logits, float *logprob)
 }
 
 /**
- * sampler_plain() - the next draw's settings, when something else can make it
+ * sampler_pen_room() - how much of a drawer's penalty room the next draw takes
  * @s:		the sampler
- * @p:		out: temperature (0 = greedy), top_k, top_p, min_p and the draw
  *
- * A backend that keeps its logits on a device draws the token itself when
- * the request needs nothing of its history: no repetition, presence or
- * frequency penalty. The draw comes from the request's own generator, so
- * a seeded request stays repeatable on that backend (not token for token
- * across backends: the two sum the weights in other orders and walk the
- * kept tokens in other orders).
- *
- * Return: true with @p filled (and a draw taken unless greedy), false when
- * the request needs sampler_sample() on its whole row.
+ * Return: with a penalty on, the tokens it touches so far plus one (for
+ * one more the drawer may count itself: see &struct backend_sample);
+ * else 0.
  */
-bool sampler_plain(struct sampler *s, struct sampler_plain *p)
+uint32_t sampler_pen_room(const struct sampler *s)
+{
+	return s->penalties ? s->nr_touched + 1 : 0;
+}
+
+/**
+ * sampler_next_draw() - the next draw's settings, for a drawer elsewhere
+ * @s:		the sampler
+ * @p:		out: temperature (0 = greedy), top_k, top_p, min_p, the draw and
+ *		the penalties with the tokens they touch
+ *
+ * A backend that keeps its logits on a device draws the token itself, as
+ * sampler_sample() would from the same row; this gives it what that
+ * takes. The draw comes from the request's own generator, so a seeded
+ * request stays repeatable on that backend (not token for token across
+ * backends: the two sum the weights in other orders and walk the kept
+ * tokens in other orders). Greedy takes no draw. If the backend does not
+ * draw after all, sampler_sample() draws again.
+ */
+void sampler_next_draw(struct sampler *s, struct sampler_draw *p)
 {
 	double u;
 
-	if (s->penalties)
-		return false;
-	if (s->greedy) {
-		*p = (struct sampler_plain){ .temperature = 0.0f, .top_p = 1.0f };
-		return true;
+	*p = (struct sampler_draw){ .top_p = 1.0f, .rep = 1.0f };
+	if (s->penalties) {
+		p->rep = s->rep;
+		p->pres = s->pres;
+		p->freq = s->freq;
+		p->pen = s->pen;
+		p->n_pen = s->nr_touched;
 	}
+	if (s->greedy)
+		return;
 	u = rng_double(s->rng);
 	p->temperature = s->temperature;
 	p->top_k = s->top_k < s->vocab_size ? s->top_k : 0;
@@ -894,7 +910,6 @@ bool sampler_plain(struct sampler *s, struct sampler_plain *p)
 	p->min_p = s->min_p;
 	/* A double just below 1 rounds to 1.0f: keep the draw in [0, 1). */
 	p->u = (float)u < 1.0f ? (float)u : nextafterf(1.0f, 0.0f);
-	return true;
 }
 
 static bool in_list(const uint32_t *ids, uint32_t n, uint32_t token)

@@ -66,20 +66,49 @@ enum sampler_finish {
 	SAMPLER_STOP,		/* eos, stop id or stop string */
 };
 
+/* &sampler_pen.n: the token is in the prompt; the other bits count it in the output. */
+#define SAMPLER_PEN_PROMPT	(1u << 31)
+
 /**
- * struct sampler_plain - a draw that needs no history: temperature, top-k, top-p, min-p
+ * struct sampler_pen - a token the penalties touch
+ * @id:		the token
+ * @n:		its occurrences in the output, | SAMPLER_PEN_PROMPT if it is in
+ *		the prompt
+ */
+struct sampler_pen {
+	uint32_t	id;
+	uint32_t	n;
+};
+
+/**
+ * struct sampler_draw - everything the next draw needs, for a drawer elsewhere
  * @temperature:	0 = greedy, else > 0
  * @top_k:		0 = all
  * @top_p:		(0, 1]
  * @min_p:		[0, 1]
  * @u:			the draw, uniform in [0, 1)
+ * @rep:		repetition penalty, 1 = off
+ * @pres:		presence penalty
+ * @freq:		frequency penalty
+ * @pen:		with a penalty on, each distinct token of the prompt and
+ *			the output so far, in no order (not NULL even when
+ *			there are none); NULL: no penalty
+ * @n_pen:		entries in @pen
+ *
+ * @pen is the sampler's own list, valid until its next sampler_accept():
+ * a backend copies it when it takes the step.
  */
-struct sampler_plain {
-	float		temperature;
-	uint32_t	top_k;
-	float		top_p;
-	float		min_p;
-	float		u;
+struct sampler_draw {
+	float				temperature;
+	uint32_t			top_k;
+	float				top_p;
+	float				min_p;
+	float				u;
+	float				rep;
+	float				pres;
+	float				freq;
+	const struct sampler_pen	*pen;
+	uint32_t			n_pen;
 };
 
 struct sampler;
@@ -89,7 +118,8 @@ struct sampler *sampler_create(const struct sampler_params *p, uint32_t vocab_si
 			       const uint32_t *prompt, uint32_t nr_prompt);
 void sampler_free(struct sampler *s);
 uint32_t sampler_sample(struct sampler *s, float *logits, float *logprob);
-bool sampler_plain(struct sampler *s, struct sampler_plain *p);
+void sampler_next_draw(struct sampler *s, struct sampler_draw *p);
+uint32_t sampler_pen_room(const struct sampler *s);
 int sampler_accept(struct sampler *s, uint32_t token, const char *piece, size_t len,
 		   const char **emit, size_t *emit_len);
 int sampler_flush(struct sampler *s, const char **emit, size_t *emit_len);

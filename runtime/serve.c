@@ -254,13 +254,18 @@ static void emit_token(struct llmqd *d, struct request *r, uint32_t tok, float l
 /*
  * Let the backend draw @r's next token when it can (a GPU then sends back
  * one id instead of a row of logits): @bs filled, or NULL for the host's
- * sampler.
+ * sampler. A penalised draw takes its list's room out of *@pen_left; one
+ * that does not fit is the host's.
  */
 static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
-					  struct backend_sample *bs)
+					  struct backend_sample *bs, uint32_t *pen_left)
 {
-	if (!d->engine.be->draws_tokens || !sampler_plain(r->smp, &bs->set))
+	uint32_t need = sampler_pen_room(r->smp);
+
+	if (!d->engine.be->draws_tokens || need > *pen_left)
 		return NULL;
+	*pen_left -= need;
+	sampler_next_draw(r->smp, &bs->set);
 	bs->token = BACKEND_NO_TOKEN;
 	return bs;
 }
@@ -273,6 +278,7 @@ static struct backend_sample *device_draw(struct llmqd *d, struct request *r,
  */
 static bool step_fill(struct llmqd *d, struct serve_step *st, const struct sched_batch *b)
 {
+	uint32_t pen_left = d->engine.be->pen_room;
 	bool ahead = true;
 	uint32_t i;
 
@@ -295,7 +301,7 @@ static bool step_fill(struct llmqd *d, struct serve_step *st, const struct sched
 			bq->feed = r->flight_idx + 1;
 		if (!q->step_sample)
 			continue;
-		bq->sample = device_draw(d, r, &st->samples[i]);
+		bq->sample = device_draw(d, r, &st->samples[i], &pen_left);
 		if (!bq->sample)
 			ahead = false;
 	}
@@ -372,7 +378,7 @@ static void step_complete(struct llmqd *d, struct serve_step *st)
  * step), its sequences get their tokens as pending and it stays out: the
  * next step is planned and queued, its decodes fed on the device, before
  * this one is waited for. Otherwise (a draw the host makes: a request
- * with penalties) it is waited for at once.
+ * whose penalty list did not fit) it is waited for at once.
  */
 static void step_ahead(struct llmqd *d, struct serve_step *st, bool ahead)
 {

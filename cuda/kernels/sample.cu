@@ -321,46 +321,140 @@ static __device__ int32_t sample_row(const float *row, uint32_t n, const struct 
 	return draw(row, n, mx, inv_t, t, need, w_t, r->u);
 }
 
-static __global__ void __launch_bounds__(CUK_ROW_THREADS)
-sample_kernel(int32_t *out, float *logprob, const float *x, uint32_t n,
-	      const struct cuk_sample_row *rows)
+/* A penalised logit, in the host sampler's operations and roundings (no FMA). */
+static __device__ __forceinline__ float penalty(float v, const struct cuk_sample_row *r,
+						uint32_t out)
 {
-	const float *row = x + (uint64_t)blockIdx.x * n;
+	if (r->rep != 1.0f)
+		v = v > 0.0f ? __fdiv_rn(v, r->rep) : __fmul_rn(v, r->rep);
+	if (out) {
+		v = __fsub_rn(v, __fmul_rn(r->freq, (float)out));
+		v = __fsub_rn(v, r->pres);
+	}
+	return v;
+}
+
+/*
+ * Apply a row's penalties in place, its raw logits kept in @saved (the
+ * row's own slots): each listed token's, and @extra's (-1: none) once more
+ * in the output. Returns, in every thread, where @extra is in @pen, or
+ * -1 (then its raw logit is in @saved[@r->pen_n]).
+ */
+static __device__ int32_t penalise(float *row, const struct cuk_sample_row *r,
+				   const struct cuk_pen *pen, float *saved, int32_t extra)
+{
+	__shared__ int32_t at;
+	uint32_t j;
+
+	if (!threadIdx.x)
+		at = -1;
+	__syncthreads();
+	/* The list holds each token once: at most one thread finds it. */
+	for (j = threadIdx.x; extra >= 0 && j < r->pen_n; j += blockDim.x)
+		if (pen[j].id == (uint32_t)extra)
+			at = (int32_t)j;
+	__syncthreads();
+	for (j = threadIdx.x; j < r->pen_n; j += blockDim.x) {
+		uint32_t id = pen[j].id, o = (pen[j].n & ~CUK_PEN_PROMPT) + ((int32_t)j == at);
+
+		saved[j] = row[id];
+		row[id] = penalty(row[id], r, o);
+	}
+	if (!threadIdx.x && extra >= 0 && at < 0) {
+		saved[r->pen_n] = row[extra];
+		row[extra] = penalty(row[extra], r, 1);
+	}
+	j = (uint32_t)at;
+	__syncthreads();
+	return (int32_t)j;
+}
+
+/*
+ * The raw logit of @tok, in every thread, and the row back as it was:
+ * what penalise() changed, it puts back.
+ */
+static __device__ float unpenalise(float *row, const struct cuk_sample_row *r,
+				   const struct cuk_pen *pen, const float *saved, int32_t extra,
+				   int32_t at, int32_t tok)
+{
+	__shared__ float raw;
+	uint32_t j;
+	float v;
+
+	if (!threadIdx.x)
+		raw = extra == tok && at < 0 ? saved[r->pen_n] : row[tok];
+	__syncthreads();
+	for (j = threadIdx.x; j < r->pen_n; j += blockDim.x) {
+		if (pen[j].id == (uint32_t)tok)
+			raw = saved[j];
+		row[pen[j].id] = saved[j];
+	}
+	if (!threadIdx.x && extra >= 0 && at < 0)
+		row[extra] = saved[r->pen_n];
+	__syncthreads();
+	v = raw;
+	__syncthreads();
+	return v;
+}
+
+static __global__ void __launch_bounds__(CUK_ROW_THREADS)
+sample_kernel(int32_t *out, float *logprob, float *x, uint32_t n,
+	      const struct cuk_sample_row *rows, const struct cuk_pen *pen, float *saved,
+	      const int32_t *ids)
+{
+	float *row = x + (uint64_t)blockIdx.x * n;
 	const struct cuk_sample_row r = rows[blockIdx.x];
-	float lse;
-	int32_t tok, pick;
+	const bool penalised = r.pen_n || r.extra;
+	int32_t tok, pick, extra = -1, at = -1;
+	float lse, raw;
 
 	if (r.temperature < 0.0f) {
 		if (!threadIdx.x)
 			out[blockIdx.x] = CUK_SAMPLE_SKIP;
 		return;
 	}
+	/* The log-probability is of the raw row, the pick of the penalised one. */
 	row_stats(row, n, &tok, &lse);
+	if (penalised) {
+		extra = r.extra ? ids[r.extra - 1] : -1;
+		at = penalise(row, &r, pen + r.pen_off, saved + r.pen_off, extra);
+		row_stats(row, n, &tok, &raw);
+	}
 	/* A row with no number but -inf has nothing to weigh: its first, like the host. */
 	if (r.temperature > 0.0f && row[tok] > -INFINITY) {
 		pick = sample_row(row, n, &r, row[tok]);
 		if (pick >= 0)
 			tok = pick;
 	}
+	raw = penalised ? unpenalise(row, &r, pen + r.pen_off, saved + r.pen_off, extra, at, tok) :
+		row[tok];
 	if (!threadIdx.x) {
 		out[blockIdx.x] = tok;
-		logprob[blockIdx.x] = row[tok] - lse;
+		logprob[blockIdx.x] = raw - lse;
 	}
 }
 
 /**
- * cuk_sample() - draw one token per row: greedy, or temperature, top-k, top-p, min-p
+ * cuk_sample() - draw one token per row, as the host's sampler would
  * @s:		the stream
  * @out:	@n_rows ids; CUK_SAMPLE_SKIP for a row that asked for none
  * @logprob:	@n_rows floats: the log-softmax of the raw row at the pick
  *		(left alone where @out is negative)
- * @x:		[n_rows][n] FP32 logits; -inf masks one, NaN is never drawn
+ * @x:		[n_rows][n] FP32 logits; -inf masks one, NaN is never drawn.
+ *		Penalised while a row draws, and back as they were after.
  * @rows:	per row its &struct cuk_sample_row (device memory)
+ * @pen:	the penalised rows' token lists, at their &cuk_sample_row.pen_off
+ * @saved:	as many floats as @pen has entries: scratch
+ * @ids:	what &cuk_sample_row.extra indexes (may be NULL with no extra)
  * @n_rows:	rows
  * @n:		logits per row, 1 to CUK_SAMPLE_MAX_N
  *
- * Greedy rows (temperature 0) take the first largest logit. Others weigh
- * the logits e^(l / T) and keep, as the host's sampler does: the top_k
+ * A row with a token list first has its penalties applied, as the host's
+ * sampler does: every listed token's logit divided by the repetition penalty if
+ * positive, else multiplied; then, for one in the output, less the
+ * frequency penalty per occurrence and the presence penalty. Greedy rows
+ * (temperature 0) take the first largest logit. Others weigh the logits
+ * e^(l / T) and keep, as the host's sampler does: the top_k
  * largest and every logit tied with the k-th (0 or n or more: all); of
  * those, the ones min_p keeps (p >= min_p p_max); of those, the smallest
  * set of the largest whose weight reaches top_p (less
@@ -371,13 +465,15 @@ sample_kernel(int32_t *out, float *logprob, const float *x, uint32_t n,
  *
  * Return: the launch's status; cudaErrorInvalidValue for @n out of range.
  */
-extern "C" cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, const float *x,
-				  const struct cuk_sample_row *rows, uint32_t n_rows, uint32_t n)
+extern "C" cudaError_t cuk_sample(cudaStream_t s, int32_t *out, float *logprob, float *x,
+				  const struct cuk_sample_row *rows, const struct cuk_pen *pen,
+				  float *saved, const int32_t *ids, uint32_t n_rows, uint32_t n)
 {
 	if (!n_rows)
 		return cudaSuccess;
 	if (!n || n > CUK_SAMPLE_MAX_N)
 		return cudaErrorInvalidValue;
-	CUK_LAUNCH(sample_kernel, n_rows, CUK_ROW_THREADS, s)(out, logprob, x, n, rows);
+	CUK_LAUNCH(sample_kernel, n_rows, CUK_ROW_THREADS, s)(out, logprob, x, n, rows, pen, saved,
+							      ids);
 	return cudaGetLastError();
 }

@@ -74,6 +74,22 @@ static inline float __uint_as_float(unsigned int u)
 	return f;
 }
 
+/* One IEEE operation each, never fused: the host compiles these without FMA. */
+static inline float __fdiv_rn(float a, float b)
+{
+	return a / b;
+}
+
+static inline float __fmul_rn(float a, float b)
+{
+	return a * b;
+}
+
+static inline float __fsub_rn(float a, float b)
+{
+	return a - b;
+}
+
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
 
 /*

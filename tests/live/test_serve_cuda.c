@@ -4,8 +4,8 @@
  * the CUDA emulator (tests/cuda_emu/) as a plugin, backend-cuda-emu.so,
  * which llmqd and llmq run load through $LLMQ_CUDA_BACKEND as they would
  * the real one.  It drives what only serving reaches: tokens drawn on the
- * device for requests that allow it and by the host's sampler for those
- * that do not, side by side in one step; decode steps from CUDA graphs.
+ * device for every kind of request, penalised ones included, side by side
+ * in one step; decode steps from CUDA graphs.
  * The emulator computes each row alone, in a fixed order, so batching and
  * graphs change no bit: every client gets exactly what it gets alone.
  * Steps run ahead (one planned and queued while the one before runs) on
@@ -57,10 +57,10 @@ static struct shared *sh;
 
 /*
  * Client i's request: greedy; temperature with top-k and top-p; a nucleus
- * over the whole vocabulary with min-p (all drawn on the device); with a
- * repetition penalty, which only the host's sampler applies; or greedy
- * with a stop id (the request ends while the step after its last has gone
- * out).
+ * over the whole vocabulary with min-p; with repetition, presence and
+ * frequency penalties (the device counting the token it feeds, which the
+ * host's list has not yet); or greedy with a stop id (the request ends
+ * while the step after its last has gone out). All drawn on the device.
  */
 static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp)
 {
@@ -81,10 +81,10 @@ static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp
 		sp->min_p = 0.02f;
 		break;
 	case 3:
-		/* Short: the steps it is in are not run ahead (see serve.c). */
 		sp->temperature = 0.7f;
 		sp->repetition_penalty = 1.3f;
-		sp->max_tokens = 3;
+		sp->presence_penalty = 0.4f;
+		sp->frequency_penalty = 0.3f;
 		break;
 	case 4:
 		if (stop_id[i] != UINT32_MAX) {
@@ -191,7 +191,7 @@ static int setup(void **state)
 	}
 	/* The reference: each request served alone, one after the other. */
 	for (i = 0; i < N_CLIENTS; i++) {
-		uint32_t want = stop_id[i] != UINT32_MAX ? stop_at[i] : i % N_KINDS == 3 ? 3 : N_GEN;
+		uint32_t want = stop_id[i] != UINT32_MAX ? stop_at[i] : N_GEN;
 
 		generate(alone.sock, i, &sh->ref[i]);
 		if (sh->ref[i].res != (int)want) {
@@ -227,11 +227,11 @@ static int teardown(void **state)
  * Ten clients at once, two of each kind of request, get the tokens and
  * log-probabilities each gets alone (the stopped ones exactly up to their
  * stop id); they were batched, their decode steps came from CUDA graphs
- * and ran ahead, and the device drew every token but the penalised ones'.
+ * and ran ahead, and the device drew every token.
  */
 static void test_crowd_same_as_alone(void **state)
 {
-	uint64_t tokens = 0, drawn = 0;
+	uint64_t tokens = 0;
 	struct llmq_stats a, b;
 	pid_t pids[N_CLIENTS];
 	int i, st;
@@ -272,20 +272,15 @@ static void test_crowd_same_as_alone(void **state)
 		      (unsigned long long)(b.steps_ahead - a.steps_ahead));
 	/*
 	 * Every token, the stop ids included, once: none counted for a step
-	 * that ran ahead past a request's end. All but the penalised ones'
-	 * drawn on the GPU.
+	 * that ran ahead past a request's end. All drawn on the GPU.
 	 */
-	for (i = 0; i < N_CLIENTS; i++) {
-		uint32_t n = sh->ref[i].res + (stop_id[i] != UINT32_MAX);
-
-		tokens += n;
-		drawn += i % N_KINDS == 3 ? 0 : n;
-	}
+	for (i = 0; i < N_CLIENTS; i++)
+		tokens += sh->ref[i].res + (stop_id[i] != UINT32_MAX);
 	assert_int_equal(b.tokens_generated - a.tokens_generated, tokens);
-	assert_int_equal(b.device_sampled_tokens - a.device_sampled_tokens, drawn);
+	assert_int_equal(b.device_sampled_tokens - a.device_sampled_tokens, tokens);
 	assert_true(b.graph_steps - a.graph_steps >= N_GEN - 2);
-	/* Once the penalised ones are done, every step runs ahead. */
-	assert_true(b.steps_ahead - a.steps_ahead >= N_GEN / 2);
+	/* Every step but the first of a run goes out before the one before ends. */
+	assert_true(b.steps_ahead - a.steps_ahead >= N_GEN - 2);
 	assert_int_equal(b.requests_failed, a.requests_failed);
 	assert_int_equal(b.kv_blocks_used, 0);
 }
@@ -317,13 +312,17 @@ static void test_seeded_draws_repeat(void **state)
  * llmq run --engine cuda (in-process, one step at a time, the host passing
  * each token on) writes the text the daemon (running ahead, feeding the
  * device's draws to the next step) does: greedy, seeded top-k with top-p,
- * seeded over the whole vocabulary, seeded nucleus with min-p.
+ * seeded over the whole vocabulary, seeded nucleus with min-p, and with
+ * penalties, greedy and seeded (the daemon's device counting the token it
+ * fed, which the host's list lacks).
  */
 static void test_run_same_as_daemon(void **state)
 {
-	static const char *const sets[][4] = {
-		{ "0", "0", "1", "0" }, { "0.8", "40", "0.9", "0" }, { "1.0", "0", "1", "0" },
-		{ "1.0", "0", "0.95", "0.02" },
+	/* temperature, top-k, top-p, min-p, repetition, presence and frequency */
+	static const char *const sets[][6] = {
+		{ "0", "0", "1", "0", "1", "0" }, { "0.8", "40", "0.9", "0", "1", "0" },
+		{ "1.0", "0", "1", "0", "1", "0" }, { "1.0", "0", "0.95", "0.02", "1", "0" },
+		{ "0", "0", "1", "0", "1.3", "0.7" }, { "0.9", "30", "0.95", "0", "1.2", "0.5" },
 	};
 	char out_run[4096], out_gen[4096], err[4096], prompt[128], seed[32];
 	char bin[PATH_MAX + 8];
@@ -333,15 +332,17 @@ static void test_run_same_as_daemon(void **state)
 	(void)state;
 	NEED_PLUGIN();
 	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
-	for (k = 0; k < 4; k++) {
+	for (k = 0; k < 6; k++) {
 		const char *run_argv[] = { bin, "run", "--engine", "cuda", "--model", model,
 			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
-			sets[k][2], "--min-p", sets[k][3], "--seed", seed, "--max-tokens", "12",
-			prompt, NULL };
+			sets[k][2], "--min-p", sets[k][3], "--repetition-penalty", sets[k][4],
+			"--presence-penalty", sets[k][5], "--frequency-penalty", sets[k][5],
+			"--seed", seed, "--max-tokens", "12", prompt, NULL };
 		const char *gen_argv[] = { bin, "generate", "--socket", alone.sock,
 			"--temperature", sets[k][0], "--top-k", sets[k][1], "--top-p",
-			sets[k][2], "--min-p", sets[k][3], "--seed", seed, "--max-tokens", "12",
-			prompt, NULL };
+			sets[k][2], "--min-p", sets[k][3], "--repetition-penalty", sets[k][4],
+			"--presence-penalty", sets[k][5], "--frequency-penalty", sets[k][5],
+			"--seed", seed, "--max-tokens", "12", prompt, NULL };
 
 		request_of(k, prompt, sizeof(prompt), &sp);
 		snprintf(seed, sizeof(seed), "%llu", (unsigned long long)sp.seed);
@@ -351,9 +352,9 @@ static void test_run_same_as_daemon(void **state)
 			fail_msg("llmq generate: %s", err);
 		assert_true(strlen(out_run) > 0);
 		if (strcmp(out_run, out_gen))
-			fail_msg("T %s, top-k %s, top-p %s, min-p %s: llmq run wrote '%s', the "
-				 "daemon '%s'", sets[k][0], sets[k][1], sets[k][2], sets[k][3],
-				 out_run, out_gen);
+			fail_msg("T %s, top-k %s, top-p %s, min-p %s, penalties %s %s: llmq "
+				 "run wrote '%s', the daemon '%s'", sets[k][0], sets[k][1],
+				 sets[k][2], sets[k][3], sets[k][4], sets[k][5], out_run, out_gen);
 	}
 }
 

@@ -558,7 +558,8 @@ static void argmax_case(void)
 	d_out = dmalloc(sizeof(got));
 	d_lp = dmalloc(n_rows * sizeof(float));
 	d_r = dup_to_dev(greedy, sizeof(greedy));
-	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, n_rows, n), cudaSuccess);
+	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, NULL, NULL, NULL, n_rows, n),
+			 cudaSuccess);
 	from_dev(got, d_out, sizeof(got));
 	for (t = 0; t < n_rows; t++)
 		assert_int_equal(got[t], argmax(x + (size_t)t * n, n));
@@ -684,7 +685,8 @@ static uint32_t sample_check(const float *x, const struct cuk_sample_row *r, uin
 
 	assert_non_null(c);
 	assert_non_null(lp);
-	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, n_rows, n), cudaSuccess);
+	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, NULL, NULL, NULL, n_rows, n),
+			 cudaSuccess);
 	from_dev(got, d_out, n_rows * 4);
 	from_dev(lp, d_lp, n_rows * 4);
 	for (t = 0; t < n_rows; t++) {
@@ -855,11 +857,198 @@ static void sample_case(void)
 	free(x);
 }
 
+#define PEN_ROWS	14	/* 12 random, 2 that a fed token's count must flip */
+#define PEN_PROMPT	40
+
+/* The host's penalties on @row, in its operations: see sampler_sample(). */
+static void pen_apply(float *row, const struct cuk_sample_row *r, const struct cuk_pen *pen,
+		      int32_t extra)
+{
+	bool seen = false;
+	uint32_t j, o;
+	float v;
+
+	for (j = 0; j <= r->pen_n; j++) {
+		uint32_t id = j < r->pen_n ? pen[j].id : (uint32_t)extra;
+
+		if (j == r->pen_n && (extra < 0 || seen))
+			break;
+		o = j < r->pen_n ? pen[j].n & ~CUK_PEN_PROMPT : 1;
+		if ((int32_t)id == extra && j < r->pen_n) {
+			o++;
+			seen = true;
+		}
+		v = row[id];
+		if (r->rep != 1.0f)
+			v = v > 0 ? v / r->rep : v * r->rep;
+		if (o) {
+			v -= r->freq * (float)o;
+			v -= r->pres;
+		}
+		row[id] = v;
+	}
+}
+
+/*
+ * Penalties on the device: twelve rows, each a real host sampler's
+ * (repetition 0.8 to 1.3, presence -0.3 to 0.4, frequency 0 to 0.3) after
+ * a prompt of 40 tokens and some output, its list as sampler_next_draw()
+ * gives it; a third of them count one more token fed on the device, listed
+ * or not. Two more, greedy, whose pick a fed token's count decides: one
+ * listed (its frequency penalty goes from 0 to 0.6, 8 to 7.4 below 7.5),
+ * one new (its presence penalty of 0.5 takes it from 8 to 7.5 below 7.7).
+ * Greedy rows pick what sampler_sample() picks once the host has
+ * the fed token too; the others what the reading of the same rule picks
+ * from the row penalised on the host, with the same draw. The
+ * log-probability is the raw row's; every row is back as it was, bit for
+ * bit.
+ */
+static void pen_case(void)
+{
+	static const float reps[] = { 1.0f, 1.3f, 0.8f }, pres[] = { 0.4f, 0.0f, -0.3f };
+	const uint32_t n = 5000;
+	float *x = frand((size_t)PEN_ROWS * n, -5, 5), *back = malloc(PEN_ROWS * n * 4);
+	float *want_x = malloc(PEN_ROWS * n * 4), *d_x, *d_lp, *d_saved, lp[PEN_ROWS];
+	struct cuk_pen *pen = malloc(PEN_ROWS * (n + 1) * sizeof(*pen)), *d_pen;
+	struct cuk_sample_row r[PEN_ROWS], *d_r;
+	int32_t ids[PEN_ROWS], got[PEN_ROWS], want[PEN_ROWS], extra[PEN_ROWS], *d_ids, *d_out;
+	double edge, edges[PEN_ROWS];
+	struct cand *c = malloc(n * sizeof(*c));
+	uint32_t prompt[PEN_PROMPT], t, i, used = 0, near = 0;
+
+	assert_non_null(back);
+	assert_non_null(want_x);
+	assert_non_null(pen);
+	assert_non_null(c);
+	x[12 * n + 100] = 8.0f;
+	x[12 * n + 200] = 7.5f;
+	x[13 * n + 300] = 8.0f;
+	x[13 * n + 400] = 7.7f;
+	memcpy(want_x, x, PEN_ROWS * n * 4);
+	for (t = 0; t < PEN_ROWS; t++) {
+		struct sampler_params sp = {
+			.temperature = t % 4 == 0 ? 0.0f : 0.9f, .top_k = t % 3 == 1 ? 50 : 0,
+			.top_p = t % 2 ? 0.9f : 1.0f, .min_p = t % 5 == 2 ? 0.05f : 0.0f,
+			.repetition_penalty = reps[t % 3], .presence_penalty = pres[t % 3],
+			.frequency_penalty = t % 2 ? 0.3f : 0.0f, .seed = t, .max_tokens = 1000,
+		};
+		const bool flip = t >= 12;
+		struct sampler_draw d;
+		struct sampler *smp;
+		const char *emit;
+		size_t emit_len;
+		float *row = want_x + (size_t)t * n;
+
+		/* Tokens among the likeliest, so the penalties move the pick. */
+		for (i = 0; i < PEN_PROMPT; i++)
+			prompt[i] = (argmax(row, n) + i % 7 * 13 + rnd_u(3)) % n;
+		if (flip) {
+			sp = (struct sampler_params){
+				.top_p = 1.0f, .repetition_penalty = 1.0f, .max_tokens = 1000,
+				.frequency_penalty = t == 12 ? 0.6f : 0.0f,
+				.presence_penalty = t == 13 ? 0.5f : 0.0f,
+			};
+			for (i = 0; i < PEN_PROMPT; i++)
+				prompt[i] = t == 12 ? 100 : 5;
+		}
+		smp = sampler_create(&sp, n, prompt, PEN_PROMPT);
+		assert_non_null(smp);
+		for (i = 0; !flip && i < t % 6; i++)
+			sampler_accept(smp, prompt[rnd_u(PEN_PROMPT)], "", 0, &emit, &emit_len);
+		sampler_next_draw(smp, &d);
+		assert_true(backend_draw_penalised(&d));
+		r[t] = (struct cuk_sample_row){
+			.temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p,
+			.min_p = d.min_p, .u = d.u, .rep = d.rep, .pres = d.pres, .freq = d.freq,
+			.pen_off = used, .pen_n = d.n_pen,
+		};
+		memcpy(pen + used, d.pen, d.n_pen * sizeof(*pen));
+		used += d.n_pen + 1;
+		/* Fed on the device: a listed token (t % 3 == 1) or a new one. */
+		extra[t] = -1;
+		ids[t] = 0;
+		if (flip) {
+			ids[t] = t == 12 ? 100 : 300;
+			extra[t] = ids[t];
+			r[t].extra = t + 1;
+			sampler_accept(smp, (uint32_t)ids[t], "", 0, &emit, &emit_len);
+		} else if (t % 3 != 2) {
+			ids[t] = t % 3 == 1 ? (int32_t)d.pen[rnd_u(d.n_pen)].id :
+				 (int32_t)(rnd_u(n / 2) + n / 2);
+			for (i = 0; t % 3 == 0 && i < d.n_pen; i++) {
+				if (d.pen[i].id == (uint32_t)ids[t]) {
+					ids[t] = (ids[t] + 1) % n;
+					i = UINT32_MAX;	/* look again from the start */
+				}
+			}
+			extra[t] = ids[t];
+			r[t].extra = t + 1;
+			sampler_accept(smp, (uint32_t)ids[t], "", 0, &emit, &emit_len);
+		}
+		edges[t] = 1;
+		if (!d.temperature) {
+			want[t] = (int32_t)sampler_sample(smp, row, NULL);
+		} else {
+			pen_apply(row, &r[t], pen + r[t].pen_off, extra[t]);
+			want[t] = sample_ref(c, row, n, &r[t], &edge);
+			edges[t] = edge;
+		}
+		sampler_free(smp);
+	}
+	d_x = dup_to_dev(x, (size_t)PEN_ROWS * n * 4);
+	d_lp = dmalloc(sizeof(lp));
+	d_out = dmalloc(sizeof(got));
+	d_r = dup_to_dev(r, sizeof(r));
+	d_pen = dup_to_dev(pen, used * sizeof(*pen));
+	d_saved = dmalloc(used * sizeof(float));
+	d_ids = dup_to_dev(ids, sizeof(ids));
+	assert_int_equal(cuk_sample(0, d_out, d_lp, d_x, d_r, d_pen, d_saved, d_ids, PEN_ROWS, n),
+			 cudaSuccess);
+	from_dev(got, d_out, sizeof(got));
+	from_dev(lp, d_lp, sizeof(lp));
+	from_dev(back, d_x, PEN_ROWS * n * 4);
+	assert_memory_equal(back, x, PEN_ROWS * n * 4);
+	for (t = 0; t < PEN_ROWS; t++) {
+		const float *row = x + (size_t)t * n;
+		double want_lp;
+
+		assert_true(got[t] >= 0 && (uint32_t)got[t] < n);
+		if (got[t] != want[t] && edges[t] <= 1e-4)
+			near++;
+		else if (got[t] != want[t])
+			fail_msg("penalised row %u (T %g, k %u, p %g, min_p %g, rep %g, pres %g, "
+				 "freq %g, %u listed, fed %d): %d, the host reads %d", t,
+				 r[t].temperature, r[t].top_k, r[t].top_p, r[t].min_p, r[t].rep,
+				 r[t].pres, r[t].freq, r[t].pen_n, extra[t], got[t], want[t]);
+		want_lp = row[got[t]] - testenv_lse(row, n);
+		if (!(fabs(lp[t] - want_lp) <= 2e-4))
+			fail_msg("penalised row %u: logprob %g, want the raw row's %g", t, lp[t],
+				 want_lp);
+	}
+	assert_int_equal(got[12], 200);
+	assert_int_equal(got[13], 400);
+	print_message("[          ] penalties: %u rows as the host sampler reads them, %u at a "
+		      "boundary\n", PEN_ROWS - near, near);
+	cudaFree(d_x);
+	cudaFree(d_lp);
+	cudaFree(d_out);
+	cudaFree(d_r);
+	cudaFree(d_pen);
+	cudaFree(d_saved);
+	cudaFree(d_ids);
+	free(x);
+	free(back);
+	free(want_x);
+	free(pen);
+	free(c);
+}
+
 static void test_sample(void **state)
 {
 	(void)state;
 	NEED_GPU();
 	sample_case();
+	pen_case();
 }
 
 #define AT_SEQS		4
@@ -1444,25 +1633,55 @@ static void test_graph(void **state)
 	model_free(&m);
 }
 
-#define RA_SEQS		4
+#define RA_SEQS		6
 #define RA_STEPS	10
+#define RA_PROMPT	8
+
+/* A penalty list as a sampler keeps it, of @prompt and the first @n_out of @out. */
+static uint32_t pen_list(struct sampler_pen *l, const uint32_t *prompt, const uint32_t *out,
+			 uint32_t n_out)
+{
+	uint32_t i, j, n = 0;
+
+	for (i = 0; i < RA_PROMPT + n_out; i++) {
+		uint32_t tok = i < RA_PROMPT ? prompt[i] : out[i - RA_PROMPT];
+
+		for (j = 0; j < n && l[j].id != tok; j++)
+			;
+		if (j == n)
+			l[n++] = (struct sampler_pen){ .id = tok };
+		l[j].n += i < RA_PROMPT ? (l[j].n | SAMPLER_PEN_PROMPT) - l[j].n : 1;
+	}
+	return n;
+}
+
+static void ra_penalise(struct sampler_draw *d, const struct sampler_pen *l, uint32_t n)
+{
+	d->rep = 1.3f;
+	d->pres = 0.4f;
+	d->freq = 0.3f;
+	d->pen = l;
+	d->n_pen = n;
+}
 
 /*
- * Run-ahead (backend_submit() / backend_wait()): four sequences decode ten
+ * Run-ahead (backend_submit() / backend_wait()): six sequences decode ten
  * steps with step k + 1 submitted before step k is waited for, each decode
  * fed the token step k drew on the device (&backend_seq.feed), beside the
  * same steps one at a time with the host passing each drawn token back.
- * Greedy and seeded top-k draws give the same tokens and log-probabilities
- * both ways. A feed naming no sequence or not a decode, a third step out,
- * a wait with none out and a backend_step() with one out are refused (a
- * feed from a draw that may fall back: test_draw, on a larger vocabulary).
+ * Greedy and seeded top-k draws, two of them with penalties (the host's
+ * list a token short while it runs ahead: the fed one counts on the
+ * device), give the same tokens and log-probabilities both ways. A feed
+ * naming no sequence or not a decode, a third step out, a wait with none
+ * out and a backend_step() with one out are refused.
  */
 static void test_run_ahead(void **state)
 {
 	struct backend_params bp = { .max_tokens = 64, .max_context = 256 };
 	struct backend_cuda_params cp = { .n_blocks = N_BLOCKS };
-	uint32_t prompt[RA_SEQS][8], table[RA_SEQS][4], tok[RA_SEQS][RA_STEPS + 1];
+	uint32_t prompt[RA_SEQS][RA_PROMPT], table[RA_SEQS][4], tok[RA_SEQS][RA_STEPS + 1];
 	uint32_t pend = UINT32_MAX, i, k;
+	struct sampler_pen pl[2][RA_SEQS][RA_PROMPT + RA_STEPS + 1];
 	struct backend_sample bs[2][RA_SEQS], ss[RA_SEQS];
 	struct backend_seq sq[2][RA_SEQS], one[RA_SEQS];
 	float lp[RA_SEQS][RA_STEPS + 1], u[RA_STEPS + 1][RA_SEQS];
@@ -1487,7 +1706,7 @@ static void test_run_ahead(void **state)
 		for (i = 0; i < RA_SEQS; i++)
 			u[k][i] = rnd(0, 1);
 	for (i = 0; i < RA_SEQS; i++) {
-		tokens_fill(prompt[i], 8, a->n_vocab);
+		tokens_fill(prompt[i], RA_PROMPT, a->n_vocab);
 		for (k = 0; k < 4; k++)
 			table[i][k] = 4 * i + k;
 	}
@@ -1497,9 +1716,14 @@ static void test_run_ahead(void **state)
 			ss[i] = (struct backend_sample){ .set = {
 				.temperature = i % 2 ? 0.9f : 0.0f, .top_k = i % 2 ? 20 : 0,
 				.top_p = 1.0f, .u = i % 2 ? u[k][i] : 0.0f } };
+			/* The host knows every token so far. */
+			if (i >= 4)
+				ra_penalise(&ss[i].set, pl[0][i],
+					    pen_list(pl[0][i], prompt[i], tok[i], k));
 			one[i] = (struct backend_seq){
 				.block_table = table[i], .n_blocks = 4, .pos = k ? 7 + k : 0,
-				.tokens = k ? &tok[i][k - 1] : prompt[i], .n_tokens = k ? 1 : 8,
+				.tokens = k ? &tok[i][k - 1] : prompt[i],
+				.n_tokens = k ? 1 : RA_PROMPT,
 				.logits = BACKEND_LOGITS_LAST, .sample = &ss[i],
 			};
 		}
@@ -1522,9 +1746,15 @@ static void test_run_ahead(void **state)
 					.temperature = i % 2 ? 0.9f : 0.0f,
 					.top_k = i % 2 ? 20 : 0, .top_p = 1.0f,
 					.u = i % 2 ? u[k][i] : 0.0f } };
+				/* All but the token of the step still out, fed. */
+				if (i >= 4)
+					ra_penalise(&bs[k % 2][i].set, pl[k % 2][i],
+						    pen_list(pl[k % 2][i], prompt[i], tok[i],
+							     k ? k - 1 : 0));
 				s[i] = (struct backend_seq){
 					.block_table = table[i], .n_blocks = 4, .pos = k ? 7 + k : 0,
-					.tokens = k ? &pend : prompt[i], .n_tokens = k ? 1 : 8,
+					.tokens = k ? &pend : prompt[i],
+					.n_tokens = k ? 1 : RA_PROMPT,
 					.logits = BACKEND_LOGITS_LAST, .sample = &bs[k % 2][i],
 					.feed = k ? i + 1 : 0,
 				};
@@ -1566,11 +1796,51 @@ static void test_run_ahead(void **state)
 	model_free(&m);
 }
 
+/* The penalty cases of bad_draws(); @t draws into @bs. */
+static void pen_bad(struct backend *gpu, const struct backend_seq *t, struct backend_sample *bs,
+		    float *out)
+{
+	static const struct sampler_pen list[3] = { { 1, 0 }, { 2, 3 }, { 3, SAMPLER_PEN_PROMPT } };
+	const struct backend_sample ok = {
+		.set = { .temperature = 0.7f, .top_p = 1.0f, .u = 0.5f, .rep = 1.2f,
+			 .pen = list, .n_pen = 3 },
+	};
+	struct sampler_pen far[3];
+	uint32_t room = gpu->pen_room;
+
+	*bs = ok;
+	assert_int_equal(backend_step(gpu, t, 1, out), 0);
+	bs->set.rep = 0.0f;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	bs->set.rep = NAN;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	*bs = ok;
+	bs->set.pres = INFINITY;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	*bs = ok;
+	memcpy(far, list, sizeof(far));
+	far[2].id = gpu->n_vocab;
+	bs->set.pen = far;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	*bs = ok;
+	bs->set.n_pen = gpu->n_vocab + 1;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	/* Three listed and one more for a fed token: four, not three. */
+	*bs = ok;
+	gpu->pen_room = 3;
+	assert_int_equal(backend_step(gpu, t, 1, out), -E2BIG);
+	gpu->pen_room = 4;
+	assert_int_equal(backend_step(gpu, t, 1, out), 0);
+	gpu->pen_room = room;
+}
+
 /*
  * Draws a backend cannot make, each -EINVAL before anything runs: on the
  * CPU backend (it samples nowhere but on the host), beside a row of all
- * logits, a temperature, top_p or min_p out of range, a draw of 1. A top_k
- * past the vocabulary is all of it.
+ * logits, a temperature, top_p or min_p out of range, a draw of 1; a
+ * repetition penalty of 0 or NaN, a presence penalty of infinity, a listed
+ * token past the vocabulary, a list longer than it. A list past the
+ * step's penalty room is -E2BIG. A top_k past the vocabulary is all of it.
  */
 static void bad_draws(struct backend *gpu, struct backend *cpu, const struct backend_seq *s,
 		      float *out)
@@ -1607,6 +1877,7 @@ static void bad_draws(struct backend *gpu, struct backend *cpu, const struct bac
 	bs = ok;
 	bs.set.u = 1.0f;
 	assert_int_equal(backend_step(gpu, &t, 1, out), -EINVAL);
+	pen_bad(gpu, &t, &bs, out);
 	bs = ok;
 	bs.set.top_k = gpu->n_vocab + 5;
 	bs.set.min_p = 1.0f;
@@ -1625,14 +1896,16 @@ static void bad_draws(struct backend *gpu, struct backend *cpu, const struct bac
  * step, run once for the rows of logits and again with the device drawing
  * eight of them (greedy; top-k with top-p; the whole row; a nucleus
  * without top-k; one so flat its nucleus is most of the vocabulary; min-p;
- * a top-k of 2000; all at once) and not the ninth. Each drawn token is the
- * host's reading of the same row and draw, with its log-probability; a
- * drawn row is left unwritten; the ninth comes back as its row, the same
- * as the first run's. Every drawn token may feed the next step.
+ * a top-k of 2000; all at once, with penalties on its prompt's tokens)
+ * and not the ninth. Each drawn token is the host's reading of the same
+ * row (penalised as the host does) and draw, with the raw row's
+ * log-probability; a drawn row is left unwritten; the ninth comes back as
+ * its row, the same as the first run's. Every drawn token may feed the
+ * next step.
  */
 static void test_draw(void **state)
 {
-	static const struct sampler_plain set[DRAW_SEQS - 1] = {
+	static const struct sampler_draw set[DRAW_SEQS - 1] = {
 		{ .temperature = 0.0f, .top_p = 1.0f },
 		{ .temperature = 0.8f, .top_k = 40, .top_p = 0.95f },
 		{ .temperature = 1.0f, .top_k = 0, .top_p = 1.0f },
@@ -1640,8 +1913,11 @@ static void test_draw(void **state)
 		{ .temperature = 3.0f, .top_k = 0, .top_p = 0.999f },
 		{ .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.1f },
 		{ .temperature = 1.2f, .top_k = 2000, .top_p = 1.0f },
-		{ .temperature = 0.9f, .top_k = 1500, .top_p = 0.8f, .min_p = 0.02f },
+		{ .temperature = 0.9f, .top_k = 1500, .top_p = 0.8f, .min_p = 0.02f,
+		  .rep = 1.2f, .pres = 0.5f, .freq = 0.2f },
 	};
+	struct cuk_pen pen[DRAW_PROMPT];
+	uint32_t n_pen = 0, j;
 	struct backend_params bp = { .max_tokens = 160, .max_context = 256 };
 	struct backend_cuda_params cp = { .n_blocks = 2 * DRAW_SEQS };
 	uint32_t tok[DRAW_SEQS][DRAW_PROMPT], table[DRAW_SEQS][1], i;
@@ -1650,7 +1926,7 @@ static void test_draw(void **state)
 	struct cand *c;
 	struct model m;
 	struct backend *b;
-	float *la, *lb;
+	float *la, *lb, *pr;
 	char err[256];
 	size_t v;
 
@@ -1666,9 +1942,11 @@ static void test_draw(void **state)
 	assert_true(b->draws_tokens);
 	la = malloc(DRAW_SEQS * v * 4);
 	lb = malloc(DRAW_SEQS * v * 4);
+	pr = malloc(v * 4);
 	c = malloc(v * sizeof(*c));
 	assert_non_null(la);
 	assert_non_null(lb);
+	assert_non_null(pr);
 	assert_non_null(c);
 	for (i = 0; i < DRAW_SEQS; i++) {
 		tokens_fill(tok[i], DRAW_PROMPT, v);
@@ -1687,15 +1965,32 @@ static void test_draw(void **state)
 			bs[i].set.u = rnd(0, 1);
 		seqs[i].sample = &bs[i];
 	}
+	/* The last draw's penalties: its prompt's tokens, some also in the output. */
+	for (i = 0; i < DRAW_PROMPT; i++) {
+		for (j = 0; j < n_pen && pen[j].id != tok[DRAW_SEQS - 2][i]; j++)
+			;
+		if (j == n_pen)
+			pen[n_pen++] = (struct cuk_pen){ tok[DRAW_SEQS - 2][i],
+							 CUK_PEN_PROMPT | (i % 3) };
+	}
+	bs[DRAW_SEQS - 2].set.pen = (const struct sampler_pen *)pen;
+	bs[DRAW_SEQS - 2].set.n_pen = n_pen;
 	assert_int_equal(backend_step(b, seqs, DRAW_SEQS, lb), 0);
 	for (i = 0; i < DRAW_SEQS - 1; i++) {
 		const float *row = la + i * v;
 		struct cuk_sample_row r = {
 			.temperature = set[i].temperature, .top_k = set[i].top_k,
 			.top_p = set[i].top_p, .min_p = set[i].min_p, .u = bs[i].set.u,
+			.rep = set[i].rep, .pres = set[i].pres, .freq = set[i].freq,
+			.pen_n = bs[i].set.n_pen,
 		};
 		double edge, lp;
-		int32_t want = sample_ref(c, row, v, &r, &edge);
+		int32_t want;
+
+		memcpy(pr, row, v * 4);
+		if (bs[i].set.pen)
+			pen_apply(pr, &r, pen, -1);
+		want = sample_ref(c, pr, v, &r, &edge);
 
 		assert_true(bs[i].token < v);
 		if ((int32_t)bs[i].token != want && edge > 1e-4)
@@ -1726,6 +2021,7 @@ static void test_draw(void **state)
 	}
 	free(la);
 	free(lb);
+	free(pr);
 	free(c);
 	backend_destroy(b);
 	model_free(&m);

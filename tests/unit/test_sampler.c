@@ -750,57 +750,94 @@ static void test_seed(void **state)
 }
 
 /*
- * sampler_plain(): what a backend may draw for the sampler, and the draws:
- * greedy takes none; penalties (which need the history) are the host's;
- * min-p and any top-k are the backend's; a top-k of the whole vocabulary
- * reads as 0 (all); the draws are the seeded generator's, the same for the
- * same seed, in [0, 1).
+ * sampler_next_draw(): what a drawer elsewhere gets: greedy takes no draw
+ * and ignores top-k, top-p and min-p; a top-k of the whole vocabulary
+ * reads as 0 (all); without a penalty no list; with one, every distinct
+ * token of the prompt and the output with its output count and prompt bit,
+ * and sampler_pen_room() one more than their number; the draws are the
+ * seeded generator's, the same for the same seed, in [0, 1).
  */
-static void test_plain(void **state)
+static void test_next_draw(void **state)
 {
+	const uint32_t prompt[] = { 5, 9, 5, 4000 };
 	struct sampler_params p = base_params();
-	struct sampler_plain a, b;
+	struct sampler_draw a, b;
 	struct sampler *s, *t;
-	uint32_t i, differ = 0;
+	uint32_t i, j, differ = 0, seen = 0;
 	float prev = -1.0f;
+	const char *emit;
+	size_t len;
 
 	(void)state;
 	p.temperature = 0.0f;
 	p.top_k = 7;
 	p.min_p = 0.2f;
 	s = mk(&p, 5000, NULL, 0);
-	assert_true(sampler_plain(s, &a));
+	sampler_next_draw(s, &a);
 	assert_true(a.temperature == 0.0f && a.top_p == 1.0f && a.u == 0.0f);
 	assert_true(a.top_k == 0 && a.min_p == 0.0f);
+	assert_true(a.rep == 1.0f && a.pres == 0.0f && a.freq == 0.0f);
+	assert_null(a.pen);
+	assert_int_equal(sampler_pen_room(s), 0);
 	sampler_free(s);
 
-	p = base_params();
-	p.repetition_penalty = 1.1f;
-	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, &a));
-	sampler_free(s);
-	p = base_params();
-	p.temperature = 0.0f;
-	p.presence_penalty = 0.5f;
-	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, &a));
-	sampler_free(s);
-	p = base_params();
-	p.frequency_penalty = -0.5f;
-	s = mk(&p, 5000, NULL, 0);
-	assert_false(sampler_plain(s, &a));
-	sampler_free(s);
 	p = base_params();
 	p.min_p = 0.05f;
 	p.top_k = 2000;
 	s = mk(&p, 5000, NULL, 0);
-	assert_true(sampler_plain(s, &a));
-	assert_true(a.min_p == 0.05f && a.top_k == 2000);
+	sampler_next_draw(s, &a);
+	assert_true(a.min_p == 0.05f && a.top_k == 2000 && !a.pen);
 	sampler_free(s);
 	p.top_k = 5000;
 	s = mk(&p, 5000, NULL, 0);
-	assert_true(sampler_plain(s, &a));
+	sampler_next_draw(s, &a);
 	assert_int_equal(a.top_k, 0);
+	sampler_free(s);
+
+	/* Penalties: 5 (twice), 9 and 4000 in the prompt; 9, 7, 7 out. */
+	p = base_params();
+	p.temperature = 0.0f;
+	p.repetition_penalty = 1.1f;
+	p.presence_penalty = 0.5f;
+	p.frequency_penalty = -0.25f;
+	s = mk(&p, 5000, prompt, 4);
+	assert_int_equal(sampler_pen_room(s), 4);
+	sampler_accept(s, 9, "", 0, &emit, &len);
+	sampler_accept(s, 7, "", 0, &emit, &len);
+	sampler_accept(s, 7, "", 0, &emit, &len);
+	sampler_next_draw(s, &a);
+	assert_true(a.temperature == 0.0f);
+	assert_true(a.rep == 1.1f && a.pres == 0.5f && a.freq == -0.25f);
+	assert_non_null(a.pen);
+	assert_int_equal(a.n_pen, 4);
+	assert_int_equal(sampler_pen_room(s), 5);
+	for (i = 0; i < a.n_pen; i++) {
+		for (j = 0; j < i; j++)
+			assert_int_not_equal(a.pen[i].id, a.pen[j].id);
+		switch (a.pen[i].id) {
+		case 5:
+		case 4000:
+			assert_int_equal(a.pen[i].n, SAMPLER_PEN_PROMPT);
+			break;
+		case 9:
+			assert_int_equal(a.pen[i].n, SAMPLER_PEN_PROMPT | 1);
+			break;
+		case 7:
+			assert_int_equal(a.pen[i].n, 2);
+			break;
+		default:
+			fail_msg("token %u listed", a.pen[i].id);
+		}
+		seen |= 1u << (a.pen[i].id % 8);
+	}
+	assert_int_equal(seen, 1u << 5 | 1u << 1 | 1u << 0 | 1u << 7);
+	sampler_free(s);
+	/* A penalty with nothing seen yet still gives a list, empty. */
+	s = mk(&p, 5000, NULL, 0);
+	sampler_next_draw(s, &a);
+	assert_non_null(a.pen);
+	assert_int_equal(a.n_pen, 0);
+	assert_int_equal(sampler_pen_room(s), 1);
 	sampler_free(s);
 
 	p = base_params();
@@ -810,10 +847,10 @@ static void test_plain(void **state)
 	s = mk(&p, 5000, NULL, 0);
 	t = mk(&p, 5000, NULL, 0);
 	for (i = 0; i < 1000; i++) {
-		assert_true(sampler_plain(s, &a));
-		assert_true(sampler_plain(t, &b));
+		sampler_next_draw(s, &a);
+		sampler_next_draw(t, &b);
 		assert_true(a.temperature == 0.7f && a.top_k == 40 && a.top_p == 0.9f);
-		assert_true(a.min_p == 0.0f);
+		assert_true(a.min_p == 0.0f && !a.pen);
 		assert_true(a.u >= 0.0f && a.u < 1.0f);
 		assert_true(a.u == b.u);
 		differ += a.u != prev;
@@ -1232,7 +1269,7 @@ int main(void)
 		cmocka_unit_test(test_presence_frequency),
 		cmocka_unit_test(test_penalty_sampled),
 		cmocka_unit_test(test_seed),
-		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_next_draw),
 		cmocka_unit_test(test_logprob),
 		cmocka_unit_test(test_eos_stop_ids),
 		cmocka_unit_test(test_stop_strings),

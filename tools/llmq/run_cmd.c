@@ -29,6 +29,9 @@ static const struct option run_opts[] = {
 	{ "top-p", required_argument, NULL, 'p' },
 	{ "top-k", required_argument, NULL, 'k' },
 	{ "min-p", required_argument, NULL, 'P' },
+	{ "repetition-penalty", required_argument, NULL, 'R' },
+	{ "presence-penalty", required_argument, NULL, 'S' },
+	{ "frequency-penalty", required_argument, NULL, 'F' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "kv-cache-mb", required_argument, NULL, 'c' },
@@ -109,6 +112,15 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case 'P':
 			err = parse_float(optarg, &o->sp.min_p);
 			break;
+		case 'R':
+			err = parse_float(optarg, &o->sp.repetition_penalty);
+			break;
+		case 'S':
+			err = parse_float(optarg, &o->sp.presence_penalty);
+			break;
+		case 'F':
+			err = parse_float(optarg, &o->sp.frequency_penalty);
+			break;
 		case 's':
 			err = parse_u64(optarg, UINT64_MAX, &u);
 			o->sp.seed = u;
@@ -147,7 +159,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
-			"[--top-p P] [--top-k K] [--min-p P] [--seed S] [--threads N] [--kv-cache-mb N] "
+			"[--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] "
+			"[--presence-penalty P] [--frequency-penalty F] [--seed S] [--threads N] [--kv-cache-mb N] "
 			"[--engine cpu|cuda] [--enforce-eager] [--verbose] PROMPT\n");
 		return -EINVAL;
 	}
@@ -186,8 +199,11 @@ static int step(struct backend *b, struct backend_seq *s, struct sampler *smp, f
 	int err;
 
 	s->sample = NULL;
-	if (s->logits == BACKEND_LOGITS_LAST && b->draws_tokens && sampler_plain(smp, &bs.set))
+	if (s->logits == BACKEND_LOGITS_LAST && b->draws_tokens &&
+	    sampler_pen_room(smp) <= b->pen_room) {
+		sampler_next_draw(smp, &bs.set);
 		s->sample = &bs;
+	}
 	err = backend_step(b, s, 1, logits);
 	if (err || s->logits != BACKEND_LOGITS_LAST) {
 		s->sample = NULL;
