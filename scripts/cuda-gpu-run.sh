@@ -7,10 +7,15 @@
 # then the benchmark. Logs go to $OUT (the device tool's folder) when set,
 # else to ./out; the summary is printed last.
 #
-#   cd build/gpu && scripts/cuda-gpu-run.sh [test|sanitize|bench]...
+#   cd build/gpu && scripts/cuda-gpu-run.sh [test|sanitize|bench|cpu]...
 #
-# With no argument it runs all three. The device tool's call, from the
-# source tree after make and scripts/cuda-pack.sh build:
+# With no argument it runs the first three. "cpu" runs the CPU engine on
+# the GPU machine's own cores, which the 2-core development machines cannot
+# stand in for: test_kernels (the native AVX-512 kernels against the
+# portable ones, where the CPU has them), bench-engine and bench-serve
+# (build them first: make O=... tests/test_kernels tests/bench_engine).
+# The device tool's call, from the source tree after make and
+# scripts/cuda-pack.sh build:
 #   run(command="cd build/gpu && scripts/cuda-gpu-run.sh", carry=["build/gpu"])
 set -uo pipefail
 
@@ -48,8 +53,19 @@ for s in "${steps[@]}"; do
 		TMPDIR=${TMPDIR:-/tmp} scripts/bench-cuda.sh . 2>&1 | tee "$out/bench.log"
 		summary+=("bench: see bench.log")
 		;;
+	cpu)
+		lscpu | grep -E '^(Model name|CPU\(s\)|Flags)' | cut -c1-300 | tee "$out/cpu.txt"
+		tests/test_kernels 2>&1 | tee "$out/test_kernels.log"
+		summary+=("test_kernels: $(grep -E 'PASSED|FAILED' "$out/test_kernels.log" |
+			  head -2 | tr '\n' ' ')")
+		scripts/bench-engine.sh . 2>&1 | tee "$out/bench-engine.log"
+		summary+=("bench-engine: $(grep targets "$out/bench-engine.log" | tr '\n' ' ')")
+		scripts/bench-serve.sh . 2>&1 | tee "$out/bench-serve.log"
+		summary+=("bench-serve: $(grep -E '^(throughput|ITL)' "$out/bench-serve.log" |
+			  tr '\n' ' ')")
+		;;
 	*)
-		echo "cuda-gpu-run: unknown step '$s' (test, sanitize, bench)" >&2
+		echo "cuda-gpu-run: unknown step '$s' (test, sanitize, bench, cpu)" >&2
 		exit 2
 		;;
 	esac

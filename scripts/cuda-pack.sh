@@ -5,6 +5,8 @@
 # and benchmarks built here: the binaries, test_cuda, bench_cuda, the scripts,
 # and the shared libraries they link that are not part of CUDA or glibc
 # (cmocka, liburing, libnl, json-c, pcre2, unistring), in BUILD_DIR/gpu.
+# test_kernels and bench_engine come too when built, for the CPU step of
+# cuda-gpu-run.sh (the CPU engine on the GPU machine's 16 cores).
 # cuBLAS and cudart are the GPU machine's own (/usr/local/cuda/lib64, the
 # binaries' rpath; else set LD_LIBRARY_PATH to pip's nvidia/*/lib).
 #
@@ -24,12 +26,21 @@ done
 for t in test_cuda bench_cuda; do
 	cp "$O/tests/$t" "$P/tests/"
 done
+for t in test_kernels bench_engine; do
+	if [ -x "$O/tests/$t" ]; then
+		cp "$O/tests/$t" "$P/tests/"
+	fi
+done
+# test_kernels' float64 reference, run from the pack as from a source tree.
+mkdir -p "$P/tests/ref" "$P/tests/gguf"
+cp tests/ref/kernels_ref.py "$P/tests/ref/"
+cp tests/gguf/dequant_ref.py "$P/tests/gguf/"
 # The CUDA backend plugin, where llmqd and llmq look: bin/../lib/llmq/.
 mkdir -p "$P/lib/llmq"
 cp "$O/lib/llmq/backend-cuda.so" "$P/lib/llmq/"
 cp scripts/bench-cuda.sh scripts/cuda-sanitize.sh scripts/cuda-gpu-run.sh scripts/llmqd-wait.sh \
-	"$P/scripts/"
-ldd "$P"/bin/* "$P"/tests/* "$P"/lib/llmq/*.so | awk '/=> \// { print $3 }' | sort -u |
+	scripts/bench-engine.sh scripts/bench-serve.sh "$P/scripts/"
+ldd "$P"/bin/* "$P"/tests/test_* "$P"/tests/bench_* "$P"/lib/llmq/*.so | awk '/=> \// { print $3 }' | sort -u |
 	grep -v -E '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|/libcu|/libnv' |
 	while read -r lib; do cp -L "$lib" "$P/lib/"; done
 du -sh "$P"
