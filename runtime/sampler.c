@@ -886,8 +886,9 @@ uint32_t sampler_pen_room(const struct sampler *s)
  * takes. The draw comes from the request's own generator, so a seeded
  * request stays repeatable on that backend (not token for token across
  * backends: the two sum the weights in other orders and walk the kept
- * tokens in other orders). Greedy takes no draw. If the backend does not
- * draw after all, sampler_sample() draws again.
+ * tokens in other orders). Greedy takes no draw. A caller that cannot
+ * hand a penalised draw's list on (see sampler_pen_room()) asks
+ * sampler_sample() instead, without calling this.
  */
 void sampler_next_draw(struct sampler *s, struct sampler_draw *p)
 {
