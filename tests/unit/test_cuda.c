@@ -889,6 +889,17 @@ static void pen_apply(float *row, const struct cuk_sample_row *r, const struct c
 	}
 }
 
+/* Does @d's penalty list hold @tok? */
+static bool pen_listed(const struct sampler_draw *d, uint32_t tok)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->n_pen; i++)
+		if (d->pen[i].id == tok)
+			return true;
+	return false;
+}
+
 /*
  * Penalties on the device: twelve rows, each a real host sampler's
  * (repetition 0.8 to 1.3, presence -0.3 to 0.4, frequency 0 to 0.3) after
@@ -975,12 +986,8 @@ static void pen_case(void)
 		} else if (t % 3 != 2) {
 			ids[t] = t % 3 == 1 ? (int32_t)d.pen[rnd_u(d.n_pen)].id :
 				 (int32_t)(rnd_u(n / 2) + n / 2);
-			for (i = 0; t % 3 == 0 && i < d.n_pen; i++) {
-				if (d.pen[i].id == (uint32_t)ids[t]) {
-					ids[t] = (ids[t] + 1) % n;
-					i = UINT32_MAX;	/* look again from the start */
-				}
-			}
+			while (t % 3 == 0 && pen_listed(&d, (uint32_t)ids[t]))
+				ids[t] = (ids[t] + 1) % n;
 			extra[t] = ids[t];
 			r[t].extra = t + 1;
 			sampler_accept(smp, (uint32_t)ids[t], "", 0, &emit, &emit_len);
