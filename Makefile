@@ -63,13 +63,16 @@ RT_OBJS		:= $(call obj,$(RT_SRCS))
 
 CPU_SRCS	:= runtime/cpu/threadpool.c runtime/cpu/cpu_features.c runtime/cpu/matmul.c \
 		   runtime/cpu/matmul_portable.c runtime/cpu/matmul_avx2.c \
-		   runtime/cpu/matmul_avx512.c runtime/cpu/ops.c
+		   runtime/cpu/matmul_avx512.c runtime/cpu/ops.c runtime/cpu/attention.c \
+		   runtime/cpu/attn_portable.c runtime/cpu/attn_avx2.c runtime/cpu/attn_avx512.c
 CPU_OBJS	:= $(call obj,$(CPU_SRCS))
 # The AVX-512 kernels once more over SIMDe's emulation, so machines without
 # AVX-512 still test that code path.
 ifneq ($(wildcard /usr/include/simde/x86/avx512.h),)
 CPU_SIMDE_OBJ	:= $(O)/obj/runtime/cpu/matmul_avx512_simde.o
 endif
+# The 16-lane attention kernel built for AVX2 too, for the same reason.
+CPU_EMU_OBJ	:= $(O)/obj/runtime/cpu/attn_avx512_emu.o
 MODEL_OBJS	:= $(call obj,$(MODEL_SRCS))
 TOK_OBJS	:= $(call obj,$(TOK_SRCS))
 TOKREF_OBJS	:= $(call obj,tests/tokenizer/tokref.c)
@@ -208,7 +211,12 @@ $(O)/obj/runtime/cpu/matmul_avx512_simde.o: runtime/cpu/matmul_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-psabi -mavx2 -mfma -mf16c -DLLMQ_CPU_SIMDE -MMD -MP -c $< -o $@
 
+$(O)/obj/runtime/cpu/attn_avx512_emu.o: runtime/cpu/attn_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-psabi -DLLMQ_CPU_EMU -MMD -MP -c $< -o $@
+
 $(O)/tests/test_kernels: $(call obj,tests/unit/test_kernels.c) $(CPU_OBJS) $(CPU_SIMDE_OBJ) \
+			 $(CPU_EMU_OBJ) \
 			 $(call obj,runtime/dtype.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LIBS_CMOCKA) -lpthread -lm

@@ -15,6 +15,7 @@
 #include "../backend.h"
 #include "../dtype.h"
 #include "../list.h"
+#include "attention.h"
 #include "matmul.h"
 #include "ops.h"
 #include "threadpool.h"
@@ -39,10 +40,15 @@ struct backend_cpu {
 	int32_t			*tok_pos;	/* position of each row */
 	uint32_t		*tok_seq;	/* sequence of each row */
 	uint32_t		*seq_row;	/* first row of each sequence */
-	float			*scores;	/* n_threads * attn_heads * max_context */
-	/* Query heads per attention task: a GQA group, or 1 when the group
-	 * tasks would be too few to keep every thread busy. */
-	uint32_t		attn_heads;
+	/* Attention: the kernel, and per thread its scratch and the K and V
+	 * row pointers of a sequence (2 * max_context). */
+	const struct attn_kernels *attn;
+	float			*attn_work;
+	size_t			attn_work_stride;
+	const float		**attn_ptr;
+	/* Rows per attention tile; each tile's sequence and first row. */
+	uint32_t		tile_rows;
+	uint32_t		*tile_seq, *tile_row;
 	/* The step being run, for the tasks. */
 	const struct backend_seq *seqs;
 	uint32_t		n_seqs, n_rows, layer;
@@ -140,104 +146,53 @@ static void qkv_task(void *arg, unsigned int row, unsigned int thread)
 }
 
 /*
- * q . k over @d floats in 8 interleaved partial sums (a fixed order, so the
- * compiler may keep them in one vector register), then summed pairwise.
+ * Attention tasks: (tile of a sequence's rows, KV head). A tile holds about
+ * ATTN_TILE_QUERIES query heads, so the kernel reads each chunk of K and V
+ * rows from memory once for that many heads (a GQA group times the tile's
+ * rows) and then from L1; a decode is a tile of one row.
  */
-static float dot8(const float *q, const float *k, size_t d)
-{
-	float acc[8] = { 0 };
-	size_t i, j;
+#define ATTN_TILE_QUERIES	48
 
-	for (i = 0; i + 8 <= d; i += 8)
-		for (j = 0; j < 8; j++)
-			acc[j] += q[i + j] * k[i + j];
-	for (; i < d; i++)
-		acc[0] += q[i] * k[i];
-	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-/*
- * out += w * v over @d floats, in blocks of 8 the compiler turns into vector
- * operations (restrict: out never overlaps the cache). Each element gets
- * the same multiply and add as a plain loop, so the result is the same.
- */
-static void axpy8(float *restrict out, float w, const float *restrict v, size_t d)
-{
-	size_t i, j;
-
-	for (i = 0; i + 8 <= d; i += 8)
-		for (j = 0; j < 8; j++)
-			out[i + j] += w * v[i + j];
-	for (; i < d; i++)
-		out[i] += w * v[i];
-}
-
-/*
- * Positions ahead to prefetch K or V rows: a row of one head is a few cache
- * lines 1 KB or more from the next, and the work per row is too short for
- * out-of-order execution to keep enough of those misses in flight.
- */
-#define KV_AHEAD	8
-
-/* Inlined: GCC deems a function of prefetches alone pure and drops calls. */
-static inline __attribute__((always_inline)) void
-prefetch_kv(const struct backend_cpu *c, const struct backend_seq *s, int v, uint32_t j,
-	    size_t kvo)
-{
-	uint32_t bs = c->b.block_size;
-	const float *p = kv_at(c, c->layer, s->block_table[j / bs], v, j % bs) + kvo;
-	size_t i;
-
-	for (i = 0; i < c->head_dim; i += 16)
-		__builtin_prefetch(p + i);
-}
-
-/*
- * Task per (sequence, group of @c->attn_heads query heads sharing a KV
- * head): causal attention of each of the sequence's rows over positions
- * 0 .. its own, K/V read through the block table. Each K and V row is read
- * once for the whole group, so a group of GQA heads costs one pass over the
- * cache; every head's arithmetic is the same whatever the grouping.
- */
 static void attn_task(void *arg, unsigned int task, unsigned int thread)
 {
 	struct backend_cpu *c = arg;
-	uint32_t groups = c->n_head / c->attn_heads;
-	uint32_t si = task / groups, h0 = task % groups * c->attn_heads, nh = c->attn_heads;
-	const struct backend_seq *s = &c->seqs[si];
-	uint32_t kvh = h0 / (c->n_head / c->n_head_kv), bs = c->b.block_size;
-	size_t d = c->head_dim, kvo = (size_t)kvh * d, mc = c->b.max_context;
-	float *sc = c->scores + (size_t)thread * c->attn_heads * mc;
-	uint32_t t, j, h;
+	uint32_t kvh = task % c->n_head_kv, tile = task / c->n_head_kv;
+	const struct backend_seq *s = &c->seqs[c->tile_seq[tile]];
+	uint32_t t0 = c->tile_row[tile], group = c->n_head / c->n_head_kv;
+	uint32_t rows = s->n_tokens - t0 < c->tile_rows ? s->n_tokens - t0 : c->tile_rows;
+	uint32_t bs = c->b.block_size, end = s->pos + t0 + rows, p;
+	size_t d = c->head_dim, kvo = kvh * d, row = c->seq_row[c->tile_seq[tile]] + t0;
+	const float **kp = c->attn_ptr + (size_t)thread * 2 * c->b.max_context;
+	const float **vp = kp + c->b.max_context;
+	struct cpu_attn a = {
+		.q = c->q + row * c->q_dim + kvh * group * d, .ldq = c->q_dim,
+		.out = c->att + row * c->q_dim + kvh * group * d, .ldo = c->q_dim,
+		.k = kp, .v = vp, .pos = s->pos + t0, .rows = rows, .heads = group,
+		.d = (uint32_t)d, .scale = c->attn_scale,
+		.work = c->attn_work + thread * c->attn_work_stride,
+	};
 
-	for (t = 0; t < s->n_tokens; t++) {
-		size_t row = c->seq_row[si] + t;
-		const float *q = c->q + row * c->q_dim + (size_t)h0 * d;
-		float *out = c->att + row * c->q_dim + (size_t)h0 * d;
-		uint32_t n = s->pos + t + 1;
+	for (p = 0; p < end; p++) {
+		uint32_t block = s->block_table[p / bs];
 
-		for (j = 0; j < n; j++) {
-			const float *kp = kv_at(c, c->layer, s->block_table[j / bs], 0, j % bs) +
-					  kvo;
+		kp[p] = kv_at(c, c->layer, block, 0, p % bs) + kvo;
+		vp[p] = kv_at(c, c->layer, block, 1, p % bs) + kvo;
+	}
+	c->attn->run(&a);
+}
 
-			if (j + KV_AHEAD < n)
-				prefetch_kv(c, s, 0, j + KV_AHEAD, kvo);
-			for (h = 0; h < nh; h++)
-				sc[h * mc + j] = dot8(q + h * d, kp, d) * c->attn_scale;
-		}
-		for (h = 0; h < nh; h++)
-			cpu_softmax(sc + h * mc, n);
-		memset(out, 0, nh * d * sizeof(float));
-		for (j = 0; j < n; j++) {
-			const float *vp = kv_at(c, c->layer, s->block_table[j / bs], 1, j % bs) +
-					  kvo;
+/* Splits the step's sequences into attention tiles; returns the task count. */
+static uint32_t attn_tiles(struct backend_cpu *c)
+{
+	uint32_t i, t, n = 0;
 
-			if (j + KV_AHEAD < n)
-				prefetch_kv(c, s, 1, j + KV_AHEAD, kvo);
-			for (h = 0; h < nh; h++)
-				axpy8(out + h * d, sc[h * mc + j], vp, d);
+	for (i = 0; i < c->n_seqs; i++) {
+		for (t = 0; t < c->seqs[i].n_tokens; t += c->tile_rows, n++) {
+			c->tile_seq[n] = i;
+			c->tile_row[n] = t;
 		}
 	}
+	return n * c->n_head_kv;
 }
 
 /* Task per row: x += tmp (the residual), or gate = swiglu(gate, up). */
@@ -275,7 +230,7 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 	const struct model *m = b->model;
 	const struct gguf_tensor *head = m->output ? m->output : m->tok_embd;
 	struct backend_step_counts cnt;
-	uint32_t n_rows, n_out, i, j, row, o;
+	uint32_t n_rows, n_out, n_attn, i, j, row, o;
 	size_t e = c->n_embd;
 	int err;
 
@@ -297,6 +252,7 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 			c->tok_seq[row] = i;
 		}
 	}
+	n_attn = attn_tiles(c);
 
 	err = cpu_get_rows(m->tok_embd->type, m->tok_embd->data, b->n_vocab, e, c->ids, n_rows,
 			   c->x, e);
@@ -313,9 +269,7 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 		if (err)
 			return err;
 		threadpool_run(c->pool, n_rows, qkv_task, c);
-		c->attn_heads = n_seqs * c->n_head_kv >= 4 * c->b.n_threads ?
-				c->n_head / c->n_head_kv : 1;
-		threadpool_run(c->pool, n_seqs * (c->n_head / c->attn_heads), attn_task, c);
+		threadpool_run(c->pool, n_attn, attn_task, c);
 		err = matmul(c, l->wo, c->att, c->q_dim, c->xn, e, n_rows);
 		if (err)
 			return err;
@@ -369,7 +323,10 @@ static void cpu_destroy(struct backend *b)
 	free(c->tok_pos);
 	free(c->tok_seq);
 	free(c->seq_row);
-	free(c->scores);
+	free(c->tile_seq);
+	free(c->tile_row);
+	free(c->attn_work);
+	free(c->attn_ptr);
 	free(c);
 }
 
@@ -378,6 +335,17 @@ static const struct backend_ops cpu_ops = {
 	.step		= cpu_step,
 	.destroy	= cpu_destroy,
 };
+
+/* The attention kernel of the matrix kernels' path, or the best one below. */
+static const struct attn_kernels *attn_path(void)
+{
+	int isa;
+
+	for (isa = cpu_isa_default(); isa > CPU_ISA_PORTABLE; isa--)
+		if (attn_kernels(isa))
+			return attn_kernels(isa);
+	return &attn_portable;
+}
 
 static float *falloc(size_t rows, size_t n)
 {
@@ -461,9 +429,17 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 		goto fail;
 	}
 	c->b.n_threads = threadpool_size(c->pool);
-	c->scores = falloc((size_t)c->b.n_threads * (c->n_head / c->n_head_kv),
-			   c->b.max_context);
-	if (!c->scores) {
+	c->attn = attn_path();
+	c->tile_rows = ATTN_TILE_QUERIES / (c->n_head / c->n_head_kv);
+	if (!c->tile_rows)
+		c->tile_rows = 1;
+	c->attn_work_stride = (cpu_attn_work_floats(c->tile_rows * (c->n_head / c->n_head_kv)) +
+			       15) & ~(size_t)15;
+	c->attn_work = falloc(c->b.n_threads, c->attn_work_stride);
+	c->attn_ptr = calloc((size_t)c->b.n_threads * 2 * c->b.max_context, sizeof(float *));
+	c->tile_seq = calloc(T, sizeof(*c->tile_seq));
+	c->tile_row = calloc(T, sizeof(*c->tile_row));
+	if (!c->attn_work || !c->attn_ptr || !c->tile_seq || !c->tile_row) {
 		backend_errf(err, errlen, -ENOMEM, "attention scratch: out of memory");
 		goto fail;
 	}

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Row kernels of the forward pass in portable C: RMSNorm, RoPE (normal and
- * NeoX), softmax, SwiGLU, vector add, embedding rows. Each works on caller
+ * NeoX), SwiGLU, vector add, embedding rows. Each works on caller
  * memory only (no allocation, no shared state), so rows may be split across
  * threads freely. Reductions use double where it costs little and buys
  * accuracy; tests hold each to a bound in units of float rounding.
@@ -104,36 +104,6 @@ void cpu_rope(const struct cpu_rope *r, float *x, size_t n_heads, int32_t pos)
 			x[i1] = (float)(a * s[i] + b * c[i]);
 		}
 	}
-}
-
-/**
- * cpu_softmax() - x = exp(x - max) / sum, in place
- * @x:		@n floats; -INFINITY entries (masked) become 0
- * @n:		row length
- *
- * Stable for any finite input: the largest entry gives exp(0) = 1. The sum is
- * taken in double. A row with no finite entry becomes all zeros.
- */
-void cpu_softmax(float *x, size_t n)
-{
-	float max = -INFINITY;
-	double sum = 0;
-	float inv;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		max = x[i] > max ? x[i] : max;
-	if (max == -INFINITY) {
-		memset(x, 0, n * sizeof(*x));
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		x[i] = expf(x[i] - max);
-		sum += x[i];
-	}
-	inv = (float)(1.0 / sum);
-	for (i = 0; i < n; i++)
-		x[i] *= inv;
 }
 
 /**

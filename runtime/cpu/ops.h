@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The small kernels of a LLaMA-family forward pass, one row at a time:
- * RMSNorm, rotary position embedding, softmax, SwiGLU, vector add, and the
+ * RMSNorm, rotary position embedding, SwiGLU, vector add, and the
  * embedding-row gather.
  */
 #ifndef LLMQD_CPU_OPS_H
@@ -33,7 +33,6 @@ void cpu_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps);
 int cpu_rope_init(struct cpu_rope *r, enum rope_type mode, size_t head_dim, size_t n_rot,
 		  float freq_base, float freq_scale);
 void cpu_rope(const struct cpu_rope *r, float *x, size_t n_heads, int32_t pos);
-void cpu_softmax(float *x, size_t n);
 void cpu_swiglu(float *y, const float *gate, const float *up, size_t n);
 void cpu_add(float *y, const float *a, const float *b, size_t n);
 int cpu_get_rows(uint32_t type, const void *table, size_t n_rows, size_t dim,

@@ -16,10 +16,13 @@
 #   rmsnorm NAME N EPS          .x .g (f32)      -> .ref
 #   rope    NAME ROWS HEADS HEAD_DIM N_ROT BASE SCALE MODE(0 normal, 2 neox)
 #                               .x (f32) .pos (i32 ROWS) -> .ref
-#   softmax NAME N              .x               -> .ref
 #   swiglu  NAME N              .g .u            -> .ref
 #   add     NAME N              .a .b            -> .ref
 #   getrows NAME TYPE ROWS DIM NIDS  .w .ids (i32) -> .ref (f64 NIDS*DIM)
+#   attention NAME ROWS HEADS D POS  .q (f32 ROWS*HEADS*D) .k .v (f32 (POS+ROWS)*D,
+#                               in position order) -> .ref causal softmax(q k^T /
+#                               sqrt(D)) v, row r over positions 0..POS+r; .abs
+#                               sum_p w_p |v_p|
 import os
 import sys
 
@@ -78,13 +81,6 @@ def run(d, line):
         y[:, :, i0] = a * c - b * s
         y[:, :, i1] = a * s + b * c
         y.tofile(out)
-    elif op == "softmax":
-        x = f32(base + ".x", int(args[0]))
-        if np.all(np.isneginf(x)):
-            np.zeros_like(x).tofile(out)
-        else:
-            e = np.exp(x - x.max())
-            (e / e.sum()).tofile(out)
     elif op == "swiglu":
         n = int(args[0])
         g, u = f32(base + ".g", n), f32(base + ".u", n)
@@ -100,6 +96,22 @@ def run(d, line):
         ids = np.fromfile(base + ".ids", dtype="<i4")
         assert ids.size == nids
         w[ids].tofile(out)
+    elif op == "attention":
+        rows, heads, d, pos = map(int, args[0:4])
+        n = pos + rows
+        q = f32(base + ".q", rows * heads * d).reshape(rows, heads, d)
+        k = f32(base + ".k", n * d).reshape(n, d)
+        v = f32(base + ".v", n * d).reshape(n, d)
+        y = np.zeros((rows, heads, d))
+        a = np.zeros((rows, heads, d))
+        for r in range(rows):
+            s = q[r] @ k[: pos + r + 1].T / np.sqrt(d)      # heads x positions
+            w = np.exp(s - s.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            y[r] = w @ v[: pos + r + 1]
+            a[r] = w @ np.abs(v[: pos + r + 1])
+        y.tofile(out)
+        a.tofile(base + ".abs")
     else:
         raise SystemExit("kernels_ref: unknown op " + op)
 

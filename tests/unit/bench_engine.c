@@ -3,7 +3,8 @@
  * Benchmark of the CPU backend on one model: copy bandwidth measured in the
  * same run, single-sequence decode against the floor it implies (weight
  * bytes per token / bandwidth), prefill of a 512-token prompt, and batched
- * decode throughput at batch 1, 8 and 32, each the best of a few runs.
+ * decode throughput at batch 1, 8 and 32, each the best of a few runs; then
+ * a long context: a 2048-token prompt (in steps of 512) and decode after it.
  *
  *   bench_engine MODEL.gguf [THREADS]
  */
@@ -23,6 +24,8 @@
 #define MAX_BATCH	32
 #define PREFILL		512
 #define DECODE_STEPS	48
+#define LONG		2048
+#define LONG_BLOCKS	((LONG + DECODE_STEPS) / 16)
 
 static double now(void)
 {
@@ -135,10 +138,40 @@ static double prefill(struct backend *b, float *logits)
 	return PREFILL / best;
 }
 
+/*
+ * A LONG-token prompt in steps of PREFILL tokens, then DECODE_STEPS decodes
+ * at positions LONG onwards: what attention over a long cache costs.
+ */
+static void long_context(struct backend *b, float *logits, double *pf, double *dec)
+{
+	static uint32_t table[LONG_BLOCKS], tok[LONG + DECODE_STEPS];
+	struct backend_seq s = { .block_table = table, .n_blocks = LONG_BLOCKS };
+	uint32_t i;
+	double t;
+
+	for (i = 0; i < LONG_BLOCKS; i++)
+		table[i] = MAX_BATCH * CTX_BLOCKS + PREFILL / 16 + i;
+	for (i = 0; i < LONG + DECODE_STEPS; i++)
+		tok[i] = 3 + (i * 7919) % (b->n_vocab - 3);
+	t = now();
+	for (s.pos = 0; s.pos < LONG; s.pos += PREFILL) {
+		s.tokens = tok + s.pos;
+		s.n_tokens = PREFILL;
+		step(b, &s, 1, logits);
+	}
+	*pf = LONG / (now() - t);
+	t = now();
+	for (s.n_tokens = 1; s.pos < LONG + DECODE_STEPS; s.pos++) {
+		s.tokens = tok + s.pos;
+		step(b, &s, 1, logits);
+	}
+	*dec = DECODE_STEPS / (now() - t);
+}
+
 int main(int argc, char **argv)
 {
-	struct backend_params p = { .max_tokens = PREFILL, .max_context = PREFILL };
-	double bw, rbw, wb, floor_tps, rfloor, dec1, d8, d32, pf;
+	struct backend_params p = { .max_tokens = PREFILL, .max_context = LONG + DECODE_STEPS };
+	double bw, rbw, wb, floor_tps, rfloor, dec1, d8, d32, pf, lpf, ldec;
 	const char *ty = "?";
 	struct backend *b;
 	char err[256];
@@ -154,7 +187,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_engine: %s\n", m.err);
 		return 1;
 	}
-	p.kv_bytes = (MAX_BATCH * CTX_BLOCKS + PREFILL / 16) * backend_kv_block_bytes(&m, 16);
+	p.kv_bytes = (MAX_BATCH * CTX_BLOCKS + PREFILL / 16 + LONG_BLOCKS) *
+		     backend_kv_block_bytes(&m, 16);
 	b = backend_cpu_create(&m, &p, err, sizeof(err));
 	if (!b) {
 		fprintf(stderr, "bench_engine: %s\n", err);
@@ -172,6 +206,7 @@ int main(int argc, char **argv)
 	d8 = best_decode(b, 8, logits);
 	d32 = best_decode(b, 32, logits);
 	pf = prefill(b, logits);
+	long_context(b, logits, &lpf, &ldec);
 	printf("%s (%s, %u threads)\n", argv[1], ty, b->n_threads);
 	printf("  copy bandwidth          %8.2f GB/s (memcpy, bytes copied per second)\n", bw);
 	printf("  read bandwidth          %8.2f GB/s\n", rbw);
@@ -184,6 +219,9 @@ int main(int argc, char **argv)
 	printf("  batched decode b=1      %8.2f tokens/s\n", dec1);
 	printf("  batched decode b=8      %8.2f tokens/s   (%.2fx b=1)\n", d8, d8 / dec1);
 	printf("  batched decode b=32     %8.2f tokens/s   (%.2fx b=1)\n", d32, d32 / dec1);
+	printf("  prefill, 2048 tokens    %8.1f tokens/s   (steps of %d)\n", lpf, PREFILL);
+	printf("  decode at 2048          %8.2f tokens/s   (%.2fx decode at 16)\n", ldec,
+	       ldec / dec1);
 	free(logits);
 	backend_destroy(b);
 	model_free(&m);

@@ -28,10 +28,19 @@
  *   M rows at once vs one at a time; a thread pool vs the caller alone.
  * - rmsnorm: scale from a double sum, rounded once, then two float products:
  *   4u relative. rope: one rounding of a double expression: 2u (|a| + |b|).
- *   softmax: expf of a rounded x - max: (|x - max| + 8) 2u relative, plus
- *   FLT_MIN absolute for results in the subnormal range. swiglu: expf, add,
- *   divide, multiply: 8u relative. add: correctly rounded, u relative.
+ *   swiglu: expf, add, divide, multiply: 8u relative. add: correctly
+ *   rounded, u relative.
  *   get_rows: bit for bit.
+ * - attention, against float64 softmax(q K^T s) V over n positions: each
+ *   output within ((2 d + 16) A + n + 32) u sum_p w_p |v_p|, w the float64
+ *   weights and A the largest sum_i |q_i k_i| s: a score's error is at most
+ *   (d + 2) u A, which the weights carry (through exp and the subtracted
+ *   maximum) as a relative error twice that; the output and the weights' sum
+ *   add one rounding per position and a few for rescaling. Over all outputs,
+ *   1e-6 relative (typically 1e-7: the elementwise bound holds for any
+ *   input, so it is loose; this catches an exp off by 1e-4). Each row and
+ *   head gives the same bits alone, in a tile of rows, and beside other
+ *   heads.
  */
 #include <errno.h>
 #include <float.h>
@@ -52,6 +61,7 @@
 
 #include "dtype.h"
 #include "rng.h"
+#include "cpu/attention.h"
 #include "cpu/cpu_features.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -61,6 +71,8 @@
 
 /* Linked in only by builds that compile matmul_avx512.c over SIMDe. */
 extern const struct matmul_kernels matmul_avx512_simde __attribute__((weak));
+/* attn_avx512.c's 16-lane code built for AVX2 (attn_avx512_emu.o). */
+extern const struct attn_kernels attn_avx512_emu __attribute__((weak));
 
 static char tmpdir[] = "/tmp/llmq-kernels-XXXXXX";
 static char srcdir[1024];
@@ -838,59 +850,6 @@ static void test_rope(void **state)
 	}
 }
 
-static void test_softmax(void **state)
-{
-	static const size_t ns[] = { 1, 5, 1000, 4 };
-	float *x[4], *y[4];
-	char dir[1100], name[16];
-	size_t c, i;
-	FILE *f;
-
-	(void)state;
-	if (!have_numpy())
-		skip();
-	reseed("softmax");
-	f = cases_open(dir, sizeof(dir));
-	for (c = 0; c < 4; c++) {
-		x[c] = random_floats(ns[c], c == 2 ? 40.0f : 3.0f);
-		if (c == 2)			/* a causal mask's -inf entries */
-			for (i = 500; i < 1000; i += 3)
-				x[c][i] = -INFINITY;
-		if (c == 3)			/* everything masked */
-			for (i = 0; i < ns[c]; i++)
-				x[c][i] = -INFINITY;
-		y[c] = malloc(ns[c] * sizeof(float));
-		memcpy(y[c], x[c], ns[c] * sizeof(float));
-		snprintf(name, sizeof(name), "sm%zu", c);
-		put(dir, name, "x", x[c], ns[c] * 4);
-		fprintf(f, "softmax %s %zu\n", name, ns[c]);
-		cpu_softmax(y[c], ns[c]);
-	}
-	fclose(f);
-	run_reference(dir);
-	for (c = 0; c < 4; c++) {
-		double *ref, sum = 0;
-		float max = -INFINITY;
-
-		snprintf(name, sizeof(name), "sm%zu", c);
-		ref = get(dir, name, "ref", ns[c]);
-		for (i = 0; i < ns[c]; i++)
-			max = fmaxf(max, x[c][i]);
-		for (i = 0; i < ns[c]; i++) {
-			double spread = isinf(x[c][i]) ? 0 : fabs((double)x[c][i] - max);
-
-			check_close("softmax", i, y[c][i], ref[i],
-				    (spread + 8) * 2 * U * ref[i] + FLT_MIN);
-			sum += y[c][i];
-		}
-		if (c < 3)
-			assert_true(fabs(sum - 1) <= (double)ns[c] * 2 * U + 4 * U);
-		free(ref);
-		free(x[c]);
-		free(y[c]);
-	}
-}
-
 static void test_swiglu_add(void **state)
 {
 	const size_t n = 1000;
@@ -1021,6 +980,231 @@ static void test_get_rows(void **state)
 
 /* ---- main --------------------------------------------------------------------- */
 
+/* ---- attention ------------------------------------------------------------- */
+
+struct attn_path {
+	const char			*name;
+	const struct attn_kernels	*kern;
+	const char			*why;
+};
+
+static struct attn_path attn_paths[4];
+
+static void attn_paths_init(void)
+{
+	int p;
+
+	for (p = 0; p < 3; p++)
+		attn_paths[p] = (struct attn_path){ paths[p].name, attn_kernels(p), paths[p].why };
+	attn_paths[3] = (struct attn_path){ "avx512-emu", NULL, NULL };
+	if (!&attn_avx512_emu)
+		attn_paths[3].why = "not linked (attn_avx512_emu.o)";
+	else if (!cpu_isa_supported(CPU_ISA_AVX2))
+		attn_paths[3].why = "its build needs AVX2/FMA";
+	else
+		attn_paths[3].kern = &attn_avx512_emu;
+}
+
+static const struct attn_kernels *attn_or_skip(int p)
+{
+	if (!attn_paths[p].kern) {
+		print_message("[  SKIP    ] path %s: %s\n", attn_paths[p].name, attn_paths[p].why);
+		skip();
+	}
+	return attn_paths[p].kern;
+}
+
+/*
+ * One attention case: rows of a sequence from position pos, heads query
+ * heads over one KV head of dimension d; K and V rows scattered in a pool
+ * in a random order, as a paged cache's blocks are.
+ */
+struct attn_case {
+	uint32_t	rows, heads, d, pos;
+	float		*q, *kpool, *vpool, *out;
+	const float	**k, **v;
+};
+
+static void attn_case_make(struct attn_case *c, uint32_t rows, uint32_t heads, uint32_t d,
+			   uint32_t pos)
+{
+	uint32_t n = pos + rows, *perm = malloc(n * sizeof(*perm)), i;
+
+	*c = (struct attn_case){ .rows = rows, .heads = heads, .d = d, .pos = pos };
+	c->q = random_floats((size_t)rows * heads * d, 2.0f);
+	c->kpool = random_floats((size_t)n * d, 1.0f);
+	c->vpool = random_floats((size_t)n * d, 1.0f);
+	c->out = malloc((size_t)rows * heads * d * sizeof(float));
+	c->k = malloc(n * sizeof(*c->k));
+	c->v = malloc(n * sizeof(*c->v));
+	for (i = 0; i < n; i++)
+		perm[i] = i;
+	for (i = n - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(xr() % (i + 1)), t = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (i = 0; i < n; i++) {
+		c->k[i] = c->kpool + (size_t)perm[i] * d;
+		c->v[i] = c->vpool + (size_t)perm[i] * d;
+	}
+	free(perm);
+}
+
+static void attn_case_free(struct attn_case *c)
+{
+	free(c->q);
+	free(c->kpool);
+	free(c->vpool);
+	free(c->out);
+	free(c->k);
+	free(c->v);
+}
+
+/* Rows [r0, r0 + rows) and heads [h0, h0 + heads) of case c into out (c's layout). */
+static void attn_call(const struct attn_kernels *kern, const struct attn_case *c, uint32_t r0,
+		      uint32_t rows, uint32_t h0, uint32_t heads, float *out)
+{
+	size_t ld = (size_t)c->heads * c->d;
+	float *work = aligned_alloc(64, (cpu_attn_work_floats(rows * heads) * sizeof(float) +
+					 63) & ~(size_t)63);
+	struct cpu_attn a = {
+		.q = c->q + r0 * ld + (size_t)h0 * c->d, .ldq = ld,
+		.out = out + r0 * ld + (size_t)h0 * c->d, .ldo = ld,
+		.k = c->k, .v = c->v, .pos = c->pos + r0, .rows = rows, .heads = heads,
+		.d = c->d, .scale = (float)(1.0 / sqrt((double)c->d)), .work = work,
+	};
+
+	assert_non_null(work);
+	kern->run(&a);
+	free(work);
+}
+
+static void test_attention_vs_numpy(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct attn_kernels *kern = attn_or_skip(pth);
+	/* rows, heads, d, pos: decode, GQA groups, prefill from 0 and later,
+	 * d with tails past every lane count, contexts of many chunks */
+	static const uint32_t cs[][4] = {
+		{ 1, 1, 64, 0 }, { 1, 3, 64, 1000 }, { 7, 4, 128, 37 }, { 17, 2, 18, 100 },
+		{ 5, 1, 2, 20 }, { 33, 3, 64, 0 }, { 1, 8, 130, 300 }, { 40, 1, 256, 15 },
+	};
+	struct attn_case c[8];
+	char dir[1100], name[16];
+	double num = 0, den = 0;
+	size_t i, e;
+	FILE *f;
+
+	if (!have_numpy())
+		skip();
+	reseed(kern->name);
+	f = cases_open(dir, sizeof(dir));
+	for (i = 0; i < 8; i++) {
+		uint32_t n = cs[i][3] + cs[i][0], p;
+		float *kr = malloc((size_t)n * cs[i][2] * sizeof(float));
+		float *vr = malloc((size_t)n * cs[i][2] * sizeof(float));
+		size_t cnt;
+
+		attn_case_make(&c[i], cs[i][0], cs[i][1], cs[i][2], cs[i][3]);
+		cnt = (size_t)c[i].rows * c[i].heads * c[i].d;
+		for (p = 0; p < n; p++) {
+			memcpy(kr + (size_t)p * c[i].d, c[i].k[p], c[i].d * sizeof(float));
+			memcpy(vr + (size_t)p * c[i].d, c[i].v[p], c[i].d * sizeof(float));
+		}
+		snprintf(name, sizeof(name), "at%zu", i);
+		put(dir, name, "q", c[i].q, cnt * sizeof(float));
+		put(dir, name, "k", kr, (size_t)n * c[i].d * sizeof(float));
+		put(dir, name, "v", vr, (size_t)n * c[i].d * sizeof(float));
+		fprintf(f, "attention %s %u %u %u %u\n", name, c[i].rows, c[i].heads, c[i].d,
+			c[i].pos);
+		for (e = 0; e < cnt; e++)		/* every output must be written */
+			c[i].out[e] = NAN;
+		attn_call(kern, &c[i], 0, c[i].rows, 0, c[i].heads, c[i].out);
+		free(kr);
+		free(vr);
+	}
+	fclose(f);
+	run_reference(dir);
+	for (i = 0; i < 8; i++) {
+		const struct attn_case *a = &c[i];
+		size_t cnt = (size_t)a->rows * a->heads * a->d, ld = (size_t)a->heads * a->d;
+		double *ref, *abs, s = 1.0 / sqrt((double)a->d);
+
+		snprintf(name, sizeof(name), "at%zu", i);
+		ref = get(dir, name, "ref", cnt);
+		abs = get(dir, name, "abs", cnt);
+		for (e = 0; e < cnt; e++) {
+			uint32_t r = (uint32_t)(e / ld), n = a->pos + r + 1, p, j;
+			const float *q = a->q + e / a->d * a->d;
+			double big = 0, err = fabs((double)a->out[e] - ref[e]), bound;
+
+			for (p = 0; p < n; p++) {
+				double t = 0;
+
+				for (j = 0; j < a->d; j++)
+					t += fabs((double)q[j] * a->k[p][j]);
+				big = t * s > big ? t * s : big;
+			}
+			bound = ((2.0 * a->d + 16) * big + n + 32) * U * abs[e];
+			if (!(err <= bound))
+				fail_msg("%s attention rows %u heads %u d %u pos %u: out[%zu] = %.9g, "
+					 "float64 %.17g, error %.3g > bound %.3g (seed %llu)",
+					 kern->name, a->rows, a->heads, a->d, a->pos, e, a->out[e],
+					 ref[e], err, bound, seed);
+			num += err * err;
+			den += ref[e] * ref[e];
+		}
+		free(ref);
+		free(abs);
+		attn_case_free(&c[i]);
+	}
+	if (!(sqrt(num / den) < 1e-6))
+		fail_msg("%s attention: relative error %.3g >= 1e-6 (seed %llu)", kern->name,
+			 sqrt(num / den), seed);
+	print_message("%s attention: 8 shapes, relative error %.2g\n", kern->name,
+		      sqrt(num / den));
+}
+
+/* A row's heads give the same bits whatever else shares the call. */
+static void test_attention_invariance(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct attn_kernels *kern = attn_or_skip(pth);
+	static const uint32_t cs[][4] = {
+		{ 23, 3, 64, 0 }, { 9, 4, 40, 70 }, { 12, 2, 130, 5 },
+	};
+	size_t i;
+
+	reseed(kern->name);
+	for (i = 0; i < 3; i++) {
+		struct attn_case c;
+		size_t cnt;
+		float *one, *tiles;
+		uint32_t r, h;
+
+		attn_case_make(&c, cs[i][0], cs[i][1], cs[i][2], cs[i][3]);
+		cnt = (size_t)c.rows * c.heads * c.d;
+		one = malloc(cnt * sizeof(float));
+		tiles = malloc(cnt * sizeof(float));
+		attn_call(kern, &c, 0, c.rows, 0, c.heads, c.out);
+		for (r = 0; r < c.rows; r++)		/* each row and head alone */
+			for (h = 0; h < c.heads; h++)
+				attn_call(kern, &c, r, 1, h, 1, one);
+		for (r = 0; r < c.rows; r += 5)		/* tiles of 5 rows */
+			attn_call(kern, &c, r, c.rows - r < 5 ? c.rows - r : 5, 0, c.heads, tiles);
+		if (memcmp(c.out, one, cnt * sizeof(float)) ||
+		    memcmp(c.out, tiles, cnt * sizeof(float)))
+			fail_msg("%s attention rows %u heads %u d %u pos %u: results depend on the "
+				 "call's other rows or heads (seed %llu)", kern->name, c.rows,
+				 c.heads, c.d, c.pos, seed);
+		free(one);
+		free(tiles);
+		attn_case_free(&c);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1044,7 +1228,7 @@ int main(void)
 {
 	struct CMUnitTest tests[64];
 	const char *env = getenv("LLMQ_TEST_SEED");
-	static char names[N_TYPES * 4 + 16][64];
+	static char names[N_TYPES * 4 + 32][64];
 	size_t nt = 0, t, p, nn = 0;
 
 	seed = env ? strtoull(env, NULL, 0) : ((unsigned long long)time(NULL) << 20) ^
@@ -1054,6 +1238,7 @@ int main(void)
 	if (!getcwd(srcdir, sizeof(srcdir)))
 		return 1;
 	paths_init();
+	attn_paths_init();
 	for (p = 0; p < 4; p++)
 		path_params[p] = (int)p;
 
@@ -1090,10 +1275,16 @@ int main(void)
 			ADD(test_matmul_paths_agree, names[nn++], &path_params[p]);
 		}
 	}
+	for (p = 0; p < 4; p++) {
+		snprintf(names[nn], sizeof(names[nn]), "attention_vs_numpy/%s", attn_paths[p].name);
+		ADD(test_attention_vs_numpy, names[nn++], &path_params[p]);
+		snprintf(names[nn], sizeof(names[nn]), "attention_invariance/%s",
+			 attn_paths[p].name);
+		ADD(test_attention_invariance, names[nn++], &path_params[p]);
+	}
 	ADD(test_matmul_errors, "matmul_errors", NULL);
 	ADD(test_rmsnorm, "rmsnorm", NULL);
 	ADD(test_rope, "rope", NULL);
-	ADD(test_softmax, "softmax", NULL);
 	ADD(test_swiglu_add, "swiglu_add", NULL);
 	ADD(test_get_rows, "get_rows", NULL);
 	return _cmocka_run_group_tests("kernels", tests, nt, setup, teardown);

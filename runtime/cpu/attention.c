@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The attention kernel's front door: the choice of path and the size of its
+ * scratch. The kernels are in attn_{portable,avx2,avx512}.c over
+ * attn_tmpl.h; the caller (backend_cpu.c) splits the work into calls.
+ */
+#include "attention.h"
+
+/**
+ * attn_kernels() - a path's attention kernel
+ * @isa:	the path
+ *
+ * Return: the kernel, or NULL if the CPU or this build cannot run @isa.
+ */
+const struct attn_kernels *attn_kernels(enum cpu_isa isa)
+{
+	if (!cpu_isa_supported(isa))
+		return NULL;
+	switch (isa) {
+	case CPU_ISA_PORTABLE:
+		return &attn_portable;
+	case CPU_ISA_AVX2:
+		return attn_avx2.run ? &attn_avx2 : NULL;
+	case CPU_ISA_AVX512:
+		return attn_avx512.run ? &attn_avx512 : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/**
+ * cpu_attn_work_floats() - scratch one kernel call needs
+ * @queries:	rows times heads of the call
+ *
+ * Return: floats for @work of &struct cpu_attn (a running sum vector and a
+ * maximum per query, and one chunk's weights), on any path.
+ */
+size_t cpu_attn_work_floats(uint32_t queries)
+{
+	return (size_t)queries * (ATTN_MAX_LANES + 1) + ATTN_CHUNK;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Causal attention of a group of query heads over one KV head, reading K and
+ * V rows through per-position pointers (the paged cache's block tables are
+ * resolved by the caller), on one of the CPU kernel paths.
+ */
+#ifndef LLMQD_CPU_ATTENTION_H
+#define LLMQD_CPU_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu_features.h"
+
+/* Positions per online-softmax chunk, on every path. */
+#define ATTN_CHUNK	16
+/* Most floats per vector of any path. */
+#define ATTN_MAX_LANES	16
+
+/**
+ * struct cpu_attn - attention of consecutive rows of one sequence
+ * @q:		the first row's first query head of the group; a row's heads are
+ *		consecutive, @d floats each
+ * @ldq:	floats from one row of @q to the next
+ * @out:	written like @q: each head's softmax(q K^T * @scale) V
+ * @ldo:	floats from one row of @out to the next
+ * @k:		@k[p] is the K row of this KV head at position p, @d floats, for
+ *		p < @pos + @rows
+ * @v:		the same for V
+ * @pos:	position of the first row; row r attends to positions 0 .. @pos + r
+ * @rows:	rows (tokens) of the sequence in this call
+ * @heads:	query heads sharing this KV head
+ * @d:		head dimension
+ * @scale:	score scale, 1 / sqrt(@d)
+ * @work:	cpu_attn_work_floats(@rows * @heads) floats, 64-byte aligned
+ */
+struct cpu_attn {
+	const float		*q;
+	size_t			ldq;
+	float			*out;
+	size_t			ldo;
+	const float * const	*k;
+	const float * const	*v;
+	uint32_t		pos;
+	uint32_t		rows;
+	uint32_t		heads;
+	uint32_t		d;
+	float			scale;
+	float			*work;
+};
+
+/**
+ * struct attn_kernels - one path's attention kernel
+ * @name:	the path's name
+ * @lanes:	floats per vector
+ * @run:	computes @a->out; single-threaded
+ */
+struct attn_kernels {
+	const char	*name;
+	unsigned int	lanes;
+	void		(*run)(const struct cpu_attn *a);
+};
+
+extern const struct attn_kernels attn_portable;
+extern const struct attn_kernels attn_avx2;
+extern const struct attn_kernels attn_avx512;
+
+const struct attn_kernels *attn_kernels(enum cpu_isa isa);
+size_t cpu_attn_work_floats(uint32_t queries);
+
+#endif /* LLMQD_CPU_ATTENTION_H */

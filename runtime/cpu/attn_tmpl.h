@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The attention kernel body shared by every path, in GCC vector extensions;
+ * the path's file defines VL (4, 8 or 16 floats), TARGET (the function
+ * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, then includes it.
+ * With an FMA target GCC contracts a * b + c into one FMA (-std=gnu11).
+ *
+ * How a query head's output is computed (flash-attention's online softmax):
+ * positions are taken in chunks of ATTN_CHUNK from position 0. For a chunk,
+ * the scores s = (q . k) * scale, each dot product VL partial sums walking d
+ * in order and then added in a fixed tree; the chunk's largest score c; if c
+ * beats the running maximum m, the output so far and the running sum are
+ * scaled by exp(m - c) and m = c; then p = exp(s - m), the sum (VL lanes)
+ * += p, and out += p[j] * v[j] for each position in order. At the end out /=
+ * the sum, its lanes added in order.
+ *
+ * So a head's result depends only on its query, the K/V rows of positions 0
+ * .. its own, and the path: not on which other rows or heads share the call
+ * (positions past a row's own are skipped, never weighted by zero), so a
+ * sequence gives the same bits alone, in a batch, or fed in any chunks.
+ *
+ * Work: every row of the call reads a chunk's K and V rows while they are in
+ * L1, so a group of GQA heads and a tile of prefill rows read the cache once
+ * per tile instead of once per head and row.
+ */
+
+#define CH		ATTN_CHUNK
+#define NV		(CH / VL)
+#define ALWAYS_INLINE	inline __attribute__((always_inline))
+#define VI		static ALWAYS_INLINE TARGET
+#define PRAGMA(x)	_Pragma(#x)
+#define UNROLL(n)	PRAGMA(GCC unroll n)
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+
+VI vf vload(const float *p)
+{
+	vf v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+VI void vstore(float *p, vf v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+VI vf vset1(float f)
+{
+	return (vf){ 0 } + f;
+}
+
+/* Lanes of @a where @keep is all ones, of @b elsewhere. */
+VI vf vselect(vi keep, vf a, vf b)
+{
+	return (vf)(((vi)a & keep) | ((vi)b & ~keep));
+}
+
+VI vf vmax(vf a, vf b)
+{
+	return vselect(a > b, a, b);
+}
+
+VI vi viota(void)
+{
+#if VL == 4
+	return (vi){ 0, 1, 2, 3 };
+#elif VL == 8
+	return (vi){ 0, 1, 2, 3, 4, 5, 6, 7 };
+#else
+	return (vi){ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+#endif
+}
+
+/*
+ * exp(x) for x <= 0 (Cephes' expf: Cody-Waite reduction by ln 2, a degree-5
+ * polynomial; about 1 ulp), exactly 0 below -87.3 (so -inf gives 0, and no
+ * result is subnormal) and exactly 1 at 0.
+ */
+VI vf vexp(vf x)
+{
+	const vf lo = vset1(-87.3f), magic = vset1(12582912.0f);
+	vi keep = x >= lo;
+	vf n, r, p, y;
+	vi e;
+
+	x = vmax(x, lo);
+	n = (x * 1.44269504088896341f + magic) - magic;	/* round to nearest */
+	r = x - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	p = vset1(1.9875691500e-4f);
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	y = p * (r * r) + r + 1.0f;
+	e = (__builtin_convertvector(n, vi) + 127) << 23;
+	return vselect(keep, y * (vf)e, vset1(0.0f));
+}
+
+/* Lane i: x or y's lane a[i], plus its lane b[i] (a step of vreduce's tree). */
+VI vf pair(vf x, vf y, vi a, vi b)
+{
+	return __builtin_shuffle(x, y, a) + __builtin_shuffle(x, y, b);
+}
+
+/*
+ * Lane j of the result: the sum of the lanes of acc[j], in a fixed tree
+ * (adjacent lanes first, within 128 bits, then across), the same for every
+ * j. Each step's shuffles are single x86 instructions (shufps, vperm2f128).
+ */
+VI vf vreduce(vf *acc)
+{
+#if VL == 4
+	const vi a = { 0, 2, 4, 6 }, b = { 1, 3, 5, 7 };
+
+	return pair(pair(acc[0], acc[1], a, b), pair(acc[2], acc[3], a, b), a, b);
+#elif VL == 8
+	const vi a = { 0, 2, 8, 10, 4, 6, 12, 14 }, b = { 1, 3, 9, 11, 5, 7, 13, 15 };
+	const vi c = { 0, 1, 2, 3, 8, 9, 10, 11 }, d = { 4, 5, 6, 7, 12, 13, 14, 15 };
+	vf t[4], u[2];
+	int j;
+
+	UNROLL(4)
+	for (j = 0; j < 4; j++)
+		t[j] = pair(acc[2 * j], acc[2 * j + 1], a, b);
+	u[0] = pair(t[0], t[1], a, b);
+	u[1] = pair(t[2], t[3], a, b);
+	return pair(u[0], u[1], c, d);
+#else
+	const vi a = { 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30 };
+	const vi b = { 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31 };
+	const vi c = { 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27 };
+	const vi d = { 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31 };
+	const vi e = { 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 };
+	const vi f = { 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 };
+	vf t[8], u[4];
+	int j;
+
+	UNROLL(8)
+	for (j = 0; j < 8; j++)
+		t[j] = pair(acc[2 * j], acc[2 * j + 1], a, b);
+	UNROLL(4)
+	for (j = 0; j < 4; j++)
+		u[j] = pair(t[2 * j], t[2 * j + 1], a, b);
+	t[0] = pair(u[0], u[1], c, d);
+	t[1] = pair(u[2], u[3], c, d);
+	return pair(t[0], t[1], e, f);
+#endif
+}
+
+/*
+ * Scores of one query against VL positions: VL partial sums per position
+ * over d (the tail past a whole number of vectors zero-padded), reduced.
+ */
+VI vf scores(const float *q, const float * const *kp, uint32_t d)
+{
+	vf acc[VL];
+	uint32_t i, j;
+
+	UNROLL(16)
+	for (j = 0; j < VL; j++)
+		acc[j] = vset1(0.0f);
+	for (i = 0; i + VL <= d; i += VL) {
+		vf qv = vload(q + i);
+
+		UNROLL(16)
+		for (j = 0; j < VL; j++)
+			acc[j] += qv * vload(kp[j] + i);
+	}
+	if (i < d) {
+		float qt[VL] = { 0 }, kt[VL] = { 0 };
+		vf qv;
+
+		memcpy(qt, q + i, (d - i) * sizeof(float));
+		qv = vload(qt);
+		for (j = 0; j < VL; j++) {
+			memcpy(kt, kp[j] + i, (d - i) * sizeof(float));
+			acc[j] += qv * vload(kt);
+		}
+	}
+	return vreduce(acc);
+}
+
+/* out[o .. o + nb VL) += sum over j < n of p[j] * v[j][o ..]; nb constant. */
+VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint32_t n,
+	   const int nb)
+{
+	vf acc[8];
+	uint32_t j;
+	int w;
+
+	UNROLL(8)
+	for (w = 0; w < nb; w++)
+		acc[w] = vload(out + o + w * VL);
+	for (j = 0; j < n; j++) {
+		vf pj = vset1(p[j]);
+
+		UNROLL(8)
+		for (w = 0; w < nb; w++)
+			acc[w] += pj * vload(vp[j] + o + w * VL);
+	}
+	UNROLL(8)
+	for (w = 0; w < nb; w++)
+		vstore(out + o + w * VL, acc[w]);
+}
+
+VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, uint32_t d)
+{
+	uint32_t o, j;
+
+	for (o = 0; o + 8 * VL <= d; o += 8 * VL)
+		pv(out, p, vp, o, n, 8);
+	for (; o + 4 * VL <= d; o += 4 * VL)
+		pv(out, p, vp, o, n, 4);
+	for (; o + VL <= d; o += VL)
+		pv(out, p, vp, o, n, 1);
+	for (; o < d; o++)
+		for (j = 0; j < n; j++)
+			out[o] += p[j] * vp[j][o];
+}
+
+/*
+ * One query head over one chunk of @n valid positions (kp, vp: CH pointers,
+ * those past @n pointing at any readable row).
+ */
+VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf *l,
+	      const float * const *kp, const float * const *vp, uint32_t n, float *p)
+{
+	vf s[NV], top;
+	float c;
+	uint32_t g, j;
+
+	for (g = 0; g < NV; g++) {
+		vi keep = viota() + (int32_t)(g * VL) < (int32_t)n;
+
+		s[g] = scores(q, kp + g * VL, a->d) * a->scale;
+		s[g] = vselect(keep, s[g], vset1(-INFINITY));
+	}
+	top = s[0];
+	for (g = 1; g < NV; g++)
+		top = vmax(top, s[g]);
+	c = top[0];
+	for (j = 1; j < VL; j++)
+		c = top[j] > c ? top[j] : c;
+	if (c > *m) {
+		if (*m != -INFINITY) {
+			float alpha = expf(*m - c);
+
+			for (j = 0; j < a->d; j++)
+				out[j] *= alpha;
+			*l *= alpha;
+		}
+		*m = c;
+	}
+	for (g = 0; g < NV; g++) {
+		vf e = vexp(s[g] - *m);
+
+		*l += e;
+		vstore(p + g * VL, e);
+	}
+	pv_row(out, p, vp, n, a->d);
+}
+
+static TARGET void attn_run(const struct cpu_attn *a)
+{
+	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j;
+	vf *l = (vf *)(void *)a->work;
+	float *m = a->work + (size_t)nq * VL, *p = m + nq;
+	const float *kp[CH], *vp[CH];
+
+	for (j = 0; j < nq; j++) {
+		l[j] = vset1(0.0f);
+		m[j] = -INFINITY;
+	}
+	for (r = 0; r < a->rows; r++)
+		memset(a->out + r * a->ldo, 0, (size_t)a->heads * a->d * sizeof(float));
+	for (c0 = 0; c0 < end; c0 += CH) {
+		uint32_t cn = end - c0 < CH ? end - c0 : CH;
+
+		for (j = 0; j < CH; j++) {
+			kp[j] = a->k[c0 + (j < cn ? j : 0)];
+			vp[j] = a->v[c0 + (j < cn ? j : 0)];
+		}
+		/* The next chunk's rows: each is a few lines, far from the last. */
+		for (j = c0 + CH; j < c0 + 2 * CH && j < end; j++) {
+			uint32_t i;
+
+			for (i = 0; i < a->d; i += 16) {
+				__builtin_prefetch(a->k[j] + i);
+				__builtin_prefetch(a->v[j] + i);
+			}
+		}
+		for (r = 0; r < a->rows; r++) {
+			uint32_t n = a->pos + r + 1;
+
+			if (n <= c0)
+				continue;
+			n = n - c0 < CH ? n - c0 : CH;
+			for (h = 0; h < a->heads; h++) {
+				uint32_t qi = r * a->heads + h;
+
+				chunk(a, a->q + r * a->ldq + (size_t)h * a->d,
+				      a->out + r * a->ldo + (size_t)h * a->d, &m[qi], &l[qi], kp, vp,
+				      n, p);
+			}
+		}
+	}
+	for (r = 0; r < a->rows; r++) {
+		for (h = 0; h < a->heads; h++) {
+			uint32_t qi = r * a->heads + h;
+			float *out = a->out + r * a->ldo + (size_t)h * a->d, sum = 0, inv;
+
+			for (j = 0; j < VL; j++)
+				sum += l[qi][j];
+			inv = 1.0f / sum;
+			for (j = 0; j < a->d; j++)
+				out[j] *= inv;
+		}
+	}
+}
+
+const struct attn_kernels KERNELS_NAME = {
+	.name	= PATH_NAME,
+	.lanes	= VL,
+	.run	= attn_run,
+};
