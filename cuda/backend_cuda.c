@@ -1074,12 +1074,18 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 			     cp->gpu_memory_utilization);
 		return NULL;
 	}
+	if (p->kv_dtype != BACKEND_KV_AUTO && p->kv_dtype != BACKEND_KV_BF16) {
+		backend_errf(err, errlen, -EINVAL, "KV cache dtype %s: the CUDA backend keeps bf16",
+			     backend_kv_dtype_name(p->kv_dtype));
+		return NULL;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		backend_errf(err, errlen, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	backend_init(&c->b, &cuda_ops, m, p, CUDA_DEFAULT_MAX_TOKENS);
+	c->b.kv_dtype = BACKEND_KV_BF16;
 	c->b.n_threads = 1;
 	c->b.draws_tokens = c->b.n_vocab <= CUK_SAMPLE_MAX_N;
 	c->b.pen_room = c->b.draws_tokens ? CUDA_PEN_PER_ROW * c->b.max_tokens : 0;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "backend.h"
 #include "dtype.h"
@@ -155,6 +156,71 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 	c->bt = bt;
 	c->pen = pen;
 	return 0;
+}
+
+/**
+ * backend_kv_dtype_cpu() - the CPU backend's KV element type for a model
+ * @m:		the model
+ * @dtype:	what was asked for
+ *
+ * Return: @dtype, or for BACKEND_KV_AUTO: F32 if the model's matrices are
+ * F32 (so an F32 model computes in F32 throughout), F16 otherwise.
+ */
+enum backend_kv_dtype backend_kv_dtype_cpu(const struct model *m, enum backend_kv_dtype dtype)
+{
+	if (dtype != BACKEND_KV_AUTO)
+		return dtype;
+	if (m->hp.n_layer && m->layers[0].wk && m->layers[0].wk->type == GGML_TYPE_F32)
+		return BACKEND_KV_F32;
+	return BACKEND_KV_F16;
+}
+
+/**
+ * backend_kv_dtype_parse() - a KV element type from its name
+ * @s:		"auto", "f32" or "f16" (also "float32", "float16", "fp16", and
+ *		"bf16" / "bfloat16", which only the CUDA backend takes)
+ * @dtype:	out: the type
+ *
+ * Return: 0, or -EINVAL for any other name.
+ */
+int backend_kv_dtype_parse(const char *s, enum backend_kv_dtype *dtype)
+{
+	static const struct { const char *name; enum backend_kv_dtype t; } names[] = {
+		{ "auto", BACKEND_KV_AUTO }, { "f32", BACKEND_KV_F32 },
+		{ "float32", BACKEND_KV_F32 }, { "f16", BACKEND_KV_F16 },
+		{ "fp16", BACKEND_KV_F16 }, { "float16", BACKEND_KV_F16 },
+		{ "bf16", BACKEND_KV_BF16 }, { "bfloat16", BACKEND_KV_BF16 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(s, names[i].name)) {
+			*dtype = names[i].t;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/**
+ * backend_kv_dtype_name() - a KV element type's name
+ * @dtype:	the type
+ *
+ * Return: "auto", "f32", "f16", "bf16", or "?".
+ */
+const char *backend_kv_dtype_name(enum backend_kv_dtype dtype)
+{
+	switch (dtype) {
+	case BACKEND_KV_AUTO:
+		return "auto";
+	case BACKEND_KV_F32:
+		return "f32";
+	case BACKEND_KV_F16:
+		return "f16";
+	case BACKEND_KV_BF16:
+		return "bf16";
+	}
+	return "?";
 }
 
 /**

@@ -17,6 +17,18 @@
 
 #define BACKEND_DEFAULT_BLOCK_SIZE	16
 
+/*
+ * Element type of a KV cache. AUTO: the CPU backend keeps halves (F16, as
+ * llama.cpp does by default) unless the model's matrices are F32, then F32;
+ * the CUDA backend always keeps BF16.
+ */
+enum backend_kv_dtype {
+	BACKEND_KV_AUTO = 0,
+	BACKEND_KV_F32,
+	BACKEND_KV_F16,
+	BACKEND_KV_BF16,
+};
+
 /**
  * struct backend_params - what backend_cpu_create() is asked for
  * @n_threads:		worker threads including the caller; 0 = one per core
@@ -26,6 +38,8 @@
  * @max_tokens:		most tokens in one step (sum over sequences); sizes the
  *			scratch buffers; 0 = 512
  * @max_context:	longest sequence (positions); 0 = the model's n_ctx_train
+ * @kv_dtype:		the KV cache's element type (the CPU backend: AUTO, F32
+ *			or F16; the CUDA backend: AUTO or BF16)
  */
 struct backend_params {
 	unsigned int	n_threads;
@@ -33,6 +47,7 @@ struct backend_params {
 	size_t		kv_bytes;
 	uint32_t	max_tokens;
 	uint32_t	max_context;
+	enum backend_kv_dtype kv_dtype;
 };
 
 enum backend_logits {
@@ -131,6 +146,7 @@ struct backend_ops {
  * @block_size:	tokens per KV block
  * @n_blocks:	KV blocks in the cache (ids 0 .. @n_blocks - 1)
  * @kv_bytes:	bytes the cache takes
+ * @kv_dtype:	its element type (never AUTO)
  * @max_tokens:	most tokens per step
  * @max_context: longest sequence
  * @n_threads:	threads it computes with
@@ -147,6 +163,7 @@ struct backend {
 	uint32_t		block_size;
 	uint32_t		n_blocks;
 	size_t			kv_bytes;
+	enum backend_kv_dtype	kv_dtype;
 	uint32_t		max_tokens;
 	uint32_t		max_context;
 	unsigned int		n_threads;
@@ -179,7 +196,11 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 				    const struct backend_cuda_params *cp, char *err,
 				    size_t errlen);
 size_t backend_cuda_kv_block_bytes(const struct model *m, uint32_t block_size);
-size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size);
+size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size,
+			      enum backend_kv_dtype dtype);
+enum backend_kv_dtype backend_kv_dtype_cpu(const struct model *m, enum backend_kv_dtype dtype);
+int backend_kv_dtype_parse(const char *s, enum backend_kv_dtype *dtype);
+const char *backend_kv_dtype_name(enum backend_kv_dtype dtype);
 void backend_init(struct backend *b, const struct backend_ops *ops, const struct model *m,
 		  const struct backend_params *p, uint32_t max_tokens);
 int backend_check_model(const struct model *m, char *err, size_t len);
@@ -209,7 +230,7 @@ int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
  * (struct model, struct backend and what they hold, the params above): a
  * plugin of another build is refused rather than misread.
  */
-#define BACKEND_PLUGIN_ABI	3
+#define BACKEND_PLUGIN_ABI	4
 
 /**
  * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"

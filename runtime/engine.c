@@ -129,6 +129,7 @@ static int open_model(struct engine *e, const struct engine_config *c, bool cuda
 		.kv_bytes = c->kv_bytes,
 		.max_tokens = c->max_step_tokens,
 		.max_context = c->max_model_len,
+		.kv_dtype = c->kv_dtype,
 	};
 	const struct tok_vocab *v;
 	size_t block_bytes;
@@ -149,7 +150,7 @@ static int open_model(struct engine *e, const struct engine_config *c, bool cuda
 			 c->max_model_len, e->model.hp.n_ctx_train);
 		return -EINVAL;
 	}
-	block_bytes = backend_kv_block_bytes(&e->model, c->block_size);
+	block_bytes = backend_kv_block_bytes(&e->model, c->block_size, c->kv_dtype);
 	if (c->kv_blocks && !cuda)
 		p.kv_bytes = (size_t)c->kv_blocks * block_bytes;
 	if (!cuda && p.kv_bytes < block_bytes) {
@@ -222,9 +223,11 @@ int engine_open(struct engine *e, const struct engine_config *c, char *err, size
 		goto fail;
 	}
 	snprintf(e->desc, sizeof(e->desc), "%s engine%s%s, %u KV blocks of %u tokens "
-		 "(%zu KiB), max-model-len %u, %u threads", e->be->ops->name,
+		 "(%zu KiB%s%s), max-model-len %u, %u threads", e->be->ops->name,
 		 e->have_model ? ", model " : "", e->have_model ? e->model.name : "",
-		 e->be->n_blocks, e->be->block_size, e->be->kv_bytes >> 10, e->max_model_len,
+		 e->be->n_blocks, e->be->block_size, e->be->kv_bytes >> 10,
+		 e->have_model ? ", " : "",
+		 e->have_model ? backend_kv_dtype_name(e->be->kv_dtype) : "", e->max_model_len,
 		 e->be->n_threads);
 	return 0;
 fail:

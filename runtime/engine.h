@@ -30,6 +30,7 @@
  * @kv_blocks:		if not 0, exactly this many KV blocks (overrides
  *			@kv_bytes)
  * @block_size:		tokens per KV block
+ * @kv_dtype:		cpu, cuda: the KV cache's element type (&backend_params)
  * @max_step_tokens:	most tokens in one step
  * @max_model_len:	longest sequence; 0 = the model's training context,
  *			capped by what the KV cache holds
@@ -44,6 +45,7 @@ struct engine_config {
 	double		gpu_memory_utilization;
 	uint32_t	kv_blocks;
 	uint32_t	block_size;
+	enum backend_kv_dtype kv_dtype;
 	uint32_t	max_step_tokens;
 	uint32_t	max_model_len;
 	uint64_t	null_delay_ns;

@@ -41,6 +41,7 @@ enum {
 	OPT_ENFORCE_EAGER,
 	OPT_THREADS,
 	OPT_KV_CACHE_MB,
+	OPT_KV_CACHE_DTYPE,
 	OPT_NUM_KV_BLOCKS,
 	OPT_BLOCK_SIZE,
 	OPT_MAX_NUM_SEQS,
@@ -78,6 +79,7 @@ static const struct option options[] = {
 	{ "enforce-eager",	no_argument,       NULL, OPT_ENFORCE_EAGER },
 	{ "threads",		required_argument, NULL, OPT_THREADS },
 	{ "kv-cache-mb",	required_argument, NULL, OPT_KV_CACHE_MB },
+	{ "kv-cache-dtype",	required_argument, NULL, OPT_KV_CACHE_DTYPE },
 	{ "num-kv-blocks",	required_argument, NULL, OPT_NUM_KV_BLOCKS },
 	{ "block-size",		required_argument, NULL, OPT_BLOCK_SIZE },
 	{ "max-num-seqs",	required_argument, NULL, OPT_MAX_NUM_SEQS },
@@ -114,6 +116,9 @@ static void usage(FILE *f)
 		"                            no CUDA graphs for decode steps\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
 		"  --kv-cache-mb N           KV cache size in MiB, 1..1048576 (default 256)\n"
+		"  --kv-cache-dtype T        KV cache elements: auto, f32 or f16 (cpu), auto or\n"
+		"                            bf16 (cuda); auto: cpu f16, f32 for F32 models\n"
+		"                            (default auto)\n"
 		"  --num-kv-blocks N         exactly N KV blocks, 1..16777216 (overrides --kv-cache-mb)\n"
 		"  --block-size N            tokens per KV block, 1..1024 (default 16)\n"
 		"  --batch-timeout-ms N      batch window, 0..60000; 0 starts at once (default 2)\n"
@@ -224,6 +229,10 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			break;
 		case OPT_KV_CACHE_MB:
 			cfg->kv_cache_mb = parse_u32("kv-cache-mb", optarg, 1, 1 << 20, 10);
+			break;
+		case OPT_KV_CACHE_DTYPE:
+			if (backend_kv_dtype_parse(optarg, &cfg->engine.kv_dtype))
+				bad_flag("kv-cache-dtype", optarg, "is not auto, f32, f16 or bf16");
 			break;
 		case OPT_NUM_KV_BLOCKS:
 			cfg->engine.kv_blocks = parse_u32("num-kv-blocks", optarg, 1, 1 << 24, 10);

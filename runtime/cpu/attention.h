@@ -7,6 +7,7 @@
 #ifndef LLMQD_CPU_ATTENTION_H
 #define LLMQD_CPU_ATTENTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,14 +25,15 @@
  * @ldq:	floats from one row of @q to the next
  * @out:	written like @q: each head's softmax(q K^T * @scale) V
  * @ldo:	floats from one row of @out to the next
- * @k:		@k[p] is the K row of this KV head at position p, @d floats, for
- *		p < @pos + @rows
+ * @k:		@k[p] is the K row of this KV head at position p, @d floats
+ *		(halves if @f16), for p < @pos + @rows
  * @v:		the same for V
  * @pos:	position of the first row; row r attends to positions 0 .. @pos + r
  * @rows:	rows (tokens) of the sequence in this call
  * @heads:	query heads sharing this KV head
  * @d:		head dimension
  * @scale:	score scale, 1 / sqrt(@d)
+ * @f16:	K and V rows are IEEE halves, not floats
  * @work:	cpu_attn_work_floats(@rows * @heads) floats, 64-byte aligned
  */
 struct cpu_attn {
@@ -39,13 +41,14 @@ struct cpu_attn {
 	size_t			ldq;
 	float			*out;
 	size_t			ldo;
-	const float * const	*k;
-	const float * const	*v;
+	const void * const	*k;
+	const void * const	*v;
 	uint32_t		pos;
 	uint32_t		rows;
 	uint32_t		heads;
 	uint32_t		d;
 	float			scale;
+	bool			f16;
 	float			*work;
 };
 

@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The attention kernel for AVX2 + FMA: 8-lane vectors, products contracted
- * into FMAs. The body is attn_tmpl.h.
+ * The attention kernel for AVX2 + FMA + F16C: 8-lane vectors, products
+ * contracted into FMAs, halves widened by vcvtph2ps. The body is
+ * attn_tmpl.h.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../dtype.h"
 #include "attention.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
 #define VL		8
-#define TARGET		__attribute__((target("avx2,fma")))
+#define TARGET		__attribute__((target("avx2,fma,f16c")))
+#define LOAD_F16(p)	((vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p))))
 #define KERNELS_NAME	attn_avx2
 #define PATH_NAME	"avx2"
 

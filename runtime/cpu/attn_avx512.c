@@ -2,13 +2,15 @@
 /*
  * The attention kernel for AVX-512F: 16-lane vectors. Built once more with
  * -DLLMQ_CPU_EMU as "avx512-emu", the same 16-lane code for AVX2 (GCC lowers
- * each vector to two), so machines without AVX-512 test this path's
- * arithmetic: results depend on the lane count, not on the registers.
+ * each vector to two; halves widened by the portable conversion), so
+ * machines without AVX-512 test this path's arithmetic: results depend on
+ * the lane count, not on the registers.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../dtype.h"
 #include "attention.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,7 +20,10 @@
 #define KERNELS_NAME	attn_avx512_emu
 #define PATH_NAME	"avx512-emu"
 #else
+#include <immintrin.h>
+
 #define TARGET		__attribute__((target("avx512f,fma")))
+#define LOAD_F16(p)	((vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p))))
 #define KERNELS_NAME	attn_avx512
 #define PATH_NAME	"avx512"
 #endif

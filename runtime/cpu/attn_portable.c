@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../dtype.h"
 #include "attention.h"
 
 #define VL		4

@@ -2,8 +2,11 @@
 /*
  * The attention kernel body shared by every path, in GCC vector extensions;
  * the path's file defines VL (4, 8 or 16 floats), TARGET (the function
- * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, then includes it.
- * With an FMA target GCC contracts a * b + c into one FMA (-std=gnu11).
+ * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, and may define
+ * LOAD_F16(p) (VL halves at p as a vf, exactly) with its ISA's conversion,
+ * then includes it. With an FMA target GCC contracts a * b + c into one FMA
+ * (-std=gnu11). K and V rows are floats or halves (an F16 cache); halves
+ * widen exactly, so the arithmetic is the same on their values.
  *
  * How a query head's output is computed (flash-attention's online softmax):
  * positions are taken in chunks of ATTN_CHUNK from position 0. For a chunk,
@@ -45,6 +48,35 @@ VI vf vload(const float *p)
 VI void vstore(float *p, vf v)
 {
 	memcpy(p, &v, sizeof(v));
+}
+
+#ifndef LOAD_F16
+#define LOAD_F16(p)	load_f16(p)
+
+VI vf load_f16(const uint16_t *p)
+{
+	vf v;
+	int j;
+
+	for (j = 0; j < VL; j++)
+		v[j] = fp16_to_fp32(p[j]);
+	return v;
+}
+#endif
+
+/* VL elements of a K or V row from element i; f16 is a constant. */
+VI vf kv_load(const void *row, uint32_t i, const bool f16)
+{
+	if (f16)
+		return LOAD_F16((const uint16_t *)row + i);
+	return vload((const float *)row + i);
+}
+
+VI float kv_get(const void *row, uint32_t i, const bool f16)
+{
+	if (f16)
+		return fp16_to_fp32(((const uint16_t *)row)[i]);
+	return ((const float *)row)[i];
 }
 
 VI vf vset1(float f)
@@ -156,7 +188,7 @@ VI vf vreduce(vf *acc)
  * Scores of one query against VL positions: VL partial sums per position
  * over d (the tail past a whole number of vectors zero-padded), reduced.
  */
-VI vf scores(const float *q, const float * const *kp, uint32_t d)
+VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
 {
 	vf acc[VL];
 	uint32_t i, j;
@@ -169,16 +201,18 @@ VI vf scores(const float *q, const float * const *kp, uint32_t d)
 
 		UNROLL(16)
 		for (j = 0; j < VL; j++)
-			acc[j] += qv * vload(kp[j] + i);
+			acc[j] += qv * kv_load(kp[j], i, f16);
 	}
 	if (i < d) {
 		float qt[VL] = { 0 }, kt[VL] = { 0 };
+		uint32_t t;
 		vf qv;
 
 		memcpy(qt, q + i, (d - i) * sizeof(float));
 		qv = vload(qt);
 		for (j = 0; j < VL; j++) {
-			memcpy(kt, kp[j] + i, (d - i) * sizeof(float));
+			for (t = i; t < d; t++)
+				kt[t - i] = kv_get(kp[j], t, f16);
 			acc[j] += qv * vload(kt);
 		}
 	}
@@ -186,8 +220,8 @@ VI vf scores(const float *q, const float * const *kp, uint32_t d)
 }
 
 /* out[o .. o + nb VL) += sum over j < n of p[j] * v[j][o ..]; nb constant. */
-VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint32_t n,
-	   const int nb)
+VI void pv(float *out, const float *p, const void * const *vp, uint32_t o, uint32_t n,
+	   const int nb, const bool f16)
 {
 	vf acc[8];
 	uint32_t j;
@@ -201,26 +235,27 @@ VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint
 
 		UNROLL(8)
 		for (w = 0; w < nb; w++)
-			acc[w] += pj * vload(vp[j] + o + w * VL);
+			acc[w] += pj * kv_load(vp[j], o + w * VL, f16);
 	}
 	UNROLL(8)
 	for (w = 0; w < nb; w++)
 		vstore(out + o + w * VL, acc[w]);
 }
 
-VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, uint32_t d)
+VI void pv_row(float *out, const float *p, const void * const *vp, uint32_t n, uint32_t d,
+	       const bool f16)
 {
 	uint32_t o, j;
 
 	for (o = 0; o + 8 * VL <= d; o += 8 * VL)
-		pv(out, p, vp, o, n, 8);
+		pv(out, p, vp, o, n, 8, f16);
 	for (; o + 4 * VL <= d; o += 4 * VL)
-		pv(out, p, vp, o, n, 4);
+		pv(out, p, vp, o, n, 4, f16);
 	for (; o + VL <= d; o += VL)
-		pv(out, p, vp, o, n, 1);
+		pv(out, p, vp, o, n, 1, f16);
 	for (; o < d; o++)
 		for (j = 0; j < n; j++)
-			out[o] += p[j] * vp[j][o];
+			out[o] += p[j] * kv_get(vp[j], o, f16);
 }
 
 /*
@@ -228,7 +263,8 @@ VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, 
  * those past @n pointing at any readable row).
  */
 VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf *l,
-	      const float * const *kp, const float * const *vp, uint32_t n, float *p)
+	      const void * const *kp, const void * const *vp, uint32_t n, float *p,
+	      const bool f16)
 {
 	vf s[NV], top;
 	float c;
@@ -237,7 +273,7 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 	for (g = 0; g < NV; g++) {
 		vi keep = viota() + (int32_t)(g * VL) < (int32_t)n;
 
-		s[g] = scores(q, kp + g * VL, a->d) * a->scale;
+		s[g] = scores(q, kp + g * VL, a->d, f16) * a->scale;
 		s[g] = vselect(keep, s[g], vset1(-INFINITY));
 	}
 	top = s[0];
@@ -262,15 +298,16 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 		*l += e;
 		vstore(p + g * VL, e);
 	}
-	pv_row(out, p, vp, n, a->d);
+	pv_row(out, p, vp, n, a->d, f16);
 }
 
-static TARGET void attn_run(const struct cpu_attn *a)
+VI void attn(const struct cpu_attn *a, const bool f16)
 {
 	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j;
+	size_t esz = f16 ? 2 : 4;
 	vf *l = (vf *)(void *)a->work;
 	float *m = a->work + (size_t)nq * VL, *p = m + nq;
-	const float *kp[CH], *vp[CH];
+	const void *kp[CH], *vp[CH];
 
 	for (j = 0; j < nq; j++) {
 		l[j] = vset1(0.0f);
@@ -289,9 +326,9 @@ static TARGET void attn_run(const struct cpu_attn *a)
 		for (j = c0 + CH; j < c0 + 2 * CH && j < end; j++) {
 			uint32_t i;
 
-			for (i = 0; i < a->d; i += 16) {
-				__builtin_prefetch(a->k[j] + i);
-				__builtin_prefetch(a->v[j] + i);
+			for (i = 0; i < a->d * esz; i += 64) {
+				__builtin_prefetch((const uint8_t *)a->k[j] + i);
+				__builtin_prefetch((const uint8_t *)a->v[j] + i);
 			}
 		}
 		for (r = 0; r < a->rows; r++) {
@@ -305,7 +342,7 @@ static TARGET void attn_run(const struct cpu_attn *a)
 
 				chunk(a, a->q + r * a->ldq + (size_t)h * a->d,
 				      a->out + r * a->ldo + (size_t)h * a->d, &m[qi], &l[qi], kp, vp,
-				      n, p);
+				      n, p, f16);
 			}
 		}
 	}
@@ -321,6 +358,15 @@ static TARGET void attn_run(const struct cpu_attn *a)
 				out[j] *= inv;
 		}
 	}
+}
+
+/* Two copies of the body, each with the row type a constant. */
+static TARGET void attn_run(const struct cpu_attn *a)
+{
+	if (a->f16)
+		attn(a, true);
+	else
+		attn(a, false);
 }
 
 const struct attn_kernels KERNELS_NAME = {

@@ -2,7 +2,8 @@
 /*
  * The CPU backend: a LLaMA-family forward step (llama, qwen2) over a batch of
  * sequences with mixed prefill chunks and decode tokens, K/V in a paged
- * float cache, every weight matrix applied once per step to all its tokens.
+ * cache of floats or halves, every weight matrix applied once per step to
+ * all its tokens.
  */
 #include <errno.h>
 #include <math.h>
@@ -23,8 +24,9 @@
 #define CPU_DEFAULT_MAX_TOKENS	512
 
 /*
- * KV cache layout: one float array, [layer][block][K, V][slot][kv_dim], so a
- * block of one layer is 2 * block_size * kv_dim contiguous floats.
+ * KV cache layout: one array of F32 or F16 elements,
+ * [layer][block][K, V][slot][kv_dim], so a block of one layer is
+ * 2 * block_size * kv_dim contiguous elements.
  */
 struct backend_cpu {
 	struct backend		b;
@@ -33,7 +35,8 @@ struct backend_cpu {
 	uint32_t		n_embd, n_head, n_head_kv, head_dim, n_ff, n_layer;
 	size_t			q_dim, kv_dim;
 	float			attn_scale;
-	float			*kv;
+	uint8_t			*kv;
+	size_t			kv_elem;	/* bytes per element: 4 or 2 */
 	/* Per-step scratch, max_tokens rows each. */
 	float			*x, *xn, *q, *k, *v, *att, *gate, *up;
 	int32_t			*ids;
@@ -45,7 +48,7 @@ struct backend_cpu {
 	const struct attn_kernels *attn;
 	float			*attn_work;
 	size_t			attn_work_stride;
-	const float		**attn_ptr;
+	const void		**attn_ptr;
 	/* Rows per attention tile; each tile's sequence and first row. */
 	uint32_t		tile_rows;
 	uint32_t		*tile_seq, *tile_row;
@@ -60,25 +63,43 @@ static struct backend_cpu *to_cpu(struct backend *b)
 }
 
 /**
- * backend_kv_block_bytes() - bytes one KV block takes over all layers
+ * backend_kv_block_bytes() - bytes one KV block of the CPU backend takes
  * @m:		the model
  * @block_size:	tokens per block
+ * @dtype:	the cache's element type (AUTO: see backend_kv_dtype_cpu())
  *
- * Return: 2 (K and V) * layers * @block_size * kv heads * head_dim * 4.
+ * Return: 2 (K and V) * layers * @block_size * kv heads * head_dim * 4 for
+ * F32, * 2 for F16.
  */
-size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size)
+size_t backend_kv_block_bytes(const struct model *m, uint32_t block_size,
+			      enum backend_kv_dtype dtype)
 {
-	return (size_t)2 * m->hp.n_layer * block_size * m->hp.n_head_kv * m->hp.head_dim *
-	       sizeof(float);
+	size_t elem = backend_kv_dtype_cpu(m, dtype) == BACKEND_KV_F32 ? 4 : 2;
+
+	return (size_t)2 * m->hp.n_layer * block_size * m->hp.n_head_kv * m->hp.head_dim * elem;
 }
 
-static float *kv_at(const struct backend_cpu *c, uint32_t layer, uint32_t block, int v,
-		    uint32_t slot)
+static void *kv_at(const struct backend_cpu *c, uint32_t layer, uint32_t block, int v,
+		   uint32_t slot)
 {
 	size_t bs = c->b.block_size;
 
-	return c->kv + (((size_t)layer * c->b.n_blocks + block) * 2 + v) * bs * c->kv_dim +
-	       (size_t)slot * c->kv_dim;
+	return c->kv + ((((size_t)layer * c->b.n_blocks + block) * 2 + v) * bs * c->kv_dim +
+			(size_t)slot * c->kv_dim) * c->kv_elem;
+}
+
+/* A row of K or V into the cache, rounded to the nearest half for F16. */
+static void kv_store(const struct backend_cpu *c, void *dst, const float *src)
+{
+	uint16_t *h = dst;
+	size_t i;
+
+	if (c->kv_elem == sizeof(float)) {
+		memcpy(dst, src, c->kv_dim * sizeof(float));
+		return;
+	}
+	for (i = 0; i < c->kv_dim; i++)
+		h[i] = fp32_to_fp16(src[i]);
 }
 
 static int matmul(struct backend_cpu *c, const struct gguf_tensor *w, const float *x,
@@ -141,8 +162,8 @@ static void qkv_task(void *arg, unsigned int row, unsigned int thread)
 	}
 	cpu_rope(&c->rope, q, c->n_head, pos);
 	cpu_rope(&c->rope, k, c->n_head_kv, pos);
-	memcpy(kv_at(c, c->layer, block, 0, pos % bs), k, c->kv_dim * sizeof(float));
-	memcpy(kv_at(c, c->layer, block, 1, pos % bs), v, c->kv_dim * sizeof(float));
+	kv_store(c, kv_at(c, c->layer, block, 0, pos % bs), k);
+	kv_store(c, kv_at(c, c->layer, block, 1, pos % bs), v);
 }
 
 /*
@@ -161,22 +182,23 @@ static void attn_task(void *arg, unsigned int task, unsigned int thread)
 	uint32_t t0 = c->tile_row[tile], group = c->n_head / c->n_head_kv;
 	uint32_t rows = s->n_tokens - t0 < c->tile_rows ? s->n_tokens - t0 : c->tile_rows;
 	uint32_t bs = c->b.block_size, end = s->pos + t0 + rows, p;
-	size_t d = c->head_dim, kvo = kvh * d, row = c->seq_row[c->tile_seq[tile]] + t0;
-	const float **kp = c->attn_ptr + (size_t)thread * 2 * c->b.max_context;
-	const float **vp = kp + c->b.max_context;
+	size_t d = c->head_dim, kvo = kvh * d * c->kv_elem;
+	size_t row = c->seq_row[c->tile_seq[tile]] + t0;
+	const void **kp = c->attn_ptr + (size_t)thread * 2 * c->b.max_context;
+	const void **vp = kp + c->b.max_context;
 	struct cpu_attn a = {
 		.q = c->q + row * c->q_dim + kvh * group * d, .ldq = c->q_dim,
 		.out = c->att + row * c->q_dim + kvh * group * d, .ldo = c->q_dim,
 		.k = kp, .v = vp, .pos = s->pos + t0, .rows = rows, .heads = group,
-		.d = (uint32_t)d, .scale = c->attn_scale,
+		.d = (uint32_t)d, .scale = c->attn_scale, .f16 = c->kv_elem == 2,
 		.work = c->attn_work + thread * c->attn_work_stride,
 	};
 
 	for (p = 0; p < end; p++) {
 		uint32_t block = s->block_table[p / bs];
 
-		kp[p] = kv_at(c, c->layer, block, 0, p % bs) + kvo;
-		vp[p] = kv_at(c, c->layer, block, 1, p % bs) + kvo;
+		kp[p] = (const uint8_t *)kv_at(c, c->layer, block, 0, p % bs) + kvo;
+		vp[p] = (const uint8_t *)kv_at(c, c->layer, block, 1, p % bs) + kvo;
 	}
 	c->attn->run(&a);
 }
@@ -394,7 +416,15 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 		goto fail;
 	}
 
-	block_bytes = backend_kv_block_bytes(m, c->b.block_size);
+	if (p->kv_dtype != BACKEND_KV_AUTO && p->kv_dtype != BACKEND_KV_F32 &&
+	    p->kv_dtype != BACKEND_KV_F16) {
+		backend_errf(err, errlen, -EINVAL, "KV cache dtype %s: the CPU backend keeps f32 "
+			     "or f16", backend_kv_dtype_name(p->kv_dtype));
+		goto fail;
+	}
+	c->b.kv_dtype = backend_kv_dtype_cpu(m, p->kv_dtype);
+	c->kv_elem = c->b.kv_dtype == BACKEND_KV_F32 ? 4 : 2;
+	block_bytes = backend_kv_block_bytes(m, c->b.block_size, c->b.kv_dtype);
 	n_blocks = p->kv_bytes / block_bytes;
 	if (!n_blocks)
 		n_blocks = 1;
@@ -436,7 +466,7 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->attn_work_stride = (cpu_attn_work_floats(c->tile_rows * (c->n_head / c->n_head_kv)) +
 			       15) & ~(size_t)15;
 	c->attn_work = falloc(c->b.n_threads, c->attn_work_stride);
-	c->attn_ptr = calloc((size_t)c->b.n_threads * 2 * c->b.max_context, sizeof(float *));
+	c->attn_ptr = calloc((size_t)c->b.n_threads * 2 * c->b.max_context, sizeof(void *));
 	c->tile_seq = calloc(T, sizeof(*c->tile_seq));
 	c->tile_row = calloc(T, sizeof(*c->tile_row));
 	if (!c->attn_work || !c->attn_ptr || !c->tile_seq || !c->tile_row) {

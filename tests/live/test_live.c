@@ -1117,6 +1117,7 @@ static void test_bad_flags(void **state)
 		{ "--no-such-flag", NULL, NULL },
 		{ "--model", "", NULL },
 		{ "--kv-cache-mb", "0", NULL },
+		{ "--kv-cache-dtype", "fp8", NULL },
 		{ "--num-kv-blocks", "x", NULL },
 		{ "--max-num-seqs", "0", NULL },
 		{ "--max-num-batched-tokens", "70000", NULL },

@@ -5,13 +5,15 @@
 # PyTorch, written from the model definitions and independent of llmq's C:
 # its own GGUF reader, weights dequantised by tests/gguf/dequant_ref.py.
 #
-#   forward_ref.py MODEL.gguf TOKENS OUT
-#   forward_ref.py --serve      the same three words per line of stdin,
-#                               answered by a line "ok" or "error: why"
+#   forward_ref.py MODEL.gguf TOKENS OUT [KV]
+#   forward_ref.py --serve      the same words per line of stdin, answered
+#                               by a line "ok" or "error: why"
 #
 # TOKENS is a text file of token ids (whitespace separated); OUT receives the
 # logits of every position, float64 little-endian, n_tokens rows of n_vocab.
-# --serve lets a test pay for importing torch once.
+# KV "f16" rounds K (after RoPE) and V to IEEE halves, as an F16 KV cache
+# holds them; "f32" (the default) keeps them. --serve lets a test pay for
+# importing torch once.
 import os
 import struct
 import sys
@@ -112,7 +114,7 @@ def rmsnorm(x, w, eps):
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
-def forward(kv, t, tokens):
+def forward(kv, t, tokens, cache="f32"):
     arch = kv["general.architecture"]
     hp = lambda k, d=None: kv.get("%s.%s" % (arch, k), d)  # noqa: E731
     n_embd, n_layer = hp("embedding_length"), hp("block_count")
@@ -139,6 +141,8 @@ def forward(kv, t, tokens):
         q = rope(q.view(T, n_head, head_dim), pos, n_rot, base, neox)
         k = rope(k.view(T, n_head_kv, head_dim), pos, n_rot, base, neox)
         v = v.view(T, n_head_kv, head_dim)
+        if cache == "f16":
+            k, v = k.half().double(), v.half().double()
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
         s = torch.einsum("thd,shd->hts", q, k) / head_dim ** 0.5 + mask
@@ -152,11 +156,13 @@ def forward(kv, t, tokens):
     return x @ head.T
 
 
-def job(model, tokens, out):
+def job(model, tokens, out, cache="f32"):
+    if cache not in ("f32", "f16"):
+        raise ValueError("KV %s is not f32 or f16" % cache)
     kv, t = read_gguf(model)
     ids = [int(s) for s in open(tokens).read().split()]
     with torch.no_grad():
-        logits = forward(kv, t, ids)
+        logits = forward(kv, t, ids, cache)
     logits.numpy().astype("<f8").tofile(out)
 
 
@@ -169,8 +175,8 @@ def main():
             except Exception as e:  # noqa: BLE001  (reported to the test)
                 print("error: %r" % e, flush=True)
         return
-    if len(sys.argv) != 4:
-        sys.exit("usage: forward_ref.py MODEL.gguf TOKENS OUT | --serve")
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: forward_ref.py MODEL.gguf TOKENS OUT [f32|f16] | --serve")
     job(*sys.argv[1:])
 
 

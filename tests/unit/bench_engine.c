@@ -4,7 +4,8 @@
  * same run, single-sequence decode against the floor it implies (weight
  * bytes per token / bandwidth), prefill of a 512-token prompt, and batched
  * decode throughput at batch 1, 8 and 32, each the best of a few runs; then
- * a long context: a 2048-token prompt (in steps of 512) and decode after it.
+ * a long context: a 2048-token prompt (in steps of 512) and decode after it,
+ * on the default KV cache and beside it on the other type (F16 / F32).
  *
  *   bench_engine MODEL.gguf [THREADS]
  */
@@ -168,12 +169,28 @@ static void long_context(struct backend *b, float *logits, double *pf, double *d
 	*dec = DECODE_STEPS / (now() - t);
 }
 
+/* long_context() on two backends alternately, best of 2 each. */
+static void long_pair(struct backend *b[2], float *logits, double pf[2], double dec[2])
+{
+	double p, d;
+	int r, i;
+
+	pf[0] = pf[1] = dec[0] = dec[1] = 0;
+	for (r = 0; r < 2; r++) {
+		for (i = 0; i < 2; i++) {
+			long_context(b[i], logits, &p, &d);
+			pf[i] = p > pf[i] ? p : pf[i];
+			dec[i] = d > dec[i] ? d : dec[i];
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct backend_params p = { .max_tokens = PREFILL, .max_context = LONG + DECODE_STEPS };
-	double bw, rbw, wb, floor_tps, rfloor, dec1, d8, d32, pf, lpf, ldec;
+	double bw, rbw, wb, floor_tps, rfloor, dec1, d8, d32, pf, lpf[2], ldec[2];
 	const char *ty = "?";
-	struct backend *b;
+	struct backend *b, *kvb[2];
 	char err[256];
 	struct model m;
 	float *logits;
@@ -188,9 +205,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	p.kv_bytes = (MAX_BATCH * CTX_BLOCKS + PREFILL / 16 + LONG_BLOCKS) *
-		     backend_kv_block_bytes(&m, 16);
+		     backend_kv_block_bytes(&m, 16, BACKEND_KV_AUTO);
 	b = backend_cpu_create(&m, &p, err, sizeof(err));
 	if (!b) {
+		fprintf(stderr, "bench_engine: %s\n", err);
+		return 1;
+	}
+	/* The same on a cache of the other type, for the long context. */
+	p.kv_dtype = b->kv_dtype == BACKEND_KV_F16 ? BACKEND_KV_F32 : BACKEND_KV_F16;
+	p.kv_bytes = (MAX_BATCH * CTX_BLOCKS + PREFILL / 16 + LONG_BLOCKS) *
+		     backend_kv_block_bytes(&m, 16, p.kv_dtype);
+	kvb[0] = b;
+	kvb[1] = backend_cpu_create(&m, &p, err, sizeof(err));
+	if (!kvb[1]) {
 		fprintf(stderr, "bench_engine: %s\n", err);
 		return 1;
 	}
@@ -206,7 +233,7 @@ int main(int argc, char **argv)
 	d8 = best_decode(b, 8, logits);
 	d32 = best_decode(b, 32, logits);
 	pf = prefill(b, logits);
-	long_context(b, logits, &lpf, &ldec);
+	long_pair(kvb, logits, lpf, ldec);
 	printf("%s (%s, %u threads)\n", argv[1], ty, b->n_threads);
 	printf("  copy bandwidth          %8.2f GB/s (memcpy, bytes copied per second)\n", bw);
 	printf("  read bandwidth          %8.2f GB/s\n", rbw);
@@ -219,10 +246,15 @@ int main(int argc, char **argv)
 	printf("  batched decode b=1      %8.2f tokens/s\n", dec1);
 	printf("  batched decode b=8      %8.2f tokens/s   (%.2fx b=1)\n", d8, d8 / dec1);
 	printf("  batched decode b=32     %8.2f tokens/s   (%.2fx b=1)\n", d32, d32 / dec1);
-	printf("  prefill, 2048 tokens    %8.1f tokens/s   (steps of %d)\n", lpf, PREFILL);
-	printf("  decode at 2048          %8.2f tokens/s   (%.2fx decode at 16)\n", ldec,
-	       ldec / dec1);
+	printf("  prefill, 2048 tokens    %8.1f tokens/s   (steps of %d, KV %s)\n", lpf[0],
+	       PREFILL, backend_kv_dtype_name(kvb[0]->kv_dtype));
+	printf("  decode at 2048          %8.2f tokens/s   (%.2fx decode at 16)\n", ldec[0],
+	       ldec[0] / dec1);
+	printf("  the same, KV %s:       %8.1f tokens/s prefill, %.2f tokens/s decode "
+	       "(%.2fx KV %s)\n", backend_kv_dtype_name(kvb[1]->kv_dtype), lpf[1], ldec[1],
+	       ldec[1] / ldec[0], backend_kv_dtype_name(kvb[0]->kv_dtype));
 	free(logits);
+	backend_destroy(kvb[1]);
 	backend_destroy(b);
 	model_free(&m);
 	return 0;

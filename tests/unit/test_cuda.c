@@ -1274,7 +1274,7 @@ static void pair_load(struct pair *p, const char *preset, const char *dtype)
 	model_path(preset, dtype, path, sizeof(path));
 	if (model_load(&p->m, path))
 		fail_msg("%s: %s", path, p->m.err);
-	bp.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&p->m, 16);
+	bp.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&p->m, 16, BACKEND_KV_AUTO);
 	p->cpu = backend_cpu_create(&p->m, &bp, err, sizeof(err));
 	if (!p->cpu)
 		fail_msg("cpu backend: %s", err);
@@ -1282,6 +1282,11 @@ static void pair_load(struct pair *p, const char *preset, const char *dtype)
 	if (!p->gpu)
 		fail_msg("cuda backend: %s", err);
 	assert_int_equal(p->gpu->n_blocks, N_BLOCKS);
+	assert_int_equal(p->gpu->kv_dtype, BACKEND_KV_BF16);
+	/* Its cache is BF16 only: another type is refused, with the reason. */
+	bp.kv_dtype = BACKEND_KV_F16;
+	assert_null(backend_cuda_create(&p->m, &bp, &cp, err, sizeof(err)));
+	assert_non_null(strstr(err, "the CUDA backend keeps bf16"));
 	assert_int_equal(p->gpu->n_vocab, p->cpu->n_vocab);
 }
 

@@ -40,23 +40,30 @@ struct loaded {
 	struct backend	*b;
 };
 
-static void load_path(struct loaded *l, const char *path)
+static void load_path_kv(struct loaded *l, const char *path, enum backend_kv_dtype kv)
 {
-	struct backend_params p = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
+	struct backend_params p = {
+		.n_threads = 2, .max_tokens = 256, .max_context = 512, .kv_dtype = kv,
+	};
 	char err[256];
 
 	if (model_load(&l->m, path))
 		fail_msg("%s: %s", path, l->m.err);
-	p.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&l->m, 16);
+	p.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&l->m, 16, kv);
 	l->b = backend_cpu_create(&l->m, &p, err, sizeof(err));
 	if (!l->b)
 		fail_msg("backend: %s", err);
 	assert_int_equal(l->b->n_blocks, N_BLOCKS);
 }
 
+static void load_path(struct loaded *l, const char *path)
+{
+	load_path_kv(l, path, BACKEND_KV_AUTO);
+}
+
 /* A tiny model of a preset and dtype, written once into tmpdir, loaded. */
-static void load(struct loaded *l, const char *preset, const char *dtype, char *path,
-		 size_t len)
+static void load_kv(struct loaded *l, const char *preset, const char *dtype,
+		    enum backend_kv_dtype kv, char *path, size_t len)
 {
 	char cmd[3000];
 
@@ -67,7 +74,13 @@ static void load(struct loaded *l, const char *preset, const char *dtype, char *
 			 getenv("LLMQ_BIN_DIR"), preset, dtype, path);
 		assert_int_equal(system(cmd), 0);
 	}
-	load_path(l, path);
+	load_path_kv(l, path, kv);
+}
+
+static void load(struct loaded *l, const char *preset, const char *dtype, char *path,
+		 size_t len)
+{
+	load_kv(l, preset, dtype, BACKEND_KV_AUTO, path, len);
 }
 
 static void unload(struct loaded *l)
@@ -198,7 +211,9 @@ static void reference_stop(void)
 }
 
 /* The reference's logits (float64) of every position of @tok. */
-static double *reference(const char *model, const uint32_t *tok, size_t n, size_t n_vocab)
+/* Float64 logits of tok[0..n) from forward_ref.py, K and V as the cache holds them. */
+static double *reference(const char *model, const uint32_t *tok, size_t n, size_t n_vocab,
+			 enum backend_kv_dtype kv)
 {
 	char tpath[1200], opath[1200], line[512] = "no answer";
 	double *ref = malloc(n * n_vocab * sizeof(double));
@@ -214,7 +229,7 @@ static double *reference(const char *model, const uint32_t *tok, size_t n, size_
 	fclose(f);
 	if (!ref_pid)
 		reference_start();
-	fprintf(ref_in, "%s %s %s\n", model, tpath, opath);
+	fprintf(ref_in, "%s %s %s %s\n", model, tpath, opath, backend_kv_dtype_name(kv));
 	fflush(ref_in);
 	if (!fgets(line, sizeof(line), ref_out) || strcmp(line, "ok\n"))
 		fail_msg("reference on %s: %s", model, line);
@@ -226,9 +241,10 @@ static double *reference(const char *model, const uint32_t *tok, size_t n, size_
 }
 
 struct ref_case {
-	const char	*preset;
-	const char	*dtype;
-	double		tol;
+	const char		*preset;
+	const char		*dtype;
+	double			tol;
+	enum backend_kv_dtype	kv;
 };
 
 /*
@@ -251,7 +267,7 @@ static void test_reference(void **state)
 			      "(apt-get install python3-torch)\n", python());
 		skip();
 	}
-	load(&l, rc->preset, rc->dtype, path, sizeof(path));
+	load_kv(&l, rc->preset, rc->dtype, rc->kv, path, sizeof(path));
 	v = l.b->n_vocab;
 	for (i = 0; i < 8; i++)
 		table[i] = 7 * i + 3;
@@ -272,10 +288,10 @@ static void test_reference(void **state)
 	if (n_gen)
 		tok[PROMPT_LEN + n_gen - 1] = argmax(out + (size_t)(PROMPT_LEN + n_gen - 2) * v, v);
 
-	ref = reference(path, tok, PROMPT_LEN + (n_gen ? n_gen - 1 : 0), v);
+	ref = reference(path, tok, PROMPT_LEN + (n_gen ? n_gen - 1 : 0), v, l.b->kv_dtype);
 	err = rel_err(out, ref, PROMPT_LEN * v);
-	print_message("[          ] %s %s: relative error %.3g (limit %.0e)\n", rc->preset,
-		      rc->dtype, err, rc->tol);
+	print_message("[          ] %s %s, KV %s: relative error %.3g (limit %.0e)\n",
+		      rc->preset, rc->dtype, backend_kv_dtype_name(l.b->kv_dtype), err, rc->tol);
 	assert_true(err < rc->tol);
 	for (i = 0; i < n_gen; i++) {
 		uint32_t pos = PROMPT_LEN + i - 1;
@@ -637,6 +653,27 @@ static void test_cli_run(void **state)
 	free(o1);
 	free(e1);
 
+	/* The KV cache's type: a bad name is a flag error; bf16 is CUDA's only. */
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype fp8 x",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
+	assert_int_equal(testenv_lines(e1), 1);
+	assert_non_null(strstr(e1, "kv-cache-dtype"));
+	free(o1);
+	free(e1);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype bf16 x",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 1);
+	assert_non_null(strstr(e1, "KV cache dtype bf16"));
+	free(o1);
+	free(e1);
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype f32 --temperature 0 "
+		 "--max-tokens 12 x", getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 0);
+	assert_true(strlen(o1) > 0);
+	free(o1);
+	free(e1);
+
 	/* min-p 1 keeps only the likeliest token: at any temperature, greedy. */
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --temperature 0 --max-tokens 12 x",
 		 getenv("LLMQ_BIN_DIR"), path);
@@ -650,6 +687,55 @@ static void test_cli_run(void **state)
 	free(e1);
 	free(o2);
 	free(e2);
+}
+
+/*
+ * The KV cache's element type: names both ways, AUTO by the model's
+ * matrices, an F16 cache holding twice the blocks of an F32 one in the same
+ * bytes, and BF16 (the CUDA backend's) refused with its reason.
+ */
+static void test_kv_dtype(void **state)
+{
+	static const char *const names[] = { "auto", "f32", "f16", "bf16" };
+	struct backend_params p = { .n_threads = 1, .max_tokens = 16, .max_context = 64 };
+	enum backend_kv_dtype t;
+	struct loaded f32, f16;
+	struct backend *b;
+	char path[1200], err[256];
+	size_t bb;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(backend_kv_dtype_parse(names[i], &t), 0);
+		assert_string_equal(backend_kv_dtype_name(t), names[i]);
+	}
+	assert_int_equal(backend_kv_dtype_parse("F16", &t), -EINVAL);
+	assert_int_equal(backend_kv_dtype_parse("", &t), -EINVAL);
+	assert_int_equal(backend_kv_dtype_parse("fp8", &t), -EINVAL);
+
+	load(&f32, "tiny", "F32", path, sizeof(path));
+	load(&f16, "tiny", "Q8_0", path, sizeof(path));
+	assert_int_equal(f32.b->kv_dtype, BACKEND_KV_F32);
+	assert_int_equal(f16.b->kv_dtype, BACKEND_KV_F16);
+	assert_int_equal(backend_kv_dtype_cpu(&f32.m, BACKEND_KV_F16), BACKEND_KV_F16);
+	bb = backend_kv_block_bytes(&f32.m, 16, BACKEND_KV_F32);
+	assert_int_equal(backend_kv_block_bytes(&f32.m, 16, BACKEND_KV_AUTO), bb);
+	assert_int_equal(backend_kv_block_bytes(&f16.m, 16, BACKEND_KV_AUTO), bb / 2);
+	assert_int_equal(backend_kv_block_bytes(&f32.m, 16, BACKEND_KV_F16), bb / 2);
+
+	p.kv_bytes = 6 * bb;
+	p.kv_dtype = BACKEND_KV_F16;
+	b = backend_cpu_create(&f32.m, &p, err, sizeof(err));
+	assert_non_null(b);
+	assert_int_equal(b->n_blocks, 12);
+	assert_int_equal(b->kv_bytes, 6 * bb);
+	backend_destroy(b);
+	p.kv_dtype = BACKEND_KV_BF16;
+	assert_null(backend_cpu_create(&f32.m, &p, err, sizeof(err)));
+	assert_non_null(strstr(err, "KV cache dtype bf16"));
+	unload(&f32);
+	unload(&f16);
 }
 
 /* A checkpoint directory from literal parts; @hdr NULL: no safetensors. */
@@ -761,13 +847,25 @@ static struct hf_case hf_cases[] = {
 	{ "llama", false }, { "qwen2", true },
 };
 
+/*
+ * The reference rounds K and V as the cache does, so an F16 cache is held to
+ * the same limits (unrounded, it costs about 2e-4 relative on these models).
+ * What remains, 2e-6 to 4e-5, is halves that round the other way because the
+ * float and float64 values beside a rounding boundary differ: one half-ulp
+ * (5e-4 relative) in a K or V element now and then. The last two cases name
+ * the cache's type instead of taking the default; an F32 model on an F16
+ * cache is held to 1e-4 for that reason.
+ */
 #define REF(p, d, t) { .preset = p, .dtype = d, .tol = t }
+#define REF_KV(p, d, t, k) { .preset = p, .dtype = d, .tol = t, .kv = k }
 static struct ref_case refs[] = {
 	REF("tiny", "F32", 1e-5), REF("tiny-qwen2", "F32", 1e-5),
 	REF("tiny", "F16", 1e-2), REF("tiny-qwen2", "F16", 1e-2),
 	REF("tiny", "BF16", 1e-2), REF("tiny-qwen2", "BF16", 1e-2),
 	REF("tiny", "Q8_0", 1e-2), REF("tiny-qwen2", "Q8_0", 1e-2),
 	REF("tiny", "Q4_0", 5e-2), REF("tiny-qwen2", "Q4_K", 5e-2),
+	REF_KV("tiny", "F32", 1e-4, BACKEND_KV_F16),
+	REF_KV("tiny-qwen2", "F16", 1e-5, BACKEND_KV_F32),
 };
 
 /*
@@ -787,7 +885,7 @@ static void test_check_model(void **state)
 
 	(void)state;
 	load(&l, "tiny-qwen2", "F32", path, sizeof(path));
-	p.kv_bytes = 4 * backend_kv_block_bytes(&l.m, 16);
+	p.kv_bytes = 4 * backend_kv_block_bytes(&l.m, 16, BACKEND_KV_AUTO);
 	assert_int_equal(backend_check_model(&l.m, err, sizeof(err)), 0);
 
 	kv = l.m.hp.n_head_kv;
@@ -819,7 +917,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 #define R(i) cmocka_unit_test_prestate(test_reference, &refs[i])
-		R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9),
+		R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11),
 #undef R
 		cmocka_unit_test_prestate(test_hf_import, &hf_cases[0]),
 		cmocka_unit_test_prestate(test_hf_import, &hf_cases[1]),
@@ -830,6 +928,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_logits_modes),
 		cmocka_unit_test(test_bad_steps),
 		cmocka_unit_test(test_check_model),
+		cmocka_unit_test(test_kv_dtype),
 		cmocka_unit_test(test_cli_run),
 	};
 	(void)argc;

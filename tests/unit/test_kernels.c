@@ -1016,24 +1016,53 @@ static const struct attn_kernels *attn_or_skip(int p)
 
 /*
  * One attention case: rows of a sequence from position pos, heads query
- * heads over one KV head of dimension d; K and V rows scattered in a pool
- * in a random order, as a paged cache's blocks are.
+ * heads over one KV head of dimension d; K and V rows (floats, or halves for
+ * an F16 cache) scattered in a pool in a random order, as a paged cache's
+ * blocks are. kval, vval: the rows' values as floats, in position order.
  */
 struct attn_case {
 	uint32_t	rows, heads, d, pos;
-	float		*q, *kpool, *vpool, *out;
-	const float	**k, **v;
+	bool		f16;
+	float		*q, *kval, *vval, *out;
+	void		*kpool, *vpool;
+	const void	**k, **v;
 };
 
+/* n * d random values into a pool of floats or halves, and their values. */
+static void *kv_pool(size_t n, bool f16, float **val)
+{
+	float *f = random_floats(n, 1.0f);
+	uint16_t *h;
+	size_t i;
+
+	*val = f;
+	if (!f16) {
+		float *copy = malloc(n * sizeof(float));
+
+		memcpy(copy, f, n * sizeof(float));
+		return copy;
+	}
+	h = malloc(n * sizeof(*h));
+	for (i = 0; i < n; i++) {
+		h[i] = fp32_to_fp16(f[i]);
+		f[i] = fp16_to_fp32(h[i]);
+	}
+	return h;
+}
+
 static void attn_case_make(struct attn_case *c, uint32_t rows, uint32_t heads, uint32_t d,
-			   uint32_t pos)
+			   uint32_t pos, bool f16)
 {
 	uint32_t n = pos + rows, *perm = malloc(n * sizeof(*perm)), i;
+	size_t esz = f16 ? 2 : 4;
+	float *kv, *vv;
 
-	*c = (struct attn_case){ .rows = rows, .heads = heads, .d = d, .pos = pos };
+	*c = (struct attn_case){ .rows = rows, .heads = heads, .d = d, .pos = pos, .f16 = f16 };
 	c->q = random_floats((size_t)rows * heads * d, 2.0f);
-	c->kpool = random_floats((size_t)n * d, 1.0f);
-	c->vpool = random_floats((size_t)n * d, 1.0f);
+	c->kpool = kv_pool((size_t)n * d, f16, &kv);
+	c->vpool = kv_pool((size_t)n * d, f16, &vv);
+	c->kval = malloc((size_t)n * d * sizeof(float));
+	c->vval = malloc((size_t)n * d * sizeof(float));
 	c->out = malloc((size_t)rows * heads * d * sizeof(float));
 	c->k = malloc(n * sizeof(*c->k));
 	c->v = malloc(n * sizeof(*c->v));
@@ -1046,9 +1075,13 @@ static void attn_case_make(struct attn_case *c, uint32_t rows, uint32_t heads, u
 		perm[j] = t;
 	}
 	for (i = 0; i < n; i++) {
-		c->k[i] = c->kpool + (size_t)perm[i] * d;
-		c->v[i] = c->vpool + (size_t)perm[i] * d;
+		c->k[i] = (const uint8_t *)c->kpool + (size_t)perm[i] * d * esz;
+		c->v[i] = (const uint8_t *)c->vpool + (size_t)perm[i] * d * esz;
+		memcpy(c->kval + (size_t)i * d, kv + (size_t)perm[i] * d, d * sizeof(float));
+		memcpy(c->vval + (size_t)i * d, vv + (size_t)perm[i] * d, d * sizeof(float));
 	}
+	free(kv);
+	free(vv);
 	free(perm);
 }
 
@@ -1057,6 +1090,8 @@ static void attn_case_free(struct attn_case *c)
 	free(c->q);
 	free(c->kpool);
 	free(c->vpool);
+	free(c->kval);
+	free(c->vval);
 	free(c->out);
 	free(c->k);
 	free(c->v);
@@ -1073,7 +1108,8 @@ static void attn_call(const struct attn_kernels *kern, const struct attn_case *c
 		.q = c->q + r0 * ld + (size_t)h0 * c->d, .ldq = ld,
 		.out = out + r0 * ld + (size_t)h0 * c->d, .ldo = ld,
 		.k = c->k, .v = c->v, .pos = c->pos + r0, .rows = rows, .heads = heads,
-		.d = c->d, .scale = (float)(1.0 / sqrt((double)c->d)), .work = work,
+		.d = c->d, .scale = (float)(1.0 / sqrt((double)c->d)), .f16 = c->f16,
+		.work = work,
 	};
 
 	assert_non_null(work);
@@ -1085,13 +1121,16 @@ static void test_attention_vs_numpy(void **state)
 {
 	const int pth = *(const int *)*state;
 	const struct attn_kernels *kern = attn_or_skip(pth);
-	/* rows, heads, d, pos: decode, GQA groups, prefill from 0 and later,
-	 * d with tails past every lane count, contexts of many chunks */
-	static const uint32_t cs[][4] = {
-		{ 1, 1, 64, 0 }, { 1, 3, 64, 1000 }, { 7, 4, 128, 37 }, { 17, 2, 18, 100 },
-		{ 5, 1, 2, 20 }, { 33, 3, 64, 0 }, { 1, 8, 130, 300 }, { 40, 1, 256, 15 },
+	/* rows, heads, d, pos, f16: decode, GQA groups, prefill from 0 and
+	 * later, d with tails past every lane count, contexts of many chunks,
+	 * float and half caches */
+	static const uint32_t cs[][5] = {
+		{ 1, 1, 64, 0, 0 }, { 1, 3, 64, 1000, 1 }, { 7, 4, 128, 37, 0 },
+		{ 17, 2, 18, 100, 1 }, { 5, 1, 2, 20, 0 }, { 33, 3, 64, 0, 1 },
+		{ 1, 8, 130, 300, 1 }, { 40, 1, 256, 15, 0 }, { 3, 2, 128, 600, 1 },
+		{ 2, 1, 6, 40, 1 },
 	};
-	struct attn_case c[8];
+	struct attn_case c[10];
 	char dir[1100], name[16];
 	double num = 0, den = 0;
 	size_t i, e;
@@ -1101,33 +1140,25 @@ static void test_attention_vs_numpy(void **state)
 		skip();
 	reseed(kern->name);
 	f = cases_open(dir, sizeof(dir));
-	for (i = 0; i < 8; i++) {
-		uint32_t n = cs[i][3] + cs[i][0], p;
-		float *kr = malloc((size_t)n * cs[i][2] * sizeof(float));
-		float *vr = malloc((size_t)n * cs[i][2] * sizeof(float));
+	for (i = 0; i < 10; i++) {
+		uint32_t n = cs[i][3] + cs[i][0];
 		size_t cnt;
 
-		attn_case_make(&c[i], cs[i][0], cs[i][1], cs[i][2], cs[i][3]);
+		attn_case_make(&c[i], cs[i][0], cs[i][1], cs[i][2], cs[i][3], cs[i][4]);
 		cnt = (size_t)c[i].rows * c[i].heads * c[i].d;
-		for (p = 0; p < n; p++) {
-			memcpy(kr + (size_t)p * c[i].d, c[i].k[p], c[i].d * sizeof(float));
-			memcpy(vr + (size_t)p * c[i].d, c[i].v[p], c[i].d * sizeof(float));
-		}
 		snprintf(name, sizeof(name), "at%zu", i);
 		put(dir, name, "q", c[i].q, cnt * sizeof(float));
-		put(dir, name, "k", kr, (size_t)n * c[i].d * sizeof(float));
-		put(dir, name, "v", vr, (size_t)n * c[i].d * sizeof(float));
+		put(dir, name, "k", c[i].kval, (size_t)n * c[i].d * sizeof(float));
+		put(dir, name, "v", c[i].vval, (size_t)n * c[i].d * sizeof(float));
 		fprintf(f, "attention %s %u %u %u %u\n", name, c[i].rows, c[i].heads, c[i].d,
 			c[i].pos);
 		for (e = 0; e < cnt; e++)		/* every output must be written */
 			c[i].out[e] = NAN;
 		attn_call(kern, &c[i], 0, c[i].rows, 0, c[i].heads, c[i].out);
-		free(kr);
-		free(vr);
 	}
 	fclose(f);
 	run_reference(dir);
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < 10; i++) {
 		const struct attn_case *a = &c[i];
 		size_t cnt = (size_t)a->rows * a->heads * a->d, ld = (size_t)a->heads * a->d;
 		double *ref, *abs, s = 1.0 / sqrt((double)a->d);
@@ -1144,15 +1175,16 @@ static void test_attention_vs_numpy(void **state)
 				double t = 0;
 
 				for (j = 0; j < a->d; j++)
-					t += fabs((double)q[j] * a->k[p][j]);
+					t += fabs((double)q[j] * a->kval[(size_t)p * a->d + j]);
 				big = t * s > big ? t * s : big;
 			}
 			bound = ((2.0 * a->d + 16) * big + n + 32) * U * abs[e];
 			if (!(err <= bound))
-				fail_msg("%s attention rows %u heads %u d %u pos %u: out[%zu] = %.9g, "
-					 "float64 %.17g, error %.3g > bound %.3g (seed %llu)",
-					 kern->name, a->rows, a->heads, a->d, a->pos, e, a->out[e],
-					 ref[e], err, bound, seed);
+				fail_msg("%s attention rows %u heads %u d %u pos %u%s: out[%zu] = "
+					 "%.9g, float64 %.17g, error %.3g > bound %.3g (seed %llu)",
+					 kern->name, a->rows, a->heads, a->d, a->pos,
+					 a->f16 ? " f16" : "", e, a->out[e], ref[e], err, bound,
+					 seed);
 			num += err * err;
 			den += ref[e] * ref[e];
 		}
@@ -1163,7 +1195,7 @@ static void test_attention_vs_numpy(void **state)
 	if (!(sqrt(num / den) < 1e-6))
 		fail_msg("%s attention: relative error %.3g >= 1e-6 (seed %llu)", kern->name,
 			 sqrt(num / den), seed);
-	print_message("%s attention: 8 shapes, relative error %.2g\n", kern->name,
+	print_message("%s attention: 10 shapes, relative error %.2g\n", kern->name,
 		      sqrt(num / den));
 }
 
@@ -1172,19 +1204,19 @@ static void test_attention_invariance(void **state)
 {
 	const int pth = *(const int *)*state;
 	const struct attn_kernels *kern = attn_or_skip(pth);
-	static const uint32_t cs[][4] = {
-		{ 23, 3, 64, 0 }, { 9, 4, 40, 70 }, { 12, 2, 130, 5 },
+	static const uint32_t cs[][5] = {
+		{ 23, 3, 64, 0, 0 }, { 9, 4, 40, 70, 1 }, { 12, 2, 130, 5, 0 }, { 20, 3, 64, 9, 1 },
 	};
 	size_t i;
 
 	reseed(kern->name);
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		struct attn_case c;
 		size_t cnt;
 		float *one, *tiles;
 		uint32_t r, h;
 
-		attn_case_make(&c, cs[i][0], cs[i][1], cs[i][2], cs[i][3]);
+		attn_case_make(&c, cs[i][0], cs[i][1], cs[i][2], cs[i][3], cs[i][4]);
 		cnt = (size_t)c.rows * c.heads * c.d;
 		one = malloc(cnt * sizeof(float));
 		tiles = malloc(cnt * sizeof(float));

@@ -138,7 +138,7 @@ static void test_golden_engine(void **state)
 	golden_load(&g);
 	if (model_load(&m, MODEL))
 		fail_msg("%s: %s", MODEL, m.err);
-	bp.kv_bytes = 16 * backend_kv_block_bytes(&m, 16);
+	bp.kv_bytes = 16 * backend_kv_block_bytes(&m, 16, BACKEND_KV_AUTO);
 	b = backend_cpu_create(&m, &bp, err, sizeof(err));
 	if (!b)
 		fail_msg("backend: %s", err);
@@ -398,7 +398,7 @@ static void test_train_reproducible(void **state)
 	snprintf(path, sizeof(path), "%s/m1.gguf", dir);
 	if (model_load(&m, path))
 		fail_msg("%s: %s", path, m.err);
-	bp.kv_bytes = 4 * backend_kv_block_bytes(&m, 16);
+	bp.kv_bytes = 4 * backend_kv_block_bytes(&m, 16, BACKEND_KV_AUTO);
 	b = backend_cpu_create(&m, &bp, err, sizeof(err));
 	assert_non_null(b);
 	snprintf(path, sizeof(path), "%s/hf1/check.tokens", dir);

@@ -35,6 +35,7 @@ static const struct option run_opts[] = {
 	{ "seed", required_argument, NULL, 's' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "kv-cache-mb", required_argument, NULL, 'c' },
+	{ "kv-cache-dtype", required_argument, NULL, 'D' },
 	{ "engine", required_argument, NULL, 'e' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "enforce-eager", no_argument, NULL, 'E' },
@@ -46,6 +47,7 @@ struct run_opts {
 	const char		*prompt;
 	unsigned int		threads;
 	unsigned long long	kv_mb;		/* 0: exactly prompt + max_tokens */
+	enum backend_kv_dtype	kv_dtype;
 	bool			cuda;		/* --engine cuda */
 	bool			eager;		/* --enforce-eager */
 	bool			verbose;
@@ -135,6 +137,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 				err = -EINVAL;
 			o->kv_mb = u;
 			break;
+		case 'D':
+			err = backend_kv_dtype_parse(optarg, &o->kv_dtype);
+			break;
 		case 'e':
 			if (!strcmp(optarg, "cuda"))
 				o->cuda = true;
@@ -161,6 +166,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		fprintf(stderr, "usage: llmq run [--model FILE] [--max-tokens N] [--temperature T] "
 			"[--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] "
 			"[--presence-penalty P] [--frequency-penalty F] [--seed S] [--threads N] [--kv-cache-mb N] "
+			"[--kv-cache-dtype auto|f32|f16] "
 			"[--engine cpu|cuda] [--enforce-eager] [--verbose] PROMPT\n");
 		return -EINVAL;
 	}
@@ -319,7 +325,8 @@ int cmd_run(int argc, char **argv)
 	bp.block_size = BACKEND_DEFAULT_BLOCK_SIZE;
 	n_blocks = (ctx + bp.block_size - 1) / bp.block_size;
 	bp.n_threads = o.threads;
-	bp.kv_bytes = n_blocks * backend_kv_block_bytes(&m, bp.block_size);
+	bp.kv_dtype = o.kv_dtype;
+	bp.kv_bytes = n_blocks * backend_kv_block_bytes(&m, bp.block_size, o.kv_dtype);
 	if (o.kv_mb) {
 		/* One allocation of exactly the size asked for, if the request fits. */
 		if ((o.kv_mb << 20) < bp.kv_bytes) {
