@@ -88,18 +88,26 @@ static void *kv_at(const struct backend_cpu *c, uint32_t layer, uint32_t block, 
 			(size_t)slot * c->kv_dim) * c->kv_elem;
 }
 
-/* A row of K or V into the cache, rounded to the nearest half for F16. */
+/*
+ * A row of K or V into the cache, rounded to the nearest half for F16. A
+ * finite value beyond the half's range saturates at +-65504: an infinite
+ * key would make every score of its row NaN, and with it the sequence.
+ */
 static void kv_store(const struct backend_cpu *c, void *dst, const float *src)
 {
-	uint16_t *h = dst;
+	uint16_t *h = dst, x;
 	size_t i;
 
 	if (c->kv_elem == sizeof(float)) {
 		memcpy(dst, src, c->kv_dim * sizeof(float));
 		return;
 	}
-	for (i = 0; i < c->kv_dim; i++)
-		h[i] = fp32_to_fp16(src[i]);
+	for (i = 0; i < c->kv_dim; i++) {
+		x = fp32_to_fp16(src[i]);
+		if ((x & 0x7fff) == 0x7c00 && isfinite(src[i]))
+			x = (x & 0x8000) | 0x7bff;
+		h[i] = x;
+	}
 }
 
 static int matmul(struct backend_cpu *c, const struct gguf_tensor *w, const float *x,

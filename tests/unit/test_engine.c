@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -738,6 +739,47 @@ static void test_kv_dtype(void **state)
 	unload(&f16);
 }
 
+/*
+ * V beyond a half's range (qwen2's V bias set to 1e6, in the model's
+ * private mapping made writable) saturates in an F16 cache: the logits stay
+ * finite, as on an F32 cache, instead of turning NaN.
+ */
+static void test_kv_f16_saturates(void **state)
+{
+	static const enum backend_kv_dtype kv[] = { BACKEND_KV_F32, BACKEND_KV_F16 };
+	uint32_t tok[8], table[8], i, j;
+	long pg = sysconf(_SC_PAGESIZE);
+	struct loaded l;
+	char path[1200];
+	float *out, *bv;
+	uintptr_t a0;
+	size_t n, v;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		load_kv(&l, "tiny-qwen2", "F32", kv[i], path, sizeof(path));
+		v = l.b->n_vocab;
+		bv = (float *)l.m.layers[0].bv->data;
+		n = l.m.layers[0].bv->ne[0];
+		a0 = (uintptr_t)bv & ~(uintptr_t)(pg - 1);
+		assert_int_equal(mprotect((void *)a0, (uintptr_t)(bv + n) - a0,
+					  PROT_READ | PROT_WRITE), 0);
+		for (j = 0; j < n; j++)
+			bv[j] = 1e6f;
+		for (j = 0; j < 8; j++)
+			table[j] = j;
+		tokens_fill(tok, 8, v, 3);
+		out = malloc(8 * v * sizeof(float));
+		run_alone(l.b, tok, 8, 8, table, out);
+		for (j = 0; j < 8 * v; j++)
+			if (!isfinite(out[j]))
+				fail_msg("KV %s: logit %u is %g", backend_kv_dtype_name(kv[i]), j,
+					 out[j]);
+		free(out);
+		unload(&l);
+	}
+}
+
 /* A checkpoint directory from literal parts; @hdr NULL: no safetensors. */
 static void write_ckpt(const char *dir, const char *cfg, const char *hdr, size_t data)
 {
@@ -929,6 +971,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_steps),
 		cmocka_unit_test(test_check_model),
 		cmocka_unit_test(test_kv_dtype),
+		cmocka_unit_test(test_kv_f16_saturates),
 		cmocka_unit_test(test_cli_run),
 	};
 	(void)argc;
