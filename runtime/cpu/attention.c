@@ -31,11 +31,13 @@ const struct attn_kernels *attn_kernels(enum cpu_isa isa)
 /**
  * cpu_attn_work_floats() - scratch one kernel call needs
  * @queries:	rows times heads of the call
+ * @d:		head dimension
  *
  * Return: floats for @work of &struct cpu_attn (a running sum vector and a
- * maximum per query, and one chunk's weights), on any path.
+ * maximum per query, one chunk's weights, and one chunk's K and V rows
+ * widened from halves), on any path.
  */
-size_t cpu_attn_work_floats(uint32_t queries)
+size_t cpu_attn_work_floats(uint32_t queries, uint32_t d)
 {
-	return (size_t)queries * (ATTN_MAX_LANES + 1) + ATTN_CHUNK;
+	return (size_t)queries * (ATTN_MAX_LANES + 1) + ATTN_CHUNK + 2 * ATTN_CHUNK * (size_t)d;
 }

@@ -34,7 +34,7 @@
  * @d:		head dimension
  * @scale:	score scale, 1 / sqrt(@d)
  * @f16:	K and V rows are IEEE halves, not floats
- * @work:	cpu_attn_work_floats(@rows * @heads) floats, 64-byte aligned
+ * @work:	cpu_attn_work_floats(@rows * @heads, @d) floats, 64-byte aligned
  */
 struct cpu_attn {
 	const float		*q;
@@ -69,6 +69,6 @@ extern const struct attn_kernels attn_avx2;
 extern const struct attn_kernels attn_avx512;
 
 const struct attn_kernels *attn_kernels(enum cpu_isa isa);
-size_t cpu_attn_work_floats(uint32_t queries);
+size_t cpu_attn_work_floats(uint32_t queries, uint32_t d);
 
 #endif /* LLMQD_CPU_ATTENTION_H */

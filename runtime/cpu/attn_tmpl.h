@@ -5,8 +5,9 @@
  * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, and may define
  * LOAD_F16(p) (VL halves at p as a vf, exactly) with its ISA's conversion,
  * then includes it. With an FMA target GCC contracts a * b + c into one FMA
- * (-std=gnu11). K and V rows are floats or halves (an F16 cache); halves
- * widen exactly, so the arithmetic is the same on their values.
+ * (-std=gnu11). K and V rows are floats or halves (an F16 cache); a
+ * chunk's halves are widened once, exactly, into the work area, so every
+ * head and row of the call then reads the same floats.
  *
  * How a query head's output is computed (flash-attention's online softmax):
  * positions are taken in chunks of ATTN_CHUNK from position 0. For a chunk,
@@ -63,21 +64,6 @@ VI vf load_f16(const uint16_t *p)
 	return v;
 }
 #endif
-
-/* VL elements of a K or V row from element i; f16 is a constant. */
-VI vf kv_load(const void *row, uint32_t i, const bool f16)
-{
-	if (f16)
-		return LOAD_F16((const uint16_t *)row + i);
-	return vload((const float *)row + i);
-}
-
-VI float kv_get(const void *row, uint32_t i, const bool f16)
-{
-	if (f16)
-		return fp16_to_fp32(((const uint16_t *)row)[i]);
-	return ((const float *)row)[i];
-}
 
 VI vf vset1(float f)
 {
@@ -188,7 +174,7 @@ VI vf vreduce(vf *acc)
  * Scores of one query against VL positions: VL partial sums per position
  * over d (the tail past a whole number of vectors zero-padded), reduced.
  */
-VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
+VI vf scores(const float *q, const float * const *kp, uint32_t d)
 {
 	vf acc[VL];
 	uint32_t i, j;
@@ -201,18 +187,16 @@ VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
 
 		UNROLL(16)
 		for (j = 0; j < VL; j++)
-			acc[j] += qv * kv_load(kp[j], i, f16);
+			acc[j] += qv * vload(kp[j] + i);
 	}
 	if (i < d) {
 		float qt[VL] = { 0 }, kt[VL] = { 0 };
-		uint32_t t;
 		vf qv;
 
 		memcpy(qt, q + i, (d - i) * sizeof(float));
 		qv = vload(qt);
 		for (j = 0; j < VL; j++) {
-			for (t = i; t < d; t++)
-				kt[t - i] = kv_get(kp[j], t, f16);
+			memcpy(kt, kp[j] + i, (d - i) * sizeof(float));
 			acc[j] += qv * vload(kt);
 		}
 	}
@@ -220,8 +204,8 @@ VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
 }
 
 /* out[o .. o + nb VL) += sum over j < n of p[j] * v[j][o ..]; nb constant. */
-VI void pv(float *out, const float *p, const void * const *vp, uint32_t o, uint32_t n,
-	   const int nb, const bool f16)
+VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint32_t n,
+	   const int nb)
 {
 	vf acc[8];
 	uint32_t j;
@@ -235,27 +219,26 @@ VI void pv(float *out, const float *p, const void * const *vp, uint32_t o, uint3
 
 		UNROLL(8)
 		for (w = 0; w < nb; w++)
-			acc[w] += pj * kv_load(vp[j], o + w * VL, f16);
+			acc[w] += pj * vload(vp[j] + o + w * VL);
 	}
 	UNROLL(8)
 	for (w = 0; w < nb; w++)
 		vstore(out + o + w * VL, acc[w]);
 }
 
-VI void pv_row(float *out, const float *p, const void * const *vp, uint32_t n, uint32_t d,
-	       const bool f16)
+VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, uint32_t d)
 {
 	uint32_t o, j;
 
 	for (o = 0; o + 8 * VL <= d; o += 8 * VL)
-		pv(out, p, vp, o, n, 8, f16);
+		pv(out, p, vp, o, n, 8);
 	for (; o + 4 * VL <= d; o += 4 * VL)
-		pv(out, p, vp, o, n, 4, f16);
+		pv(out, p, vp, o, n, 4);
 	for (; o + VL <= d; o += VL)
-		pv(out, p, vp, o, n, 1, f16);
+		pv(out, p, vp, o, n, 1);
 	for (; o < d; o++)
 		for (j = 0; j < n; j++)
-			out[o] += p[j] * kv_get(vp[j], o, f16);
+			out[o] += p[j] * vp[j][o];
 }
 
 /*
@@ -263,8 +246,7 @@ VI void pv_row(float *out, const float *p, const void * const *vp, uint32_t n, u
  * those past @n pointing at any readable row).
  */
 VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf *l,
-	      const void * const *kp, const void * const *vp, uint32_t n, float *p,
-	      const bool f16)
+	      const float * const *kp, const float * const *vp, uint32_t n, float *p)
 {
 	vf s[NV], top;
 	float c;
@@ -273,7 +255,7 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 	for (g = 0; g < NV; g++) {
 		vi keep = viota() + (int32_t)(g * VL) < (int32_t)n;
 
-		s[g] = scores(q, kp + g * VL, a->d, f16) * a->scale;
+		s[g] = scores(q, kp + g * VL, a->d) * a->scale;
 		s[g] = vselect(keep, s[g], vset1(-INFINITY));
 	}
 	top = s[0];
@@ -298,16 +280,27 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 		*l += e;
 		vstore(p + g * VL, e);
 	}
-	pv_row(out, p, vp, n, a->d, f16);
+	pv_row(out, p, vp, n, a->d);
 }
 
-VI void attn(const struct cpu_attn *a, const bool f16)
+/* Row @src of @d halves into @dst as floats (exact). */
+VI void widen(float *dst, const uint16_t *src, uint32_t d)
+{
+	uint32_t i;
+
+	for (i = 0; i + VL <= d; i += VL)
+		vstore(dst + i, LOAD_F16(src + i));
+	for (; i < d; i++)
+		dst[i] = fp16_to_fp32(src[i]);
+}
+
+static TARGET void attn_run(const struct cpu_attn *a)
 {
 	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j;
-	size_t esz = f16 ? 2 : 4;
+	size_t esz = a->f16 ? 2 : 4;
 	vf *l = (vf *)(void *)a->work;
-	float *m = a->work + (size_t)nq * VL, *p = m + nq;
-	const void *kp[CH], *vp[CH];
+	float *m = a->work + (size_t)nq * VL, *p = m + nq, *kw = p + CH, *vw = kw + CH * a->d;
+	const float *kp[CH], *vp[CH];
 
 	for (j = 0; j < nq; j++) {
 		l[j] = vset1(0.0f);
@@ -318,9 +311,24 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 	for (c0 = 0; c0 < end; c0 += CH) {
 		uint32_t cn = end - c0 < CH ? end - c0 : CH;
 
+		/*
+		 * Halves are widened once per chunk into the work area, so every
+		 * head and row of the call reads floats.
+		 */
 		for (j = 0; j < CH; j++) {
-			kp[j] = a->k[c0 + (j < cn ? j : 0)];
-			vp[j] = a->v[c0 + (j < cn ? j : 0)];
+			uint32_t at = c0 + (j < cn ? j : 0);
+
+			if (!a->f16) {
+				kp[j] = a->k[at];
+				vp[j] = a->v[at];
+				continue;
+			}
+			kp[j] = kw + (size_t)(j < cn ? j : 0) * a->d;
+			vp[j] = vw + (size_t)(j < cn ? j : 0) * a->d;
+			if (j < cn) {
+				widen(kw + (size_t)j * a->d, a->k[at], a->d);
+				widen(vw + (size_t)j * a->d, a->v[at], a->d);
+			}
 		}
 		/* The next chunk's rows: each is a few lines, far from the last. */
 		for (j = c0 + CH; j < c0 + 2 * CH && j < end; j++) {
@@ -342,7 +350,7 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 
 				chunk(a, a->q + r * a->ldq + (size_t)h * a->d,
 				      a->out + r * a->ldo + (size_t)h * a->d, &m[qi], &l[qi], kp, vp,
-				      n, p, f16);
+				      n, p);
 			}
 		}
 	}
@@ -358,15 +366,6 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 				out[j] *= inv;
 		}
 	}
-}
-
-/* Two copies of the body, each with the row type a constant. */
-static TARGET void attn_run(const struct cpu_attn *a)
-{
-	if (a->f16)
-		attn(a, true);
-	else
-		attn(a, false);
 }
 
 const struct attn_kernels KERNELS_NAME = {

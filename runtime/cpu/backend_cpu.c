@@ -471,8 +471,8 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->tile_rows = ATTN_TILE_QUERIES / (c->n_head / c->n_head_kv);
 	if (!c->tile_rows)
 		c->tile_rows = 1;
-	c->attn_work_stride = (cpu_attn_work_floats(c->tile_rows * (c->n_head / c->n_head_kv)) +
-			       15) & ~(size_t)15;
+	c->attn_work_stride = (cpu_attn_work_floats(c->tile_rows * (c->n_head / c->n_head_kv),
+						     c->head_dim) + 15) & ~(size_t)15;
 	c->attn_work = falloc(c->b.n_threads, c->attn_work_stride);
 	c->attn_ptr = calloc((size_t)c->b.n_threads * 2 * c->b.max_context, sizeof(void *));
 	c->tile_seq = calloc(T, sizeof(*c->tile_seq));

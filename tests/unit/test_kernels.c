@@ -1102,7 +1102,7 @@ static void attn_call(const struct attn_kernels *kern, const struct attn_case *c
 		      uint32_t rows, uint32_t h0, uint32_t heads, float *out)
 {
 	size_t ld = (size_t)c->heads * c->d;
-	float *work = aligned_alloc(64, (cpu_attn_work_floats(rows * heads) * sizeof(float) +
+	float *work = aligned_alloc(64, (cpu_attn_work_floats(rows * heads, c->d) * sizeof(float) +
 					 63) & ~(size_t)63);
 	struct cpu_attn a = {
 		.q = c->q + r0 * ld + (size_t)h0 * c->d, .ldq = ld,
