@@ -33,11 +33,24 @@ const struct attn_kernels *attn_kernels(enum cpu_isa isa)
  * @queries:	rows times heads of the call
  * @d:		head dimension
  *
- * Return: floats for @work of &struct cpu_attn (a running sum vector and a
- * maximum per query, one chunk's weights, and one chunk's K and V rows
- * widened from halves), on any path.
+ * Return: floats for @work of &struct cpu_attn (per query a running sum
+ * vector and maximum for the span and for the total, and the span's output;
+ * one chunk's weights; each on a 64-byte boundary), on any path; @work
+ * itself is 64-byte aligned.
  */
 size_t cpu_attn_work_floats(uint32_t queries, uint32_t d)
 {
-	return (size_t)queries * (ATTN_MAX_LANES + 1) + ATTN_CHUNK + 2 * ATTN_CHUNK * (size_t)d;
+	return (size_t)queries * (2 * ATTN_MAX_LANES + 2 + d) + ATTN_CHUNK +
+	       2 * 16;		/* + 2 alignments to 64 bytes */
+}
+
+/**
+ * cpu_attn_part_floats() - floats one query's result for one span takes
+ * @d:		head dimension
+ *
+ * Return: the stride of &cpu_attn.part: its maximum, running sum, output.
+ */
+size_t cpu_attn_part_floats(uint32_t d)
+{
+	return 1 + ATTN_MAX_LANES + (size_t)d;
 }

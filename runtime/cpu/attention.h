@@ -15,6 +15,9 @@
 
 /* Positions per online-softmax chunk, on every path. */
 #define ATTN_CHUNK	16
+/* Positions per span, whose results are folded in order (a multiple of the
+ * chunk): the unit in which one sequence may be split over threads. */
+#define ATTN_SPAN	256
 /* Most floats per vector of any path. */
 #define ATTN_MAX_LANES	16
 
@@ -34,6 +37,13 @@
  * @d:		head dimension
  * @scale:	score scale, 1 / sqrt(@d)
  * @f16:	K and V rows are IEEE halves, not floats
+ * @span_lo:	first span (of ATTN_SPAN positions from position 0) to attend
+ * @span_hi:	span past the last to attend; 0 = through the last row's own
+ * @part:	NULL: write @out. Otherwise keep each span's unnormalised result
+ *		apart, cpu_attn_part_floats(@d) floats for query q (row * @heads
+ *		+ head) and span s at (q * @part_spans + s) times that, for
+ *		&attn_kernels.merge to fold once every span is done
+ * @part_spans:	spans per query in @part
  * @work:	cpu_attn_work_floats(@rows * @heads, @d) floats, 64-byte aligned
  */
 struct cpu_attn {
@@ -49,6 +59,10 @@ struct cpu_attn {
 	uint32_t		d;
 	float			scale;
 	bool			f16;
+	uint32_t		span_lo;
+	uint32_t		span_hi;
+	float			*part;
+	uint32_t		part_spans;
 	float			*work;
 };
 
@@ -56,12 +70,17 @@ struct cpu_attn {
  * struct attn_kernels - one path's attention kernel
  * @name:	the path's name
  * @lanes:	floats per vector
- * @run:	computes @a->out; single-threaded
+ * @run:	computes @a->out, or its spans' results into @a->part;
+ *		single-threaded
+ * @merge:	folds @a->part's @a->part_spans spans of each query, in order,
+ *		into @a->out (reads @part, @part_spans, @out, @ldo, @rows,
+ *		@heads, @d)
  */
 struct attn_kernels {
 	const char	*name;
 	unsigned int	lanes;
 	void		(*run)(const struct cpu_attn *a);
+	void		(*merge)(const struct cpu_attn *a);
 };
 
 extern const struct attn_kernels attn_portable;
@@ -70,5 +89,6 @@ extern const struct attn_kernels attn_avx512;
 
 const struct attn_kernels *attn_kernels(enum cpu_isa isa);
 size_t cpu_attn_work_floats(uint32_t queries, uint32_t d);
+size_t cpu_attn_part_floats(uint32_t d);
 
 #endif /* LLMQD_CPU_ATTENTION_H */

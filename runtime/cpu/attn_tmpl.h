@@ -5,9 +5,10 @@
  * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, and may define
  * LOAD_F16(p) (VL halves at p as a vf, exactly) with its ISA's conversion,
  * then includes it. With an FMA target GCC contracts a * b + c into one FMA
- * (-std=gnu11). K and V rows are floats or halves (an F16 cache); a
- * chunk's halves are widened once, exactly, into the work area, so every
- * head and row of the call then reads the same floats.
+ * (-std=gnu11). K and V rows are floats or halves (an F16 cache); halves
+ * are widened exactly as they are loaded, so the arithmetic is the same on
+ * their values. (Widening a chunk once into the work area instead measured
+ * slower for decodes, which read each row for a few heads only.)
  *
  * How a query head's output is computed (flash-attention's online softmax):
  * positions are taken in chunks of ATTN_CHUNK from position 0. For a chunk,
@@ -15,8 +16,14 @@
  * in order and then added in a fixed tree; the chunk's largest score c; if c
  * beats the running maximum m, the output so far and the running sum are
  * scaled by exp(m - c) and m = c; then p = exp(s - m), the sum (VL lanes)
- * += p, and out += p[j] * v[j] for each position in order. At the end out /=
- * the sum, its lanes added in order.
+ * += p, and out += p[j] * v[j] for each position in order. That runs within
+ * a span of ATTN_SPAN positions (spans too start at 0); each span's (m, sum,
+ * out) is then folded into the total in span order (fold()), and at the end
+ * the total is divided by its sum, lanes added in order. A call may instead
+ * keep its spans' results apart (&cpu_attn.part) for other calls to take
+ * the later spans of the same rows on other threads; the merge then folds
+ * them in the same order with the same code, so splitting a long sequence
+ * over threads changes no bit either.
  *
  * So a head's result depends only on its query, the K/V rows of positions 0
  * .. its own, and the path: not on which other rows or heads share the call
@@ -64,6 +71,21 @@ VI vf load_f16(const uint16_t *p)
 	return v;
 }
 #endif
+
+/* VL elements of a K or V row from element i; f16 is a constant. */
+VI vf kv_load(const void *row, uint32_t i, const bool f16)
+{
+	if (f16)
+		return LOAD_F16((const uint16_t *)row + i);
+	return vload((const float *)row + i);
+}
+
+VI float kv_get(const void *row, uint32_t i, const bool f16)
+{
+	if (f16)
+		return fp16_to_fp32(((const uint16_t *)row)[i]);
+	return ((const float *)row)[i];
+}
 
 VI vf vset1(float f)
 {
@@ -174,7 +196,7 @@ VI vf vreduce(vf *acc)
  * Scores of one query against VL positions: VL partial sums per position
  * over d (the tail past a whole number of vectors zero-padded), reduced.
  */
-VI vf scores(const float *q, const float * const *kp, uint32_t d)
+VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
 {
 	vf acc[VL];
 	uint32_t i, j;
@@ -187,16 +209,18 @@ VI vf scores(const float *q, const float * const *kp, uint32_t d)
 
 		UNROLL(16)
 		for (j = 0; j < VL; j++)
-			acc[j] += qv * vload(kp[j] + i);
+			acc[j] += qv * kv_load(kp[j], i, f16);
 	}
 	if (i < d) {
 		float qt[VL] = { 0 }, kt[VL] = { 0 };
+		uint32_t t;
 		vf qv;
 
 		memcpy(qt, q + i, (d - i) * sizeof(float));
 		qv = vload(qt);
 		for (j = 0; j < VL; j++) {
-			memcpy(kt, kp[j] + i, (d - i) * sizeof(float));
+			for (t = i; t < d; t++)
+				kt[t - i] = kv_get(kp[j], t, f16);
 			acc[j] += qv * vload(kt);
 		}
 	}
@@ -204,8 +228,8 @@ VI vf scores(const float *q, const float * const *kp, uint32_t d)
 }
 
 /* out[o .. o + nb VL) += sum over j < n of p[j] * v[j][o ..]; nb constant. */
-VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint32_t n,
-	   const int nb)
+VI void pv(float *out, const float *p, const void * const *vp, uint32_t o, uint32_t n,
+	   const int nb, const bool f16)
 {
 	vf acc[8];
 	uint32_t j;
@@ -219,26 +243,27 @@ VI void pv(float *out, const float *p, const float * const *vp, uint32_t o, uint
 
 		UNROLL(8)
 		for (w = 0; w < nb; w++)
-			acc[w] += pj * vload(vp[j] + o + w * VL);
+			acc[w] += pj * kv_load(vp[j], o + w * VL, f16);
 	}
 	UNROLL(8)
 	for (w = 0; w < nb; w++)
 		vstore(out + o + w * VL, acc[w]);
 }
 
-VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, uint32_t d)
+VI void pv_row(float *out, const float *p, const void * const *vp, uint32_t n, uint32_t d,
+	       const bool f16)
 {
 	uint32_t o, j;
 
 	for (o = 0; o + 8 * VL <= d; o += 8 * VL)
-		pv(out, p, vp, o, n, 8);
+		pv(out, p, vp, o, n, 8, f16);
 	for (; o + 4 * VL <= d; o += 4 * VL)
-		pv(out, p, vp, o, n, 4);
+		pv(out, p, vp, o, n, 4, f16);
 	for (; o + VL <= d; o += VL)
-		pv(out, p, vp, o, n, 1);
+		pv(out, p, vp, o, n, 1, f16);
 	for (; o < d; o++)
 		for (j = 0; j < n; j++)
-			out[o] += p[j] * vp[j][o];
+			out[o] += p[j] * kv_get(vp[j], o, f16);
 }
 
 /*
@@ -246,7 +271,8 @@ VI void pv_row(float *out, const float *p, const float * const *vp, uint32_t n, 
  * those past @n pointing at any readable row).
  */
 VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf *l,
-	      const float * const *kp, const float * const *vp, uint32_t n, float *p)
+	      const void * const *kp, const void * const *vp, uint32_t n, float *p,
+	      const bool f16)
 {
 	vf s[NV], top;
 	float c;
@@ -255,7 +281,7 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 	for (g = 0; g < NV; g++) {
 		vi keep = viota() + (int32_t)(g * VL) < (int32_t)n;
 
-		s[g] = scores(q, kp + g * VL, a->d) * a->scale;
+		s[g] = scores(q, kp + g * VL, a->d, f16) * a->scale;
 		s[g] = vselect(keep, s[g], vset1(-INFINITY));
 	}
 	top = s[0];
@@ -280,58 +306,87 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 		*l += e;
 		vstore(p + g * VL, e);
 	}
-	pv_row(out, p, vp, n, a->d);
+	pv_row(out, p, vp, n, a->d, f16);
 }
 
-/* Row @src of @d halves into @dst as floats (exact). */
-VI void widen(float *dst, const uint16_t *src, uint32_t d)
+/*
+ * Folds one span's result (m, l, o) into the running one (M, L, O), spans
+ * taken in order from the first. Not inlined: the kernel and the merge of
+ * split spans run this same code, so the two give the same bits.
+ */
+static __attribute__((noinline)) TARGET void fold(float *M, vf *L, float *O, float m,
+						   const vf *l, const float *o, uint32_t d)
 {
-	uint32_t i;
+	float top, a, b;
+	uint32_t j;
 
-	for (i = 0; i + VL <= d; i += VL)
-		vstore(dst + i, LOAD_F16(src + i));
-	for (; i < d; i++)
-		dst[i] = fp16_to_fp32(src[i]);
-}
-
-static TARGET void attn_run(const struct cpu_attn *a)
-{
-	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j;
-	size_t esz = a->f16 ? 2 : 4;
-	vf *l = (vf *)(void *)a->work;
-	float *m = a->work + (size_t)nq * VL, *p = m + nq, *kw = p + CH, *vw = kw + CH * a->d;
-	const float *kp[CH], *vp[CH];
-
-	for (j = 0; j < nq; j++) {
-		l[j] = vset1(0.0f);
-		m[j] = -INFINITY;
+	if (m == -INFINITY)
+		return;
+	if (*M == -INFINITY) {
+		*M = m;
+		*L = *l;
+		memcpy(O, o, d * sizeof(float));
+		return;
 	}
-	for (r = 0; r < a->rows; r++)
-		memset(a->out + r * a->ldo, 0, (size_t)a->heads * a->d * sizeof(float));
-	for (c0 = 0; c0 < end; c0 += CH) {
-		uint32_t cn = end - c0 < CH ? end - c0 : CH;
+	top = m > *M ? m : *M;
+	a = expf(*M - top);
+	b = expf(m - top);
+	for (j = 0; j < d; j++)
+		O[j] = O[j] * a + o[j] * b;
+	*L = *L * a + *l * b;
+	*M = top;
+}
 
-		/*
-		 * Halves are widened once per chunk into the work area, so every
-		 * head and row of the call reads floats.
-		 */
+/* O /= the sum of L's lanes, in order. */
+static __attribute__((noinline)) TARGET void finish(float *O, const vf *L, uint32_t d)
+{
+	float sum = 0, inv;
+	uint32_t j;
+
+	for (j = 0; j < VL; j++)
+		sum += (*L)[j];
+	inv = 1.0f / sum;
+	for (j = 0; j < d; j++)
+		O[j] *= inv;
+}
+
+/*
+ * The work area's next 64-byte boundary: vectors that straddle cache lines
+ * cost two loads (cpu_attn_work_floats() counts the padding).
+ */
+static inline float *align16(float *f)
+{
+	return (float *)(((uintptr_t)f + 63) & ~(uintptr_t)63);
+}
+
+/* Floats of one query's span result in &cpu_attn.part: m, l, o. */
+#define PART(d)		cpu_attn_part_floats(d)
+
+VI void attn(const struct cpu_attn *a, const bool f16)
+{
+	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j, lo, hi;
+	size_t esz = f16 ? 2 : 4;
+	vf *l = (vf *)(void *)a->work, *L = l + nq;
+	float *m = (float *)(L + nq), *M = m + nq, *o = align16(M + nq);
+	float *p = align16(o + (size_t)nq * a->d);
+	const void *kp[CH], *vp[CH];
+
+	lo = a->span_lo * ATTN_SPAN;
+	hi = a->span_hi && a->span_hi * ATTN_SPAN < end ? a->span_hi * ATTN_SPAN : end;
+	for (j = 0; j < nq; j++) {
+		l[j] = L[j] = vset1(0.0f);
+		m[j] = M[j] = -INFINITY;
+	}
+	memset(o, 0, (size_t)nq * a->d * sizeof(float));
+	for (c0 = lo; c0 < hi; c0 += CH) {
+		uint32_t cn = hi - c0 < CH ? hi - c0 : CH, s0 = c0 - c0 % ATTN_SPAN;
+
 		for (j = 0; j < CH; j++) {
-			uint32_t at = c0 + (j < cn ? j : 0);
-
-			if (!a->f16) {
-				kp[j] = a->k[at];
-				vp[j] = a->v[at];
-				continue;
-			}
-			kp[j] = kw + (size_t)(j < cn ? j : 0) * a->d;
-			vp[j] = vw + (size_t)(j < cn ? j : 0) * a->d;
-			if (j < cn) {
-				widen(kw + (size_t)j * a->d, a->k[at], a->d);
-				widen(vw + (size_t)j * a->d, a->v[at], a->d);
-			}
+			kp[j] = a->k[c0 + (j < cn ? j : 0)];
+			vp[j] = a->v[c0 + (j < cn ? j : 0)];
 		}
 		/* The next chunk's rows: each is a few lines, far from the last. */
-		for (j = c0 + CH; j < c0 + 2 * CH && j < end; j++) {
+		for (j = c0 + CH; j < c0 + 2 * CH && j < hi; j++) {
 			uint32_t i;
 
 			for (i = 0; i < a->d * esz; i += 64) {
@@ -349,22 +404,62 @@ static TARGET void attn_run(const struct cpu_attn *a)
 				uint32_t qi = r * a->heads + h;
 
 				chunk(a, a->q + r * a->ldq + (size_t)h * a->d,
-				      a->out + r * a->ldo + (size_t)h * a->d, &m[qi], &l[qi], kp, vp,
-				      n, p);
+				      o + (size_t)qi * a->d, &m[qi], &l[qi], kp, vp, n, p, f16);
 			}
 		}
-	}
-	for (r = 0; r < a->rows; r++) {
-		for (h = 0; h < a->heads; h++) {
-			uint32_t qi = r * a->heads + h;
-			float *out = a->out + r * a->ldo + (size_t)h * a->d, sum = 0, inv;
+		if (c0 + CH < hi && (c0 + CH) % ATTN_SPAN)
+			continue;
+		/* A span ends: each query's result for it is folded in or kept. */
+		for (j = 0; j < nq; j++) {
+			float *oj = o + (size_t)j * a->d;
 
-			for (j = 0; j < VL; j++)
-				sum += l[qi][j];
-			inv = 1.0f / sum;
-			for (j = 0; j < a->d; j++)
-				out[j] *= inv;
+			if (a->part) {
+				float *dst = a->part + ((size_t)j * a->part_spans + s0 / ATTN_SPAN) *
+						       PART(a->d);
+
+				dst[0] = m[j];
+				vstore(dst + 1, l[j]);
+				memcpy(dst + 1 + ATTN_MAX_LANES, oj, a->d * sizeof(float));
+			} else {
+				fold(&M[j], &L[j], a->out + j / a->heads * a->ldo +
+				     (size_t)(j % a->heads) * a->d, m[j], &l[j], oj, a->d);
+			}
+			l[j] = vset1(0.0f);
+			m[j] = -INFINITY;
+			memset(oj, 0, a->d * sizeof(float));
 		}
+	}
+	if (a->part)
+		return;
+	for (j = 0; j < nq; j++)
+		finish(a->out + j / a->heads * a->ldo + (size_t)(j % a->heads) * a->d, &L[j], a->d);
+}
+
+/* Two copies of the body, each with the row type a constant. */
+static TARGET void attn_run(const struct cpu_attn *a)
+{
+	if (a->f16)
+		attn(a, true);
+	else
+		attn(a, false);
+}
+
+static TARGET void attn_merge(const struct cpu_attn *a)
+{
+	uint32_t nq = a->rows * a->heads, j, s;
+
+	for (j = 0; j < nq; j++) {
+		float *out = a->out + j / a->heads * a->ldo + (size_t)(j % a->heads) * a->d;
+		float M = -INFINITY;
+		vf L = vset1(0.0f);
+
+		for (s = 0; s < a->part_spans; s++) {
+			const float *src = a->part + ((size_t)j * a->part_spans + s) * PART(a->d);
+			vf l = vload(src + 1);
+
+			fold(&M, &L, out, src[0], &l, src + 1 + ATTN_MAX_LANES, a->d);
+		}
+		finish(out, &L, a->d);
 	}
 }
 
@@ -372,4 +467,5 @@ const struct attn_kernels KERNELS_NAME = {
 	.name	= PATH_NAME,
 	.lanes	= VL,
 	.run	= attn_run,
+	.merge	= attn_merge,
 };

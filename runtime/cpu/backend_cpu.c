@@ -52,6 +52,10 @@ struct backend_cpu {
 	/* Rows per attention tile; each tile's sequence and first row. */
 	uint32_t		tile_rows;
 	uint32_t		*tile_seq, *tile_row;
+	/* The step's attention tasks and merges, and split decodes' results. */
+	struct attn_job		*jobs, *merges;
+	uint32_t		n_merges;
+	float			*attn_part;
 	/* The step being run, for the tasks. */
 	const struct backend_seq *seqs;
 	uint32_t		n_seqs, n_rows, layer;
@@ -179,30 +183,57 @@ static void qkv_task(void *arg, unsigned int row, unsigned int thread)
  * ATTN_TILE_QUERIES query heads, so the kernel reads each chunk of K and V
  * rows from memory once for that many heads (a GQA group times the tile's
  * rows) and then from L1; a decode is a tile of one row.
+ *
+ * When a step has too few of those for the threads (a long decode alone),
+ * each decode is also split by span (ATTN_SPAN positions): a task per span
+ * keeps its result apart, and a second pass folds them, which gives the
+ * same bits as one task (see attn_tmpl.h). Up to ATTN_SPLIT_SPANS spans; a
+ * longer context is not split, so the results' store stays small.
  */
 #define ATTN_TILE_QUERIES	48
+#define ATTN_SPLIT_SPANS	64
+
+/* One attention task; @part is an offset into attn_part, or -1 for none. */
+struct attn_job {
+	uint32_t	tile, kvh;
+	uint32_t	span_lo, span_hi;
+	int64_t		part;
+	uint32_t	spans;
+};
+
+static struct cpu_attn attn_args(struct backend_cpu *c, const struct attn_job *j,
+				 unsigned int thread, const void **kp, const void **vp)
+{
+	const struct backend_seq *s = &c->seqs[c->tile_seq[j->tile]];
+	uint32_t t0 = c->tile_row[j->tile], group = c->n_head / c->n_head_kv;
+	uint32_t rows = s->n_tokens - t0 < c->tile_rows ? s->n_tokens - t0 : c->tile_rows;
+	size_t d = c->head_dim, row = c->seq_row[c->tile_seq[j->tile]] + t0;
+
+	return (struct cpu_attn){
+		.q = c->q + row * c->q_dim + j->kvh * group * d, .ldq = c->q_dim,
+		.out = c->att + row * c->q_dim + j->kvh * group * d, .ldo = c->q_dim,
+		.k = kp, .v = vp, .pos = s->pos + t0, .rows = rows, .heads = group,
+		.d = (uint32_t)d, .scale = c->attn_scale, .f16 = c->kv_elem == 2,
+		.span_lo = j->span_lo, .span_hi = j->span_hi,
+		.part = j->part < 0 ? NULL : c->attn_part + j->part, .part_spans = j->spans,
+		.work = c->attn_work + thread * c->attn_work_stride,
+	};
+}
 
 static void attn_task(void *arg, unsigned int task, unsigned int thread)
 {
 	struct backend_cpu *c = arg;
-	uint32_t kvh = task % c->n_head_kv, tile = task / c->n_head_kv;
-	const struct backend_seq *s = &c->seqs[c->tile_seq[tile]];
-	uint32_t t0 = c->tile_row[tile], group = c->n_head / c->n_head_kv;
-	uint32_t rows = s->n_tokens - t0 < c->tile_rows ? s->n_tokens - t0 : c->tile_rows;
-	uint32_t bs = c->b.block_size, end = s->pos + t0 + rows, p;
-	size_t d = c->head_dim, kvo = kvh * d * c->kv_elem;
-	size_t row = c->seq_row[c->tile_seq[tile]] + t0;
+	const struct attn_job *j = &c->jobs[task];
+	const struct backend_seq *s = &c->seqs[c->tile_seq[j->tile]];
 	const void **kp = c->attn_ptr + (size_t)thread * 2 * c->b.max_context;
 	const void **vp = kp + c->b.max_context;
-	struct cpu_attn a = {
-		.q = c->q + row * c->q_dim + kvh * group * d, .ldq = c->q_dim,
-		.out = c->att + row * c->q_dim + kvh * group * d, .ldo = c->q_dim,
-		.k = kp, .v = vp, .pos = s->pos + t0, .rows = rows, .heads = group,
-		.d = (uint32_t)d, .scale = c->attn_scale, .f16 = c->kv_elem == 2,
-		.work = c->attn_work + thread * c->attn_work_stride,
-	};
+	struct cpu_attn a = attn_args(c, j, thread, kp, vp);
+	uint32_t bs = c->b.block_size, end = a.pos + a.rows, p;
+	size_t kvo = j->kvh * (size_t)c->head_dim * c->kv_elem;
 
-	for (p = 0; p < end; p++) {
+	if (j->span_hi && j->span_hi * ATTN_SPAN < end)
+		end = j->span_hi * ATTN_SPAN;
+	for (p = j->span_lo * ATTN_SPAN; p < end; p++) {
 		uint32_t block = s->block_table[p / bs];
 
 		kp[p] = (const uint8_t *)kv_at(c, c->layer, block, 0, p % bs) + kvo;
@@ -211,10 +242,23 @@ static void attn_task(void *arg, unsigned int task, unsigned int thread)
 	c->attn->run(&a);
 }
 
-/* Splits the step's sequences into attention tiles; returns the task count. */
-static uint32_t attn_tiles(struct backend_cpu *c)
+static void attn_merge_task(void *arg, unsigned int task, unsigned int thread)
 {
-	uint32_t i, t, n = 0;
+	struct backend_cpu *c = arg;
+	struct cpu_attn a = attn_args(c, &c->merges[task], thread, NULL, NULL);
+
+	c->attn->merge(&a);
+}
+
+/*
+ * Splits the step's sequences into attention tiles and those into tasks
+ * (c->jobs), and the split decodes' merges (c->merges); returns the tasks.
+ */
+static uint32_t attn_plan(struct backend_cpu *c)
+{
+	uint32_t i, t, kvh, n = 0, tasks, group = c->n_head / c->n_head_kv;
+	size_t pf = cpu_attn_part_floats(c->head_dim), used = 0;
+	bool split;
 
 	for (i = 0; i < c->n_seqs; i++) {
 		for (t = 0; t < c->seqs[i].n_tokens; t += c->tile_rows, n++) {
@@ -222,7 +266,34 @@ static uint32_t attn_tiles(struct backend_cpu *c)
 			c->tile_row[n] = t;
 		}
 	}
-	return n * c->n_head_kv;
+	split = c->b.n_threads > 1 && n * c->n_head_kv < 2 * c->b.n_threads;
+	c->n_merges = 0;
+	for (t = 0, tasks = 0; t < n; t++) {
+		const struct backend_seq *s = &c->seqs[c->tile_seq[t]];
+		uint32_t end = s->pos + c->tile_row[t] + 1;
+		uint32_t spans = (end + ATTN_SPAN - 1) / ATTN_SPAN, sp;
+		bool one = s->n_tokens - c->tile_row[t] == 1 || c->tile_rows == 1;
+
+		for (kvh = 0; kvh < c->n_head_kv; kvh++) {
+			if (!split || !one || spans < 2 || spans > ATTN_SPLIT_SPANS) {
+				c->jobs[tasks++] = (struct attn_job){
+					.tile = t, .kvh = kvh, .part = -1,
+				};
+				continue;
+			}
+			for (sp = 0; sp < spans; sp++)
+				c->jobs[tasks++] = (struct attn_job){
+					.tile = t, .kvh = kvh, .span_lo = sp,
+					.span_hi = sp + 1 < spans ? sp + 1 : 0,
+					.part = (int64_t)used, .spans = spans,
+				};
+			c->merges[c->n_merges++] = (struct attn_job){
+				.tile = t, .kvh = kvh, .part = (int64_t)used, .spans = spans,
+			};
+			used += (size_t)group * spans * pf;
+		}
+	}
+	return tasks;
 }
 
 /* Task per row: x += tmp (the residual), or gate = swiglu(gate, up). */
@@ -282,7 +353,7 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 			c->tok_seq[row] = i;
 		}
 	}
-	n_attn = attn_tiles(c);
+	n_attn = attn_plan(c);
 
 	err = cpu_get_rows(m->tok_embd->type, m->tok_embd->data, b->n_vocab, e, c->ids, n_rows,
 			   c->x, e);
@@ -300,6 +371,8 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 			return err;
 		threadpool_run(c->pool, n_rows, qkv_task, c);
 		threadpool_run(c->pool, n_attn, attn_task, c);
+		if (c->n_merges)
+			threadpool_run(c->pool, c->n_merges, attn_merge_task, c);
 		err = matmul(c, l->wo, c->att, c->q_dim, c->xn, e, n_rows);
 		if (err)
 			return err;
@@ -355,6 +428,9 @@ static void cpu_destroy(struct backend *b)
 	free(c->seq_row);
 	free(c->tile_seq);
 	free(c->tile_row);
+	free(c->jobs);
+	free(c->merges);
+	free(c->attn_part);
 	free(c->attn_work);
 	free(c->attn_ptr);
 	free(c);
@@ -399,7 +475,7 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 {
 	const struct model_hparams *hp = &m->hp;
 	struct backend_cpu *c;
-	size_t block_bytes, T, n_blocks;
+	size_t block_bytes, T, n_blocks, split;
 
 	if (backend_check_model(m, err, errlen))
 		return NULL;
@@ -477,7 +553,17 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->attn_ptr = calloc((size_t)c->b.n_threads * 2 * c->b.max_context, sizeof(void *));
 	c->tile_seq = calloc(T, sizeof(*c->tile_seq));
 	c->tile_row = calloc(T, sizeof(*c->tile_row));
-	if (!c->attn_work || !c->attn_ptr || !c->tile_seq || !c->tile_row) {
+	/*
+	 * Splits happen only below 2 * threads (tile, KV head) pairs, each into
+	 * at most ATTN_SPLIT_SPANS tasks.
+	 */
+	split = 2 * (size_t)c->b.n_threads;
+	c->jobs = calloc(T * c->n_head_kv + split * ATTN_SPLIT_SPANS, sizeof(*c->jobs));
+	c->merges = calloc(split, sizeof(*c->merges));
+	c->attn_part = falloc(split * (c->n_head / c->n_head_kv) * ATTN_SPLIT_SPANS,
+			      cpu_attn_part_floats(c->head_dim));
+	if (!c->attn_work || !c->attn_ptr || !c->tile_seq || !c->tile_row || !c->jobs ||
+	    !c->merges || !c->attn_part) {
 		backend_errf(err, errlen, -ENOMEM, "attention scratch: out of memory");
 		goto fail;
 	}

@@ -493,6 +493,85 @@ static void test_batch_qwen2(void **state)
 	batch_vs_alone("tiny-qwen2", "BF16");
 }
 
+/*
+ * A long decode alone, whose attention the backend splits by span over the
+ * threads and merges, gives the bits it gives in a step with others (enough
+ * tasks: no split).
+ */
+static void test_long_decode_split(void **state)
+{
+	enum { LEN = 700, DEC = 4, OTHERS = 3, BLK = 48 };
+	struct backend_params p = {
+		.n_threads = 2, .max_tokens = 256, .max_context = 1024, .kv_dtype = BACKEND_KV_F16,
+	};
+	uint32_t tok[LEN + DEC], otok[OTHERS][8], table[1 + OTHERS][BLK], i, j;
+	struct backend_seq s[1 + OTHERS];
+	float *alone, *together, *out;
+	char path[1200], err[256];
+	struct loaded l;
+	struct backend *b;
+	size_t v;
+
+	(void)state;
+	load(&l, "tiny", "F16", path, sizeof(path));
+	p.kv_bytes = (1 + OTHERS) * BLK * backend_kv_block_bytes(&l.m, 16, BACKEND_KV_F16);
+	b = backend_cpu_create(&l.m, &p, err, sizeof(err));
+	assert_non_null(b);
+	v = b->n_vocab;
+	tokens_fill(tok, LEN + DEC, v, 21);
+	for (i = 0; i < 1 + OTHERS; i++)
+		for (j = 0; j < BLK; j++)
+			table[i][j] = (1 + OTHERS) * BLK - 1 - (j * (1 + OTHERS) + i);
+	alone = malloc(DEC * v * sizeof(float));
+	together = malloc((1 + OTHERS) * v * sizeof(float));
+	out = malloc(256 * v * sizeof(float));
+	/* The prompt, then DEC decodes alone: 1 tile x 2 KV heads < 2 x 2 threads. */
+	for (i = 0; i < LEN; i += 256) {
+		s[0] = (struct backend_seq){
+			.block_table = table[0], .n_blocks = BLK, .pos = i, .tokens = tok + i,
+			.n_tokens = LEN - i < 256 ? LEN - i : 256, .logits = BACKEND_LOGITS_NONE,
+		};
+		assert_int_equal(backend_step(b, s, 1, out), 0);
+	}
+	for (i = 0; i < DEC; i++) {
+		s[0] = (struct backend_seq){
+			.block_table = table[0], .n_blocks = BLK, .pos = LEN + i, .tokens = tok + LEN + i,
+			.n_tokens = 1,
+		};
+		assert_int_equal(backend_step(b, s, 1, alone + i * v), 0);
+	}
+	/* The same decodes again (rewriting the same K/V), beside 3 others. */
+	for (j = 0; j < OTHERS; j++) {
+		tokens_fill(otok[j], 8, v, 30 + j);
+		s[0] = (struct backend_seq){
+			.block_table = table[1 + j], .n_blocks = BLK, .tokens = otok[j],
+			.n_tokens = 4, .logits = BACKEND_LOGITS_NONE,
+		};
+		assert_int_equal(backend_step(b, s, 1, out), 0);
+	}
+	for (i = 0; i < DEC; i++) {
+		s[0] = (struct backend_seq){
+			.block_table = table[0], .n_blocks = BLK, .pos = LEN + i, .tokens = tok + LEN + i,
+			.n_tokens = 1,
+		};
+		for (j = 0; j < OTHERS; j++)
+			s[1 + j] = (struct backend_seq){
+				.block_table = table[1 + j], .n_blocks = BLK, .pos = 4 + i,
+				.tokens = &otok[j][4 + i], .n_tokens = 1,
+			};
+		assert_int_equal(backend_step(b, s, 1 + OTHERS, together), 0);
+		if (memcmp(together, alone + i * v, v * sizeof(float)))
+			fail_msg("decode at %u: split alone differs from unsplit in a batch "
+				 "(relative %.3g)", LEN + i,
+				 rel_err_f(together, alone + i * v, v));
+	}
+	free(alone);
+	free(together);
+	free(out);
+	backend_destroy(b);
+	unload(&l);
+}
+
 /* A 64-token prompt fed in chunks of 1, 7 and 64 gives the same logits. */
 static void test_chunks(void **state)
 {
@@ -967,6 +1046,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_batch_llama),
 		cmocka_unit_test(test_batch_qwen2),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_long_decode_split),
 		cmocka_unit_test(test_logits_modes),
 		cmocka_unit_test(test_bad_steps),
 		cmocka_unit_test(test_check_model),

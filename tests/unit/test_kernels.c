@@ -39,8 +39,8 @@
  *   add one rounding per position and a few for rescaling. Over all outputs,
  *   1e-6 relative (typically 1e-7: the elementwise bound holds for any
  *   input, so it is loose; this catches an exp off by 1e-4). Each row and
- *   head gives the same bits alone, in a tile of rows, and beside other
- *   heads.
+ *   head gives the same bits alone, in a tile of rows, beside other heads,
+ *   and with its spans split over calls and merged.
  */
 #include <errno.h>
 #include <float.h>
@@ -1237,6 +1237,73 @@ static void test_attention_invariance(void **state)
 	}
 }
 
+/*
+ * A call's spans kept apart (cpu_attn.part) by several calls over different
+ * span ranges, then merged, give the bits of one call over everything.
+ */
+static void test_attention_split(void **state)
+{
+	const int pth = *(const int *)*state;
+	const struct attn_kernels *kern = attn_or_skip(pth);
+	/* rows, heads, d, pos, f16; and where the calls' span ranges end */
+	static const uint32_t cs[][5] = {
+		{ 1, 4, 64, 1000, 1 }, { 3, 3, 40, 700, 0 }, { 1, 1, 130, 256, 0 },
+		{ 2, 2, 64, 2500, 1 },
+	};
+	size_t i;
+
+	reseed(kern->name);
+	for (i = 0; i < 4; i++) {
+		struct attn_case c;
+		uint32_t end, spans, lo, hi;
+		size_t cnt, ld, pf;
+		float *split, *part, *work;
+
+		attn_case_make(&c, cs[i][0], cs[i][1], cs[i][2], cs[i][3], cs[i][4]);
+		end = c.pos + c.rows;
+		spans = (end + ATTN_SPAN - 1) / ATTN_SPAN;
+		cnt = (size_t)c.rows * c.heads * c.d;
+		ld = (size_t)c.heads * c.d;
+		pf = cpu_attn_part_floats(c.d);
+		split = malloc(cnt * sizeof(float));
+		part = malloc((size_t)c.rows * c.heads * spans * pf * sizeof(float));
+		work = aligned_alloc(64, (cpu_attn_work_floats(c.rows * c.heads, c.d) *
+					  sizeof(float) + 63) & ~(size_t)63);
+		attn_call(kern, &c, 0, c.rows, 0, c.heads, c.out);
+		for (lo = 0; lo < spans; lo = hi) {	/* ranges of 1, 2, 1, 2, ... spans */
+			struct cpu_attn a = {
+				.q = c.q, .ldq = ld, .out = NULL, .ldo = ld, .k = c.k, .v = c.v,
+				.pos = c.pos, .rows = c.rows, .heads = c.heads, .d = c.d,
+				.scale = (float)(1.0 / sqrt((double)c.d)), .f16 = c.f16,
+				.part = part, .part_spans = spans, .work = work,
+			};
+
+			hi = lo + 1 + lo % 2;
+			a.span_lo = lo;
+			a.span_hi = hi < spans ? hi : 0;
+			kern->run(&a);
+		}
+		for (lo = 0; lo < cnt; lo++)
+			split[lo] = NAN;
+		{
+			struct cpu_attn a = {
+				.out = split, .ldo = ld, .rows = c.rows, .heads = c.heads, .d = c.d,
+				.part = part, .part_spans = spans,
+			};
+
+			kern->merge(&a);
+		}
+		if (memcmp(c.out, split, cnt * sizeof(float)))
+			fail_msg("%s attention rows %u heads %u d %u pos %u: %u spans split over "
+				 "calls and merged differ from one call (seed %llu)", kern->name,
+				 c.rows, c.heads, c.d, c.pos, spans, seed);
+		free(split);
+		free(part);
+		free(work);
+		attn_case_free(&c);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1313,6 +1380,8 @@ int main(void)
 		snprintf(names[nn], sizeof(names[nn]), "attention_invariance/%s",
 			 attn_paths[p].name);
 		ADD(test_attention_invariance, names[nn++], &path_params[p]);
+		snprintf(names[nn], sizeof(names[nn]), "attention_split/%s", attn_paths[p].name);
+		ADD(test_attention_split, names[nn++], &path_params[p]);
 	}
 	ADD(test_matmul_errors, "matmul_errors", NULL);
 	ADD(test_rmsnorm, "rmsnorm", NULL);
