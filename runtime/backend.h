@@ -155,6 +155,8 @@ struct backend_ops {
  *		may list: n_pen + 1 for each penalised one
  * @graphs:	steps captured as replayable graphs (CUDA graphs), so far
  * @graph_steps: steps that ran by replaying one
+ * @attn_split_steps: the CPU backend: layers of steps whose attention split
+ *		a sequence over threads by span (for tests and tuning)
  */
 struct backend {
 	const struct backend_ops *ops;
@@ -171,6 +173,7 @@ struct backend {
 	uint32_t		pen_room;
 	uint32_t		graphs;
 	uint64_t		graph_steps;
+	uint64_t		attn_split_steps;
 };
 
 /**

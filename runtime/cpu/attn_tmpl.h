@@ -337,12 +337,21 @@ static __attribute__((noinline)) TARGET void fold(float *M, vf *L, float *O, flo
 	*M = top;
 }
 
-/* O /= the sum of L's lanes, in order. */
-static __attribute__((noinline)) TARGET void finish(float *O, const vf *L, uint32_t d)
+/*
+ * O /= the sum of L's lanes, in order. M still -inf: no position had a
+ * number for a score (a NaN or infinite query or key), and O was never
+ * written: zeros then, as a fully masked softmax gives.
+ */
+static __attribute__((noinline)) TARGET void finish(float *O, float M, const vf *L,
+						     uint32_t d)
 {
 	float sum = 0, inv;
 	uint32_t j;
 
+	if (M == -INFINITY) {
+		memset(O, 0, d * sizeof(float));
+		return;
+	}
 	for (j = 0; j < VL; j++)
 		sum += (*L)[j];
 	inv = 1.0f / sum;
@@ -432,7 +441,8 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 	if (a->part)
 		return;
 	for (j = 0; j < nq; j++)
-		finish(a->out + j / a->heads * a->ldo + (size_t)(j % a->heads) * a->d, &L[j], a->d);
+		finish(a->out + j / a->heads * a->ldo + (size_t)(j % a->heads) * a->d, M[j], &L[j],
+		       a->d);
 }
 
 /* Two copies of the body, each with the row type a constant. */
@@ -459,7 +469,7 @@ static TARGET void attn_merge(const struct cpu_attn *a)
 
 			fold(&M, &L, out, src[0], &l, src + 1 + ATTN_MAX_LANES, a->d);
 		}
-		finish(out, &L, a->d);
+		finish(out, M, &L, a->d);
 	}
 }
 

@@ -371,8 +371,10 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 			return err;
 		threadpool_run(c->pool, n_rows, qkv_task, c);
 		threadpool_run(c->pool, n_attn, attn_task, c);
-		if (c->n_merges)
+		if (c->n_merges) {
 			threadpool_run(c->pool, c->n_merges, attn_merge_task, c);
+			b->attn_split_steps++;
+		}
 		err = matmul(c, l->wo, c->att, c->q_dim, c->xn, e, n_rows);
 		if (err)
 			return err;

@@ -1128,9 +1128,9 @@ static void test_attention_vs_numpy(void **state)
 		{ 1, 1, 64, 0, 0 }, { 1, 3, 64, 1000, 1 }, { 7, 4, 128, 37, 0 },
 		{ 17, 2, 18, 100, 1 }, { 5, 1, 2, 20, 0 }, { 33, 3, 64, 0, 1 },
 		{ 1, 8, 130, 300, 1 }, { 40, 1, 256, 15, 0 }, { 3, 2, 128, 600, 1 },
-		{ 2, 1, 6, 40, 1 },
+		{ 2, 1, 6, 40, 1 }, { 20, 2, 64, 245, 0 }, { 30, 3, 40, 500, 1 },
 	};
-	struct attn_case c[10];
+	struct attn_case c[12];
 	char dir[1100], name[16];
 	double num = 0, den = 0;
 	size_t i, e;
@@ -1140,7 +1140,7 @@ static void test_attention_vs_numpy(void **state)
 		skip();
 	reseed(kern->name);
 	f = cases_open(dir, sizeof(dir));
-	for (i = 0; i < 10; i++) {
+	for (i = 0; i < 12; i++) {
 		uint32_t n = cs[i][3] + cs[i][0];
 		size_t cnt;
 
@@ -1158,7 +1158,7 @@ static void test_attention_vs_numpy(void **state)
 	}
 	fclose(f);
 	run_reference(dir);
-	for (i = 0; i < 10; i++) {
+	for (i = 0; i < 12; i++) {
 		const struct attn_case *a = &c[i];
 		size_t cnt = (size_t)a->rows * a->heads * a->d, ld = (size_t)a->heads * a->d;
 		double *ref, *abs, s = 1.0 / sqrt((double)a->d);
@@ -1195,7 +1195,7 @@ static void test_attention_vs_numpy(void **state)
 	if (!(sqrt(num / den) < 1e-6))
 		fail_msg("%s attention: relative error %.3g >= 1e-6 (seed %llu)", kern->name,
 			 sqrt(num / den), seed);
-	print_message("%s attention: 10 shapes, relative error %.2g\n", kern->name,
+	print_message("%s attention: 12 shapes, relative error %.2g\n", kern->name,
 		      sqrt(num / den));
 }
 
@@ -1206,11 +1206,13 @@ static void test_attention_invariance(void **state)
 	const struct attn_kernels *kern = attn_or_skip(pth);
 	static const uint32_t cs[][5] = {
 		{ 23, 3, 64, 0, 0 }, { 9, 4, 40, 70, 1 }, { 12, 2, 130, 5, 0 }, { 20, 3, 64, 9, 1 },
+		/* rows ending in different spans */
+		{ 20, 2, 64, 245, 0 }, { 30, 3, 40, 500, 1 },
 	};
 	size_t i;
 
 	reseed(kern->name);
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 6; i++) {
 		struct attn_case c;
 		size_t cnt;
 		float *one, *tiles;
@@ -1233,6 +1235,24 @@ static void test_attention_invariance(void **state)
 				 c.heads, c.d, c.pos, seed);
 		free(one);
 		free(tiles);
+		attn_case_free(&c);
+	}
+	/* No score is a number (NaN queries): zeros, never what out held before. */
+	{
+		struct attn_case c;
+		size_t e, cnt;
+
+		attn_case_make(&c, 2, 3, 64, 300, 1);
+		cnt = (size_t)c.rows * c.heads * c.d;
+		for (e = 0; e < cnt; e++) {
+			c.q[e] = NAN;
+			c.out[e] = 12345.0f;
+		}
+		attn_call(kern, &c, 0, c.rows, 0, c.heads, c.out);
+		for (e = 0; e < cnt; e++)
+			if (c.out[e] != 0.0f)
+				fail_msg("%s attention of NaN queries: out[%zu] = %g, not 0",
+					 kern->name, e, c.out[e]);
 		attn_case_free(&c);
 	}
 }
@@ -1270,7 +1290,7 @@ static void test_attention_split(void **state)
 		work = aligned_alloc(64, (cpu_attn_work_floats(c.rows * c.heads, c.d) *
 					  sizeof(float) + 63) & ~(size_t)63);
 		attn_call(kern, &c, 0, c.rows, 0, c.heads, c.out);
-		for (lo = 0; lo < spans; lo = hi) {	/* ranges of 1, 2, 1, 2, ... spans */
+		for (lo = 0; lo < spans; lo = hi) {	/* ranges of 1 span, then 2s */
 			struct cpu_attn a = {
 				.q = c.q, .ldq = ld, .out = NULL, .ldo = ld, .k = c.k, .v = c.v,
 				.pos = c.pos, .rows = c.rows, .heads = c.heads, .d = c.d,
