@@ -683,6 +683,25 @@ static void test_bad_steps(void **state)
 }
 
 /*
+ * llmq run --model @model @args refused: status @rc, nothing on stdout, one
+ * line on stderr, holding @needle unless that is NULL.
+ */
+static void run_refused(const char *model, const char *args, int rc, const char *needle)
+{
+	char cmd[3000], *o, *e;
+
+	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s %s", getenv("LLMQ_BIN_DIR"), model,
+		 args);
+	assert_int_equal(testenv_sh(tmpdir, cmd, &o, &e), rc);
+	assert_string_equal(o, "");
+	assert_int_equal(testenv_lines(e), 1);
+	if (needle && !strstr(e, needle))
+		fail_msg("llmq run %s: '%s' lacks '%s'", args, e, needle);
+	free(o);
+	free(e);
+}
+
+/*
  * llmq run: greedy output is the same twice and stops at --max-tokens;
  * --verbose reports both rates on stderr, never on stdout; a bad flag
  * exits 2 with one line. Skipped while llmq has no run command.
@@ -717,41 +736,12 @@ static void test_cli_run(void **state)
 	free(o2);
 	free(e2);
 
-	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --bogus x", getenv("LLMQ_BIN_DIR"),
-		 path);
-	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
-	assert_int_equal(testenv_lines(e1), 1);
-	assert_string_equal(o1, "");
-	free(o1);
-	free(e1);
-	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --top-k -1 x", getenv("LLMQ_BIN_DIR"),
-		 path);
-	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
-	assert_int_equal(testenv_lines(e1), 1);
-	free(o1);
-	free(e1);
-	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --min-p 1.5 x", getenv("LLMQ_BIN_DIR"),
-		 path);
-	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
-	assert_int_equal(testenv_lines(e1), 1);
-	assert_non_null(strstr(e1, "min_p"));
-	free(o1);
-	free(e1);
-
+	run_refused(path, "--bogus x", 2, NULL);
+	run_refused(path, "--top-k -1 x", 2, NULL);
+	run_refused(path, "--min-p 1.5 x", 2, "min_p");
 	/* The KV cache's type: a bad name is a flag error; bf16 is CUDA's only. */
-	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype fp8 x",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 2);
-	assert_int_equal(testenv_lines(e1), 1);
-	assert_non_null(strstr(e1, "kv-cache-dtype"));
-	free(o1);
-	free(e1);
-	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype bf16 x",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 1);
-	assert_non_null(strstr(e1, "KV cache dtype bf16"));
-	free(o1);
-	free(e1);
+	run_refused(path, "--kv-cache-dtype fp8 x", 2, "kv-cache-dtype");
+	run_refused(path, "--kv-cache-dtype bf16 x", 1, "KV cache dtype bf16");
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype f32 --temperature 0 "
 		 "--max-tokens 12 x", getenv("LLMQ_BIN_DIR"), path);
 	assert_int_equal(testenv_sh(tmpdir, cmd, &o1, &e1), 0);
