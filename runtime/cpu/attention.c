@@ -35,13 +35,15 @@ const struct attn_kernels *attn_kernels(enum cpu_isa isa)
  *
  * Return: floats for @work of &struct cpu_attn (per query a running sum
  * vector and maximum for the span and for the total, and the span's output;
- * one chunk's weights; each on a 64-byte boundary), on any path; @work
+ * one chunk's weights for ATTN_GROUP heads; a chunk's K and V rows widened to floats; each on a
+ * 64-byte boundary), on any path; @work
  * itself is 64-byte aligned.
  */
 size_t cpu_attn_work_floats(uint32_t queries, uint32_t d)
 {
-	return (size_t)queries * (2 * ATTN_MAX_LANES + 2 + d) + ATTN_CHUNK +
-	       2 * 16;		/* + 2 alignments to 64 bytes */
+	return (size_t)queries * (2 * ATTN_MAX_LANES + 2 + d) + ATTN_GROUP * ATTN_CHUNK +
+	       2 * (size_t)ATTN_CHUNK * d +	/* a chunk's K and V, widened */
+	       3 * 16;		/* + 3 alignments to 64 bytes */
 }
 
 /**

@@ -18,6 +18,10 @@
 /* Positions per span, whose results are folded in order (a multiple of the
  * chunk): the unit in which one sequence may be split over threads. */
 #define ATTN_SPAN	256
+/* Heads of a row whose p * V the kernel computes together. */
+#define ATTN_GROUP	3
+/* Queries in a call from which an F16 chunk is widened once for all. */
+#define ATTN_WIDEN_MIN	4
 /* Most floats per vector of any path. */
 #define ATTN_MAX_LANES	16
 

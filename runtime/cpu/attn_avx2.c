@@ -17,6 +17,7 @@
 #define VL		8
 #define TARGET		__attribute__((target("avx2,fma,f16c")))
 #define LOAD_F16(p)	((vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p))))
+#define VMAX(a, b)	((vf)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define KERNELS_NAME	attn_avx2
 #define PATH_NAME	"avx2"
 

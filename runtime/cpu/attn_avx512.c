@@ -24,6 +24,7 @@
 
 #define TARGET		__attribute__((target("avx512f,fma")))
 #define LOAD_F16(p)	((vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p))))
+#define VMAX(a, b)	((vf)_mm512_max_ps((__m512)(a), (__m512)(b)))
 #define KERNELS_NAME	attn_avx512
 #define PATH_NAME	"avx512"
 #endif

@@ -3,12 +3,15 @@
  * The attention kernel body shared by every path, in GCC vector extensions;
  * the path's file defines VL (4, 8 or 16 floats), TARGET (the function
  * attribute enabling its ISA) and KERNELS_NAME / PATH_NAME, and may define
- * LOAD_F16(p) (VL halves at p as a vf, exactly) with its ISA's conversion,
- * then includes it. With an FMA target GCC contracts a * b + c into one FMA
- * (-std=gnu11). K and V rows are floats or halves (an F16 cache); halves
- * are widened exactly as they are loaded, so the arithmetic is the same on
- * their values. (Widening a chunk once into the work area instead measured
- * slower for decodes, which read each row for a few heads only.)
+ * LOAD_F16(p) (VL halves at p as a vf, exactly) with its ISA's conversion
+ * and VMAX(a, b) (its maxps), then includes it. With an FMA target GCC
+ * contracts a * b + c into one FMA (-std=gnu11). K and V rows are floats or
+ * halves (an F16 cache); halves are widened exactly, so the arithmetic is
+ * the same on their values. A call of ATTN_WIDEN_MIN queries or more (a
+ * prefill tile) widens each chunk once into the work area, which every query
+ * then reads as floats; a call of fewer (a decode: one row's few GQA heads)
+ * widens as it loads, since widening a chunk for a few readers measured
+ * slower than converting it in each.
  *
  * How a query head's output is computed (flash-attention's online softmax):
  * positions are taken in chunks of ATTN_CHUNK from position 0. For a chunk,
@@ -32,7 +35,12 @@
  *
  * Work: every row of the call reads a chunk's K and V rows while they are in
  * L1, so a group of GQA heads and a tile of prefill rows read the cache once
- * per tile instead of once per head and row.
+ * per tile instead of once per head and row. Up to ATTN_GROUP consecutive
+ * queries that see the same positions of a chunk (a row's heads, or whole
+ * rows) take their p * V together: each V vector is loaded (and widened)
+ * once for the group, and the group's 3 x 4 accumulators keep both FMA pipes
+ * busy where one query's 4 would wait on each FMA's latency. Each output is
+ * still the same chain of FMAs, so grouping changes no bit.
  */
 
 #define CH		ATTN_CHUNK
@@ -89,7 +97,12 @@ VI float kv_get(const void *row, uint32_t i, const bool f16)
 
 VI vf vset1(float f)
 {
-	return (vf){ 0 } + f;
+	vf v;
+	int j;
+
+	for (j = 0; j < VL; j++)
+		v[j] = f;
+	return v;
 }
 
 /* Lanes of @a where @keep is all ones, of @b elsewhere. */
@@ -98,9 +111,46 @@ VI vf vselect(vi keep, vf a, vf b)
 	return (vf)(((vi)a & keep) | ((vi)b & ~keep));
 }
 
+/* a > b ? a : b lanewise (b where either is a NaN), as maxps computes it. */
 VI vf vmax(vf a, vf b)
 {
+#ifdef VMAX
+	return VMAX(a, b);
+#else
 	return vselect(a > b, a, b);
+#endif
+}
+
+/* The largest lane of @v, by halves (a NaN lane may or may not win). */
+VI float vhmax(vf v)
+{
+#if VL == 16
+	const vi h8 = { 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7 };
+	const vi h4 = { 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11 };
+	const vi h2 = { 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13 };
+
+	v = vmax(v, __builtin_shuffle(v, h8));
+	v = vmax(v, __builtin_shuffle(v, h4));
+#elif VL == 8
+	const vi h4 = { 4, 5, 6, 7, 0, 1, 2, 3 }, h2 = { 2, 3, 0, 1, 6, 7, 4, 5 };
+
+	v = vmax(v, __builtin_shuffle(v, h4));
+#else
+	const vi h2 = { 2, 3, 0, 1 };
+#endif
+	v = vmax(v, __builtin_shuffle(v, h2));
+	return v[0] > v[1] ? v[0] : v[1];
+}
+
+/* x[0 .. n) *= f, each product rounded once as the scalar loop would. */
+VI void vscale(float *x, float f, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i + VL <= n; i += VL)
+		vstore(x + i, vload(x + i) * f);
+	for (; i < n; i++)
+		x[i] *= f;
 }
 
 VI vi viota(void)
@@ -138,7 +188,7 @@ VI vf vexp(vf x)
 	p = p * r + 5.0000001201e-1f;
 	y = p * (r * r) + r + 1.0f;
 	e = (__builtin_convertvector(n, vi) + 127) << 23;
-	return vselect(keep, y * (vf)e, vset1(0.0f));
+	return (vf)((vi)(y * (vf)e) & keep);
 }
 
 /* Lane i: x or y's lane a[i], plus its lane b[i] (a step of vreduce's tree). */
@@ -227,56 +277,76 @@ VI vf scores(const float *q, const void * const *kp, uint32_t d, const bool f16)
 	return vreduce(acc);
 }
 
-/* out[o .. o + nb VL) += sum over j < n of p[j] * v[j][o ..]; nb constant. */
-VI void pv(float *out, const float *p, const void * const *vp, uint32_t o, uint32_t n,
-	   const int nb, const bool f16)
+/*
+ * out[g][o .. o + nb VL) += sum over j < n of p[g CH + j] * v[j][o ..] for
+ * the gq queries g of a group; gq and nb constant. Each output is the same
+ * chain of FMAs, j in order, for any gq: a group only shares the loads (and
+ * the widening) of V and keeps gq * nb chains in flight instead of nb.
+ */
+VI void pv(float * const *out, const float *p, const void * const *vp, uint32_t o,
+	   uint32_t n, const int gq, const int nb, const bool f16)
 {
-	vf acc[8];
+	vf acc[ATTN_GROUP][4];
 	uint32_t j;
-	int w;
+	int g, w;
 
-	UNROLL(8)
-	for (w = 0; w < nb; w++)
-		acc[w] = vload(out + o + w * VL);
-	for (j = 0; j < n; j++) {
-		vf pj = vset1(p[j]);
-
-		UNROLL(8)
+	UNROLL(4)
+	for (g = 0; g < gq; g++) {
+		UNROLL(4)
 		for (w = 0; w < nb; w++)
-			acc[w] += pj * kv_load(vp[j], o + w * VL, f16);
+			acc[g][w] = vload(out[g] + o + w * VL);
 	}
-	UNROLL(8)
-	for (w = 0; w < nb; w++)
-		vstore(out + o + w * VL, acc[w]);
+	for (j = 0; j < n; j++) {
+		vf pj[ATTN_GROUP];
+
+		UNROLL(4)
+		for (g = 0; g < gq; g++)
+			pj[g] = vset1(p[g * CH + j]);
+		UNROLL(4)
+		for (w = 0; w < nb; w++) {
+			vf vv = kv_load(vp[j], o + w * VL, f16);
+
+			UNROLL(4)
+			for (g = 0; g < gq; g++)
+				acc[g][w] += pj[g] * vv;
+		}
+	}
+	UNROLL(4)
+	for (g = 0; g < gq; g++) {
+		UNROLL(4)
+		for (w = 0; w < nb; w++)
+			vstore(out[g] + o + w * VL, acc[g][w]);
+	}
 }
 
-VI void pv_row(float *out, const float *p, const void * const *vp, uint32_t n, uint32_t d,
-	       const bool f16)
+VI void pv_rows(float * const *out, const float *p, const void * const *vp, uint32_t n,
+		uint32_t d, const int gq, const bool f16)
 {
 	uint32_t o, j;
+	int g;
 
-	for (o = 0; o + 8 * VL <= d; o += 8 * VL)
-		pv(out, p, vp, o, n, 8, f16);
-	for (; o + 4 * VL <= d; o += 4 * VL)
-		pv(out, p, vp, o, n, 4, f16);
+	for (o = 0; o + 4 * VL <= d; o += 4 * VL)
+		pv(out, p, vp, o, n, gq, 4, f16);
 	for (; o + VL <= d; o += VL)
-		pv(out, p, vp, o, n, 1, f16);
+		pv(out, p, vp, o, n, gq, 1, f16);
 	for (; o < d; o++)
-		for (j = 0; j < n; j++)
-			out[o] += p[j] * kv_get(vp[j], o, f16);
+		for (g = 0; g < gq; g++)
+			for (j = 0; j < n; j++)
+				out[g][o] += p[g * CH + j] * kv_get(vp[j], o, f16);
 }
 
 /*
- * One query head over one chunk of @n valid positions (kp, vp: CH pointers,
- * those past @n pointing at any readable row).
+ * One query head's scores over one chunk of @n valid positions (kp: CH
+ * pointers, those past @n pointing at any readable row), then its online
+ * softmax step: the running maximum @m, its output @out rescaled if that
+ * grows, the weights p = exp(s - m) (CH floats) and their sum @l.
  */
 VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf *l,
-	      const void * const *kp, const void * const *vp, uint32_t n, float *p,
-	      const bool f16)
+	      const void * const *kp, uint32_t n, float *p, const bool f16)
 {
 	vf s[NV], top;
 	float c;
-	uint32_t g, j;
+	uint32_t g;
 
 	for (g = 0; g < NV; g++) {
 		vi keep = viota() + (int32_t)(g * VL) < (int32_t)n;
@@ -287,15 +357,12 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 	top = s[0];
 	for (g = 1; g < NV; g++)
 		top = vmax(top, s[g]);
-	c = top[0];
-	for (j = 1; j < VL; j++)
-		c = top[j] > c ? top[j] : c;
+	c = vhmax(top);
 	if (c > *m) {
 		if (*m != -INFINITY) {
 			float alpha = expf(*m - c);
 
-			for (j = 0; j < a->d; j++)
-				out[j] *= alpha;
+			vscale(out, alpha, a->d);
 			*l *= alpha;
 		}
 		*m = c;
@@ -306,7 +373,67 @@ VI void chunk(const struct cpu_attn *a, const float *q, float *out, float *m, vf
 		*l += e;
 		vstore(p + g * VL, e);
 	}
-	pv_row(out, p, vp, n, a->d, f16);
+}
+
+/*
+ * Queries q0 .. q0 + gq of the call (row-major: row * heads + head), which
+ * all see @n positions of the chunk: each query's softmax step, then their
+ * p * V together.
+ */
+VI void chunk_group(const struct cpu_attn *a, uint32_t q0, const int gq, float *o, float *m,
+		    vf *l, const void * const *kp, const void * const *vp, uint32_t n,
+		    float *p, const bool f16)
+{
+	float *out[ATTN_GROUP];
+	int g;
+
+	UNROLL(4)
+	for (g = 0; g < gq; g++) {
+		uint32_t qi = q0 + g, r = qi / a->heads, h = qi % a->heads;
+
+		out[g] = o + (size_t)qi * a->d;
+		chunk(a, a->q + r * a->ldq + (size_t)h * a->d, out[g], &m[qi], &l[qi], kp, n,
+		      p + g * CH, f16);
+	}
+	pv_rows(out, p, vp, n, a->d, gq, f16);
+}
+
+/*
+ * Every query of the call over the chunk at @c0: consecutive queries that
+ * see the same positions of it (the heads of a row; whole rows, unless the
+ * chunk holds their own positions) go in groups of up to ATTN_GROUP.
+ */
+VI void chunk_all(const struct cpu_attn *a, uint32_t c0, float *o, float *m, vf *l,
+		  const void * const *kp, const void * const *vp, float *p, const bool f16)
+{
+	uint32_t nq = a->rows * a->heads, qi = 0, n, gq;
+
+	while (qi < nq) {
+		n = a->pos + qi / a->heads + 1;		/* the row's positions */
+		if (n <= c0) {
+			qi += a->heads;			/* none in this chunk */
+			continue;
+		}
+		n = n - c0 < CH ? n - c0 : CH;
+		for (gq = 1; gq < ATTN_GROUP && qi + gq < nq; gq++) {
+			uint32_t next = a->pos + (qi + gq) / a->heads + 1 - c0;
+
+			if ((next < CH ? next : CH) != n)
+				break;
+		}
+		switch (gq) {
+		case ATTN_GROUP:
+			chunk_group(a, qi, ATTN_GROUP, o, m, l, kp, vp, n, p, f16);
+			break;
+		case 2:
+			chunk_group(a, qi, 2, o, m, l, kp, vp, n, p, f16);
+			break;
+		default:
+			chunk_group(a, qi, 1, o, m, l, kp, vp, n, p, f16);
+			break;
+		}
+		qi += gq;
+	}
 }
 
 /*
@@ -359,6 +486,17 @@ static __attribute__((noinline)) TARGET void finish(float *O, float M, const vf 
 		O[j] *= inv;
 }
 
+/* @n halves at @src as floats at @dst, exactly. */
+VI void widen(float *dst, const uint16_t *src, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i + VL <= n; i += VL)
+		vstore(dst + i, LOAD_F16(src + i));
+	for (; i < n; i++)
+		dst[i] = fp16_to_fp32(src[i]);
+}
+
 /*
  * The work area's next 64-byte boundary: vectors that straddle cache lines
  * cost two loads (cpu_attn_work_floats() counts the padding).
@@ -373,11 +511,14 @@ static inline float *align16(float *f)
 
 VI void attn(const struct cpu_attn *a, const bool f16)
 {
-	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, r, h, j, lo, hi;
+	uint32_t nq = a->rows * a->heads, end = a->pos + a->rows, c0, j, lo, hi;
 	size_t esz = f16 ? 2 : 4;
 	vf *l = (vf *)(void *)a->work, *L = l + nq;
 	float *m = (float *)(L + nq), *M = m + nq, *o = align16(M + nq);
 	float *p = align16(o + (size_t)nq * a->d);
+	/* a tile of an F16 cache: the chunk widened once, at kw and vw */
+	const bool wide = f16 && nq >= ATTN_WIDEN_MIN;
+	float *kw = align16(p + ATTN_GROUP * CH), *vw = kw + CH * a->d;
 	const void *kp[CH], *vp[CH];
 
 	lo = a->span_lo * ATTN_SPAN;
@@ -393,6 +534,14 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 		for (j = 0; j < CH; j++) {
 			kp[j] = a->k[c0 + (j < cn ? j : 0)];
 			vp[j] = a->v[c0 + (j < cn ? j : 0)];
+			if (!wide)
+				continue;
+			if (j < cn) {
+				widen(kw + j * a->d, kp[j], a->d);
+				widen(vw + j * a->d, vp[j], a->d);
+			}
+			kp[j] = kw + (j < cn ? j : 0) * a->d;
+			vp[j] = vw + (j < cn ? j : 0) * a->d;
 		}
 		/* The next chunk's rows: each is a few lines, far from the last. */
 		for (j = c0 + CH; j < c0 + 2 * CH && j < hi; j++) {
@@ -403,19 +552,10 @@ VI void attn(const struct cpu_attn *a, const bool f16)
 				__builtin_prefetch((const uint8_t *)a->v[j] + i);
 			}
 		}
-		for (r = 0; r < a->rows; r++) {
-			uint32_t n = a->pos + r + 1;
-
-			if (n <= c0)
-				continue;
-			n = n - c0 < CH ? n - c0 : CH;
-			for (h = 0; h < a->heads; h++) {
-				uint32_t qi = r * a->heads + h;
-
-				chunk(a, a->q + r * a->ldq + (size_t)h * a->d,
-				      o + (size_t)qi * a->d, &m[qi], &l[qi], kp, vp, n, p, f16);
-			}
-		}
+		if (wide || !f16)
+			chunk_all(a, c0, o, m, l, kp, vp, p, false);
+		else
+			chunk_all(a, c0, o, m, l, kp, vp, p, true);
 		if (c0 + CH < hi && (c0 + CH) % ATTN_SPAN)
 			continue;
 		/* A span ends: each query's result for it is folded in or kept. */

@@ -4,8 +4,11 @@
  * ~100 MB weight matrix of each dtype, on each kernel path this CPU runs, the
  * weight bytes streamed per second at M = 1 (decode) and M = 16 (a batch),
  * beside this machine's copy and read bandwidth measured in the same run.
+ * Then the attention kernel, one call on one thread, as a step calls it at
+ * the end of a 2048-token context: a prefill tile and a decode.
  *
  *   bench_kernels [--threads N] [--mb MB] [--k K] [--reps R] [--isa PATH]
+ *                 [--only matmul|attn]
  */
 #include <math.h>
 #include <stdint.h>
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include "dtype.h"
+#include "cpu/attention.h"
 #include "cpu/cpu_features.h"
 #include "cpu/matmul.h"
 #include "cpu/threadpool.h"
@@ -55,6 +59,102 @@ static float frand(uint64_t *s)
 	return (float)((double)(*s >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
 }
 
+/*
+ * Attention shapes: the 100m preset's heads (d = 64, 3 query heads per KV
+ * head) over the last positions of a 2048-token context.
+ */
+#define ATT_CTX		2048
+#define ATT_D		64
+#define ATT_HEADS	3
+
+/* GFLOP/s of one attention call of @rows rows ending at ATT_CTX positions. */
+static double attn_rate(const struct attn_kernels *kern, bool f16, uint32_t rows,
+			const void **kp, const void **vp, const float *q, float *out,
+			float *work, int reps)
+{
+	struct cpu_attn a = {
+		.q = q, .ldq = ATT_HEADS * ATT_D, .out = out, .ldo = ATT_HEADS * ATT_D,
+		.k = kp, .v = vp, .pos = ATT_CTX - rows, .rows = rows, .heads = ATT_HEADS,
+		.d = ATT_D, .scale = 0.125f, .f16 = f16, .work = work,
+	};
+	double flops = 0, best = 1e30, t0;
+	uint32_t r;
+	int i;
+
+	for (r = 0; r < rows; r++)
+		flops += 4.0 * ATT_D * ATT_HEADS * (a.pos + r + 1);
+	kern->run(&a);			/* warm up */
+	for (i = 0; i < reps; i++) {
+		t0 = now();
+		kern->run(&a);
+		t0 = now() - t0;
+		if (t0 < best)
+			best = t0;
+	}
+	return flops / best / 1e9;
+}
+
+/* The attention table: each path, float and half cache, tile and decode. */
+static int bench_attention(int only, int reps)
+{
+	const uint32_t tile = 48 / ATT_HEADS;	/* backend_cpu.c's tile */
+	size_t n = (size_t)ATT_CTX * ATT_D, i;
+	float *kf = malloc(2 * n * sizeof(float)), *q, *out, *work;
+	uint16_t *kh = malloc(2 * n * sizeof(uint16_t));
+	const void **ptr = malloc(4 * ATT_CTX * sizeof(void *));
+	uint64_t seed = 7;
+	unsigned int isa;
+	int ret = 1;
+
+	q = malloc((size_t)tile * ATT_HEADS * ATT_D * sizeof(float));
+	out = malloc((size_t)tile * ATT_HEADS * ATT_D * sizeof(float));
+	work = aligned_alloc(64, (cpu_attn_work_floats(tile * ATT_HEADS, ATT_D) + 15) /
+				 16 * 64);
+	if (!kf || !kh || !ptr || !q || !out || !work)
+		goto out;
+	for (i = 0; i < 2 * n; i++) {
+		kf[i] = frand(&seed);
+		kh[i] = fp32_to_fp16(kf[i]);
+	}
+	for (i = 0; i < (size_t)tile * ATT_HEADS * ATT_D; i++)
+		q[i] = frand(&seed);
+	printf("\nattention, one call on one thread, %u query heads per KV head, d = %u, "
+	       "rows ending at position %u (GFLOP/s, 4 d flops per query and position):\n",
+	       ATT_HEADS, ATT_D, ATT_CTX);
+	printf("%-9s %12s %12s %12s %12s\n", "path", "tile f32", "tile f16", "decode f32",
+	       "decode f16");
+	for (isa = 0; isa < CPU_ISA_COUNT; isa++) {
+		const struct attn_kernels *kern = attn_kernels(isa);
+		double g[4];
+		int c;
+
+		if (!kern || (only >= 0 && (int)isa != only))
+			continue;
+		for (c = 0; c < 4; c++) {
+			bool f16 = c & 1;
+
+			for (i = 0; i < ATT_CTX; i++) {
+				ptr[i] = f16 ? (const void *)(kh + i * ATT_D) :
+					       (const void *)(kf + i * ATT_D);
+				ptr[ATT_CTX + i] = f16 ? (const void *)(kh + n + i * ATT_D) :
+							 (const void *)(kf + n + i * ATT_D);
+			}
+			g[c] = attn_rate(kern, f16, c < 2 ? tile : 1, ptr, ptr + ATT_CTX, q, out,
+					 work, reps);
+		}
+		printf("%-9s %12.1f %12.1f %12.1f %12.1f\n", kern->name, g[0], g[1], g[2], g[3]);
+	}
+	ret = 0;
+out:
+	free(kf);
+	free(kh);
+	free(ptr);
+	free(q);
+	free(out);
+	free(work);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const uint32_t types[] = {
@@ -70,7 +170,7 @@ int main(int argc, char **argv)
 	uint8_t *w;
 	float *x, *y, *row;
 	uint64_t seed = 1, rb;
-	int only = -1;
+	int only = -1, what = 0;	/* 0 both, 1 matmul, 2 attention */
 
 	for (i = 1; i + 1 < (unsigned int)argc; i += 2) {
 		if (!strcmp(argv[i], "--threads"))
@@ -87,8 +187,17 @@ int main(int argc, char **argv)
 			if (cpu_isa_parse(argv[i + 1], &want))
 				return 2;
 			only = (int)want;
+		} else if (!strcmp(argv[i], "--only")) {
+			what = !strcmp(argv[i + 1], "matmul") ? 1 :
+			       !strcmp(argv[i + 1], "attn") ? 2 : -1;
+			if (what < 0) {
+				fprintf(stderr, "bench_kernels: --only matmul|attn\n");
+				return 2;
+			}
 		}
 	}
+	if (what == 2)
+		return bench_attention(only, reps);
 	if (k % 256 || !mb || reps < 1) {
 		fprintf(stderr, "bench_kernels: --k must be a multiple of 256\n");
 		return 2;
@@ -172,5 +281,5 @@ int main(int argc, char **argv)
 	free(y);
 	free(row);
 	threadpool_destroy(pool);
-	return 0;
+	return what ? 0 : bench_attention(only, reps);
 }

@@ -1208,11 +1208,13 @@ static void test_attention_invariance(void **state)
 		{ 23, 3, 64, 0, 0 }, { 9, 4, 40, 70, 1 }, { 12, 2, 130, 5, 0 }, { 20, 3, 64, 9, 1 },
 		/* rows ending in different spans */
 		{ 20, 2, 64, 245, 0 }, { 30, 3, 40, 500, 1 },
+		/* heads in a group of ATTN_GROUP and a smaller one */
+		{ 6, 5, 24, 30, 1 }, { 4, 7, 72, 17, 0 },
 	};
 	size_t i;
 
 	reseed(kern->name);
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
 		struct attn_case c;
 		size_t cnt;
 		float *one, *tiles;
