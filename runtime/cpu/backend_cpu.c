@@ -56,6 +56,7 @@ struct backend_cpu {
 	struct attn_job		*jobs, *merges;
 	uint32_t		n_merges;
 	float			*attn_part;
+	size_t			attn_part_cap;	/* floats */
 	/* The step being run, for the tasks. */
 	const struct backend_seq *seqs;
 	uint32_t		n_seqs, n_rows, layer;
@@ -185,13 +186,16 @@ static void qkv_task(void *arg, unsigned int row, unsigned int thread)
  * rows) and then from L1; a decode is a tile of one row.
  *
  * When a step has too few of those for the threads (a long decode alone),
- * each decode is also split by span (ATTN_SPAN positions): a task per span
- * keeps its result apart, and a second pass folds them, which gives the
- * same bits as one task (see attn_tmpl.h). Up to ATTN_SPLIT_SPANS spans; a
- * longer context is not split, so the results' store stays small.
+ * each decode is also split by span (ATTN_SPAN positions) into about
+ * ATTN_SPLIT_TASKS per thread in all: a task takes a run of consecutive
+ * spans and keeps each span's result apart, and a second pass folds them
+ * span by span, which gives the same bits as one task (see attn_tmpl.h)
+ * however the spans were cut into runs. The results' store grows to what
+ * the longest split step needed (a result per span, query head and split
+ * decode); where it cannot grow, the step does not split.
  */
 #define ATTN_TILE_QUERIES	48
-#define ATTN_SPLIT_SPANS	64
+#define ATTN_SPLIT_TASKS	2
 
 /* One attention task; @part is an offset into attn_part, or -1 for none. */
 struct attn_job {
@@ -250,13 +254,25 @@ static void attn_merge_task(void *arg, unsigned int task, unsigned int thread)
 	c->attn->merge(&a);
 }
 
+/* The spans of tile @t if it is a decode that may split (2 or more), or 0. */
+static uint32_t tile_split_spans(const struct backend_cpu *c, uint32_t t)
+{
+	const struct backend_seq *s = &c->seqs[c->tile_seq[t]];
+	uint32_t end = s->pos + c->tile_row[t] + 1;
+	uint32_t spans = (end + ATTN_SPAN - 1) / ATTN_SPAN;
+	bool one = s->n_tokens - c->tile_row[t] == 1 || c->tile_rows == 1;
+
+	return one && spans >= 2 ? spans : 0;
+}
+
 /*
  * Splits the step's sequences into attention tiles and those into tasks
  * (c->jobs), and the split decodes' merges (c->merges); returns the tasks.
  */
 static uint32_t attn_plan(struct backend_cpu *c)
 {
-	uint32_t i, t, kvh, n = 0, tasks, group = c->n_head / c->n_head_kv;
+	uint32_t i, t, kvh, n = 0, tasks, runs = 0, group = c->n_head / c->n_head_kv;
+	uint32_t want = ATTN_SPLIT_TASKS * c->b.n_threads;
 	size_t pf = cpu_attn_part_floats(c->head_dim), used = 0;
 	bool split;
 
@@ -266,27 +282,45 @@ static uint32_t attn_plan(struct backend_cpu *c)
 			c->tile_row[n] = t;
 		}
 	}
-	split = c->b.n_threads > 1 && n * c->n_head_kv < 2 * c->b.n_threads;
+	split = c->b.n_threads > 1 && n * c->n_head_kv < want;
+	for (t = 0; split && t < n; t++)
+		used += (size_t)c->n_head_kv * group * tile_split_spans(c, t) * pf;
+	if (split && used > c->attn_part_cap) {
+		float *part = aligned_alloc(64, used * sizeof(float));
+
+		if (part) {
+			free(c->attn_part);
+			c->attn_part = part;
+			c->attn_part_cap = used;
+		} else {
+			split = false;
+		}
+	}
+	if (split)			/* runs per (tile, KV head) */
+		runs = (want + n * c->n_head_kv - 1) / (n * c->n_head_kv);
+	used = 0;
 	c->n_merges = 0;
 	for (t = 0, tasks = 0; t < n; t++) {
-		const struct backend_seq *s = &c->seqs[c->tile_seq[t]];
-		uint32_t end = s->pos + c->tile_row[t] + 1;
-		uint32_t spans = (end + ATTN_SPAN - 1) / ATTN_SPAN, sp;
-		bool one = s->n_tokens - c->tile_row[t] == 1 || c->tile_rows == 1;
+		uint32_t spans = split ? tile_split_spans(c, t) : 0, r, nr;
 
+		nr = runs < spans ? runs : spans;
 		for (kvh = 0; kvh < c->n_head_kv; kvh++) {
-			if (!split || !one || spans < 2 || spans > ATTN_SPLIT_SPANS) {
+			if (!spans) {
 				c->jobs[tasks++] = (struct attn_job){
 					.tile = t, .kvh = kvh, .part = -1,
 				};
 				continue;
 			}
-			for (sp = 0; sp < spans; sp++)
+			for (r = 0; r < nr; r++) {
+				uint32_t hi = (uint32_t)((uint64_t)(r + 1) * spans / nr);
+
 				c->jobs[tasks++] = (struct attn_job){
-					.tile = t, .kvh = kvh, .span_lo = sp,
-					.span_hi = sp + 1 < spans ? sp + 1 : 0,
+					.tile = t, .kvh = kvh,
+					.span_lo = (uint32_t)((uint64_t)r * spans / nr),
+					.span_hi = hi < spans ? hi : 0,
 					.part = (int64_t)used, .spans = spans,
 				};
+			}
 			c->merges[c->n_merges++] = (struct attn_job){
 				.tile = t, .kvh = kvh, .part = (int64_t)used, .spans = spans,
 			};
@@ -556,16 +590,14 @@ struct backend *backend_cpu_create(const struct model *m, const struct backend_p
 	c->tile_seq = calloc(T, sizeof(*c->tile_seq));
 	c->tile_row = calloc(T, sizeof(*c->tile_row));
 	/*
-	 * Splits happen only below 2 * threads (tile, KV head) pairs, each into
-	 * at most ATTN_SPLIT_SPANS tasks.
+	 * Splits happen only below ATTN_SPLIT_TASKS * threads (tile, KV head)
+	 * pairs, into runs that add up to fewer than twice that many tasks.
 	 */
-	split = 2 * (size_t)c->b.n_threads;
-	c->jobs = calloc(T * c->n_head_kv + split * ATTN_SPLIT_SPANS, sizeof(*c->jobs));
+	split = ATTN_SPLIT_TASKS * (size_t)c->b.n_threads;
+	c->jobs = calloc(T * c->n_head_kv + 2 * split, sizeof(*c->jobs));
 	c->merges = calloc(split, sizeof(*c->merges));
-	c->attn_part = falloc(split * (c->n_head / c->n_head_kv) * ATTN_SPLIT_SPANS,
-			      cpu_attn_part_floats(c->head_dim));
 	if (!c->attn_work || !c->attn_ptr || !c->tile_seq || !c->tile_row || !c->jobs ||
-	    !c->merges || !c->attn_part) {
+	    !c->merges) {
 		backend_errf(err, errlen, -ENOMEM, "attention scratch: out of memory");
 		goto fail;
 	}
