@@ -254,6 +254,12 @@ static void attn_merge_task(void *arg, unsigned int task, unsigned int thread)
 	c->attn->merge(&a);
 }
 
+/* rows x n floats, 64-byte aligned (aligned_alloc wants a whole number of 64s). */
+static float *falloc(size_t rows, size_t n)
+{
+	return aligned_alloc(64, ((rows * n * sizeof(float)) + 63) & ~(size_t)63);
+}
+
 /* The spans of tile @t if it is a decode that may split (2 or more), or 0. */
 static uint32_t tile_split_spans(const struct backend_cpu *c, uint32_t t)
 {
@@ -286,7 +292,7 @@ static uint32_t attn_plan(struct backend_cpu *c)
 	for (t = 0; split && t < n; t++)
 		used += (size_t)c->n_head_kv * group * tile_split_spans(c, t) * pf;
 	if (split && used > c->attn_part_cap) {
-		float *part = aligned_alloc(64, used * sizeof(float));
+		float *part = falloc(used, 1);
 
 		if (part) {
 			free(c->attn_part);
@@ -487,11 +493,6 @@ static const struct attn_kernels *attn_path(void)
 		if (attn_kernels(isa))
 			return attn_kernels(isa);
 	return &attn_portable;
-}
-
-static float *falloc(size_t rows, size_t n)
-{
-	return aligned_alloc(64, ((rows * n * sizeof(float)) + 63) & ~(size_t)63);
 }
 
 /**
