@@ -410,8 +410,8 @@ VI void chunk_all(const struct cpu_attn *a, uint32_t c0, float *o, float *m, vf 
 
 	while (qi < nq) {
 		n = a->pos + qi / a->heads + 1;		/* the row's positions */
-		if (n <= c0) {
-			qi += a->heads;			/* none in this chunk */
+		if (n <= c0) {				/* none in this chunk */
+			qi = (qi / a->heads + 1) * a->heads;
 			continue;
 		}
 		n = n - c0 < CH ? n - c0 : CH;
