@@ -8,7 +8,8 @@
  *   -EINVAL		unknown flag bits, reserved fields set, fields that
  *			the opcode does not use set
  *   -EOVERFLOW		offset + length wraps around 32 bits
- *   -E2BIG		prompt longer than --max-prompt-bytes
+ *   -E2BIG		prompt longer than --max-prompt-bytes, more than
+ *			LLMQ_MAX_STOP_IDS stop ids
  *   -EFAULT		a region outside the arena
  *   -ERANGE		a sampling parameter or max_tokens out of range
  *
@@ -60,7 +61,7 @@ static int check_generate(const struct llmq_sqe *s, const struct sqe_limits *lim
 	    (uint64_t)s->stop_off + s->stop_len > UINT32_MAX ||
 	    (uint64_t)s->stop_ids_off + ids_len > UINT32_MAX)
 		return -EOVERFLOW;
-	if (s->prompt_len > lim->max_prompt_bytes)
+	if (s->prompt_len > lim->max_prompt_bytes || s->stop_ids_count > LLMQ_MAX_STOP_IDS)
 		return -E2BIG;
 	err = region_check(s->prompt_off, s->prompt_len, lim->arena_size);
 	if (!err)

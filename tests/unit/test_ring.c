@@ -23,7 +23,7 @@ static void fake_ring(struct llmq_ring *r, uint32_t sq, uint32_t cq, uint32_t ar
 		      uint32_t start)
 {
 	struct llmq_params p = { .sq_entries = sq, .cq_entries = cq, .arena_size = arena };
-	struct llmq_layout lay;
+	struct llmq_layout lay = { 0 };
 
 	assert_int_equal(llmq_params_check(&p, &lay), 0);
 	memset(r, 0, sizeof(*r));
@@ -287,6 +287,24 @@ static void test_prep_sampling(void **state)
 	sp.temperature = 1;
 	sp.flags = 0x80;
 	assert_int_equal(llmq_prep_generate(&r, sqe, "hi", 2, &sp, 1), -EINVAL);
+	/* More stop ids than the runtime takes, though they fit the arena. */
+	{
+		static uint32_t many[LLMQ_MAX_STOP_IDS + 1];
+		struct llmq_ring big;
+
+		fake_ring(&big, 4, 4, 8192, 0);
+		sp.flags = LLMQ_SQE_STREAM;
+		sp.stop = NULL;
+		sp.stop_ids = many;
+		sp.nr_stop_ids = LLMQ_MAX_STOP_IDS;
+		sqe = llmq_get_sqe(&big);
+		assert_int_equal(llmq_prep_generate(&big, sqe, "hi", 2, &sp, 1), 0);
+		assert_int_equal(sqe->stop_ids_count, LLMQ_MAX_STOP_IDS);
+		sp.nr_stop_ids = LLMQ_MAX_STOP_IDS + 1;
+		sqe = llmq_get_sqe(&big);
+		assert_int_equal(llmq_prep_generate(&big, sqe, "hi", 2, &sp, 1), -E2BIG);
+		fake_free(&big);
+	}
 	fake_free(&r);
 }
 

@@ -55,6 +55,22 @@ static void m_prompt_wrap(struct llmq_sqe *s) { s->prompt_off = 0xfffffff0u; s->
 static void m_stop_wrap(struct llmq_sqe *s) { s->stop_off = 0xffffffffu; s->stop_len = 2; }
 static void m_ids_wrap(struct llmq_sqe *s) { s->stop_ids_off = 0xfffffff0u; s->stop_ids_count = 8; }
 static void m_prompt_big(struct llmq_sqe *s) { s->prompt_len = 4097; }
+static void m_ids_many(struct llmq_sqe *s)
+{
+	s->stop_ids_off = 0;
+	s->stop_ids_count = LLMQ_MAX_STOP_IDS + 1;
+}
+static void m_ids_max(struct llmq_sqe *s)
+{
+	s->stop_ids_off = 0;
+	s->stop_ids_count = LLMQ_MAX_STOP_IDS;
+}
+/* Too many ids and past the arena: the count is refused first. */
+static void m_ids_many_out(struct llmq_sqe *s)
+{
+	s->stop_ids_off = 65532;
+	s->stop_ids_count = LLMQ_MAX_STOP_IDS + 1;
+}
 static void m_prompt_out(struct llmq_sqe *s) { s->prompt_off = 65530; s->prompt_len = 10; }
 static void m_prompt_edge(struct llmq_sqe *s) { s->prompt_off = 65526; s->prompt_len = 10; }
 static void m_stop_out(struct llmq_sqe *s) { s->stop_off = 65535; s->stop_len = 2; }
@@ -101,6 +117,9 @@ static const struct row table[] = {
 	{ "stop off+len wraps",		m_stop_wrap,		-EOVERFLOW },
 	{ "stop ids off+len wraps",	m_ids_wrap,		-EOVERFLOW },
 	{ "prompt too long",		m_prompt_big,		-E2BIG },
+	{ "too many stop ids",		m_ids_many,		-E2BIG },
+	{ "stop ids at the limit",	m_ids_max,		0 },
+	{ "too many stop ids, past the arena", m_ids_many_out,	-E2BIG },
 	{ "prompt past the arena",	m_prompt_out,		-EFAULT },
 	{ "prompt ends at the arena end", m_prompt_edge,	0 },
 	{ "stop list past the arena",	m_stop_out,		-EFAULT },

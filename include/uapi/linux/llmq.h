@@ -36,6 +36,9 @@
 /* The header occupies the first page of the mapping. */
 #define LLMQ_HDR_SIZE		4096
 
+/* Most stop token ids one GENERATE may name (stop_ids_count). */
+#define LLMQ_MAX_STOP_IDS	1024
+
 /* Fixed-point unit of the sampling parameters: 1.0 == LLMQ_FP_ONE. */
 #define LLMQ_FP_ONE		1000000
 
@@ -74,7 +77,8 @@ enum {
  * @seed:	GENERATE: sampler seed (same seed, same output)
  * @target:	CANCEL: the user_data of the request(s) to cancel
  * @stop_ids_off: GENERATE: __u32 stop token ids in the arena, 4-aligned
- * @stop_ids_count: GENERATE: how many stop token ids (0 = none)
+ * @stop_ids_count: GENERATE: how many stop token ids (0 = none), at most
+ *		LLMQ_MAX_STOP_IDS
  * @resv:	must be zero
  *
  * Sampling fields are fixed point so that the kernel never touches floating

@@ -154,8 +154,9 @@ void llmq_prep_cancel(struct llmq_sqe *sqe, uint64_t target, uint64_t user_data)
  * Copies the prompt, stop strings and stop ids into the arena.
  *
  * Return: 0; -ERANGE for a parameter out of range, -EINVAL for unknown
- * flags, -E2BIG if the data can never fit the arena, -EAGAIN if it does not
- * fit now (reap completions and retry).
+ * flags, -E2BIG if the data can never fit the arena or there are more than
+ * LLMQ_MAX_STOP_IDS stop ids, -EAGAIN if it does not fit now (reap
+ * completions and retry).
  */
 int llmq_prep_generate(struct llmq_ring *ring, struct llmq_sqe *sqe, const char *prompt,
 		       size_t len, const struct llmq_sampling *sp, uint64_t user_data)
@@ -185,7 +186,7 @@ int llmq_prep_generate(struct llmq_ring *ring, struct llmq_sqe *sqe, const char 
 	ids_len = (uint64_t)sp->nr_stop_ids * sizeof(uint32_t);
 	/* Layout in the allocation: stop ids (4-aligned), prompt, stop list. */
 	total = ids_len + len + stop_len;
-	if (total > ring->arena_size || len > UINT32_MAX)
+	if (total > ring->arena_size || len > UINT32_MAX || sp->nr_stop_ids > LLMQ_MAX_STOP_IDS)
 		return -E2BIG;
 	off = arena_alloc(ring, sqe_seq(ring, sqe), (total + 3) & ~3ULL);
 	if (off < 0)
