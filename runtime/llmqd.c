@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "admin_keys.h"
@@ -35,6 +36,7 @@ enum {
 	OPT_MAX_PROMPT,
 	OPT_MAX_TOKENS,
 	OPT_SHUTDOWN_TIMEOUT,
+	OPT_HANDSHAKE_TIMEOUT,
 	OPT_SOCKET_MODE,
 	OPT_POLL_US,
 	OPT_MODEL,
@@ -73,6 +75,7 @@ static const struct option options[] = {
 	{ "max-prompt-bytes",	required_argument, NULL, OPT_MAX_PROMPT },
 	{ "max-tokens-limit",	required_argument, NULL, OPT_MAX_TOKENS },
 	{ "shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
 	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
 	{ "model",		required_argument, NULL, OPT_MODEL },
@@ -142,6 +145,8 @@ static void usage(FILE *f)
 		"  --max-prompt-bytes N      longest prompt, 1..%u (default 1048576)\n"
 		"  --max-tokens-limit N      largest max_tokens, 1..16777216 (default 32768)\n"
 		"  --shutdown-timeout-ms N   grace for in-flight requests on SIGTERM, 0..600000 (default 5000)\n"
+		"  --handshake-timeout-ms N  a connection's first message must come within this,\n"
+		"                            1..3600000 (default 5000)\n"
 		"  --socket-mode MODE        octal permissions of the socket (default 0666)\n"
 		"  --poll-us N               spin this long looking at rings before sleeping,\n"
 		"                            0..100000; 0 always sleeps (default 50)\n"
@@ -304,6 +309,10 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 			cfg->shutdown_timeout_ms = parse_u32("shutdown-timeout-ms", optarg, 0,
 							     600000, 10);
 			break;
+		case OPT_HANDSHAKE_TIMEOUT:
+			cfg->handshake_timeout_ms = parse_u32("handshake-timeout-ms", optarg, 1,
+							      3600000, 10);
+			break;
 		case OPT_SOCKET_MODE:
 			cfg->socket_mode = parse_u32("socket-mode", optarg, 0, 0777, 8);
 			break;
@@ -428,6 +437,22 @@ static void detach_stdio(void)
 		close(fd);
 }
 
+/*
+ * Each client holds a few descriptors here (its socket, eventfds, ring):
+ * take every one the hard limit allows, as servers do, rather than stop
+ * accepting at the soft limit's usual 1024.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("cannot raise the descriptor limit: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static struct llmqd d;
@@ -451,6 +476,7 @@ int main(int argc, char **argv)
 		.max_prompt_bytes = 1 << 20,
 		.max_tokens_limit = 32768,
 		.shutdown_timeout_ms = 5000,
+		.handshake_timeout_ms = 5000,
 		.socket_mode = 0666,
 		.poll_us = 50,
 	};
@@ -487,6 +513,7 @@ int main(int argc, char **argv)
 		pr_err("%s", msg);
 		return 1;
 	}
+	raise_nofile();
 	err = user_listen(&d);
 	if (err)
 		return 1;

@@ -50,6 +50,7 @@ struct llmqd_config {
 	uint32_t	max_tokens_limit;
 	uint32_t	max_num_batched_tokens_limit;	/* sizes the step */
 	uint32_t	shutdown_timeout_ms;
+	uint32_t	handshake_timeout_ms;
 	uint32_t	socket_mode;
 	uint32_t	poll_us;
 	bool		foreground;
@@ -83,6 +84,8 @@ struct ev {
 enum timer_kind {
 	TIMER_WINDOW = 1,
 	TIMER_SHUTDOWN,
+	TIMER_ACCEPT,
+	TIMER_KINDS
 };
 
 /**
@@ -224,6 +227,9 @@ struct llmqd {
 	uint32_t		*kwake;		/* kids to wake this turn */
 	uint32_t		nr_kwake;
 	uint64_t		shutdown_seq;
+	uint64_t		accept_seq;	/* armed TIMER_ACCEPT, 0 = none */
+	uint64_t		accept_warned;	/* now_ns() of the last warning */
+	uint64_t		accept_failed;	/* failures not warned of since */
 	uint64_t		t_start;	/* now_ns() at start */
 	uint64_t		tps_sec[8];	/* second of each slot */
 	uint64_t		tps_tok[8];	/* tokens output in it */
@@ -243,6 +249,7 @@ void llmqd_stop(struct llmqd *d, bool now);
 int user_listen(struct llmqd *d);
 void user_on_accept(struct llmqd *d, int res, bool more);
 void user_on_hello(struct llmqd *d, struct ev *ev, int res);
+void user_on_accept_timer(struct llmqd *d, uint64_t seq);
 void user_close_listener(struct llmqd *d);
 
 /* transport_kernel.c */

@@ -63,7 +63,7 @@ uint64_t loop_timer_arm(struct llmqd *d, enum timer_kind kind, uint64_t ns)
 	static uint64_t seq;
 	struct io_uring_sqe *sqe = loop_sqe(d);
 	/* The kernel copies the timespec at submission; the loop submits first. */
-	static struct __kernel_timespec ts[4];
+	static struct __kernel_timespec ts[TIMER_KINDS];
 
 	seq = (seq + 1) & ((1ULL << 48) - 1);
 	if (!seq)
@@ -153,6 +153,10 @@ static void on_timer(struct llmqd *d, uint64_t ud, int res)
 	if (kind == TIMER_SHUTDOWN) {
 		if (d->stopping && seq == d->shutdown_seq)
 			d->shutdown_seq = 0;
+		return;
+	}
+	if (kind == TIMER_ACCEPT) {
+		user_on_accept_timer(d, seq);
 		return;
 	}
 	/* TIMER_WINDOW: waking the loop was the point; serve_poll() decides. */

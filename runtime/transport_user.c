@@ -19,10 +19,19 @@
 
 #define HELLO_FDS 3
 
+/*
+ * accept() out of descriptors (or memory): the connection stays in the
+ * backlog, so accepting again at once fails again at once. Wait this long,
+ * and warn of such failures at most once per ACCEPT_WARN_NS.
+ */
+#define ACCEPT_BACKOFF_NS	(100 * 1000000ULL)
+#define ACCEPT_WARN_NS		(10 * 1000000000ULL)
+
 /* A connection between accept() and its first message. */
 struct conn {
 	struct ev	ev;
 	int		fd;
+	struct __kernel_timespec timeout;	/* for the first message */
 	struct msghdr	msg;
 	struct iovec	iov;
 	union {
@@ -143,22 +152,61 @@ void user_close_listener(struct llmqd *d)
 	unlink(d->cfg.socket_path);
 }
 
+/* A failed accept: warned of at most once per ACCEPT_WARN_NS, with a count. */
+static void accept_warn(struct llmqd *d, int err)
+{
+	uint64_t now = now_ns();
+
+	d->accept_failed++;
+	if (d->accept_warned && now - d->accept_warned < ACCEPT_WARN_NS)
+		return;
+	pr_warn("accept failed: %s (%llu times since the last warning)", strerror(-err),
+		(unsigned long long)d->accept_failed);
+	d->accept_warned = now;
+	d->accept_failed = 0;
+}
+
+/**
+ * user_on_accept_timer() - TIMER_ACCEPT fired: accept again
+ * @d:		the daemon
+ * @seq:	the timer's sequence number
+ */
+void user_on_accept_timer(struct llmqd *d, uint64_t seq)
+{
+	if (seq != d->accept_seq)
+		return;
+	d->accept_seq = 0;
+	if (d->accepting)
+		arm_accept(d);
+}
+
 /**
  * user_on_accept() - a client connected: wait for its first message
  * @d:		the daemon
  * @res:	the new socket, or -errno
  * @more:	whether the multishot accept stays armed
+ *
+ * The first message must come within --handshake-timeout-ms; a connection
+ * that sends nothing is closed then, so idle connections cannot hold the
+ * runtime's descriptors for ever.
  */
 void user_on_accept(struct llmqd *d, int res, bool more)
 {
 	struct io_uring_sqe *sqe;
 	struct conn *cn;
+	uint64_t ns;
 
+	if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+		accept_warn(d, res);
+		if (!more && d->accepting && !d->accept_seq)
+			d->accept_seq = loop_timer_arm(d, TIMER_ACCEPT, ACCEPT_BACKOFF_NS);
+		return;
+	}
 	if (!more && d->accepting)
 		arm_accept(d);
 	if (res < 0) {
 		if (res != -ECANCELED)
-			pr_warn("accept failed: %s", strerror(-res));
+			accept_warn(d, res);
 		return;
 	}
 	if (!d->accepting) {
@@ -178,9 +226,19 @@ void user_on_accept(struct llmqd *d, int res, bool more)
 	cn->msg.msg_iovlen = 1;
 	cn->msg.msg_control = cn->ctl.buf;
 	cn->msg.msg_controllen = sizeof(cn->ctl.buf);
+	ns = d->cfg.handshake_timeout_ms * 1000000ULL;
+	cn->timeout.tv_sec = (long long)(ns / 1000000000ULL);
+	cn->timeout.tv_nsec = (long long)(ns % 1000000000ULL);
+	/* The receive and its timeout must go to the kernel in one submission. */
+	if (io_uring_sq_space_left(&d->ring) < 2)
+		io_uring_submit(&d->ring);
 	sqe = loop_sqe(d);
 	io_uring_prep_recvmsg(sqe, cn->fd, &cn->msg, MSG_CMSG_CLOEXEC);
 	io_uring_sqe_set_data(sqe, &cn->ev);
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = loop_sqe(d);
+	io_uring_prep_link_timeout(sqe, &cn->timeout, 0);
+	io_uring_sqe_set_data64(sqe, IGNORE_UD);
 }
 
 /*
@@ -234,7 +292,14 @@ static void reply(int fd, uint32_t type, int err, uint64_t id, const void *extra
 static int hello_check(const struct conn *cn, ssize_t len, int nr_fds)
 {
 	const struct llmq_msg_hello *h = &cn->in.hello;
+	int room = (int)((sizeof(cn->ctl.buf) - CMSG_LEN(0)) / sizeof(int));
 
+	/*
+	 * Descriptors cut short though the buffer had room for more: the
+	 * kernel could not install them, this process is out of descriptors.
+	 */
+	if ((cn->msg.msg_flags & MSG_CTRUNC) && nr_fds < room)
+		return -EMFILE;
 	if (cn->msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 		return -EMSGSIZE;
 	if (len != sizeof(*h) || h->magic != LLMQ_MAGIC)
@@ -270,10 +335,14 @@ void user_on_hello(struct llmqd *d, struct ev *ev, int res)
 	int fds[HELLO_FDS], n = 0, got = 0, err, i;
 	uint32_t type = cn->in.hello.type;
 
-	if (res > 0)
+	/* Descriptors may come with an empty message too: they are closed. */
+	if (res >= 0)
 		got = take_fds(&cn->msg, fds, HELLO_FDS);
 	n = got < HELLO_FDS ? got : HELLO_FDS;	/* the ones we hold */
 	if (res <= 0) {
+		if (res == -ECANCELED)
+			pr_debug("a connection sent nothing in %u ms: closed",
+				 d->cfg.handshake_timeout_ms);
 		err = res ? res : -ECONNRESET;
 		goto out;
 	}

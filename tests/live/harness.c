@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,6 +140,10 @@ int daemon_start(struct daemon *d, const char *name, const char *const *args)
 	if (d->pid < 0)
 		return -errno;
 	if (d->pid == 0) {
+		struct rlimit rl = { .rlim_cur = d->nofile, .rlim_max = d->nofile };
+
+		if (d->nofile && setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(126);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}

@@ -16,11 +16,14 @@
  * @pid:	its pid, 0 once stopped
  * @sock:	its socket: stats and the userspace transport
  * @kernel:	it serves /dev/llmq (harness_kernel); clients reach it there
+ * @nofile:	set before daemon_start(): its RLIMIT_NOFILE, soft and hard;
+ *		0 = the test's
  */
 struct daemon {
-	pid_t	pid;
-	char	sock[128];
-	bool	kernel;
+	pid_t		pid;
+	char		sock[128];
+	bool		kernel;
+	unsigned int	nofile;
 };
 
 extern char harness_bin_dir[];

@@ -16,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -545,6 +548,164 @@ static void test_bad_handshakes(void **state)
 	close(unsealed);
 	close(e1);
 	close(e2);
+}
+
+/* Descriptors process @pid has open, or -errno. */
+static int fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* Wait up to @ms for @pid to hold at most @n descriptors; what it holds. */
+static int fd_count_wait(pid_t pid, int n, int ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ULL;
+	int got;
+
+	while ((got = fd_count(pid)) > n && now_ns() < end)
+		usleep(10000);
+	return got;
+}
+
+/* CPU seconds (user + system) process @pid has used. */
+static double cpu_seconds(pid_t pid)
+{
+	unsigned long ut = 0, st = 0;
+	char path[64], buf[1024], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')');		/* fields 14 and 15, after the name */
+	assert_non_null(p);
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				&ut, &st), 2);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * An empty first message that carries descriptors: they are closed with
+ * the connection, not kept by llmqd for ever (each leaked memfd also held
+ * its pages).
+ */
+static void test_empty_message_fds(void **state)
+{
+	int fds[3], before, fd, i, n;
+
+	(void)state;
+	use(&fast);
+	fds[0] = memfd_create("t", 0);
+	fds[1] = eventfd(0, 0);
+	fds[2] = eventfd(0, 0);
+	assert_true(fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0);
+	before = fd_count(fast.pid);
+	assert_true(before > 0);
+	for (i = 0; i < 20; i++) {
+		fd = llmq_uds_connect(fast.sock);
+		assert_true(fd >= 0);
+		assert_int_equal(llmq_uds_send(fd, "", 0, fds, 3), 0);
+		close(fd);
+	}
+	/* (Other tests' clients may still be closing: at most as many.) */
+	n = fd_count_wait(fast.pid, before, WAIT_MS);
+	if (n > before)
+		fail_msg("llmqd holds %d descriptors, %d before 20 empty messages", n, before);
+	for (i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
+/* A connection that says nothing is closed after --handshake-timeout-ms. */
+static void test_handshake_timeout(void **state)
+{
+	static const char *const args[] = { "--handshake-timeout-ms", "200", NULL };
+	static struct daemon d;
+	struct pollfd pfd;
+	uint64_t t0;
+	char c;
+
+	(void)state;
+	own_daemon();
+	assert_int_equal(daemon_start(&d, "hs", args), 0);
+	pfd.fd = llmq_uds_connect(d.sock);
+	assert_true(pfd.fd >= 0);
+	pfd.events = POLLIN;
+	t0 = now_ns();
+	assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+	assert_int_equal(recv(pfd.fd, &c, 1, 0), 0);		/* closed, no reply */
+	assert_true(now_ns() - t0 >= 150 * 1000000ULL);
+	close(pfd.fd);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/*
+ * Out of descriptors: llmqd waits before it accepts again instead of
+ * failing the same accept in a busy loop, and takes clients again once
+ * descriptors are free. (The limit must be set before it starts: an armed
+ * io_uring accept keeps the limit it was armed under.)
+ */
+static void test_out_of_fds(void **state)
+{
+	static const char *const args[] = { "--handshake-timeout-ms", "1000", NULL };
+	struct llmq_params p = geometry(4, 8);
+	static struct daemon d;
+	struct llmq_ring r;
+	struct result res;
+	int idle[48], i, err;
+	double cpu;
+
+	(void)state;
+	own_daemon();
+	d.nofile = 24;
+	assert_int_equal(daemon_start(&d, "nofd", args), 0);
+	for (i = 0; i < 48; i++) {		/* some accepted, the rest wait */
+		idle[i] = llmq_uds_connect(d.sock);
+		assert_true(idle[i] >= 0);
+	}
+	for (i = 0; i < 200 && fd_count(d.pid) < 20; i++)	/* the limit is reached */
+		usleep(10000);
+	assert_true(fd_count(d.pid) >= 20);
+	usleep(100000);
+	cpu = cpu_seconds(d.pid);
+	usleep(500000);
+	cpu = cpu_seconds(d.pid) - cpu;
+	/* Spinning on accept took a whole core; waiting takes next to none. */
+	if (cpu > 0.2)
+		fail_msg("llmqd used %.2f s of CPU in 0.5 s while out of descriptors", cpu);
+	for (i = 0; i < 48; i++)
+		close(idle[i]);
+	/*
+	 * The backlog drains (each closed at once, or after the timeout); until
+	 * it has, a client may be told -EMFILE (llmqd had no descriptor for its
+	 * ring), never left waiting.
+	 */
+	for (i = 0; i < 100; i++) {
+		err = llmq_queue_init(&r, daemon_ring(&d), &p);
+		if (err != -EMFILE)
+			break;
+		usleep(50000);
+	}
+	if (err)
+		fail_msg("a client after the others left: %s", strerror(-err));
+	assert_int_equal(test_submit_gen(&r, "back", 3, LLMQ_SQE_STREAM, 1), 0);
+	assert_int_equal(collect(&r, 1, &res), 0);
+	assert_int_equal(res.res, 3);
+	llmq_queue_exit(&r);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
 /* ---- full rings ---------------------------------------------------------- */
@@ -1126,6 +1287,7 @@ static void test_bad_flags(void **state)
 		{ "--prefix-cache-salt", "everyone", NULL },
 		{ "--threads", "-2", NULL },
 		{ "--block-size", "0", NULL },
+		{ "--handshake-timeout-ms", "0", NULL },
 	};
 	char bin[PATH_MAX + 32], err[512];
 	unsigned int i;
@@ -1219,7 +1381,8 @@ static bool socket_only(const char *name)
 {
 	static const char *const names[] = {
 		"test_bad_handshakes", "test_jammed_wake", "test_bad_flags",
-		"test_socket_path_not_socket",
+		"test_socket_path_not_socket", "test_empty_message_fds",
+		"test_handshake_timeout", "test_out_of_fds",
 	};
 	unsigned int i;
 
@@ -1238,6 +1401,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_sqes),
 		cmocka_unit_test(test_scribbler),
 		cmocka_unit_test(test_bad_handshakes),
+		cmocka_unit_test(test_empty_message_fds),
+		cmocka_unit_test(test_handshake_timeout),
+		cmocka_unit_test(test_out_of_fds),
 		cmocka_unit_test(test_sq_full),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_overflow_cap),
