@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -75,13 +76,44 @@ int backend_check_model(const struct model *m, char *err, size_t len)
 }
 
 /*
+ * Does the list name a token twice? A drawer may apply its entries at once
+ * (the GPU's threads), so each logit must have one. Return: 0, -EINVAL if
+ * so, -ENOMEM.
+ */
+static int pen_dup(const struct sampler_pen *pen, uint32_t n, uint32_t n_vocab)
+{
+	uint64_t *seen;
+	uint32_t i, j;
+	int err = 0;
+
+	if (n <= 64) {			/* a few thousand compares at most */
+		for (i = 1; i < n; i++)
+			for (j = 0; j < i; j++)
+				if (pen[i].id == pen[j].id)
+					return -EINVAL;
+		return 0;
+	}
+	seen = calloc(((size_t)n_vocab + 63) / 64, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	for (i = 0; i < n && !err; i++) {
+		if (seen[pen[i].id / 64] & 1ULL << (pen[i].id % 64))
+			err = -EINVAL;
+		seen[pen[i].id / 64] |= 1ULL << (pen[i].id % 64);
+	}
+	free(seen);
+	return err;
+}
+
+/*
  * A draw the backend can make (see &struct backend_sample): 0, with its
- * penalty entries added to *@pen, or -EINVAL.
+ * penalty entries added to *@pen, -EINVAL or -ENOMEM.
  */
 static int check_sample(const struct backend *b, const struct backend_seq *s, uint64_t *pen)
 {
 	const struct sampler_draw *p = &s->sample->set;
 	uint32_t j;
+	int err;
 
 	if (!b->draws_tokens || s->logits != BACKEND_LOGITS_LAST)
 		return -EINVAL;
@@ -97,6 +129,9 @@ static int check_sample(const struct backend *b, const struct backend_seq *s, ui
 	for (j = 0; j < p->n_pen; j++)
 		if (p->pen[j].id >= b->n_vocab)
 			return -EINVAL;
+	err = pen_dup(p->pen, p->n_pen, b->n_vocab);
+	if (err)
+		return err;
 	*pen += p->n_pen + 1;
 	return 0;
 }
@@ -112,7 +147,7 @@ static int check_sample(const struct backend *b, const struct backend_seq *s, ui
  * Every backend refuses the same steps with the same errors, before it
  * touches anything: see backend_step().
  *
- * Return: 0, -EINVAL or -E2BIG.
+ * Return: 0, -EINVAL, -E2BIG, or -ENOMEM (checking a long penalty list).
  */
 int backend_check_step(const struct backend *b, const struct backend_seq *seqs, uint32_t n_seqs,
 		       struct backend_step_counts *c)
@@ -142,8 +177,12 @@ int backend_check_step(const struct backend *b, const struct backend_seq *seqs, 
 		for (j = 0; !s->feed && j < s->n_tokens; j++)
 			if (s->tokens[j] >= b->n_vocab)
 				return -EINVAL;
-		if (s->sample && check_sample(b, s, &pen))
-			return -EINVAL;
+		if (s->sample) {
+			int err = check_sample(b, s, &pen);
+
+			if (err)
+				return err;
+		}
 		rows += s->n_tokens;
 		out += s->logits == BACKEND_LOGITS_ALL ? s->n_tokens :
 		       s->logits == BACKEND_LOGITS_LAST;

@@ -1837,6 +1837,28 @@ static void pen_bad(struct backend *gpu, const struct backend_seq *t, struct bac
 	*bs = ok;
 	bs->set.n_pen = gpu->n_vocab + 1;
 	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	/* A token listed twice, in a short list and in a long one. */
+	*bs = ok;
+	memcpy(far, list, sizeof(far));
+	far[2].id = far[0].id;
+	bs->set.pen = far;
+	assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+	{
+		struct sampler_pen *lng = calloc(100, sizeof(*lng));
+		uint32_t i;
+
+		assert_non_null(lng);
+		assert_true(gpu->n_vocab >= 100);
+		for (i = 0; i < 100; i++)
+			lng[i].id = (i * 37) % 100;	/* 100 distinct ids */
+		*bs = ok;
+		bs->set.pen = lng;
+		bs->set.n_pen = 100;
+		assert_int_equal(backend_step(gpu, t, 1, out), 0);
+		lng[99].id = lng[3].id;
+		assert_int_equal(backend_step(gpu, t, 1, out), -EINVAL);
+		free(lng);
+	}
 	/* Three listed and one more for a fed token: four, not three. */
 	*bs = ok;
 	gpu->pen_room = 3;
@@ -1851,7 +1873,8 @@ static void pen_bad(struct backend *gpu, const struct backend_seq *t, struct bac
  * CPU backend (it samples nowhere but on the host), beside a row of all
  * logits, a temperature, top_p or min_p out of range, a draw of 1; a
  * repetition penalty of 0 or NaN, a presence penalty of infinity, a listed
- * token past the vocabulary, a list longer than it. A list past the
+ * token past the vocabulary, a list longer than it, a token listed twice
+ * (short and long lists are checked differently). A list past the
  * step's penalty room is -E2BIG. A top_k past the vocabulary is all of it.
  */
 static void bad_draws(struct backend *gpu, struct backend *cpu, const struct backend_seq *s,
