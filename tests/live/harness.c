@@ -104,7 +104,17 @@ const char *daemon_ring(const struct daemon *d)
 	return d->kernel ? NULL : d->sock;
 }
 
-int daemon_start(struct daemon *d, const char *name, const char *const *args)
+/**
+ * daemon_start_nofile() - start llmqd with a descriptor limit of its own
+ * @d:		filled
+ * @name:	names its socket
+ * @args:	more llmqd flags, NULL-terminated, or NULL
+ * @nofile:	its RLIMIT_NOFILE, soft and hard, set before it runs; 0 = ours
+ *
+ * Return: 0 once it answers STATS, or -errno.
+ */
+int daemon_start_nofile(struct daemon *d, const char *name, const char *const *args,
+			unsigned int nofile)
 {
 	const char *argv[32];
 	char bin[PATH_MAX + 32];
@@ -140,9 +150,9 @@ int daemon_start(struct daemon *d, const char *name, const char *const *args)
 	if (d->pid < 0)
 		return -errno;
 	if (d->pid == 0) {
-		struct rlimit rl = { .rlim_cur = d->nofile, .rlim_max = d->nofile };
+		struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
 
-		if (d->nofile && setrlimit(RLIMIT_NOFILE, &rl))
+		if (nofile && setrlimit(RLIMIT_NOFILE, &rl))
 			_exit(126);
 		execv(bin, (char *const *)argv);
 		_exit(127);
@@ -157,6 +167,11 @@ int daemon_start(struct daemon *d, const char *name, const char *const *args)
 		usleep(10000);
 	}
 	return -ETIMEDOUT;
+}
+
+int daemon_start(struct daemon *d, const char *name, const char *const *args)
+{
+	return daemon_start_nofile(d, name, args, 0);
 }
 
 /* Returns the exit status (0..255), or -1 if it did not exit by itself. */

@@ -16,14 +16,11 @@
  * @pid:	its pid, 0 once stopped
  * @sock:	its socket: stats and the userspace transport
  * @kernel:	it serves /dev/llmq (harness_kernel); clients reach it there
- * @nofile:	set before daemon_start(): its RLIMIT_NOFILE, soft and hard;
- *		0 = the test's
  */
 struct daemon {
-	pid_t		pid;
-	char		sock[128];
-	bool		kernel;
-	unsigned int	nofile;
+	pid_t	pid;
+	char	sock[128];
+	bool	kernel;
 };
 
 extern char harness_bin_dir[];
@@ -31,6 +28,8 @@ extern bool harness_kernel;
 
 void harness_init(const char *argv0);
 int daemon_start(struct daemon *d, const char *name, const char *const *args);
+int daemon_start_nofile(struct daemon *d, const char *name, const char *const *args,
+			unsigned int nofile);
 int daemon_stop(struct daemon *d, int sig);
 const char *daemon_ring(const struct daemon *d);
 int run_cmd(const char *const *argv, char *out, size_t out_len, char *err, size_t err_len);

@@ -670,8 +670,7 @@ static void test_out_of_fds(void **state)
 
 	(void)state;
 	own_daemon();
-	d.nofile = 24;
-	assert_int_equal(daemon_start(&d, "nofd", args), 0);
+	assert_int_equal(daemon_start_nofile(&d, "nofd", args, 24), 0);
 	for (i = 0; i < 48; i++) {		/* some accepted, the rest wait */
 		idle[i] = llmq_uds_connect(d.sock);
 		assert_true(idle[i] >= 0);
