@@ -122,6 +122,11 @@ static const struct nla_policy llmq_cancel_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT_PID]	= { .type = NLA_U32 },
 };
 
+/* GET_CLIENTS: the page to start from (none: the first). */
+static const struct nla_policy llmq_get_clients_policy[LLMQ_ATTR_MAX + 1] = {
+	[LLMQ_ATTR_CLIENTS_START]	= { .type = NLA_U64 },
+};
+
 static const struct nla_policy llmq_client_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT_PID]		= { .type = NLA_U32 },
 	[LLMQ_ATTR_CLIENT_UID]		= { .type = NLA_U32 },
@@ -154,6 +159,7 @@ static const struct nla_policy llmq_reply_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CONFIG]		= NLA_POLICY_NESTED(llmq_cfg_policy),
 	[LLMQ_ATTR_CANCELLED]		= { .type = NLA_U32 },
 	[LLMQ_ATTR_COOKIE]		= { .type = NLA_U64 },
+	[LLMQ_ATTR_CLIENTS_NEXT]	= { .type = NLA_U64 },
 };
 
 /* ---- events ----------------------------------------------------------------------- */
@@ -488,7 +494,12 @@ static int llmq_genl_relay(struct sk_buff *skb, struct genl_info *info)
 static const struct genl_ops llmq_genl_ops[] = {
 	{ .cmd = LLMQ_CMD_GET_STATUS,	.doit = llmq_genl_relay },
 	{ .cmd = LLMQ_CMD_GET_STATS,	.doit = llmq_genl_relay },
-	{ .cmd = LLMQ_CMD_GET_CLIENTS,	.doit = llmq_genl_relay },
+	{
+		.cmd	 = LLMQ_CMD_GET_CLIENTS,
+		.doit	 = llmq_genl_relay,
+		.policy	 = llmq_get_clients_policy,
+		.maxattr = LLMQ_ATTR_MAX,
+	},
 	{ .cmd = LLMQ_CMD_GET_CONFIG,	.doit = llmq_genl_relay },
 	{
 		.cmd	 = LLMQ_CMD_SET_CONFIG,

@@ -33,7 +33,19 @@
 static struct nla_policy top_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT_PID]	= { .type = NLA_U32 },
 	[LLMQ_ATTR_CONFIG]	= { .type = NLA_NESTED },
+	[LLMQ_ATTR_CLIENTS_START] = { .type = NLA_U64 },
 };
+
+/* admin_serve()'s message, NUL included. */
+#define ADMIN_MSG_MAX	256
+
+/*
+ * What a reply keeps free after the last LLMQ_ATTR_CLIENT: the
+ * LLMQ_ATTR_CLIENTS_NEXT that says where the list was cut, LLMQ_ATTR_ERRNO
+ * and an LLMQ_ATTR_ERRMSG as long as admin_serve()'s message may be.
+ */
+#define CLIENTS_RESERVE	(NLA_ALIGN(NLA_HDRLEN + 8) + NLA_ALIGN(NLA_HDRLEN + 4) + \
+			 NLA_ALIGN(NLA_HDRLEN + ADMIN_MSG_MAX))
 
 static struct nla_policy cfg_policy[LLMQ_CFG_MAX + 1] = {
 	[LLMQ_CFG_BATCH_TIMEOUT_MS]	  = { .type = NLA_U64 },
@@ -216,24 +228,44 @@ static int put_stats(struct nl_msg *m, struct llmqd *d)
 	return 0;
 }
 
-static int put_clients(struct nl_msg *m, struct llmqd *d)
+/*
+ * One page of the clients: those with an id of @start or more, in id order,
+ * as many as fit in @m short of CLIENTS_RESERVE.  If some are left,
+ * LLMQ_ATTR_CLIENTS_NEXT names the first of them and the caller asks again
+ * from there: a client listed on one page is never on another, one that
+ * attached since is on a later page, one that went is on none.
+ *
+ * client_new() appends each client to d->clients with an id above all
+ * before it and nothing reorders the list, so it is in id order.
+ */
+static int put_clients(struct nl_msg *m, struct llmqd *d, uint64_t start)
 {
+	size_t max = nlmsg_get_max_size(m);
 	struct list_head *pos;
 	struct nlattr *nest;
+	bool any = false;
 
 	list_for_each(pos, &d->clients) {
 		struct client *c = list_entry(pos, struct client, link);
 
-		if (c->closing)
+		if (c->closing || c->id < start)
 			continue;
 		nest = nla_nest_start(m, LLMQ_ATTR_CLIENT);
 		if (!nest || nla_put_u64(m, LLMQ_ATTR_CLIENT_ID, c->id) ||
 		    nla_put_u32(m, LLMQ_ATTR_CLIENT_PID, (uint32_t)c->pid) ||
 		    nla_put_u32(m, LLMQ_ATTR_CLIENT_UID, (uint32_t)c->uid) ||
 		    nla_put_u32(m, LLMQ_ATTR_CLIENT_REQUESTS, c->nr_reqs) ||
-		    nla_put_u64(m, LLMQ_ATTR_CLIENT_TOKENS, c->tokens))
-			return -EMSGSIZE;
+		    nla_put_u64(m, LLMQ_ATTR_CLIENT_TOKENS, c->tokens) ||
+		    nlmsg_hdr(m)->nlmsg_len + CLIENTS_RESERVE > max) {
+			/* Not even one: no page that would let the caller go on. */
+			if (!any)
+				return -EMSGSIZE;
+			if (nest)
+				nla_nest_cancel(m, nest);
+			return nla_put_u64(m, LLMQ_ATTR_CLIENTS_NEXT, c->id) ? -EMSGSIZE : 0;
+		}
 		nla_nest_end(m, nest);
+		any = true;
 	}
 	return 0;
 }
@@ -280,7 +312,8 @@ static int dispatch(struct llmqd *d, struct nl_msg *rep, uint8_t cmd, struct nla
 	case LLMQ_CMD_GET_STATS:
 		return put_stats(rep, d);
 	case LLMQ_CMD_GET_CLIENTS:
-		return put_clients(rep, d);
+		return put_clients(rep, d, tb[LLMQ_ATTR_CLIENTS_START] ?
+				   nla_get_u64(tb[LLMQ_ATTR_CLIENTS_START]) : 0);
 	case LLMQ_CMD_GET_CONFIG:
 		return put_config(rep, d);
 	case LLMQ_CMD_SET_CONFIG:
@@ -332,6 +365,11 @@ static int dispatch(struct llmqd *d, struct nl_msg *rep, uint8_t cmd, struct nla
  * @may_change:	the caller may change llmqd (the carrier checked)
  * @who:	the caller, for the log
  *
+ * A command that fails takes back whatever attributes it had added: the
+ * reply is cut back to its headers, and only LLMQ_ATTR_ERRNO and
+ * LLMQ_ATTR_ERRMSG follow.  So a reply that outgrew @rep still tells its
+ * caller why (EMSGSIZE, "reply too large").
+ *
  * Return: 0, or -EMSGSIZE if even the errno did not fit in @rep.
  */
 int admin_serve(struct llmqd *d, const struct nlmsghdr *req, struct nl_msg *rep,
@@ -339,7 +377,9 @@ int admin_serve(struct llmqd *d, const struct nlmsghdr *req, struct nl_msg *rep,
 {
 	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
 	const struct genlmsghdr *gh = nlmsg_data(req);
-	char msg[256] = "";
+	/* libnl appends at nlmsg_len: setting it back drops what came after. */
+	uint32_t hdr_len = nlmsg_hdr(rep)->nlmsg_len;
+	char msg[ADMIN_MSG_MAX] = "";
 	uint8_t cmd = gh->cmd;
 	int err;
 
@@ -354,8 +394,11 @@ int admin_serve(struct llmqd *d, const struct nlmsghdr *req, struct nl_msg *rep,
 	} else {
 		err = dispatch(d, rep, cmd, tb, msg, sizeof(msg));
 	}
+	if (err)
+		nlmsg_hdr(rep)->nlmsg_len = hdr_len;
 	if (err == -EMSGSIZE && !msg[0])
-		snprintf(msg, sizeof(msg), "reply too large");
+		snprintf(msg, sizeof(msg), "reply too large (more than %zu bytes)",
+			 nlmsg_get_max_size(rep));
 	if (err && cmd != LLMQ_CMD_GET_STATUS)
 		pr_info("admin command %u from %s: %s", cmd, who, msg[0] ? msg : strerror(-err));
 	if (nla_put_u32(rep, LLMQ_ATTR_ERRNO, (uint32_t)-err) ||

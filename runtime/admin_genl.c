@@ -59,6 +59,7 @@ static int on_msg(struct nl_msg *msg, void *arg)
 	struct nlmsghdr *nlh = nlmsg_hdr(msg);
 	struct nlattr *tb[LLMQ_ATTR_MAX + 1];
 	struct genlmsghdr *gh;
+	char too_large[64];
 	struct nl_msg *rep;
 	uint64_t cookie;
 	int err;
@@ -76,11 +77,17 @@ static int on_msg(struct nl_msg *msg, void *arg)
 	cookie = nla_get_u64(tb[LLMQ_ATTR_COOKIE]);
 	rep = new_reply(d, cookie, ADMIN_REPLY_MAX);
 	if (rep && admin_serve(d, nlh, rep, true, "llmq.ko")) {
-		/* Not even the errno fitted: say so in a reply of its own. */
+		/*
+		 * admin_serve() cuts a reply that outgrew @rep back to its
+		 * headers and says EMSGSIZE itself; should not even that fit,
+		 * say so in a reply of its own.
+		 */
 		nlmsg_free(rep);
 		rep = new_reply(d, cookie, 4096);
+		snprintf(too_large, sizeof(too_large), "reply too large (more than %d bytes)",
+			 ADMIN_REPLY_MAX);
 		if (rep && (nla_put_u32(rep, LLMQ_ATTR_ERRNO, EMSGSIZE) ||
-			    nla_put_string(rep, LLMQ_ATTR_ERRMSG, "reply too large"))) {
+			    nla_put_string(rep, LLMQ_ATTR_ERRMSG, too_large))) {
 			nlmsg_free(rep);
 			rep = NULL;
 		}
@@ -127,6 +134,15 @@ int admin_genl_open(struct llmqd *d)
 	err = genl_connect(d->genl_sk);
 	if (err)
 		goto fail;
+	/*
+	 * Netlink refuses a message longer than the send buffer less 32
+	 * bytes, and libnl's default buffer (32 KiB, which the kernel
+	 * doubles) falls just short of a whole reply.
+	 */
+	err = nl_socket_set_buffer_size(d->genl_sk, 0, 2 * ADMIN_REPLY_MAX);
+	if (err)
+		pr_warn("llmq.ko's netlink socket: cannot size its send buffer: %s; "
+			"replies near %d bytes may be lost", nl_geterror(err), ADMIN_REPLY_MAX);
 	err = genl_ctrl_resolve(d->genl_sk, LLMQ_GENL_NAME);
 	if (err < 0)
 		goto fail;

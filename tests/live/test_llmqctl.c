@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -159,7 +160,7 @@ static void wait_client_busy(const char *sock, pid_t pid)
 static void test_status(void **state)
 {
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "status", NULL), 0);
@@ -198,7 +199,7 @@ static void test_stats(void **state)
 	};
 	struct llmq_stats st;
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	size_t i;
 
 	(void)state;
@@ -455,7 +456,7 @@ static const char *promtool_check(const char *text)
 
 static void test_prometheus(void **state)
 {
-	struct daemon d;
+	struct daemon d = { 0 };
 	const char *why;
 	int n;
 
@@ -529,7 +530,7 @@ static void test_config_live(void **state)
 {
 	const char *args[] = { "--batch-timeout-ms", "0", NULL };
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "config", args), 0);
@@ -599,7 +600,7 @@ static void test_config_raise(void **state)
 	char bin[PATH_MAX + 16];
 	const char *argv[8];
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	int i;
 
 	(void)state;
@@ -646,7 +647,7 @@ static void test_config_raise(void **state)
 static void test_config_errors(void **state)
 {
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	pid_t pid;
 	int st, p[2];
 	char buf[512] = "";
@@ -829,7 +830,7 @@ static int net_admin_user(const char *sock)
 static void test_admin_privilege(void **state)
 {
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "priv", NULL), 0);
@@ -856,7 +857,7 @@ static void test_clients_cancel(void **state)
 {
 	const char *args[] = { "--null-delay-us", "5000", NULL };
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	struct bg b;
 	char pid[32];
 
@@ -883,11 +884,187 @@ static void test_clients_cancel(void **state)
 	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* Clients for the paging test: more than one 64 KiB reply holds (~1,250). */
+#define PAGE_KIDS	6
+#define PAGE_RINGS	250	/* per child: 750 descriptors, below a 1024 limit */
+#define PAGE_CLIENTS	(PAGE_KIDS * PAGE_RINGS)
+
+/* A child: attach PAGE_RINGS rings, say how many on @up, hold them until @hold closes. */
+static void hold_rings(const char *ring, int up, int hold)
+{
+	struct llmq_params p = { .sq_entries = 2, .cq_entries = 2, .arena_size = 4096 };
+	struct llmq_ring *r = calloc(PAGE_RINGS, sizeof(*r));
+	char c;
+	int n = 0;
+
+	while (r && n < PAGE_RINGS && !llmq_queue_init(&r[n], ring, &p))
+		n++;
+	(void)!write(up, &n, sizeof(n));
+	(void)!read(hold, &c, 1);
+	_exit(0);
+}
+
+/*
+ * One GET_CLIENTS page over the admin socket: without LLMQ_ATTR_CLIENTS_START
+ * when @start is 0, as an llmqctl from before paging asks.  The ids listed
+ * go to @ids (@n of them, PAGE_CLIENTS at most), LLMQ_ATTR_CLIENTS_NEXT to
+ * @next (0: none).  Returns the reply's LLMQ_ATTR_ERRNO, -1 for no
+ * well-formed reply; its length goes to @len.
+ */
+static int clients_page(const char *sock, uint64_t start, uint64_t *ids, size_t *n,
+			uint64_t *next, size_t *len)
+{
+	struct {
+		struct nlmsghdr		nh;
+		struct genlmsghdr	gh;
+		struct nlattr		na;
+		uint64_t		start;
+	} req = {
+		.nh = { .nlmsg_len = sizeof(req), .nlmsg_type = LLMQ_GENL_SOCK_TYPE,
+			.nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1 },
+		.gh = { .cmd = LLMQ_CMD_GET_CLIENTS, .version = LLMQ_GENL_VERSION },
+		.na = { .nla_len = NLA_HDRLEN + 8, .nla_type = LLMQ_ATTR_CLIENTS_START },
+		.start = start,
+	};
+	static char rep[2 * 65536];
+	size_t off, sub, reqlen = start ? sizeof(req) : NLMSG_HDRLEN + GENL_HDRLEN;
+	struct nlattr *a, *b;
+	int fd, e = -1;
+	ssize_t got;
+
+	*n = 0;
+	*next = 0;
+	*len = 0;
+	req.nh.nlmsg_len = (uint32_t)reqlen;
+	fd = admin_connect(sock);
+	if (fd < 0)
+		return -1;
+	if (send(fd, &req, reqlen, 0) != (ssize_t)reqlen) {
+		close(fd);
+		return -1;
+	}
+	got = recv(fd, rep, sizeof(rep), 0);
+	close(fd);
+	if (got < (ssize_t)(NLMSG_HDRLEN + GENL_HDRLEN))
+		return -1;
+	*len = (size_t)got;
+	for (off = NLMSG_HDRLEN + GENL_HDRLEN; off + NLA_HDRLEN <= (size_t)got;
+	     off += NLA_ALIGN(a->nla_len)) {
+		a = (struct nlattr *)(rep + off);
+		if (a->nla_len < NLA_HDRLEN || off + a->nla_len > (size_t)got)
+			return -1;
+		switch (a->nla_type & NLA_TYPE_MASK) {
+		case LLMQ_ATTR_ERRNO:
+			memcpy(&e, rep + off + NLA_HDRLEN, 4);
+			break;
+		case LLMQ_ATTR_CLIENTS_NEXT:
+			memcpy(next, rep + off + NLA_HDRLEN, 8);
+			break;
+		case LLMQ_ATTR_CLIENT:
+			for (sub = off + NLA_HDRLEN; sub + NLA_HDRLEN <= off + a->nla_len;
+			     sub += NLA_ALIGN(b->nla_len)) {
+				b = (struct nlattr *)(rep + sub);
+				if (b->nla_len < NLA_HDRLEN)
+					return -1;
+				if (b->nla_type == LLMQ_ATTR_CLIENT_ID && *n < PAGE_CLIENTS)
+					memcpy(&ids[(*n)++], rep + sub + NLA_HDRLEN, 8);
+			}
+			break;
+		}
+	}
+	return e;
+}
+
+/*
+ * More clients than one reply holds: llmqctl asks page after page and
+ * lists every client once, with its pid; an llmqctl that does not page
+ * gets the first page and LLMQ_ATTR_CLIENTS_NEXT.
+ */
+static void test_clients_pages(void **state)
+{
+	static uint64_t ids[PAGE_CLIENTS], ids2[PAGE_CLIENTS];
+	pid_t kids[PAGE_KIDS];
+	int up[2], hold[2], got, seen[PAGE_KIDS] = { 0 };
+	struct json_object *arr, *c;
+	size_t i, n, n2, len, lines;
+	uint64_t next, next2;
+	/* Static: the harness kills it at exit even if an assertion leaves early. */
+	static struct daemon d;
+	struct rlimit rl;
+	int64_t prev = 0;
+	const char *q;
+	int k;
+
+	(void)state;
+	/* A ring holds three descriptors here and three in llmqd, which inherits this. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = rl.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	assert_int_equal(daemon_start(&d, "pages", NULL), 0);
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(hold), 0);
+	for (k = 0; k < PAGE_KIDS; k++) {
+		kids[k] = fork();
+		assert_true(kids[k] >= 0);
+		if (!kids[k]) {
+			close(up[0]);
+			close(hold[1]);
+			hold_rings(daemon_ring(&d), up[1], hold[0]);
+		}
+	}
+	close(up[1]);
+	close(hold[0]);
+	for (k = 0; k < PAGE_KIDS; k++) {
+		assert_int_equal(read(up[0], &got, sizeof(got)), sizeof(got));
+		assert_int_equal(got, PAGE_RINGS);
+	}
+	close(up[0]);
+
+	/* As an llmqctl that does not page: a first page, and where to go on. */
+	assert_int_equal(clients_page(d.sock, 0, ids, &n, &next, &len), 0);
+	assert_true(len <= 65536);
+	assert_true(n > 0 && n < PAGE_CLIENTS);
+	for (i = 1; i < n; i++)
+		assert_true(ids[i] > ids[i - 1]);
+	assert_true(next > ids[n - 1]);
+	assert_int_equal(clients_page(d.sock, next, ids2, &n2, &next2, &len), 0);
+	assert_true(n2 > 0 && ids2[0] == next);
+	assert_true(n + n2 <= PAGE_CLIENTS);
+
+	/* llmqctl --json: every client once, in id order, with its child's pid. */
+	arr = ctl_json(d.sock, "clients", NULL);
+	assert_true(json_object_is_type(arr, json_type_array));
+	assert_int_equal(json_object_array_length(arr), PAGE_CLIENTS);
+	for (i = 0; i < PAGE_CLIENTS; i++) {
+		c = json_object_array_get_idx(arr, i);
+		assert_true(jint(c, "id") > prev);
+		prev = jint(c, "id");
+		for (k = 0; k < PAGE_KIDS && kids[k] != jint(c, "pid"); k++)
+			;
+		assert_true(k < PAGE_KIDS);
+		seen[k]++;
+		assert_int_equal(jint(c, "uid"), (int64_t)getuid());
+	}
+	for (k = 0; k < PAGE_KIDS; k++)
+		assert_int_equal(seen[k], PAGE_RINGS);
+	json_object_put(arr);
+	/* The text form: a heading, then one line per client. */
+	assert_int_equal(ctl(d.sock, "clients", NULL), 0);
+	for (lines = 0, q = out; (q = strchr(q, '\n')); q++)
+		lines++;
+	assert_int_equal(lines, PAGE_CLIENTS + 1);
+
+	close(hold[1]);
+	for (k = 0; k < PAGE_KIDS; k++)
+		assert_int_equal(waitpid(kids[k], NULL, 0), kids[k]);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
 static void test_drain_shutdown(void **state)
 {
 	const char *args[] = { "--null-delay-us", "5000", NULL };
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	struct bg b;
 	int st, i, res;
 
@@ -930,7 +1107,7 @@ static void test_drain_shutdown(void **state)
 static void test_shutdown_json(void **state)
 {
 	struct json_object *o;
-	struct daemon d;
+	struct daemon d = { 0 };
 	int st, i;
 
 	(void)state;
@@ -957,6 +1134,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_admin_privilege),
 		cmocka_unit_test(test_clients_cancel),
+		cmocka_unit_test(test_clients_pages),
 		cmocka_unit_test(test_drain_shutdown),
 		cmocka_unit_test(test_shutdown_json),
 	};

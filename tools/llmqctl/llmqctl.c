@@ -100,6 +100,7 @@ static struct nla_policy reply_policy[LLMQ_ATTR_MAX + 1] = {
 	[LLMQ_ATTR_CLIENT]		= { .type = NLA_NESTED },
 	[LLMQ_ATTR_CONFIG]		= { .type = NLA_NESTED },
 	[LLMQ_ATTR_CANCELLED]		= { .type = NLA_U32 },
+	[LLMQ_ATTR_CLIENTS_NEXT]	= { .type = NLA_U64 },
 };
 
 static struct nla_policy client_policy[LLMQ_ATTR_MAX + 1] = {
@@ -600,22 +601,14 @@ static int cmd_config(int argc, char **argv)
 	return ret;
 }
 
-static int cmd_clients(void)
+/* Print the clients of one GET_CLIENTS reply, or add them to @arr. */
+static void show_clients(struct reply *rep, struct json_object *arr)
 {
 	struct nlattr *ctb[LLMQ_ATTR_MAX + 1], *a;
-	struct json_object *arr = NULL, *o;
-	struct nlmsghdr *nlh;
-	struct reply rep;
-	int ret, rem;
+	struct nlmsghdr *nlh = rep->buf;
+	struct json_object *o;
+	int rem;
 
-	ret = call(new_req(LLMQ_CMD_GET_CLIENTS), &rep, "clients");
-	if (ret)
-		return ret;
-	if (json)
-		arr = json_object_new_array();
-	else
-		printf("%8s %8s %10s %12s\n", "PID", "UID", "REQUESTS", "TOKENS");
-	nlh = rep.buf;
 	nlmsg_for_each_attr(a, nlh, GENL_HDRLEN, rem) {
 		if (nla_type(a) != LLMQ_ATTR_CLIENT ||
 		    nla_parse_nested(ctb, LLMQ_ATTR_MAX, a, client_policy))
@@ -645,10 +638,64 @@ static int cmd_clients(void)
 				       (int64_t)get_u64(ctb, LLMQ_ATTR_CLIENT_TOKENS)));
 		json_object_array_add(arr, o);
 	}
+}
+
+/*
+ * A reply holds as many clients as fit in 64 KiB; LLMQ_ATTR_CLIENTS_NEXT
+ * says where the next one starts.  Every page is fetched before anything
+ * is printed, so that a failure part way prints nothing.
+ */
+static int cmd_clients(void)
+{
+	struct reply *pages = NULL, *p;
+	struct json_object *arr;
+	struct nl_msg *req;
+	uint64_t start = 0, next;
+	size_t n = 0, i;
+	int ret;
+
+	for (;;) {
+		p = realloc(pages, (n + 1) * sizeof(*pages));
+		if (!p) {
+			fprintf(stderr, "llmqctl: out of memory\n");
+			ret = EXIT_FAIL;
+			goto out;
+		}
+		pages = p;
+		req = new_req(LLMQ_CMD_GET_CLIENTS);
+		/* None on the first page: an llmqd or llmq.ko without paging takes none. */
+		if (start && nla_put_u64(req, LLMQ_ATTR_CLIENTS_START, start)) {
+			nlmsg_free(req);
+			ret = EXIT_FAIL;
+			goto out;
+		}
+		ret = call(req, &pages[n], "clients");
+		if (ret)
+			goto out;
+		p = &pages[n++];
+		if (!p->tb[LLMQ_ATTR_CLIENTS_NEXT])
+			break;
+		next = nla_get_u64(p->tb[LLMQ_ATTR_CLIENTS_NEXT]);
+		if (next <= start) {
+			fprintf(stderr, "llmqctl: clients: malformed reply (the list does not go "
+				"on from client %" PRIu64 ")\n", start);
+			ret = EXIT_CONNECT;
+			goto out;
+		}
+		start = next;
+	}
+	arr = json ? json_object_new_array() : NULL;
+	if (!arr)
+		printf("%8s %8s %10s %12s\n", "PID", "UID", "REQUESTS", "TOKENS");
+	for (i = 0; i < n; i++)
+		show_clients(&pages[i], arr);
 	if (arr)
 		print_json(arr);
-	free(rep.buf);
-	return EXIT_OK;
+out:
+	for (i = 0; i < n; i++)
+		free(pages[i].buf);
+	free(pages);
+	return ret;
 }
 
 static int cmd_cancel(int argc, char **argv)

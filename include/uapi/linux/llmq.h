@@ -526,6 +526,12 @@ enum llmq_cmd {
 
 #define LLMQ_CMD_MAX (__LLMQ_CMD_MAX - 1)
 
+/*
+ * A reply is at most 64 KiB.  GET_CLIENTS lists the clients in id order
+ * from LLMQ_ATTR_CLIENTS_START (0 if absent) and stops before the reply
+ * is full: LLMQ_ATTR_CLIENTS_NEXT then says where the next request starts.
+ * Without it the list is complete.
+ */
 enum llmq_attr {
 	LLMQ_ATTR_UNSPEC,
 	LLMQ_ATTR_ERRNO,		/* u32: 0 or a positive errno */
@@ -558,6 +564,8 @@ enum llmq_attr {
 	LLMQ_ATTR_PAD,			/* alignment of 64-bit attributes */
 	LLMQ_ATTR_EVENT,		/* u32: LLMQ_EVENT_* */
 	LLMQ_ATTR_RUNTIME_PID,		/* u32: the runtime's pid */
+	LLMQ_ATTR_CLIENTS_START,	/* u64: GET_CLIENTS: list ids >= this */
+	LLMQ_ATTR_CLIENTS_NEXT,		/* u64: the list was cut: ask again from this id */
 	__LLMQ_ATTR_MAX,
 };
 
