@@ -444,11 +444,17 @@ static void detach_stdio(void)
  */
 static void raise_nofile(void)
 {
+	/* The kernel's default fs.nr_open: an unlimited hard limit means this. */
+	const rlim_t most = 1 << 20;
 	struct rlimit rl;
+	rlim_t want;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
-	rl.rlim_cur = rl.rlim_max;
+	want = rl.rlim_max < most ? rl.rlim_max : most;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want;
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		pr_warn("cannot raise the descriptor limit: %s", strerror(errno));
 }
