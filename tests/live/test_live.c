@@ -1351,6 +1351,10 @@ static void test_cli(void **state)
 			       NULL };
 	const char *badv[] = { bin, "generate", "--socket", fast.sock, "--top-p", "1.5", "x",
 			       NULL };
+	/* An empty socket would fall back to $LLMQ_SOCKET: another runtime. */
+	const char *empty[] = { bin, "generate", "--socket", "", "x", NULL };
+	const char *empty_st[] = { bin, "stats", "--socket", "", NULL };
+	const char *extra_st[] = { bin, "stats", "--socket", fast.sock, "bogus", NULL };
 
 	(void)state;
 	use(&fast);
@@ -1369,6 +1373,17 @@ static void test_cli(void **state)
 	assert_non_null(strstr(err, "cannot reach the runtime"));
 	assert_int_equal(run_cmd(badv, out, sizeof(out), err, sizeof(err)), 2);
 	assert_non_null(strstr(err, "--top-p"));
+	setenv("LLMQ_SOCKET", fast.sock, 1);	/* a runtime the empty path could reach */
+	assert_int_equal(run_cmd(empty, out, sizeof(out), err, sizeof(err)), 2);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "--socket: '' is empty"));
+	assert_int_equal(run_cmd(empty_st, out, sizeof(out), err, sizeof(err)), 2);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "--socket: '' is empty"));
+	unsetenv("LLMQ_SOCKET");
+	assert_int_equal(run_cmd(extra_st, out, sizeof(out), err, sizeof(err)), 2);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "unexpected argument 'bogus'"));
 }
 
 /*

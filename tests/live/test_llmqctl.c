@@ -655,6 +655,9 @@ static void test_config_errors(void **state)
 
 	(void)state;
 	assert_int_equal(daemon_start(&d, "cfgerr", NULL), 0);
+	/* An empty socket path: usage, 2, not "cannot reach llmqd at ''" (5). */
+	assert_int_equal(ctl("", "status", NULL), 2);
+	assert_non_null(strstr(err, "--socket: '' is empty"));
 	/* A bad key: usage, 2, before anything is sent. */
 	assert_int_equal(ctl(d.sock, "config", "set", "batch_window", "5", NULL), 2);
 	assert_non_null(strstr(err, "unknown key 'batch_window'"));

@@ -154,6 +154,9 @@ static int cmd_generate(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", gen_options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_SOCKET:
+			/* Empty would mean "the default": another runtime, silently. */
+			if (!*optarg)
+				die_flag("socket", optarg, "is empty");
 			sock = optarg;
 			break;
 		case OPT_MAX_TOKENS:
@@ -267,7 +270,13 @@ static int cmd_stats(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+		if (!*optarg)
+			die_flag("socket", optarg, "is empty");
 		sock = optarg;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "llmq: stats: unexpected argument '%s'\n", argv[optind]);
+		return 2;
 	}
 	err = llmq_get_stats(sock, &st);
 	if (err) {

@@ -869,6 +869,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+s:njh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
+			if (!*optarg)
+				return die_usage("--socket: '%s' is empty", optarg);
 			sock_path = optarg;
 			if (carrier == CARRIER_NETLINK)
 				return die_usage("--socket and --netlink exclude each other%s", "");
