@@ -77,31 +77,37 @@ int backend_check_model(const struct model *m, char *err, size_t len)
 
 /*
  * Does the list name a token twice? A drawer may apply its entries at once
- * (the GPU's threads), so each logit must have one. Return: 0, -EINVAL if
- * so, -ENOMEM.
+ * (the GPU's threads), so each logit must have one. Checked each step for
+ * each penalised draw, so against a bitmap of the vocabulary kept by the
+ * checking thread (it grows, never shrinks) and cleared again word by word
+ * after the list: no allocation per token. Return: 0, -EINVAL if so,
+ * -ENOMEM.
  */
 static int pen_dup(const struct sampler_pen *pen, uint32_t n, uint32_t n_vocab)
 {
-	uint64_t *seen;
-	uint32_t i, j;
+	static __thread uint64_t *seen;
+	static __thread size_t words;
+	size_t need = ((size_t)n_vocab + 63) / 64;
+	uint32_t i, id;
 	int err = 0;
 
-	if (n <= 64) {			/* a few thousand compares at most */
-		for (i = 1; i < n; i++)
-			for (j = 0; j < i; j++)
-				if (pen[i].id == pen[j].id)
-					return -EINVAL;
-		return 0;
+	if (need > words) {
+		uint64_t *grown = calloc(need, sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		free(seen);
+		seen = grown;
+		words = need;
 	}
-	seen = calloc(((size_t)n_vocab + 63) / 64, sizeof(*seen));
-	if (!seen)
-		return -ENOMEM;
 	for (i = 0; i < n && !err; i++) {
-		if (seen[pen[i].id / 64] & 1ULL << (pen[i].id % 64))
+		id = pen[i].id;
+		if (seen[id / 64] & 1ULL << (id % 64))
 			err = -EINVAL;
-		seen[pen[i].id / 64] |= 1ULL << (pen[i].id % 64);
+		seen[id / 64] |= 1ULL << (id % 64);
 	}
-	free(seen);
+	while (i-- > 0)				/* the bits this list set, only */
+		seen[pen[i].id / 64] = 0;
 	return err;
 }
 
