@@ -1874,8 +1874,8 @@ static void pen_bad(struct backend *gpu, const struct backend_seq *t, struct bac
  * logits, a temperature, top_p or min_p out of range, a draw of 1; a
  * repetition penalty of 0 or NaN, a presence penalty of infinity, a listed
  * token past the vocabulary, a list longer than it, a token listed twice
- * (in a short list and a long one; the same lists again pass, so the
- * check forgets each list). A list past the
+ * (in a short list and a long one; the valid short list passes again
+ * afterwards, so the check forgets each list). A list past the
  * step's penalty room is -E2BIG. A top_k past the vocabulary is all of it.
  */
 static void bad_draws(struct backend *gpu, struct backend *cpu, const struct backend_seq *s,
