@@ -304,6 +304,20 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 #define PACK_CHUNK	64		/* x rows whose accumulators are kept */
 #define PACK_MIN_M	(MR + 1)
 
+/*
+ * Prefetch @len bytes at @p. The packed path unpacks a panel, then computes
+ * on it without touching memory: fetching the next panel's rows while this
+ * one is unpacked keeps the memory busy through the compute (at M = 8 and
+ * K = 768 the product ran at the speed of M = 16 without it).
+ */
+static ALWAYS_INLINE TARGET void fetch_bytes(const uint8_t *p, size_t len)
+{
+	size_t o;
+
+	for (o = 0; o < len; o += 64)
+		__builtin_prefetch(p + o);
+}
+
 /* Columns k0 .. k0 + kc of one W row as floats at dst, zero-padded to VL. */
 static ALWAYS_INLINE TARGET void unpack(const int type, const uint8_t *row, size_t k0,
 				       size_t kc, float *dst)
@@ -461,9 +475,19 @@ static ALWAYS_INLINE TARGET void rows_packed(const int type, const uint8_t *w, s
 
 				/* one K block is still there from the last chunk */
 				if (!m0 || k > KBLK) {
-					for (j = 0; j < npad; j++)
+					/* the bytes the next unpack will read: the next
+					 * K block of these rows, or the next panel's first */
+					const bool more = k0 + kc < k;
+					const uint8_t *nx = w + (more ? n0 : n0 + PANEL_ROWS) * rb +
+							    (more ? (k0 + kc) * rb / k : 0);
+					size_t nk = more ? k - k0 - kc : k;
+
+					nk = (nk < KBLK ? nk : KBLK) * rb / k;
+					for (j = 0; j < npad; j++) {
+						fetch_bytes(nx + j * rb, nk);
 						unpack(type, w + (n0 + (j < np ? j : np - 1)) * rb,
 						       k0, kc, wb + j * KBLK);
+					}
 				}
 				for (i = 0; i < mc; i += PMR) {
 					const float *xm = x + (m0 + i) * ldx + k0;
