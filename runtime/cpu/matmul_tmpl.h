@@ -303,19 +303,41 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 #define PANEL_ROWS	12		/* a multiple of every PNR */
 #define PACK_CHUNK	64		/* x rows whose accumulators are kept */
 #define PACK_MIN_M	(MR + 1)
+/*
+ * F16 and BF16 widen in one instruction, so a path with registers enough
+ * for wide in-register tiles may keep them on that path for more rows
+ * (the bits are the same either way).
+ */
+#ifndef PACK_MIN_M_HALF
+#define PACK_MIN_M_HALF	PACK_MIN_M
+#endif
 
 /*
- * Prefetch @len bytes at @p. The packed path unpacks a panel, then computes
- * on it without touching memory: fetching the next panel's rows while this
- * one is unpacked keeps the memory busy through the compute (at M = 8 and
- * K = 768 the product ran at the speed of M = 16 without it).
+ * The bytes the packed path's next unpack will read, fetched a few lines at
+ * a time between the micro-tiles of this panel. The unpack of a panel is a
+ * burst of reads and the compute on it touches no memory, so the hardware
+ * prefetcher stalls between panels; a burst of software prefetches during
+ * the unpack fills the L1 miss buffers and stalls it instead. Spread over
+ * the compute, the next panel arrives while the FMA units work.
  */
-static ALWAYS_INLINE TARGET void fetch_bytes(const uint8_t *p, size_t len)
-{
-	size_t o;
+struct ahead {
+	const uint8_t	*p;		/* first row */
+	size_t		rb;		/* row stride */
+	size_t		len;		/* bytes per row, rounded up to lines */
+	size_t		rows;
+	size_t		row, off;	/* the next line to fetch */
+};
 
-	for (o = 0; o < len; o += 64)
-		__builtin_prefetch(p + o);
+static ALWAYS_INLINE TARGET void ahead_fetch(struct ahead *a, size_t lines)
+{
+	for (; lines && a->row < a->rows; lines--) {
+		__builtin_prefetch(a->p + a->row * a->rb + a->off);
+		a->off += 64;
+		if (a->off >= a->len) {
+			a->off = 0;
+			a->row++;
+		}
+	}
 }
 
 /* Columns k0 .. k0 + kc of one W row as floats at dst, zero-padded to VL. */
@@ -448,10 +470,12 @@ static ALWAYS_INLINE TARGET void ptile(const int mr, const int nr, const float *
 }
 
 #define PMICRO(MRV)							\
-	for (j = 0; j < np; j += PNR)					\
+	for (j = 0; j < np; j += PNR) {					\
+		ahead_fetch(&ah, per);					\
 		ptile(MRV, PNR, wb + j * KBLK, np - j < PNR ? np - j : PNR,	\
 		      xm, ldx, kc, acc + i * PANEL_ROWS + j, first, last,	\
-		      ym + j, ldy)
+		      ym + j, ldy);					\
+	}
 
 static ALWAYS_INLINE TARGET void rows_packed(const int type, const uint8_t *w, size_t rb,
 					     size_t n_rows, const float *x, size_t ldx,
@@ -473,21 +497,24 @@ static ALWAYS_INLINE TARGET void rows_packed(const int type, const uint8_t *w, s
 				size_t kc = k - k0 < KBLK ? k - k0 : KBLK;
 				bool first = !k0, last = k0 + kc == k;
 
+				/* the next K block of these rows, or the next panel's first */
+				const bool more = k0 + kc < k;
+				size_t nk = more ? k - k0 - kc : k, per;
+				struct ahead ah = {
+					.p = w + (more ? n0 : n0 + PANEL_ROWS) * rb +
+					     (more ? (k0 + kc) * rb / k : 0),
+					.rb = rb, .rows = PANEL_ROWS,
+				};
+
+				/* a row need not start on a line: one more */
+				ah.len = ((nk < KBLK ? nk : KBLK) * rb / k + 127) / 64 * 64;
+				per = (ah.rows * ah.len / 64) /
+				      (((mc + PMR - 1) / PMR) * (npad / PNR)) + 1;
 				/* one K block is still there from the last chunk */
 				if (!m0 || k > KBLK) {
-					/* the bytes the next unpack will read: the next
-					 * K block of these rows, or the next panel's first */
-					const bool more = k0 + kc < k;
-					const uint8_t *nx = w + (more ? n0 : n0 + PANEL_ROWS) * rb +
-							    (more ? (k0 + kc) * rb / k : 0);
-					size_t nk = more ? k - k0 - kc : k;
-
-					nk = (nk < KBLK ? nk : KBLK) * rb / k;
-					for (j = 0; j < npad; j++) {
-						fetch_bytes(nx + j * rb, nk);
+					for (j = 0; j < npad; j++)
 						unpack(type, w + (n0 + (j < np ? j : np - 1)) * rb,
 						       k0, kc, wb + j * KBLK);
-					}
 				}
 				for (i = 0; i < mc; i += PMR) {
 					const float *xm = x + (m0 + i) * ldx + k0;
@@ -578,7 +605,8 @@ static TARGET void name(const uint8_t *w, size_t rb, size_t n_rows,	\
 			float *y, size_t ldy)				\
 {									\
 	ROWS_PROLOGUE();						\
-	if (m >= PACK_MIN_M)						\
+	if (m >= (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 ?	\
+		  PACK_MIN_M_HALF : PACK_MIN_M))			\
 		name##_packed(w, rb, n_rows, x, ldx, m, k, y, ldy);	\
 	else								\
 		rows(type, w, rb, n_rows, x, ldx, m, k, y, ldy);	\
