@@ -2,13 +2,14 @@
 /*
  * Bandwidth table of the CPU matrix kernels (not run by make check): for a
  * ~100 MB weight matrix of each dtype, on each kernel path this CPU runs, the
- * weight bytes streamed per second at M = 1 (decode) and M = 16 (a batch),
+ * weight bytes streamed per second at M = 1 (decode) and M = 16 (a batch, or
+ * --m rows),
  * beside this machine's copy and read bandwidth measured in the same run.
  * Then the attention kernel, one call on one thread, as a step calls it at
  * the end of a 2048-token context: a prefill tile and a decode.
  *
- *   bench_kernels [--threads N] [--mb MB] [--k K] [--reps R] [--isa PATH]
- *                 [--only matmul|attn]
+ *   bench_kernels [--threads N] [--mb MB] [--k K] [--m M] [--reps R]
+ *                 [--isa PATH] [--only matmul|attn]
  */
 #include <math.h>
 #include <stdint.h>
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
 		GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
 		GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
 	};
-	static const size_t ms[] = { 1, 16 };
+	size_t ms[] = { 1, 16 };
 	unsigned int threads = 0, i, t, isa, mi;
 	size_t mb = 100, k = 4096, len, maxrb, n;
 	int reps = 10, r;
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
 	float *x, *y, *row;
 	uint64_t seed = 1, rb;
 	int only = -1, what = 0;	/* 0 both, 1 matmul, 2 attention */
+	char head[32];
 
 	for (i = 1; i + 1 < (unsigned int)argc; i += 2) {
 		if (!strcmp(argv[i], "--threads"))
@@ -179,6 +181,8 @@ int main(int argc, char **argv)
 			mb = (size_t)atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "--k"))
 			k = (size_t)atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--m"))
+			ms[1] = (size_t)atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "--reps"))
 			reps = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--isa")) {
@@ -198,8 +202,8 @@ int main(int argc, char **argv)
 	}
 	if (what == 2)
 		return bench_attention(only, reps);
-	if (k % 256 || !mb || reps < 1) {
-		fprintf(stderr, "bench_kernels: --k must be a multiple of 256\n");
+	if (k % 256 || !mb || reps < 1 || ms[1] < 1 || ms[1] > 4096) {
+		fprintf(stderr, "bench_kernels: --k must be a multiple of 256, --m 1 to 4096\n");
 		return 2;
 	}
 	pool = threadpool_create(threads);
@@ -223,18 +227,19 @@ int main(int argc, char **argv)
 	printf("(memcpy GB/s = bytes copied per second; %%copy and %%read divide the weight "
 	       "bytes streamed per second at M=1 by the %u-thread memcpy and read figures)\n\n",
 	       threads);
+	snprintf(head, sizeof(head), "M=%zu GB/s", ms[1]);
 	printf("%-6s %-9s %9s %6s %6s %7s %10s %8s %8s\n", "dtype", "path", "M=1 GB/s",
-	       "%copy", "%read", "ms", "M=16 GB/s", "ms", "GFLOP/s");
+	       "%copy", "%read", "ms", head, "ms", "GFLOP/s");
 
 	maxrb = k * 4;
 	n = len / (k * 2);		/* rows: sized per type below */
 	w = malloc(len + maxrb);
-	x = malloc(16 * k * sizeof(float));
-	y = malloc(16 * (len / ((size_t)k * 9 / 16) + 64) * sizeof(float));
+	x = malloc(ms[1] * k * sizeof(float));
+	y = malloc(ms[1] * (len / ((size_t)k * 9 / 16) + 64) * sizeof(float));
 	row = malloc(k * sizeof(float));
 	if (!w || !x || !y || !row)
 		return 1;
-	for (i = 0; i < 16 * k; i++)
+	for (i = 0; i < ms[1] * k; i++)
 		x[i] = frand(&seed);
 
 	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
@@ -272,7 +277,8 @@ int main(int argc, char **argv)
 			printf("%-6s %-9s %9.1f %5.0f%% %5.0f%% %7.2f %10.1f %8.2f %8.1f\n",
 			       dtype_info(types[t])->name, cpu_isa_name(isa), gbs[0],
 			       100 * gbs[0] / copyn, 100 * gbs[0] / readn, ms_[0], gbs[1], ms_[1],
-			       2.0 * 16 * (double)n * (double)k / (ms_[1] * 1e-3) / 1e9);
+			       2.0 * (double)ms[1] * (double)n * (double)k / (ms_[1] * 1e-3) /
+			       1e9);
 			fflush(stdout);
 		}
 	}
