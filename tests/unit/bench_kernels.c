@@ -4,7 +4,8 @@
  * ~100 MB weight matrix of each dtype, on each kernel path this CPU runs, the
  * weight bytes streamed per second at M = 1 (decode) and M = 16 (a batch, or
  * --m rows),
- * beside this machine's copy and read bandwidth measured in the same run.
+ * beside this machine's copy and read bandwidth and one core's FMA peak
+ * measured in the same run.
  * Then the attention kernel, one call on one thread, as a step calls it at
  * the end of a 2048-token context: a prefill tile and a decode.
  *
@@ -39,6 +40,65 @@ static void nop_task(void *arg, unsigned int task, unsigned int thread)
 	(void)task;
 	(void)thread;
 }
+
+/*
+ * One core's FMA peak in GFLOP/s: 12 independent chains of 16-lane (zmm) or
+ * 8-lane (ymm) FMAs, enough to cover the latency of two FMA pipes, in
+ * assembly so that no compiler choice (spills, a dependency) lowers it.
+ * The figure the kernels' GFLOP/s are to be read against.
+ */
+#if defined(__x86_64__)
+#define FMA12(r)							\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "0\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "1\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "2\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "3\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "4\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "5\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "6\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "7\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "8\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "9\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "10\n\t"		\
+	"vfmadd231ps %%" r "14, %%" r "15, %%" r "11\n\t"
+
+/* zeros in every register the loop reads, so no denormal slows it */
+#define ZERO16								\
+	"vxorps %%ymm0, %%ymm0, %%ymm0\n\tvmovaps %%ymm0, %%ymm1\n\t"	\
+	"vmovaps %%ymm0, %%ymm2\n\tvmovaps %%ymm0, %%ymm3\n\t"		\
+	"vmovaps %%ymm0, %%ymm4\n\tvmovaps %%ymm0, %%ymm5\n\t"		\
+	"vmovaps %%ymm0, %%ymm6\n\tvmovaps %%ymm0, %%ymm7\n\t"		\
+	"vmovaps %%ymm0, %%ymm8\n\tvmovaps %%ymm0, %%ymm9\n\t"		\
+	"vmovaps %%ymm0, %%ymm10\n\tvmovaps %%ymm0, %%ymm11\n\t"		\
+	"vmovaps %%ymm0, %%ymm14\n\tvmovaps %%ymm0, %%ymm15\n\t"
+
+static double fma_peak(bool zmm)
+{
+	const long iters = 100000000;
+	double best = 0, t0;
+	long n;
+	int r;
+
+	for (r = 0; r < 3; r++) {
+		n = iters;
+		t0 = now();
+		if (zmm)
+			__asm__ volatile(ZERO16 "1:\n\t" FMA12("zmm") "dec %0\n\tjnz 1b"
+					 : "+r"(n) : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+					 "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+					 "xmm14", "xmm15", "cc");
+		else
+			__asm__ volatile(ZERO16 "1:\n\t" FMA12("ymm") "dec %0\n\tjnz 1b"
+					 : "+r"(n) : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+					 "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+					 "xmm14", "xmm15", "cc");
+		t0 = now() - t0;
+		if ((double)iters * 12 * (zmm ? 32 : 16) / t0 / 1e9 > best)
+			best = (double)iters * 12 * (zmm ? 32 : 16) / t0 / 1e9;
+	}
+	return best;
+}
+#endif
 
 /* Mean cost of one threadpool_run() of one empty task per thread, back to back. */
 static double pool_overhead_us(struct threadpool *pool)
@@ -222,6 +282,13 @@ int main(int argc, char **argv)
 			printf(" %s", cpu_isa_name(isa));
 	printf("; %u threads; W = %zu MB, K = %zu\n", threads, mb, k);
 	printf("threadpool_run, empty tasks: %.2f us per call\n", pool_overhead_us(pool));
+#if defined(__x86_64__)
+	if (cpu_isa_supported(CPU_ISA_AVX512))
+		printf("FMA peak, one core: %.1f GFLOP/s on 16 lanes, %.1f on 8\n",
+		       fma_peak(true), fma_peak(false));
+	else if (cpu_isa_supported(CPU_ISA_AVX2))
+		printf("FMA peak, one core: %.1f GFLOP/s on 8 lanes\n", fma_peak(false));
+#endif
 	printf("memcpy: %.1f GB/s (1 thread), %.1f GB/s (%u threads); "
 	       "read: %.1f GB/s (%u threads)\n", copy1, copyn, threads, readn, threads);
 	printf("(memcpy GB/s = bytes copied per second; %%copy and %%read divide the weight "
