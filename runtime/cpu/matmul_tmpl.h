@@ -38,9 +38,10 @@
  * TILE_BYTES) are reused from cache for every group of 4 rows of x, so W
  * streams from memory once per call whatever m is. Past the last W row a
  * micro-tile re-reads that row and drops the results. From PACK_MIN_M rows
- * (batches, prefill) the packed path below dequantises each W element once
- * per call instead of once per group of 4 rows, in the same values and the
- * same order of operations, so it gives the same bits.
+ * (PACK_MIN_M_HALF for F16 and BF16; batches, prefill) the packed path below
+ * dequantises each W element once per call instead of once per group of 4
+ * rows, in the same values and the same order of operations, so it gives
+ * the same bits.
  */
 
 #define MR		4
