@@ -115,13 +115,19 @@ static void kv_store(const struct backend_cpu *c, void *dst, const float *src)
 	}
 }
 
-static int matmul(struct backend_cpu *c, const struct gguf_tensor *w, const float *x,
-		  size_t ldx, float *y, size_t ldy, size_t m)
+static struct cpu_matmul product(const struct gguf_tensor *w, const float *x, size_t ldx,
+				 float *y, size_t ldy, size_t m)
 {
-	struct cpu_matmul mm = {
+	return (struct cpu_matmul){
 		.type = w->type, .w = w->data, .n = w->ne[1], .k = w->ne[0],
 		.x = x, .ldx = ldx, .y = y, .ldy = ldy, .m = m,
 	};
+}
+
+static int matmul(struct backend_cpu *c, const struct gguf_tensor *w, const float *x,
+		  size_t ldx, float *y, size_t ldy, size_t m)
+{
+	struct cpu_matmul mm = product(w, x, ldx, y, ldy, m);
 
 	return cpu_matmul(c->pool, &mm);
 }
@@ -371,6 +377,7 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 	const struct model *m = b->model;
 	const struct gguf_tensor *head = m->output ? m->output : m->tok_embd;
 	struct backend_step_counts cnt;
+	struct cpu_matmul mm[3];
 	uint32_t n_rows, n_out, n_attn, i, j, row, o;
 	size_t e = c->n_embd;
 	int err;
@@ -404,9 +411,11 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 		const struct model_layer *l = &m->layers[c->layer];
 
 		rmsnorm_rows(c, f32(l->attn_norm), c->x, c->xn, n_rows);
-		err = matmul(c, l->wq, c->xn, e, c->q, c->q_dim, n_rows);
-		err = err ? err : matmul(c, l->wk, c->xn, e, c->k, c->kv_dim, n_rows);
-		err = err ? err : matmul(c, l->wv, c->xn, e, c->v, c->kv_dim, n_rows);
+		/* one pool run for the three: no wait between them */
+		mm[0] = product(l->wq, c->xn, e, c->q, c->q_dim, n_rows);
+		mm[1] = product(l->wk, c->xn, e, c->k, c->kv_dim, n_rows);
+		mm[2] = product(l->wv, c->xn, e, c->v, c->kv_dim, n_rows);
+		err = cpu_matmul_many(c->pool, mm, 3);
 		if (err)
 			return err;
 		threadpool_run(c->pool, n_rows, qkv_task, c);
@@ -421,8 +430,9 @@ static int cpu_step(struct backend *b, const struct backend_seq *seqs, uint32_t 
 		rows_run(c, c->x, c->x, c->xn, e, false, n_rows);
 
 		rmsnorm_rows(c, f32(l->ffn_norm), c->x, c->xn, n_rows);
-		err = matmul(c, l->w_gate, c->xn, e, c->gate, c->n_ff, n_rows);
-		err = err ? err : matmul(c, l->w_up, c->xn, e, c->up, c->n_ff, n_rows);
+		mm[0] = product(l->w_gate, c->xn, e, c->gate, c->n_ff, n_rows);
+		mm[1] = product(l->w_up, c->xn, e, c->up, c->n_ff, n_rows);
+		err = cpu_matmul_many(c->pool, mm, 2);
 		if (err)
 			return err;
 		rows_run(c, c->gate, c->gate, c->up, c->n_ff, true, n_rows);

@@ -25,6 +25,13 @@ struct matmul_job {
 	const uint8_t		*w;
 	size_t			row_bytes;
 	size_t			rows_per_task;
+	unsigned int		first_task;	/* of this product, in the pool run */
+};
+
+/* The products of one pool run: tasks [jobs[i].first_task, jobs[i + 1]...) are jobs[i]'s. */
+struct matmul_run {
+	struct matmul_job	jobs[CPU_MATMUL_MANY];
+	unsigned int		n_jobs;
 };
 
 /**
@@ -98,15 +105,74 @@ int cpu_matmul_check(const struct cpu_matmul *mm)
 
 static void matmul_task(void *arg, unsigned int task, unsigned int thread)
 {
-	const struct matmul_job *job = arg;
-	const struct cpu_matmul *mm = job->mm;
-	size_t n0 = (size_t)task * job->rows_per_task, n1 = n0 + job->rows_per_task;
+	const struct matmul_run *run = arg;
+	const struct matmul_job *job = run->jobs;
+	const struct cpu_matmul *mm;
+	size_t n0, n1;
 
 	(void)thread;
+	while (job + 1 < run->jobs + run->n_jobs && task >= job[1].first_task)
+		job++;
+	mm = job->mm;
+	n0 = (size_t)(task - job->first_task) * job->rows_per_task;
+	n1 = n0 + job->rows_per_task;
 	if (n1 > mm->n)
 		n1 = mm->n;
 	job->fn(job->w + n0 * job->row_bytes, job->row_bytes, n1 - n0, mm->x, mm->ldx, mm->m,
 		mm->k, mm->y + n0, mm->ldy);
+}
+
+/* Split one product's W rows into tasks; returns how many. */
+static unsigned int plan_job(struct matmul_job *job, unsigned int threads)
+{
+	const struct cpu_matmul *mm = job->mm;
+	size_t tasks, per, min_rows;
+
+	tasks = (size_t)threads * TASKS_PER_THREAD;
+	min_rows = MIN_TASK_BYTES / job->row_bytes + 1;
+	if (tasks > mm->n / min_rows)
+		tasks = mm->n / min_rows;
+	if (tasks < 1)
+		tasks = 1;
+	per = (mm->n + tasks - 1) / tasks;
+	per = (per + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+	job->rows_per_task = per;
+	return (unsigned int)((mm->n + per - 1) / per);
+}
+
+static int matmul_many_with(struct threadpool *pool, const struct matmul_kernels *kern,
+			    const struct cpu_matmul *mm, unsigned int count)
+{
+	struct matmul_run run = { .n_jobs = 0 };
+	unsigned int i, tasks = 0;
+	uint64_t rb;
+	int err;
+
+	if (count > CPU_MATMUL_MANY)
+		return -EINVAL;
+	for (i = 0; i < count; i++) {
+		err = cpu_matmul_check(&mm[i]);
+		if (err)
+			return err;
+		if (mm[i].m && !rows_fn(kern, mm[i].type))
+			return -EINVAL;
+	}
+	for (i = 0; i < count; i++) {
+		struct matmul_job *job = &run.jobs[run.n_jobs];
+
+		if (!mm[i].m)
+			continue;
+		dtype_row_bytes(mm[i].type, mm[i].k, &rb);
+		*job = (struct matmul_job){
+			.fn = rows_fn(kern, mm[i].type), .mm = &mm[i], .w = mm[i].w,
+			.row_bytes = rb, .first_task = tasks,
+		};
+		tasks += plan_job(job, threadpool_size(pool));
+		run.n_jobs++;
+	}
+	if (tasks)
+		threadpool_run(pool, tasks, matmul_task, &run);
+	return 0;
 }
 
 /**
@@ -124,34 +190,30 @@ static void matmul_task(void *arg, unsigned int task, unsigned int thread)
 int cpu_matmul_with(struct threadpool *pool, const struct matmul_kernels *kern,
 		    const struct cpu_matmul *mm)
 {
-	struct matmul_job job;
-	size_t tasks, per, min_rows;
-	uint64_t rb;
-	int err;
+	return matmul_many_with(pool, kern, mm, 1);
+}
 
-	err = cpu_matmul_check(mm);
-	if (err || !mm->m)
-		return err;
-	job.fn = rows_fn(kern, mm->type);
-	if (!job.fn)
-		return -EINVAL;
-	dtype_row_bytes(mm->type, mm->k, &rb);
-	job.mm = mm;
-	job.w = mm->w;
-	job.row_bytes = rb;
+/**
+ * cpu_matmul_many() - several products in one run of the pool
+ * @pool:	threads, or NULL
+ * @mm:		the products (independent: none may write what another reads)
+ * @count:	how many, at most CPU_MATMUL_MANY
+ *
+ * The same results, bit for bit, as cpu_matmul() on each, with one wake-up
+ * and one wait of the pool instead of @count: a step's Q, K and V
+ * projections (or gate and up) share their tasks, so a thread that finishes
+ * its share of one takes the next product's instead of waiting.
+ *
+ * Return: 0; -EINVAL for more than CPU_MATMUL_MANY, or the first error of
+ * cpu_matmul_check(), before any product runs.
+ */
+int cpu_matmul_many(struct threadpool *pool, const struct cpu_matmul *mm, unsigned int count)
+{
+	const struct matmul_kernels *kern = matmul_kernels(cpu_isa_default());
 
-	tasks = (size_t)threadpool_size(pool) * TASKS_PER_THREAD;
-	min_rows = MIN_TASK_BYTES / rb + 1;
-	if (tasks > mm->n / min_rows)
-		tasks = mm->n / min_rows;
-	if (tasks < 1)
-		tasks = 1;
-	per = (mm->n + tasks - 1) / tasks;
-	per = (per + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
-	job.rows_per_task = per;
-	tasks = (mm->n + per - 1) / per;
-	threadpool_run(pool, (unsigned int)tasks, matmul_task, &job);
-	return 0;
+	if (!kern)
+		return -EOPNOTSUPP;
+	return matmul_many_with(pool, kern, mm, count);
 }
 
 /**

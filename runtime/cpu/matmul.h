@@ -26,6 +26,9 @@
  * @ldy:	distance between rows of @y, in floats (>= @n)
  * @m:		rows of @x (tokens in the step)
  */
+/* Most products cpu_matmul_many() runs at once. */
+#define CPU_MATMUL_MANY	4
+
 struct cpu_matmul {
 	uint32_t	type;
 	const void	*w;
@@ -68,5 +71,6 @@ int cpu_matmul_with(struct threadpool *pool, const struct matmul_kernels *kern,
 		    const struct cpu_matmul *mm);
 int cpu_matmul_isa(struct threadpool *pool, enum cpu_isa isa, const struct cpu_matmul *mm);
 int cpu_matmul(struct threadpool *pool, const struct cpu_matmul *mm);
+int cpu_matmul_many(struct threadpool *pool, const struct cpu_matmul *mm, unsigned int count);
 
 #endif /* LLMQD_CPU_MATMUL_H */

@@ -706,6 +706,73 @@ static void test_matmul_errors(void **state)
 	assert_int_equal(cpu_matmul_isa(pool, CPU_ISA_PORTABLE, &mm), 0);
 }
 
+/*
+ * cpu_matmul_many(): products of different types and shapes in one pool run
+ * give what each gives alone, bit for bit, on 1, 2 and 7 threads; a bad
+ * product anywhere in the list, or too many, runs none of them.
+ */
+static void test_matmul_many(void **state)
+{
+	static const uint32_t types[3] = { GGML_TYPE_Q8_0, GGML_TYPE_F16, GGML_TYPE_F32 };
+	static const size_t ns[3] = { 300, 100, 29 };
+	const size_t k = 256, m = 9;
+	struct threadpool *pools[3] = { NULL, pool, threadpool_create(7) };
+	struct cpu_matmul mm[CPU_MATMUL_MANY + 1];
+	float *x, *y[3], *ref[3];
+	uint8_t *w[3];
+	unsigned int i, p;
+	uint64_t bytes;
+	size_t j;
+
+	(void)state;
+	reseed("many");
+	x = random_floats(m * k, 2.0f);
+	assert_non_null(pools[2]);
+	for (i = 0; i < 3; i++) {
+		w[i] = random_weights(types[i], ns[i], k, &bytes);
+		y[i] = malloc(m * ns[i] * sizeof(float));
+		ref[i] = malloc(m * ns[i] * sizeof(float));
+		mm[i] = (struct cpu_matmul){
+			.type = types[i], .w = w[i], .n = ns[i], .k = k,
+			.x = x, .ldx = k, .y = ref[i], .ldy = ns[i], .m = m,
+		};
+		assert_int_equal(cpu_matmul(NULL, &mm[i]), 0);
+		mm[i].y = y[i];
+	}
+	for (p = 0; p < 3; p++) {
+		for (i = 0; i < 3; i++)
+			memset(y[i], 0xa5, m * ns[i] * sizeof(float));
+		assert_int_equal(cpu_matmul_many(pools[p], mm, 3), 0);
+		for (i = 0; i < 3; i++)
+			if (memcmp(y[i], ref[i], m * ns[i] * sizeof(float)))
+				fail_msg("product %u (%s) of 3 in one run differs from it alone, "
+					 "pool %u (seed %llu)", i, type_name(types[i]), p, seed);
+	}
+
+	/* nothing runs when any product is bad, or when there are too many */
+	for (i = 0; i < 3; i++)
+		memset(y[i], 0xa5, m * ns[i] * sizeof(float));
+	mm[3] = mm[0];
+	mm[3].k = 48;
+	assert_int_equal(cpu_matmul_many(pool, mm, 4), -EINVAL);
+	for (i = 0; i < CPU_MATMUL_MANY + 1; i++)
+		mm[i] = mm[i % 3];
+	assert_int_equal(cpu_matmul_many(pool, mm, CPU_MATMUL_MANY + 1), -EINVAL);
+	for (i = 0; i < 3; i++)
+		for (j = 0; j < m * ns[i]; j++)
+			if (((uint32_t *)y[i])[j] != 0xa5a5a5a5u)
+				fail_msg("a refused list wrote product %u's y[%zu]", i, j);
+	assert_int_equal(cpu_matmul_many(pool, mm, 0), 0);
+
+	threadpool_destroy(pools[2]);
+	for (i = 0; i < 3; i++) {
+		free(w[i]);
+		free(y[i]);
+		free(ref[i]);
+	}
+	free(x);
+}
+
 /* ---- row kernels against numpy ----------------------------------------------- */
 
 static void check_close(const char *what, size_t i, double got, double ref, double bound)
@@ -1406,6 +1473,7 @@ int main(void)
 		ADD(test_attention_split, names[nn++], &path_params[p]);
 	}
 	ADD(test_matmul_errors, "matmul_errors", NULL);
+	ADD(test_matmul_many, "matmul_many", NULL);
 	ADD(test_rmsnorm, "rmsnorm", NULL);
 	ADD(test_rope, "rope", NULL);
 	ADD(test_swiglu_add, "swiglu_add", NULL);
