@@ -418,8 +418,11 @@ $(O)/obj/tests/unit/bench_cuda.o: CFLAGS_ALL += $(CFLAGS_CUDA)
 # It needs a C++ compiler ($(CXX)); nvcc itself uses one.
 ifneq ($(and $(NVCC),$(shell command -v $(CXX) 2>/dev/null)),)
 TESTS		+= $(O)/tests/test_cuda_emu
+# -fno-strict-aliasing: device code reads shared and global memory through
+# the types it needs (16-byte vectors, __nv_bfloat16 over uint16_t), as
+# CUDA allows and host C++ does not.
 CXXFLAGS_EMU	:= -std=c++17 -g $(OPT) -Wall -Wextra -Werror -Wno-unknown-pragmas -fPIC \
-		   -DLLMQ_CUDA_EMU -I$(CUDA_HOME)/include
+		   -fno-strict-aliasing -DLLMQ_CUDA_EMU -I$(CUDA_HOME)/include
 ifeq ($(SAN),1)
 CXXFLAGS_EMU	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined

@@ -41,6 +41,12 @@
 /* Shortest key range worth a split of its own in split-K attention. */
 #define CUDA_ATTN_MIN_SPLIT		256
 /*
+ * Shortest prefill chunk whose attention runs as tiles on tensor cores
+ * (cuk_attn_tile): one warp's 16 rows. Shorter ones, and decode tokens,
+ * take the kernels of one row per block.
+ */
+#define CUDA_ATTN_TILE_MIN		16
+/*
  * Decode batch sizes captured as CUDA graphs (those up to max_tokens): a
  * decode step is padded up to the next one. Fine steps where a step is
  * short, coarser where padding costs less than another graph's memory.
@@ -68,18 +74,33 @@ struct cuda_layer {
 /*
  * The step's tables, built on the host in one pinned buffer and copied in
  * one transfer: per row its token, position, cache slot and block-table
- * offset; the rows that need logits and how each is sampled; the block
- * tables themselves; the tokens the penalised draws' penalties touch.
+ * offset; the rows that need logits and how each is sampled; which rows
+ * attention takes one by one (arow) and which as tiles; the block tables
+ * themselves; the tokens the penalised draws' penalties touch.
  */
 struct cuda_plan {
-	int32_t			*ids, *pos, *slot, *bt_off, *out_rows, *feed;
+	int32_t			*ids, *pos, *slot, *bt_off, *out_rows, *feed, *arow;
+	struct cuk_attn_tile	*tile;
 	struct cuk_sample_row	*draw;
 	int32_t			*bt;
 	struct cuk_pen		*pen;
 };
 
-/* int32 slots of the per-row part of a plan, per row: 6 arrays and a draw. */
-#define PLAN_ROW_WORDS	(6 + sizeof(struct cuk_sample_row) / sizeof(int32_t))
+/*
+ * int32 slots of the per-row part of a plan, per row: 7 arrays, a tile
+ * (a step has at most one per row) and a draw.
+ */
+#define PLAN_ROW_WORDS	(7 + (sizeof(struct cuk_attn_tile) + \
+			      sizeof(struct cuk_sample_row)) / sizeof(int32_t))
+
+/* What plan_step() counts of a step. */
+struct plan_counts {
+	uint32_t	longest;	/* positions of the longest context */
+	uint32_t	bt;		/* block-table entries */
+	uint32_t	pen;		/* penalty entries */
+	uint32_t	arows;		/* rows attention takes one by one */
+	uint32_t	tiles;		/* and tiles */
+};
 
 /*
  * A step submitted (cuda_submit()) and not yet waited for: the sequences
@@ -106,6 +127,7 @@ struct backend_cuda {
 	int			sm_count;
 	float			attn_scale, rms_eps;
 	bool			neox, broken;
+	bool			tiled;		/* prefill attention as tiles */
 	/* Weights. */
 	uint16_t		*tok_embd, *head;	/* head may be tok_embd (tied) */
 	float			*out_norm;
@@ -357,7 +379,9 @@ static void plan_layout(struct cuda_plan *p, void *base, uint32_t T, uint32_t ma
 	p->bt_off = a + 3 * (size_t)T;
 	p->out_rows = a + 4 * (size_t)T;
 	p->feed = a + 5 * (size_t)T;
-	p->draw = (struct cuk_sample_row *)(a + 6 * (size_t)T);
+	p->arow = a + 6 * (size_t)T;
+	p->tile = (struct cuk_attn_tile *)(a + 7 * (size_t)T);
+	p->draw = (struct cuk_sample_row *)(p->tile + T);
 	p->bt = a + PLAN_ROW_WORDS * (size_t)T;
 	p->pen = (struct cuk_pen *)(p->bt + max_bt);
 }
@@ -393,24 +417,46 @@ static struct cuk_sample_row plan_draw(struct backend_cuda *c, const struct samp
 }
 
 /*
- * Fill the host plan; returns the longest context (positions) of any row,
- * in @n_bt the block-table entries used, in @n_pen the penalty entries and
- * in @fl->n_draw the rows of logits the device samples.
+ * Attention's share of a sequence's rows, @row onwards: a long enough
+ * prefill chunk as tiles of up to CUK_ATTN_TILE_ROWS rows, anything else
+ * row by row.
  */
-static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
-			  struct cuda_inflight *fl, uint32_t *n_bt, uint32_t *n_pen)
+static void plan_attn(struct backend_cuda *c, uint32_t row, uint32_t n, struct plan_counts *k)
 {
-	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0, longest = 0, pen = 0;
+	uint32_t j;
+
+	if (!c->tiled || n < CUDA_ATTN_TILE_MIN) {
+		for (j = 0; j < n; j++)
+			c->hp.arow[k->arows++] = (int32_t)(row + j);
+		return;
+	}
+	for (j = 0; j < n; j += CUK_ATTN_TILE_ROWS)
+		c->hp.tile[k->tiles++] = (struct cuk_attn_tile){
+			.row = (int32_t)(row + j),
+			.n = (int32_t)(n - j < CUK_ATTN_TILE_ROWS ? n - j : CUK_ATTN_TILE_ROWS),
+		};
+}
+
+/*
+ * Fill the host plan, count what @k counts, and in @fl->n_draw the rows of
+ * logits the device samples.
+ */
+static void plan_step(struct backend_cuda *c, const struct backend_seq *seqs, uint32_t n_seqs,
+		      struct cuda_inflight *fl, struct plan_counts *k)
+{
+	uint32_t bs = c->b.block_size, i, j, row = 0, o = 0, bt = 0;
 	const struct cuk_sample_row skip = { .temperature = -1.0f };
 	const struct cuda_inflight *prev = &c->fl[(c->n_submitted + 1) % 2];
 
 	fl->n_draw = 0;
+	*k = (struct plan_counts){ 0 };
 
 	for (i = 0; i < n_seqs; i++) {
 		const struct backend_seq *s = &seqs[i];
 		uint32_t nb = (s->pos + s->n_tokens + bs - 1) / bs;
 		uint32_t first = s->logits == BACKEND_LOGITS_ALL ? 0 : s->n_tokens - 1;
 
+		plan_attn(c, row, s->n_tokens, k);
 		for (j = 0; j < nb; j++)
 			c->hp.bt[bt + j] = s->block_table[j];
 		fl->draw_row[i] = -1;
@@ -428,20 +474,34 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
 			c->hp.draw[o] = skip;
 			if (s->sample) {
 				c->hp.draw[o] = plan_draw(c, &s->sample->set,
-							  s->feed ? (int32_t)row + 1 : 0, &pen);
+							  s->feed ? (int32_t)row + 1 : 0, &k->pen);
 				fl->n_draw++;
 				fl->draw_row[i] = (int32_t)o;
 			}
 			c->hp.out_rows[o++] = row;
 		}
 		bt += nb;
-		if (s->pos + s->n_tokens > longest)
-			longest = s->pos + s->n_tokens;
+		if (s->pos + s->n_tokens > k->longest)
+			k->longest = s->pos + s->n_tokens;
 	}
-	*n_bt = bt;
-	*n_pen = pen;
-	return longest;
+	k->bt = bt;
 }
+
+/* Attention blocks per row: see cuk_attention(). */
+static uint32_t attn_heads_per_row(const struct backend_cuda *c)
+{
+	return c->n_head / c->n_head_kv <= CUK_ATTN_MAX_GROUP ? c->n_head_kv : c->n_head;
+}
+
+/*
+ * How a step's attention runs (see struct cuk_attn): @n_rows rows one by
+ * one, the plan's arow (@listed) or rows 0 .. @n_rows - 1, each in
+ * @n_splits ranges of @split_len keys; and @n_tiles tiles of the plan.
+ */
+struct attn_shape {
+	bool		listed;
+	uint32_t	n_rows, n_tiles, n_splits, split_len;
+};
 
 /*
  * Split-K only when the rows alone leave the GPU idle (a small decode
@@ -453,19 +513,12 @@ static uint32_t plan_step(struct backend_cuda *c, const struct backend_seq *seqs
  * each with a partial per query head it computes: the scratch holds 4 S x
  * group size partials.
  */
-/* Attention blocks per row: see cuk_attention(). */
-static uint32_t attn_heads_per_row(const struct backend_cuda *c)
+static void attn_splits(struct backend_cuda *c, uint32_t longest, struct attn_shape *a)
 {
-	return c->n_head / c->n_head_kv <= CUK_ATTN_MAX_GROUP ? c->n_head_kv : c->n_head;
-}
-
-static void attn_splits(struct backend_cuda *c, uint32_t n_rows, uint32_t longest,
-			uint32_t *n_splits, uint32_t *split_len)
-{
-	uint64_t blocks = (uint64_t)n_rows * attn_heads_per_row(c);
+	uint64_t blocks = (uint64_t)a->n_rows * attn_heads_per_row(c);
 	uint32_t n = 1;
 
-	if (blocks < 2ull * c->sm_count) {
+	if (blocks && blocks < 2ull * c->sm_count) {
 		n = (2ull * c->sm_count + blocks - 1) / blocks;
 		if (n > (longest + CUDA_ATTN_MIN_SPLIT - 1) / CUDA_ATTN_MIN_SPLIT)
 			n = (longest + CUDA_ATTN_MIN_SPLIT - 1) / CUDA_ATTN_MIN_SPLIT;
@@ -474,8 +527,8 @@ static void attn_splits(struct backend_cuda *c, uint32_t n_rows, uint32_t longes
 		if (!n)
 			n = 1;
 	}
-	*n_splits = n;
-	*split_len = (longest + n - 1) / n;
+	a->n_splits = n;
+	a->split_len = (longest + n - 1) / n;
 }
 
 /* Launch status to -EIO with a message naming the kernel. */
@@ -559,7 +612,7 @@ static int take_draws(struct backend_cuda *c, unsigned int slot)
  * message in @msg.
  */
 static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out,
-			 uint32_t n_splits, uint32_t split_len, bool draw, char *msg, size_t len)
+			 const struct attn_shape *as, bool draw, char *msg, size_t len)
 {
 	const struct backend *b = &c->b;
 	size_t layer_kv = (size_t)c->kv_blocks * 2 * b->block_size * c->kv_dim;
@@ -580,10 +633,11 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 	};
 	attn = (struct cuk_attn){
 		.out = c->att, .q = c->qkv, .ldq = c->qkv_dim, .row_pos = c->dp.pos,
-		.row_bt = c->dp.bt_off, .bt = c->dp.bt, .part = c->part, .n_rows = n_rows,
-		.n_head = c->n_head, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
-		.block_size = b->block_size, .scale = c->attn_scale, .n_splits = n_splits,
-		.split_len = split_len,
+		.row_bt = c->dp.bt_off, .bt = c->dp.bt, .part = c->part,
+		.rows = as->listed ? c->dp.arow : NULL, .n_rows = as->n_rows,
+		.tiles = c->dp.tile, .n_tiles = as->n_tiles, .n_head = c->n_head,
+		.n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .block_size = b->block_size,
+		.scale = c->attn_scale, .n_splits = as->n_splits, .split_len = as->split_len,
 	};
 	for (i = 0; i < c->n_layer; i++) {
 		const struct cuda_layer *l = &c->layers[i];
@@ -679,16 +733,17 @@ static void plan_pad(struct backend_cuda *c, uint32_t n_rows, uint32_t to, uint3
  */
 static int graph_capture(struct backend_cuda *c, int k, char *msg, size_t len)
 {
-	uint32_t rows = c->graph_rows[k], n_splits, split_len;
+	uint32_t rows = c->graph_rows[k];
+	struct attn_shape as = { .n_rows = rows };
 	cudaGraph_t g = NULL;
 	cudaError_t e;
 	int err;
 
-	attn_splits(c, rows, c->b.max_context, &n_splits, &split_len);
+	attn_splits(c, c->b.max_context, &as);
 	e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
 	if (cu_err(e, "cudaStreamBeginCapture", msg, len))
 		goto fail;
-	err = queue_forward(c, rows, rows, n_splits, split_len, true, msg, len);
+	err = queue_forward(c, rows, rows, &as, true, msg, len);
 	e = cudaStreamEndCapture(c->stream, &g);
 	if (err || cu_err(e, "cudaStreamEndCapture", msg, len))
 		goto fail;
@@ -735,7 +790,8 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 		       float *logits)
 {
 	struct backend_cuda *c = to_cuda(b);
-	uint32_t n_rows, n_out, longest, n_splits, split_len, n_bt, n_pen;
+	uint32_t n_rows, n_out;
+	struct plan_counts pc;
 	unsigned int slot = c->n_submitted % 2;
 	struct cuda_inflight *fl = &c->fl[slot];
 	struct backend_step_counts cnt;
@@ -765,7 +821,7 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	 */
 	LAUNCH(cudaSetDevice(c->device), "cudaSetDevice");
 	plan_layout(&c->hp, c->h_plan[slot], b->max_tokens, c->max_bt);
-	longest = plan_step(c, seqs, n_seqs, fl, &n_bt, &n_pen);
+	plan_step(c, seqs, n_seqs, fl, &pc);
 	/*
 	 * From here this step may overwrite the tokens the one before drew
 	 * (d_tok): whether it is submitted or fails, no later step feeds from
@@ -777,16 +833,16 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	if (k >= 0 && c->graph_off[k])
 		k = -1;
 	if (k >= 0)
-		plan_pad(c, n_rows, c->graph_rows[k], n_bt++);
+		plan_pad(c, n_rows, c->graph_rows[k], pc.bt++);
 
 	/* The per-row arrays, then the block tables in use. */
 	LAUNCH(cudaMemcpyAsync(c->dp.ids, c->hp.ids,
 			       PLAN_ROW_WORDS * b->max_tokens * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the step's tables");
-	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)n_bt * sizeof(int32_t),
+	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)pc.bt * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
-	if (n_pen)
-		LAUNCH(cudaMemcpyAsync(c->dp.pen, c->hp.pen, (size_t)n_pen * sizeof(struct cuk_pen),
+	if (pc.pen)
+		LAUNCH(cudaMemcpyAsync(c->dp.pen, c->hp.pen, (size_t)pc.pen * sizeof(struct cuk_pen),
 				       cudaMemcpyHostToDevice, c->stream), "copy the penalty lists");
 	if (k >= 0 && !c->graph[k] && graph_capture(c, k, msg, sizeof(msg)))
 		fprintf(stderr, "llmq: cuda backend: decode steps of %u rows run without a CUDA "
@@ -795,11 +851,17 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 		LAUNCH(cudaGraphLaunch(c->graph[k], c->stream), "cudaGraphLaunch");
 		b->graph_steps++;
 	} else {
-		attn_splits(c, n_rows, longest, &n_splits, &split_len);
-		err = queue_forward(c, n_rows, n_out, n_splits, split_len, fl->n_draw, msg,
-				    sizeof(msg));
+		/* Rows by a list only when some are tiles; else all of them. */
+		struct attn_shape as = {
+			.listed = pc.tiles > 0, .n_rows = pc.tiles ? pc.arows : n_rows,
+			.n_tiles = pc.tiles,
+		};
+
+		attn_splits(c, pc.longest, &as);
+		err = queue_forward(c, n_rows, n_out, &as, fl->n_draw, msg, sizeof(msg));
 		if (err)
 			return step_err(c, err, msg);
+		b->attn_tiles += pc.tiles;
 	}
 	if (fl->n_draw) {
 		LAUNCH(cudaMemcpyAsync(c->h_tok[slot], c->d_tok, n_out * sizeof(int32_t),
@@ -1105,6 +1167,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	c->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
 	c->rms_eps = hp->rms_eps;
 	c->neox = hp->rope == ROPE_NEOX;
+	c->tiled = cuk_attn_tiles_fit(hp->head_dim) && !cp->untiled;
 
 	if (open_device(c, cp->device, err, errlen))
 		goto fail;

@@ -79,10 +79,35 @@ cudaError_t cuk_kv_store(cudaStream_t s, uint16_t *kv, const float *src, uint32_
 			 uint32_t k_off, uint32_t v_off, const int32_t *slots, uint32_t n_rows,
 			 uint32_t kv_dim, uint32_t block_size);
 
+/* Query rows of one tile of attention, and the heads a tile can take. */
+#define CUK_ATTN_TILE_ROWS		64
+#define CUK_ATTN_TILE_MAX_HEAD_DIM	128
+
+/*
+ * Can rows of heads of @head_dim floats be tiles? The tensor cores take
+ * 16 at a time, and the registers hold at most 128.
+ */
+static inline int cuk_attn_tiles_fit(uint32_t head_dim)
+{
+	return head_dim && head_dim % 16 == 0 && head_dim <= CUK_ATTN_TILE_MAX_HEAD_DIM;
+}
+
+/**
+ * struct cuk_attn_tile - query rows that cuk_attention() takes together
+ * @row:	the first: the tile is rows @row .. @row + @n - 1, which must
+ *		be of one sequence (one block table) at consecutive positions,
+ *		in order
+ * @n:		rows, 1 .. CUK_ATTN_TILE_ROWS
+ */
+struct cuk_attn_tile {
+	int32_t		row;
+	int32_t		n;
+};
+
 /**
  * struct cuk_attn - one layer's paged attention over a step's rows
- * @out:	[n_rows][n_head * head_dim] BF16, the heads' outputs side by side
- * @q:		[n_rows][ldq] FP32, q heads from column 0 (already rotated)
+ * @out:	[row][n_head * head_dim] BF16, the heads' outputs side by side
+ * @q:		[row][ldq] FP32, q heads from column 0 (already rotated)
  * @ldq:	floats per row of @q
  * @kv:		this layer's KV cache: [block][K, V][slot][n_head_kv * head_dim]
  *		BF16
@@ -93,7 +118,12 @@ cudaError_t cuk_kv_store(cudaStream_t s, uint16_t *kv, const float *src, uint32_
  *		@bt[@row_bt[row] + p / @block_size], slot p % @block_size
  * @part:	split-K scratch: n_rows * n_head * @n_splits * (head_dim + 2)
  *		floats; unused when @n_splits is 1
- * @n_rows:	rows (query tokens)
+ * @rows:	the rows taken one by one: @rows[0 .. @n_rows - 1], or with
+ *		NULL rows 0 .. @n_rows - 1
+ * @n_rows:	rows (query tokens) taken one by one
+ * @tiles:	rows taken as tiles (prefill chunks), a block per tile and head;
+ *		no row may be in both
+ * @n_tiles:	entries of @tiles; none unless cuk_attn_tiles_fit(@head_dim)
  * @n_head:	query heads
  * @n_head_kv:	KV heads; divides @n_head (GQA)
  * @head_dim:	floats per head, <= CUK_ATTN_MAX_HEAD_DIM
@@ -113,7 +143,10 @@ struct cuk_attn {
 	const int32_t	*row_bt;
 	const int32_t	*bt;
 	float		*part;
+	const int32_t	*rows;
 	uint32_t	n_rows;
+	const struct cuk_attn_tile *tiles;
+	uint32_t	n_tiles;
 	uint32_t	n_head;
 	uint32_t	n_head_kv;
 	uint32_t	head_dim;

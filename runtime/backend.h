@@ -157,6 +157,9 @@ struct backend_ops {
  * @graph_steps: steps that ran by replaying one
  * @attn_split_steps: the CPU backend: layers of steps whose attention split
  *		a sequence over threads by span (for tests and tuning)
+ * @attn_tiles:	the CUDA backend: query tiles its steps' attention took on
+ *		tensor cores, counted once per step, not per layer (for
+ *		tests and tuning)
  */
 struct backend {
 	const struct backend_ops *ops;
@@ -174,6 +177,7 @@ struct backend {
 	uint32_t		graphs;
 	uint64_t		graph_steps;
 	uint64_t		attn_split_steps;
+	uint64_t		attn_tiles;
 };
 
 /**
@@ -185,12 +189,15 @@ struct backend {
  * @device:			CUDA device ordinal
  * @enforce_eager:		launch every step's kernels one by one, never
  *				from a captured CUDA graph
+ * @untiled:			attention takes prefill rows one by one too,
+ *				not as tiles on tensor cores (to compare them)
  */
 struct backend_cuda_params {
 	double		gpu_memory_utilization;
 	uint32_t	n_blocks;
 	int		device;
 	bool		enforce_eager;
+	bool		untiled;
 };
 
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,
@@ -233,7 +240,7 @@ int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
  * (struct model, struct backend and what they hold, the params above): a
  * plugin of another build is refused rather than misread.
  */
-#define BACKEND_PLUGIN_ABI	4
+#define BACKEND_PLUGIN_ABI	5
 
 /**
  * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"

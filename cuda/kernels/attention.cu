@@ -16,12 +16,20 @@
  * attn_merge_kernel combines them (split-K, for long decodes that would
  * leave most of the GPU idle).
  *
- * Written to be obviously right first: each row reads its keys on its own
- * (prefill rows of one sequence do not share K/V loads through shared
- * memory), dot products are FP32 on CUDA cores. A tiled prefill kernel on
- * tensor cores is the next step once this one is checked on a GPU.
+ * Those kernels take each row on its own: dot products in FP32 on CUDA
+ * cores, every row reading its keys itself. That suits decode (each key
+ * read once per group, memory-bound anyway) but not a prefill chunk, whose
+ * rows would read the same keys hundreds of times. So the host may hand
+ * such rows over as tiles (struct cuk_attn_tile): attn_tile_kernel takes
+ * up to 64 rows of one sequence at once, loads each block of keys into
+ * shared memory once for all of them and multiplies on tensor cores
+ * (wmma, BF16 in, FP32 out), flash-attention style.
  */
 #include <math.h>
+
+#ifndef LLMQ_CUDA_EMU
+#include <mma.h>
+#endif
 
 #include "common.cuh"
 
@@ -45,7 +53,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuk_at
 	__shared__ float q_s[CUK_ATTN_MAX_HEAD_DIM];
 	__shared__ float w_m[ATTN_WARPS], w_l[ATTN_WARPS];
 	__shared__ float w_acc[ATTN_WARPS][CUK_ATTN_MAX_HEAD_DIM];
-	const uint32_t row = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
+	const uint32_t row = a.rows ? a.rows[blockIdx.x] : blockIdx.x;
+	const uint32_t h = blockIdx.y, split = blockIdx.z;
 	const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	const uint32_t d = a.head_dim, bs = a.block_size;
 	const uint32_t kv_dim = a.n_head_kv * d;
@@ -122,7 +131,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuk_at
 		}
 	} else {
 		/* Partial (m, l, acc[d]) of this split, merged later. */
-		float *part = a.part + (((uint64_t)row * a.n_head + h) * a.n_splits + split) *
+		float *part = a.part + (((uint64_t)blockIdx.x * a.n_head + h) * a.n_splits + split) *
 				       (d + 2);
 
 		for (i = threadIdx.x; i < d; i += blockDim.x) {
@@ -154,7 +163,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_group_kernel(struct 
 	__shared__ float q_s[ATTN_MAX_GROUP][CUK_ATTN_MAX_HEAD_DIM];
 	__shared__ float w_m[ATTN_WARPS][ATTN_MAX_GROUP], w_l[ATTN_WARPS][ATTN_MAX_GROUP];
 	__shared__ float w_acc[ATTN_WARPS][ATTN_MAX_GROUP][CUK_ATTN_MAX_HEAD_DIM];
-	const uint32_t row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+	const uint32_t row = a.rows ? a.rows[blockIdx.x] : blockIdx.x;
+	const uint32_t kvh = blockIdx.y, split = blockIdx.z;
 	const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	const uint32_t d = a.head_dim, bs = a.block_size, kv_dim = a.n_head_kv * d;
 	const uint32_t G = a.n_head / a.n_head_kv, h0 = kvh * G;
@@ -248,7 +258,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_group_kernel(struct 
 			bf16_store(a.out + (uint64_t)row * a.n_head * d + (uint64_t)h * d + e,
 				   o / big_l);
 		} else {
-			float *part = a.part + (((uint64_t)row * a.n_head + h) * a.n_splits +
+			float *part = a.part + (((uint64_t)blockIdx.x * a.n_head + h) * a.n_splits +
 						split) * (d + 2);
 
 			part[2 + e] = o;
@@ -267,8 +277,9 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_group_kernel(struct 
  */
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_merge_kernel(struct cuk_attn a)
 {
-	const uint32_t row = blockIdx.x, h = blockIdx.y, d = a.head_dim;
-	const float *part = a.part + ((uint64_t)row * a.n_head + h) * a.n_splits * (d + 2);
+	const uint32_t row = a.rows ? a.rows[blockIdx.x] : blockIdx.x;
+	const uint32_t h = blockIdx.y, d = a.head_dim;
+	const float *part = a.part + ((uint64_t)blockIdx.x * a.n_head + h) * a.n_splits * (d + 2);
 	uint16_t *out = a.out + (uint64_t)row * a.n_head * d + (uint64_t)h * d;
 	float big_m = -INFINITY, big_l = 0.0f;
 	uint32_t s, i;
@@ -288,6 +299,231 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_merge_kernel(struct 
 	}
 }
 
+/*
+ * The tiled kernel's shape: a block of ATTN_WARPS warps takes a tile of
+ * TILE_ROWS query rows, 16 per warp (one wmma row block), and walks the
+ * keys TILE_KEYS at a time. Shared-memory rows are padded by 16 bytes so
+ * that consecutive rows start in other banks, and stay multiples of the
+ * 32 bytes wmma wants.
+ */
+#define TILE_ROWS	CUK_ATTN_TILE_ROWS
+#define TILE_KEYS	32
+#define TILE_MAX_D	CUK_ATTN_TILE_MAX_HEAD_DIM
+#define TILE_FRAGS	(TILE_MAX_D / 16)
+#define TILE_LD		(TILE_MAX_D + 8)	/* BF16 per row of K, V (and Q) */
+#define TILE_S_LD	(TILE_KEYS + 4)		/* floats per row of a warp's scores */
+#define TILE_P_LD	(TILE_KEYS + 8)		/* BF16 per row of a warp's weights */
+
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
+			       nvcuda::wmma::row_major> tile_a;
+/* K as the B of Q K^T: K's rows are B's columns. */
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
+			       nvcuda::wmma::col_major> tile_kt;
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
+			       nvcuda::wmma::row_major> tile_v;
+typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> tile_c;
+
+static __device__ __forceinline__ const __nv_bfloat16 *as_bf16(const uint16_t *p)
+{
+	return reinterpret_cast<const __nv_bfloat16 *>(p);
+}
+
+/*
+ * Keys k0 .. k0 + TILE_KEYS - 1 of the tile's sequence into kv_s[0] (K)
+ * and kv_s[1] (V), 16 bytes per load; keys past @last are zeros, which
+ * the scores' mask then ignores (zeros, not whatever shared memory held:
+ * a NaN there would survive a weight of 0).
+ */
+static __device__ __forceinline__ void tile_load_keys(uint16_t (*kv_s)[TILE_KEYS][TILE_LD],
+						      const struct cuk_attn *a, const int32_t *bt,
+						      uint32_t kvh, int64_t k0, int64_t last)
+{
+	const uint32_t d = a->head_dim, bs = a->block_size, kv_dim = a->n_head_kv * d;
+	const uint32_t chunks = d / 8;		/* of 8 BF16 per key row */
+	uint32_t i;
+
+	for (i = threadIdx.x; i < 2 * TILE_KEYS * chunks; i += blockDim.x) {
+		const uint32_t which = i / (TILE_KEYS * chunks), k = i / chunks % TILE_KEYS;
+		const uint32_t c = i % chunks;
+		const int64_t j = k0 + k;
+		uint4 v = { 0, 0, 0, 0 };
+
+		if (j <= last) {
+			const uint64_t at = ((uint64_t)bt[j / bs] * 2 * bs + (uint64_t)(j % bs) +
+					     (uint64_t)which * bs) * kv_dim + (uint64_t)kvh * d;
+
+			v = *reinterpret_cast<const uint4 *>(a->kv + at + 8 * c);
+		}
+		*reinterpret_cast<uint4 *>(&kv_s[which][k][8 * c]) = v;
+	}
+}
+
+/*
+ * The block of (tile, query head) = blockIdx. Each warp keeps its 16 rows'
+ * q in registers (BF16 A fragments) and their output O in FP32
+ * accumulators, and per key block: S = Q K^T on tensor cores into shared
+ * memory; two lanes per row mask S causally, update the row's running max
+ * m and sum l, and write the weights P = e^(S - m) in BF16; O is rescaled
+ * by e^(m_old - m) row by row and O += P V on tensor cores. A fragment's
+ * elements are spread over the lanes in an order CUDA does not specify,
+ * so the row of each accumulator element is learnt by loading a matrix
+ * of row numbers into a fragment of the same kind (rid): element i of any
+ * accumulator is then in row rid.x[i]. l sums the weights as rounded to
+ * BF16, the values P V multiplies.
+ */
+static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct cuk_attn a)
+{
+	__shared__ __align__(32) uint16_t kv_s[2][TILE_KEYS][TILE_LD];
+	__shared__ __align__(32) float s_s[ATTN_WARPS][16][TILE_S_LD];
+	__shared__ __align__(32) uint16_t p_s[ATTN_WARPS][16][TILE_P_LD];
+	__shared__ __align__(32) float rid_s[16][16];
+	__shared__ float corr_s[ATTN_WARPS][16];
+	/* Before the walk, q of the tile's rows: [TILE_ROWS][TILE_LD] over kv_s. */
+	uint16_t (*q_s)[TILE_LD] = &kv_s[0][0];
+	const struct cuk_attn_tile t = a.tiles[blockIdx.x];
+	const uint32_t h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	const uint32_t d = a.head_dim, nf = d / 16, r0 = 16 * warp;
+	const uint32_t kvh = h / (a.n_head / a.n_head_kv);
+	/* Lanes 2r and 2r + 1 keep row r of the warp's 16: columns half * 16 .. +15. */
+	const uint32_t sr = lane / 2, half = lane % 2;
+	const bool busy = r0 < (uint32_t)t.n;
+	const int32_t *bt, *pos;
+	int64_t last, wlast, prow, k0;
+	tile_a qf[TILE_FRAGS];
+	tile_c of[TILE_FRAGS], rid;
+	float m = -INFINITY, l = 0.0f;
+	uint32_t i, c;
+
+	if (t.n < 1 || t.n > TILE_ROWS)
+		return;
+	bt = a.bt + a.row_bt[t.row];
+	pos = a.row_pos + t.row;
+	/* Rows past the tile's end (in the last warp) act as its last row. */
+	last = pos[t.n - 1];
+	wlast = pos[min(r0 + 15, (uint32_t)t.n - 1)];
+	prow = pos[min(r0 + sr, (uint32_t)t.n - 1)];
+
+	for (i = threadIdx.x; i < 256; i += blockDim.x)
+		rid_s[i / 16][i % 16] = (float)(i / 16);
+	for (i = threadIdx.x; i < TILE_ROWS * d; i += blockDim.x) {
+		const uint32_t r = i / d, e = i % d;
+
+		bf16_store(&q_s[r][e], r < (uint32_t)t.n ?
+			   a.q[(uint64_t)(t.row + r) * a.ldq + (uint64_t)h * d + e] : 0.0f);
+	}
+	__syncthreads();
+	nvcuda::wmma::load_matrix_sync(rid, &rid_s[0][0], 16, nvcuda::wmma::mem_row_major);
+#pragma unroll
+	for (c = 0; c < TILE_FRAGS; c++) {
+		if (c >= nf)
+			break;
+		nvcuda::wmma::load_matrix_sync(qf[c], as_bf16(&q_s[r0][16 * c]), TILE_LD);
+		nvcuda::wmma::fill_fragment(of[c], 0.0f);
+	}
+	__syncthreads();	/* q_s is kv_s: read before the keys overwrite it */
+
+	for (k0 = 0; k0 <= last; k0 += TILE_KEYS) {
+		tile_load_keys(kv_s, &a, bt, kvh, k0, last);
+		__syncthreads();
+		/* The whole warp skips a block all of whose keys its rows are before. */
+		if (busy && k0 <= wlast) {
+			tile_c sc;
+			uint32_t n;
+			float x[16], mx = -INFINITY, sum = 0.0f, m_new, corr;
+
+			for (n = 0; n < TILE_KEYS / 16; n++) {
+				nvcuda::wmma::fill_fragment(sc, 0.0f);
+#pragma unroll
+				for (c = 0; c < TILE_FRAGS; c++) {
+					tile_kt kf;
+
+					if (c >= nf)
+						break;
+					nvcuda::wmma::load_matrix_sync(kf, as_bf16(&kv_s[0][16 * n][16 * c]),
+								       TILE_LD);
+					nvcuda::wmma::mma_sync(sc, qf[c], kf, sc);
+				}
+				nvcuda::wmma::store_matrix_sync(&s_s[warp][0][16 * n], sc, TILE_S_LD,
+								nvcuda::wmma::mem_row_major);
+			}
+			__syncwarp();
+			/* Causal: key k0 + j counts for the row at position prow if <= prow. */
+#pragma unroll
+			for (i = 0; i < 16; i++) {
+				const int64_t j = k0 + 16 * half + i;
+
+				x[i] = j <= prow ? s_s[warp][sr][16 * half + i] * a.scale : -INFINITY;
+				mx = fmaxf(mx, x[i]);
+			}
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			/* Key 0 is in every row's first block, so m_new is finite. */
+			m_new = fmaxf(m, mx);
+			corr = expf(m - m_new);		/* 0 for the first block: m = -inf */
+#pragma unroll
+			for (i = 0; i < 16; i++) {
+				uint16_t *p = &p_s[warp][sr][16 * half + i];
+
+				bf16_store(p, expf(x[i] - m_new));
+				sum += bf16_load(p);
+			}
+			sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+			l = l * corr + sum;
+			m = m_new;
+			if (!half)
+				corr_s[warp][sr] = corr;
+			__syncwarp();
+#pragma unroll
+			for (c = 0; c < TILE_FRAGS; c++) {
+				if (c >= nf)
+					break;
+				for (i = 0; i < (uint32_t)of[c].num_elements; i++)
+					of[c].x[i] *= corr_s[warp][(uint32_t)rid.x[i]];
+			}
+			for (n = 0; n < TILE_KEYS / 16; n++) {
+				tile_a pf;
+
+				nvcuda::wmma::load_matrix_sync(pf, as_bf16(&p_s[warp][0][16 * n]),
+							       TILE_P_LD);
+#pragma unroll
+				for (c = 0; c < TILE_FRAGS; c++) {
+					tile_v vf;
+
+					if (c >= nf)
+						break;
+					nvcuda::wmma::load_matrix_sync(vf, as_bf16(&kv_s[1][16 * n][16 * c]),
+								       TILE_LD);
+					nvcuda::wmma::mma_sync(of[c], pf, vf, of[c]);
+				}
+			}
+		}
+		__syncthreads();	/* every warp is done with these keys */
+	}
+
+	if (!busy)
+		return;
+	/* O / l, row by row, through the warp's score buffer. */
+	if (!half)
+		corr_s[warp][sr] = 1.0f / l;
+	__syncwarp();
+#pragma unroll
+	for (c = 0; c < TILE_FRAGS; c++) {
+		if (c >= nf)
+			break;
+		nvcuda::wmma::store_matrix_sync(&s_s[warp][0][0], of[c], TILE_S_LD,
+						nvcuda::wmma::mem_row_major);
+		__syncwarp();
+		for (i = lane; i < 256; i += 32) {
+			const uint32_t r = i / 16, e = i % 16;
+
+			if (r0 + r < (uint32_t)t.n)
+				bf16_store(a.out + (uint64_t)(t.row + r0 + r) * a.n_head * d +
+					   (uint64_t)h * d + 16 * c + e,
+					   s_s[warp][r][e] * corr_s[warp][r]);
+		}
+		__syncwarp();
+	}
+}
+
 /**
  * cuk_attention() - causal paged attention of a step's rows, one layer
  * @s:		the stream
@@ -295,8 +531,9 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_merge_kernel(struct 
  *
  * Every row's K and V, its own included, must be in the cache already
  * (cuk_kv_store() first). Returns cudaErrorInvalidValue for a head longer
- * than CUK_ATTN_MAX_HEAD_DIM, split counts outside 1 .. CUK_ATTN_MAX_SPLITS
- * or a GQA that does not divide.
+ * than CUK_ATTN_MAX_HEAD_DIM, split counts outside 1 .. CUK_ATTN_MAX_SPLITS,
+ * a GQA that does not divide, or tiles of a head cuk_attn_tiles_fit()
+ * refuses.
  *
  * Return: the launch's status.
  */
@@ -304,20 +541,27 @@ extern "C" cudaError_t cuk_attention(cudaStream_t s, const struct cuk_attn *a)
 {
 	const bool grouped = a->n_head_kv && a->n_head / a->n_head_kv <= ATTN_MAX_GROUP;
 	dim3 grid(a->n_rows, grouped ? a->n_head_kv : a->n_head, a->n_splits);
+	cudaError_t e;
 
-	if (!a->n_rows)
-		return cudaSuccess;
 	if (!a->head_dim || a->head_dim > CUK_ATTN_MAX_HEAD_DIM || !a->n_splits ||
 	    a->n_splits > CUK_ATTN_MAX_SPLITS || !a->split_len || !a->n_head_kv ||
-	    a->n_head % a->n_head_kv || (a->n_splits > 1 && !a->part))
+	    a->n_head % a->n_head_kv || (a->n_splits > 1 && !a->part) ||
+	    (a->n_tiles && (!a->tiles || !cuk_attn_tiles_fit(a->head_dim))))
 		return cudaErrorInvalidValue;
+	if (a->n_tiles) {
+		CUK_LAUNCH(attn_tile_kernel, dim3(a->n_tiles, a->n_head), ATTN_THREADS, s)(*a);
+		e = cudaGetLastError();
+		if (e != cudaSuccess)
+			return e;
+	}
+	if (!a->n_rows)
+		return cudaSuccess;
 	if (grouped)
 		CUK_LAUNCH(attn_group_kernel, grid, ATTN_THREADS, s)(*a);
 	else
 		CUK_LAUNCH(attn_kernel, grid, ATTN_THREADS, s)(*a);
 	if (a->n_splits > 1) {
-		cudaError_t e = cudaGetLastError();
-
+		e = cudaGetLastError();
 		if (e != cudaSuccess)
 			return e;
 		CUK_LAUNCH(attn_merge_kernel, dim3(a->n_rows, a->n_head), ATTN_THREADS, s)(*a);

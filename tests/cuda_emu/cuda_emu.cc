@@ -130,6 +130,87 @@ float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width)
 	return r;
 }
 
+void __syncwarp(unsigned int mask)
+{
+	if (mask != 0xffffffffu)
+		emu_fail("only full-warp __syncwarp() is emulated");
+	block_until(WAIT_SHFL);
+}
+
+/* ---- what cuda_emu_wmma.h needs ---- */
+
+static const void *warp_slot[EMU_MAX_THREADS][2];
+static uint8_t frag_map[EMU_FRAG_KINDS][256], frag_inv[EMU_FRAG_KINDS][256];
+static bool frag_drawn;
+
+/*
+ * A random element order per kind of fragment, from the run's seed (drawn
+ * at the first use, inside a kernel, when the seed is set) but with a
+ * generator of its own, so the threads' order does not change with it.
+ */
+static void frag_draw(void)
+{
+	uint64_t x = sched_rng_seed ^ 0x9e3779b97f4a7c15ull;
+	int k, i;
+
+	for (k = 0; k < EMU_FRAG_KINDS; k++) {
+		for (i = 0; i < 256; i++)
+			frag_map[k][i] = (uint8_t)i;
+		for (i = 255; i > 0; i--) {
+			uint8_t t;
+			int j;
+
+			x ^= x >> 12;
+			x ^= x << 25;
+			x ^= x >> 27;
+			j = (int)((x * 0x2545f4914f6cdd1dull) >> 33) % (i + 1);
+			t = frag_map[k][i];
+			frag_map[k][i] = frag_map[k][j];
+			frag_map[k][j] = t;
+		}
+		for (i = 0; i < 256; i++)
+			frag_inv[k][frag_map[k][i]] = (uint8_t)i;
+	}
+	frag_drawn = true;
+}
+
+const uint8_t *cuk_emu_frag_map(int kind)
+{
+	if (!frag_drawn)
+		frag_draw();
+	return frag_map[kind];
+}
+
+const uint8_t *cuk_emu_frag_inv(int kind)
+{
+	if (!frag_drawn)
+		frag_draw();
+	return frag_inv[kind];
+}
+
+unsigned int cuk_emu_lane(void)
+{
+	return (unsigned int)(cur - fibers) % 32;
+}
+
+void cuk_emu_warp_sync(void)
+{
+	block_until(WAIT_SHFL);
+}
+
+const void **cuk_emu_warp_slots(void)
+{
+	return &warp_slot[(cur - fibers) & ~31][0];
+}
+
+void cuk_emu_wmma_check(const void *p, unsigned int ldm, size_t size)
+{
+	if ((uintptr_t)p % 32)
+		emu_fail("wmma: pointer not 256-bit aligned");
+	if (ldm * size % 16)
+		emu_fail("wmma: leading dimension not a multiple of 16 bytes");
+}
+
 /* Where a new fiber starts; it never returns, it switches away for good. */
 extern "C" void emu_fiber_main(void)
 {

@@ -91,6 +91,8 @@ static inline float __fsub_rn(float a, float b)
 }
 
 float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32);
+/* A barrier of the warp; only the full mask is emulated. */
+void __syncwarp(unsigned int mask = 0xffffffffu);
 
 /*
  * Queue @body to run as every thread of every block of @grid x @block on
@@ -134,5 +136,7 @@ static inline cuk_emu_launch<P...> cuk_emu_launcher(dim3 grid, dim3 block, cudaS
 
 #define CUK_LAUNCH(k, grid, block, stream)	\
 	cuk_emu_launcher(dim3(grid), dim3(block), (stream), (k))
+
+#include "cuda_emu_wmma.h"
 
 #endif /* LLMQ_CUDA_EMU_H */

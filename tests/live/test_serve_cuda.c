@@ -7,7 +7,8 @@
  * device for every kind of request, penalised ones included, side by side
  * in one step; decode steps from CUDA graphs.
  * The emulator computes each row alone, in a fixed order, so batching and
- * graphs change no bit: every client gets exactly what it gets alone.
+ * graphs change no bit: every client gets exactly what it gets alone, as
+ * long as its prompt is prefilled in one piece in both (see setup()).
  * Steps run ahead (one planned and queued while the one before runs) on
  * every daemon here; llmq run, one step at a time, is the reference for
  * that.
@@ -142,8 +143,15 @@ static int setup(void **state)
 	static const char *const alone_args[] = { "--engine", "cuda", "--model", model,
 		"--num-kv-blocks", "64", "--max-num-seqs", "1", "--batch-timeout-ms", "0",
 		"--no-prefix-caching", NULL };
+	/*
+	 * The crowd's steps hold every prompt whole, as alone: a prompt split
+	 * across steps would leave a chunk too short for attention's tiles,
+	 * taken row by row, whose roundings differ from the tiles' (within
+	 * test_cuda's tolerances, but not bit for bit).
+	 */
 	static const char *const crowd_args[] = { "--engine", "cuda", "--model", model,
-		"--num-kv-blocks", "64", "--batch-timeout-ms", "200", NULL };
+		"--num-kv-blocks", "64", "--batch-timeout-ms", "200",
+		"--max-num-batched-tokens", "512", NULL };
 	char cmd[PATH_MAX * 2 + 64];
 	int i;
 

@@ -5,7 +5,8 @@
  * (bytes read + written) and the BF16 cuBLAS matmul rate. Then decode
  * tokens/s at batch 1 beside the bandwidth floor (weight bytes per token /
  * bandwidth), decode throughput at batch 64 and 256, and prefill TFLOP/s for
- * a 2048-token prompt beside the matmul rate. scripts/bench-cuda.sh runs it
+ * a 2048-token prompt beside the matmul rate, and again with attention
+ * untiled (row by row, no tensor cores). scripts/bench-cuda.sh runs it
  * on a llama3-8b preset in BF16 (issue 10's table).
  *
  * Every time is a wall-clock time around whole backend steps, which
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
 	struct backend_cuda_params cp = { 0 };
 	const char *quick = getenv("LLMQ_BENCH_QUICK");
 	struct cudaDeviceProp prop;
-	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, sec;
+	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, sec, untiled;
 	struct backend *b;
 	struct model m;
 	float *logits;
@@ -311,7 +312,23 @@ int main(int argc, char **argv)
 	printf("prefill %u tokens          %8.1f TFLOP/s  (%.0f%% of the matmul rate; %.0f "
 	       "tokens/s)\n", prefill_len, fl / sec / 1e12, 100 * fl / sec / 1e12 / tf,
 	       prefill_len / sec);
+	/* The same prefill with attention row by row: what the tiles bring. */
+	cp.untiled = true;
+	cp.n_blocks = prefill_len / b->block_size + 1;
 	free(logits);
+	backend_destroy(b);
+	b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+	if (!b) {
+		fprintf(stderr, "bench_cuda: untiled: %s\n", err);
+		return 1;
+	}
+	untiled = prefill(b);
+	if (untiled < 0) {
+		fprintf(stderr, "bench_cuda: untiled prefill failed\n");
+		return 1;
+	}
+	printf("prefill, attention untiled  %8.1f TFLOP/s  (tiles: %.2fx as fast)\n",
+	       fl / untiled / 1e12, untiled / sec);
 	backend_destroy(b);
 	model_free(&m);
 	return 0;

@@ -1061,30 +1061,63 @@ static void test_sample(void **state)
 #define AT_SEQS		4
 #define AT_BS		16
 #define AT_BLOCKS	96
-#define AT_QROWS	5	/* query rows per sequence: its last positions */
+#define AT_MODES	5
+#define AT_LISTED	5
+
+/*
+ * The ways attention_case() runs its rows: the last 5 of each sequence one
+ * by one, in one pass, with 3 and with 16 splits (more rows would only
+ * slow the emulator); every row as tiles; sequences 1 and 3 as tiles with
+ * the last 5 rows of 0 and 2 one by one, in 3 splits.
+ */
+static const char *const at_mode[AT_MODES] = {
+	"one pass", "3 splits", "16 splits", "tiles", "tiles and listed rows",
+};
+
+/* Tiles of at most CUK_ATTN_TILE_ROWS for the rows of the sequences in @mask. */
+static uint32_t at_tiles(struct cuk_attn_tile *t, const uint32_t *first, const uint32_t *nq,
+			 uint32_t mask)
+{
+	uint32_t s, i, n = 0;
+
+	for (s = 0; s < AT_SEQS; s++)
+		for (i = 0; mask & (1u << s) && i < nq[s]; i += CUK_ATTN_TILE_ROWS, n++) {
+			t[n].row = (int32_t)(first[s] + i);
+			t[n].n = (int32_t)(nq[s] - i < CUK_ATTN_TILE_ROWS ? nq[s] - i :
+					   CUK_ATTN_TILE_ROWS);
+		}
+	return n;
+}
 
 /*
  * K/V of 4 sequences (contexts 1, 23, 130, 700) written through scattered
  * block tables into a poisoned cache: exactly the written slots change, to
- * BF16(k), BF16(v). Then each sequence's last positions attend (a prefill
- * chunk's rows and a decode row look the same to the kernel), with one
- * pass and with split-K, against a float64 reference over the BF16 cache:
- * 1e-2 per head, norm-wise (the output is BF16). Any read of an unwritten
- * slot would bring NaN. GQA groups of 1, 4 and 8 take the grouped kernel,
- * 16 the kernel of one query head per block.
+ * BF16(k), BF16(v). Then each sequence's last positions attend as a
+ * prefill chunk's rows would (1, 23, 70 and 90 of them), every way of
+ * at_mode[], against a float64 reference over the BF16 cache: 1e-2 per
+ * head, norm-wise (the output is BF16; tiles also round q and the weights
+ * to BF16). The output is poisoned before each way, and any read of an
+ * unwritten slot would bring NaN. GQA groups of 1, 4 and 8 take the
+ * grouped kernel, 16 the kernel of one query head per block; a head that
+ * cannot be tiled is refused as tiles.
  */
 static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 {
 	static const uint32_t ctx[AT_SEQS] = { 1, 23, 130, 700 };
-	static const uint32_t splits[] = { 1, 3, 16 };
+	static const uint32_t qrows[AT_SEQS] = { 1, 23, 70, 90 };
+	static const uint32_t splits[AT_MODES] = { 1, 3, 16, 1, 3 };
 	const uint32_t kv_dim = n_head_kv * d, q_dim = n_head * d, ld = q_dim + 2 * kv_dim;
 	const size_t cache_n = (size_t)AT_BLOCKS * 2 * AT_BS * kv_dim;
-	uint32_t perm[AT_BLOCKS], bt_off[AT_SEQS], n_kv = 0, n_q = 0, s, i, j, h, si;
-	int32_t bt[AT_BLOCKS], *slots, *row_pos, *row_bt, *d_bt, *d_slots, *d_pos, *d_rbt;
+	uint32_t perm[AT_BLOCKS], bt_off[AT_SEQS], first[AT_SEQS], n_kv = 0, n_q = 0, s, i, j, h;
+	int32_t bt[AT_BLOCKS], *slots, *row_pos, *row_bt, *list, *d_bt, *d_slots, *d_pos, *d_rbt;
+	int32_t *d_list[2];
 	uint16_t *cache, *d_cache, *out, *d_out;
-	float *src, *q, *d_src, *d_q, *d_part, worst[3] = { 0 };
-	uint32_t *kv_seq, *kv_p;
+	float *src, *q, *d_src, *d_q, *d_part, worst[AT_MODES] = { 0 };
+	struct cuk_attn_tile tiles[AT_SEQS * 2], *d_tiles;
+	uint32_t *kv_seq, *kv_p, n_list[2] = { 0 }, mode;
+	const bool fit = cuk_attn_tiles_fit(d);
 	size_t poisoned = 0;
+	uint8_t *done;
 	double *ref;
 
 	for (i = 0; i < AT_BLOCKS; i++)
@@ -1100,7 +1133,8 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 		for (i = 0; i < (ctx[s] + AT_BS - 1) / AT_BS; i++, j++)
 			bt[j] = perm[j];
 		n_kv += ctx[s];
-		n_q += ctx[s] < AT_QROWS ? ctx[s] : AT_QROWS;
+		first[s] = n_q;
+		n_q += qrows[s];
 	}
 	/* Every position of every sequence: its k and v at columns q_dim, +kv_dim. */
 	src = frand((size_t)n_kv * ld, -2, 2);
@@ -1133,19 +1167,27 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 		poisoned += cache[i] == 0xffff;
 	assert_int_equal(poisoned, cache_n - (size_t)n_kv * 2 * kv_dim);
 
-	/* Query rows: the last AT_QROWS positions of each sequence. */
+	/* Query rows: the last qrows[s] positions of each sequence, in order. */
 	q = frand((size_t)n_q * ld, -2, 2);
 	row_pos = malloc(n_q * 4);
 	row_bt = malloc(n_q * 4);
+	/* The rows taken one by one: list 0 (n_list[0]), then list 1. */
+	list = malloc(2 * n_q * 4);
+	done = malloc(n_q);
 	for (s = 0, j = 0; s < AT_SEQS; s++)
-		for (i = ctx[s] < AT_QROWS ? 0 : ctx[s] - AT_QROWS; i < ctx[s]; i++, j++) {
+		for (i = ctx[s] - qrows[s]; i < ctx[s]; i++, j++) {
 			row_pos[j] = i;
 			row_bt[j] = bt_off[s];
+			if (i + AT_LISTED < ctx[s])
+				continue;
+			list[n_list[0]++] = j;
+			if (s % 2 == 0)
+				list[n_q + n_list[1]++] = j;
 		}
 	/* The reference: float64 over the BF16 values the cache holds. */
 	ref = calloc((size_t)n_q * q_dim, sizeof(double));
 	for (j = 0; j < n_q; j++) {
-		uint32_t sq = 0, first = 0;
+		uint32_t sq = 0, kv0 = 0;
 
 		/* The row's sequence: the one whose positions it reads. */
 		for (s = 0; s < AT_SEQS; s++)
@@ -1153,13 +1195,13 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 				sq = s;
 		for (i = 0; i < n_kv; i++)
 			if (kv_seq[i] == sq && kv_p[i] == 0)
-				first = i;
+				kv0 = i;
 		for (h = 0; h < n_head; h++) {
 			uint32_t kvh = h / (n_head / n_head_kv), np = row_pos[j] + 1, p, e;
 			double *sc = malloc(np * sizeof(double)), mx = -INFINITY, sum = 0;
 
 			for (p = 0; p < np; p++) {
-				const float *kr = src + (size_t)(first + p) * ld + q_dim + kvh * d;
+				const float *kr = src + (size_t)(kv0 + p) * ld + q_dim + kvh * d;
 				double dot = 0;
 
 				for (e = 0; e < d; e++)
@@ -1171,7 +1213,7 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 			for (p = 0; p < np; p++)
 				sum += (sc[p] = exp(sc[p] - mx));
 			for (p = 0; p < np; p++) {
-				const float *vr = src + (size_t)(first + p) * ld + q_dim + kv_dim +
+				const float *vr = src + (size_t)(kv0 + p) * ld + q_dim + kv_dim +
 						  kvh * d;
 
 				for (e = 0; e < d; e++)
@@ -1186,23 +1228,45 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 	d_pos = dup_to_dev(row_pos, n_q * 4);
 	d_rbt = dup_to_dev(row_bt, n_q * 4);
 	d_bt = dup_to_dev(bt, sizeof(bt));
+	d_list[0] = dup_to_dev(list, n_list[0] * 4);
+	d_list[1] = dup_to_dev(list + n_q, n_list[1] * 4);
+	d_tiles = dmalloc(sizeof(tiles));
 	d_part = dmalloc((size_t)n_q * n_head * 16 * (d + 2) * 4);
 	out = malloc((size_t)n_q * q_dim * 2);
-	for (si = 0; si < 3; si++) {
+	for (mode = 0; mode < AT_MODES; mode++) {
 		struct cuk_attn a = {
 			.q = d_q, .ldq = ld, .kv = d_cache, .row_pos = d_pos, .row_bt = d_rbt,
-			.bt = d_bt, .part = d_part, .n_rows = n_q, .n_head = n_head,
+			.bt = d_bt, .part = d_part, .rows = d_list[0], .n_rows = n_list[0],
+			.n_head = n_head,
 			.n_head_kv = n_head_kv, .head_dim = d, .block_size = AT_BS,
-			.scale = (float)(1.0 / sqrt((double)d)), .n_splits = splits[si],
-			.split_len = (700 + splits[si] - 1) / splits[si],
+			.scale = (float)(1.0 / sqrt((double)d)), .n_splits = splits[mode],
+			.split_len = (700 + splits[mode] - 1) / splits[mode],
 		};
 
+		if (mode >= 3) {
+			a.n_tiles = at_tiles(tiles, first, qrows, mode == 3 ? 0xf : 0xa);
+			a.tiles = d_tiles;
+			a.rows = d_list[1];
+			a.n_rows = mode == 3 ? 0 : n_list[1];
+			assert_int_equal(cudaMemcpy(d_tiles, tiles, sizeof(tiles),
+						    cudaMemcpyHostToDevice), cudaSuccess);
+		}
+		/* The rows this way computes; the others stay poisoned, unchecked. */
+		memset(done, 0, n_q);
+		for (i = 0; i < a.n_rows; i++)
+			done[mode < 3 ? list[i] : list[n_q + i]] = 1;
+		for (i = 0; i < a.n_tiles; i++)
+			memset(done + tiles[i].row, 1, tiles[i].n);
+		if (mode >= 3 && !fit) {
+			assert_int_equal(cuk_attention(0, &a), cudaErrorInvalidValue);
+			continue;
+		}
 		d_out = dmalloc((size_t)n_q * q_dim * 2);
 		a.out = d_out;
 		assert_int_equal(cuk_attention(0, &a), cudaSuccess);
 		from_dev(out, d_out, (size_t)n_q * q_dim * 2);
 		for (j = 0; j < n_q; j++)
-			for (h = 0; h < n_head; h++) {
+			for (h = 0; done[j] && h < n_head; h++) {
 				double num = 0, den = 0, e2;
 				uint32_t e;
 
@@ -1215,17 +1279,23 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 				}
 				e2 = sqrt(num / den);
 				if (!(e2 < 1e-2))
-					fail_msg("attention d %u, %u splits, row %u (pos %d) head %u: "
-						 "relative error %g", d, splits[si], j, row_pos[j], h,
-						 e2);
-				if (e2 > worst[si])
-					worst[si] = e2;
+					fail_msg("attention d %u, %s, row %u (pos %d) head %u: "
+						 "relative error %g", d, at_mode[mode], j, row_pos[j],
+						 h, e2);
+				if (e2 > worst[mode])
+					worst[mode] = e2;
 			}
 		cudaFree(d_out);
 	}
-	print_message("[          ] attention %u/%u heads of %u: worst head error %.2g (one "
-		      "pass), %.2g (3 splits), %.2g (16 splits); limit 1e-2\n", n_head, n_head_kv,
-		      d, worst[0], worst[1], worst[2]);
+	if (fit)
+		print_message("[          ] attention %u/%u heads of %u: worst head error %.2g (one "
+			      "pass), %.2g (3 splits), %.2g (16 splits), %.2g (tiles), %.2g (tiles "
+			      "and rows); limit 1e-2\n", n_head, n_head_kv, d, worst[0], worst[1],
+			      worst[2], worst[3], worst[4]);
+	else
+		print_message("[          ] attention %u/%u heads of %u: worst head error %.2g (one "
+			      "pass), %.2g (3 splits), %.2g (16 splits); as tiles refused; limit "
+			      "1e-2\n", n_head, n_head_kv, d, worst[0], worst[1], worst[2]);
 	cudaFree(d_cache);
 	cudaFree(d_src);
 	cudaFree(d_slots);
@@ -1233,6 +1303,9 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 	cudaFree(d_pos);
 	cudaFree(d_rbt);
 	cudaFree(d_bt);
+	cudaFree(d_list[0]);
+	cudaFree(d_list[1]);
+	cudaFree(d_tiles);
 	cudaFree(d_part);
 	free(src);
 	free(slots);
@@ -1242,6 +1315,8 @@ static void attention_case(uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 	free(q);
 	free(row_pos);
 	free(row_bt);
+	free(list);
+	free(done);
 	free(ref);
 	free(out);
 }
@@ -1254,6 +1329,7 @@ static void test_attention(void **state)
 	attention_case(4, 4, 80);	/* not a multiple of 32; no GQA */
 	attention_case(8, 1, 128);
 	attention_case(16, 1, 64);	/* a group too large for one block */
+	attention_case(4, 2, 40);	/* a head tiles cannot take */
 }
 
 /* ---- whole steps: the CUDA backend beside the CPU backend ---- */
@@ -1406,6 +1482,63 @@ static void long_case(const char *preset, const char *dtype)
 	assert_true(rel_err(lg, lc, (size_t)n * v) < 5e-2);
 	free(lc);
 	free(lg);
+	pair_free(&p);
+}
+
+/*
+ * Prefill attention as tiles (cuk_attn_tile, tensor cores) beside the same
+ * steps with every row taken one by one: a 300-token prompt of tiny in
+ * chunks of 256, 30 and 14 (four full tiles, one of 30 rows, 14 rows one
+ * by one) and 4 decodes, every row's logits within 1e-2 norm-wise (tiles
+ * round q and the softmax weights to BF16); the tiled backend counts its
+ * tiles, the other none.
+ */
+static void test_tiles(void **state)
+{
+	static const uint32_t chunk[] = { 256, 30, 14, 1, 1, 1, 1 };
+	struct backend_params bp = { .n_threads = 2, .max_tokens = 256, .max_context = 512 };
+	struct backend_cuda_params cp = { .n_blocks = N_BLOCKS, .untiled = true };
+	uint32_t tok[LONG_PROMPT + LONG_DECODE], table[20], i, k, n = LONG_PROMPT + LONG_DECODE;
+	struct backend *flat;
+	float *lt, *lf;
+	char err[256];
+	struct pair p;
+	double e;
+	size_t v;
+
+	(void)state;
+	NEED_GPU();
+	pair_load(&p, "tiny", "F16");
+	bp.kv_bytes = N_BLOCKS * backend_kv_block_bytes(&p.m, 16, BACKEND_KV_AUTO);
+	flat = backend_cuda_create(&p.m, &bp, &cp, err, sizeof(err));
+	if (!flat)
+		fail_msg("cuda backend, untiled: %s", err);
+	v = p.gpu->n_vocab;
+	for (i = 0; i < 20; i++)
+		table[i] = 3 * i + 1;
+	lt = malloc(n * v * 4);
+	lf = malloc(n * v * 4);
+	tokens_fill(tok, n, v);
+	for (i = 0, k = 0; i < n; i += chunk[k++]) {
+		struct backend_seq s = {
+			.block_table = table, .n_blocks = 20, .pos = i, .tokens = tok + i,
+			.n_tokens = chunk[k], .logits = BACKEND_LOGITS_ALL,
+		};
+
+		assert_int_equal(backend_step(p.gpu, &s, 1, lt + (size_t)i * v), 0);
+		assert_int_equal(backend_step(flat, &s, 1, lf + (size_t)i * v), 0);
+	}
+	assert_int_equal(i, n);
+	/* 5 tiles a layer: 256 rows in 4, 30 in one. */
+	assert_int_equal(p.gpu->attn_tiles, 5);
+	assert_int_equal(flat->attn_tiles, 0);
+	e = rel_err(lt, lf, (size_t)n * v);
+	print_message("[          ] tiny F16, %u positions: tiled attention against untiled, "
+		      "relative error %.3g (limit 1e-2)\n", n, e);
+	assert_true(e < 1e-2);
+	free(lt);
+	free(lf);
+	backend_destroy(flat);
 	pair_free(&p);
 }
 
@@ -2152,6 +2285,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sample),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_forward),
+		cmocka_unit_test(test_tiles),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_draw),
 		cmocka_unit_test(test_graph),
@@ -2165,5 +2299,8 @@ int main(int argc, char **argv)
 	(void)argc;
 	if (testenv_bin_dir(argv[0]))
 		return 1;
+	/* LLMQ_TEST_ONLY=test_attention: one test, or those a pattern names. */
+	if (getenv("LLMQ_TEST_ONLY"))
+		cmocka_set_test_filter(getenv("LLMQ_TEST_ONLY"));
 	return cmocka_run_group_tests_name("cuda", tests, setup, teardown);
 }
