@@ -358,6 +358,85 @@ static __device__ __forceinline__ void tile_load_keys(uint16_t (*kv_s)[TILE_KEYS
 	}
 }
 
+/* S = Q K^T of a warp's 16 rows (q in @qf) and 32 keys (@k_s), into @s. */
+static __device__ __forceinline__ void tile_scores(float (*s)[TILE_S_LD], const tile_a *qf,
+						   const uint16_t (*k_s)[TILE_LD], uint32_t nf)
+{
+	tile_c sc;
+	uint32_t n, c;
+
+	for (n = 0; n < TILE_KEYS / 16; n++) {
+		nvcuda::wmma::fill_fragment(sc, 0.0f);
+#pragma unroll
+		for (c = 0; c < TILE_FRAGS; c++) {
+			tile_kt kf;
+
+			if (c >= nf)
+				break;
+			nvcuda::wmma::load_matrix_sync(kf, as_bf16(&k_s[16 * n][16 * c]), TILE_LD);
+			nvcuda::wmma::mma_sync(sc, qf[c], kf, sc);
+		}
+		nvcuda::wmma::store_matrix_sync(&s[0][16 * n], sc, TILE_S_LD,
+						nvcuda::wmma::mem_row_major);
+	}
+}
+
+/*
+ * One row's online softmax over 32 keys from @k0, two lanes a row, each
+ * with 16 columns (@half): keys past @prow are masked, the running max @m
+ * and sum @l updated, the weights written to @p in BF16 (and @l sums them
+ * as rounded, the values P V multiplies). Returns e^(m_old - m_new), by
+ * which the row's output must be rescaled.
+ */
+static __device__ __forceinline__ float tile_softmax(const float *s, uint16_t *p, int64_t k0,
+						     int64_t prow, uint32_t half, float scale,
+						     float *m, float *l)
+{
+	float x[16], mx = -INFINITY, sum = 0.0f, m_new, corr;
+	uint32_t i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		x[i] = k0 + 16 * half + i <= prow ? s[16 * half + i] * scale : -INFINITY;
+		mx = fmaxf(mx, x[i]);
+	}
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+	/* Key 0 is in every row's first block, so m_new is finite. */
+	m_new = fmaxf(*m, mx);
+	corr = expf(*m - m_new);	/* 0 for the first block: m = -inf */
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		bf16_store(&p[16 * half + i], expf(x[i] - m_new));
+		sum += bf16_load(&p[16 * half + i]);
+	}
+	sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+	*l = *l * corr + sum;
+	*m = m_new;
+	return corr;
+}
+
+/* O += P V of a warp's 16 rows (O in @of), the weights @p of 32 keys (@v_s). */
+static __device__ __forceinline__ void tile_pv(tile_c *of, const uint16_t (*p)[TILE_P_LD],
+					       const uint16_t (*v_s)[TILE_LD], uint32_t nf)
+{
+	uint32_t n, c;
+
+	for (n = 0; n < TILE_KEYS / 16; n++) {
+		tile_a pf;
+
+		nvcuda::wmma::load_matrix_sync(pf, as_bf16(&p[0][16 * n]), TILE_P_LD);
+#pragma unroll
+		for (c = 0; c < TILE_FRAGS; c++) {
+			tile_v vf;
+
+			if (c >= nf)
+				break;
+			nvcuda::wmma::load_matrix_sync(vf, as_bf16(&v_s[16 * n][16 * c]), TILE_LD);
+			nvcuda::wmma::mma_sync(of[c], pf, vf, of[c]);
+		}
+	}
+}
+
 /*
  * The block of (tile, query head) = blockIdx. Each warp keeps its 16 rows'
  * q in registers (BF16 A fragments) and their output O in FP32
@@ -427,48 +506,12 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 		__syncthreads();
 		/* The whole warp skips a block all of whose keys its rows are before. */
 		if (busy && k0 <= wlast) {
-			tile_c sc;
-			uint32_t n;
-			float x[16], mx = -INFINITY, sum = 0.0f, m_new, corr;
+			float corr;
 
-			for (n = 0; n < TILE_KEYS / 16; n++) {
-				nvcuda::wmma::fill_fragment(sc, 0.0f);
-#pragma unroll
-				for (c = 0; c < TILE_FRAGS; c++) {
-					tile_kt kf;
-
-					if (c >= nf)
-						break;
-					nvcuda::wmma::load_matrix_sync(kf, as_bf16(&kv_s[0][16 * n][16 * c]),
-								       TILE_LD);
-					nvcuda::wmma::mma_sync(sc, qf[c], kf, sc);
-				}
-				nvcuda::wmma::store_matrix_sync(&s_s[warp][0][16 * n], sc, TILE_S_LD,
-								nvcuda::wmma::mem_row_major);
-			}
+			tile_scores(s_s[warp], qf, kv_s[0], nf);
 			__syncwarp();
-			/* Causal: key k0 + j counts for the row at position prow if <= prow. */
-#pragma unroll
-			for (i = 0; i < 16; i++) {
-				const int64_t j = k0 + 16 * half + i;
-
-				x[i] = j <= prow ? s_s[warp][sr][16 * half + i] * a.scale : -INFINITY;
-				mx = fmaxf(mx, x[i]);
-			}
-			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-			/* Key 0 is in every row's first block, so m_new is finite. */
-			m_new = fmaxf(m, mx);
-			corr = expf(m - m_new);		/* 0 for the first block: m = -inf */
-#pragma unroll
-			for (i = 0; i < 16; i++) {
-				uint16_t *p = &p_s[warp][sr][16 * half + i];
-
-				bf16_store(p, expf(x[i] - m_new));
-				sum += bf16_load(p);
-			}
-			sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-			l = l * corr + sum;
-			m = m_new;
+			corr = tile_softmax(s_s[warp][sr], p_s[warp][sr], k0, prow, half, a.scale,
+					    &m, &l);
 			if (!half)
 				corr_s[warp][sr] = corr;
 			__syncwarp();
@@ -479,22 +522,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 				for (i = 0; i < (uint32_t)of[c].num_elements; i++)
 					of[c].x[i] *= corr_s[warp][(uint32_t)rid.x[i]];
 			}
-			for (n = 0; n < TILE_KEYS / 16; n++) {
-				tile_a pf;
-
-				nvcuda::wmma::load_matrix_sync(pf, as_bf16(&p_s[warp][0][16 * n]),
-							       TILE_P_LD);
-#pragma unroll
-				for (c = 0; c < TILE_FRAGS; c++) {
-					tile_v vf;
-
-					if (c >= nf)
-						break;
-					nvcuda::wmma::load_matrix_sync(vf, as_bf16(&kv_s[1][16 * n][16 * c]),
-								       TILE_LD);
-					nvcuda::wmma::mma_sync(of[c], pf, vf, of[c]);
-				}
-			}
+			tile_pv(of, p_s[warp], kv_s[1], nf);
 		}
 		__syncthreads();	/* every warp is done with these keys */
 	}

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 
@@ -52,32 +53,20 @@ struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
 
+/* A fragment's kind (see cuda_emu_frag_map()); col: column-major in memory. */
 template <class Use, class Layout>
-struct emu_kind;
-template <>
-struct emu_kind<matrix_a, row_major> {
-	static const int kind = EMU_FRAG_A_ROW;
-	static const bool col = false;
+struct emu_kind {
+	static const bool col = std::is_same<Layout, col_major>::value;
+	static const int kind = std::is_same<Use, accumulator>::value ? EMU_FRAG_ACC :
+				(std::is_same<Use, matrix_a>::value ? EMU_FRAG_A_ROW :
+				 EMU_FRAG_B_ROW) + col;
 };
-template <>
-struct emu_kind<matrix_a, col_major> {
-	static const int kind = EMU_FRAG_A_COL;
-	static const bool col = true;
-};
-template <>
-struct emu_kind<matrix_b, row_major> {
-	static const int kind = EMU_FRAG_B_ROW;
-	static const bool col = false;
-};
-template <>
-struct emu_kind<matrix_b, col_major> {
-	static const int kind = EMU_FRAG_B_COL;
-	static const bool col = true;
-};
-template <>
-struct emu_kind<accumulator, void> {
-	static const int kind = EMU_FRAG_ACC;
-};
+
+/* Where element @e (row * 16 + column) lies in memory of leading dimension @ldm. */
+static inline size_t emu_at(unsigned int e, unsigned int ldm, bool col)
+{
+	return col ? (size_t)(e % 16) * ldm + e / 16 : (size_t)(e / 16) * ldm + e % 16;
+}
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
@@ -105,11 +94,8 @@ static inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, L> 
 
 	cuk_emu_wmma_check(p, ldm, sizeof(*p));
 	cuk_emu_warp_sync();
-	for (int i = 0; i < 8; i++) {
-		unsigned int r = map[lane * 8 + i] / 16, c = map[lane * 8 + i] % 16;
-
-		f.x[i] = emu_kind<Use, L>::col ? p[c * ldm + r] : p[r * ldm + c];
-	}
+	for (int i = 0; i < 8; i++)
+		f.x[i] = p[emu_at(map[lane * 8 + i], ldm, emu_kind<Use, L>::col)];
 	cuk_emu_warp_sync();
 }
 
@@ -120,11 +106,8 @@ static inline void load_matrix_sync(emu_acc &f, const float *p, unsigned int ldm
 
 	cuk_emu_wmma_check(p, ldm, sizeof(*p));
 	cuk_emu_warp_sync();
-	for (int i = 0; i < 8; i++) {
-		unsigned int r = map[lane * 8 + i] / 16, c = map[lane * 8 + i] % 16;
-
-		f.x[i] = l == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
-	}
+	for (int i = 0; i < 8; i++)
+		f.x[i] = p[emu_at(map[lane * 8 + i], ldm, l == mem_col_major)];
 	cuk_emu_warp_sync();
 }
 
@@ -135,11 +118,8 @@ static inline void store_matrix_sync(float *p, const emu_acc &f, unsigned int ld
 
 	cuk_emu_wmma_check(p, ldm, sizeof(*p));
 	cuk_emu_warp_sync();
-	for (int i = 0; i < 8; i++) {
-		unsigned int r = map[lane * 8 + i] / 16, c = map[lane * 8 + i] % 16;
-
-		(l == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[i];
-	}
+	for (int i = 0; i < 8; i++)
+		p[emu_at(map[lane * 8 + i], ldm, l == mem_col_major)] = f.x[i];
 	cuk_emu_warp_sync();
 }
 
