@@ -389,7 +389,7 @@ $(O)/tests/test_vm: scripts/vm-check.sh
 # test_cuda runs everywhere: without a GPU its kernel tests skip, and it
 # checks the fatbin and the --engine cuda errors. On a GPU machine:
 #   make check-cuda        test_cuda alone (kernels, forward, batching)
-#   make cuda-sanitize     test_cuda under compute-sanitizer memcheck, racecheck
+#   make cuda-sanitize     its kernel tests under compute-sanitizer memcheck, racecheck
 #   make bench-cuda        scripts/bench-cuda.sh (issue 10's table)
 TESTS		+= $(O)/tests/test_cuda
 

@@ -3,11 +3,13 @@
 #
 # cuda-gpu-run.sh: everything issue 10 asks of a GPU, in one go, from a pack
 # made by scripts/cuda-pack.sh (run inside it, on the GPU machine): the
-# GPU, test_cuda, test_cuda under compute-sanitizer (memcheck, racecheck),
-# then the benchmark. Logs go to $OUT (the device tool's folder) when set,
-# else to ./out; the summary is printed last.
+# GPU, test_cuda, the benchmark, then the kernel tests under
+# compute-sanitizer (memcheck, racecheck), in that order so that a lease
+# that ends early has the results that matter most. Logs go to $OUT (the
+# device tool's folder) when set, else to ./out, as they are written; the
+# summary is printed last.
 #
-#   cd build/gpu && scripts/cuda-gpu-run.sh [test|sanitize|bench|cpu]...
+#   cd build/gpu && scripts/cuda-gpu-run.sh [test|bench|sanitize|cpu]...
 #
 # With no argument it runs the first three. "cpu" runs the CPU engine on
 # the GPU machine's own cores, which the 2-core development machines cannot
@@ -32,7 +34,7 @@ if ! ldd lib/llmq/backend-cuda.so | grep -q 'libcublas.*=> /'; then
 	done
 fi
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(test sanitize bench)
+[ ${#steps[@]} -eq 0 ] && steps=(test bench sanitize)
 summary=()
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader |
@@ -65,7 +67,7 @@ for s in "${steps[@]}"; do
 			  tr '\n' ' ')")
 		;;
 	*)
-		echo "cuda-gpu-run: unknown step '$s' (test, sanitize, bench, cpu)" >&2
+		echo "cuda-gpu-run: unknown step '$s' (test, bench, sanitize, cpu)" >&2
 		exit 2
 		;;
 	esac

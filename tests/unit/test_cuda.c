@@ -24,6 +24,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -2270,6 +2271,28 @@ static int teardown(void **state)
 	return system(cmd) ? -1 : 0;
 }
 
+/*
+ * LLMQ_TEST_ONLY=test_embed,test_rope: the tests named (fnmatch() patterns,
+ * comma-separated), for a run that must be short (compute-sanitizer).
+ */
+static bool test_wanted(const char *list, const char *name)
+{
+	char pat[128];
+	size_t len;
+
+	while (*list) {
+		len = strcspn(list, ",");
+		if (len < sizeof(pat)) {
+			memcpy(pat, list, len);
+			pat[len] = '\0';
+			if (!fnmatch(pat, name, 0))
+				return true;
+		}
+		list += len + (list[len] == ',');
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -2296,11 +2319,17 @@ int main(int argc, char **argv)
 #endif
 	};
 
+	struct CMUnitTest only[sizeof(tests) / sizeof(tests[0])];
+	const char *want = getenv("LLMQ_TEST_ONLY");
+	size_t i, n = 0;
+
 	(void)argc;
 	if (testenv_bin_dir(argv[0]))
 		return 1;
-	/* LLMQ_TEST_ONLY=test_attention: one test, or those a pattern names. */
-	if (getenv("LLMQ_TEST_ONLY"))
-		cmocka_set_test_filter(getenv("LLMQ_TEST_ONLY"));
-	return cmocka_run_group_tests_name("cuda", tests, setup, teardown);
+	if (!want)
+		return cmocka_run_group_tests_name("cuda", tests, setup, teardown);
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (test_wanted(want, tests[i].name))
+			only[n++] = tests[i];
+	return _cmocka_run_group_tests("cuda", only, n, setup, teardown);
 }
