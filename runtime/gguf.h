@@ -132,6 +132,7 @@ typedef int (*gguf_fill_fn)(void *arg, void *dst, uint64_t bytes);
 
 int gguf_add_tensor_fill(struct gguf_writer *w, const char *name, uint32_t type,
 			 uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill, void *arg);
+void gguf_writer_set_threads(struct gguf_writer *w, unsigned int n);
 int gguf_write_file(struct gguf_writer *w, const char *path);
 
 #endif /* LLMQD_GGUF_H */

@@ -2,9 +2,12 @@
 /*
  * GGUF writer: metadata is serialised as it is added; tensors are described
  * up front and their data produced one tensor at a time when the file is
- * written, so a multi-gigabyte model never sits in memory whole.
+ * written (or one per thread, see gguf_writer_set_threads()), so a
+ * multi-gigabyte model never sits in memory whole.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@ struct gguf_writer {
 	uint64_t	cap_t;
 	uint64_t	alignment;
 	uint64_t	data_len;
+	unsigned int	threads;	/* tensors filled at once */
 	int		err;		/* first error, sticky */
 };
 
@@ -54,7 +58,25 @@ struct gguf_writer *gguf_writer_new(uint64_t alignment)
 		w->err = -EINVAL;
 	if (w->alignment != GGUF_DEFAULT_ALIGNMENT)
 		gguf_add_u32(w, "general.alignment", (uint32_t)w->alignment);
+	w->threads = 1;
 	return w;
+}
+
+/**
+ * gguf_writer_set_threads() - fill up to @n tensors at once when writing
+ * @w:		the writer
+ * @n:		threads, the caller's among them (0 and 1: one tensor after
+ *		another, the default)
+ *
+ * A model of random or converted weights spends its time in the fill
+ * callbacks; with @n > 1 each runs on a thread of its own (so they must
+ * be safe to run side by side, each on its own tensor) and writes its
+ * tensor where it belongs. The file's bytes are the same for any @n; the
+ * memory is a buffer of the largest tensor per thread.
+ */
+void gguf_writer_set_threads(struct gguf_writer *w, unsigned int n)
+{
+	w->threads = n ? n : 1;
 }
 
 /**
@@ -337,6 +359,87 @@ static int pad(FILE *f, uint64_t pos, uint64_t align)
 	return err;
 }
 
+/* The tensors' data, filled on several threads at once. */
+struct fill_pool {
+	struct gguf_writer	*w;
+	int			fd;
+	uint64_t		base;		/* file offset of the data */
+	uint64_t		maxsz;
+	atomic_uint_fast64_t	next;		/* the next tensor to take */
+	atomic_int		err;		/* the first error */
+};
+
+/* All @n bytes of @p at @off of @fd. */
+static int pwrite_all(int fd, const uint8_t *p, uint64_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t k = pwrite(fd, p, n > (1u << 30) ? 1u << 30 : n, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		p += k;
+		n -= (uint64_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+/* Take tensors one at a time, fill each and write it at its offset. */
+static void *fill_worker(void *arg)
+{
+	struct fill_pool *p = arg;
+	uint8_t *buf = malloc(p->maxsz);
+	int err = buf ? 0 : -ENOMEM, none = 0;
+	uint64_t i;
+
+	while (!err && !atomic_load(&p->err) &&
+	       (i = atomic_fetch_add(&p->next, 1)) < p->w->n_t) {
+		const struct wtensor *t = &p->w->t[i];
+
+		err = t->fill(t->arg, buf, t->size);
+		if (!err)
+			err = pwrite_all(p->fd, buf, t->size, p->base + t->offset);
+	}
+	if (err)
+		atomic_compare_exchange_strong(&p->err, &none, err);
+	free(buf);
+	return NULL;
+}
+
+/*
+ * The tensors' data from @base of @f on w->threads threads (the caller's
+ * one of them), then the file's length up to the last one's padding.
+ */
+static int fill_parallel(struct gguf_writer *w, FILE *f, uint64_t base, uint64_t maxsz)
+{
+	struct fill_pool p = { .w = w, .fd = fileno(f), .base = base, .maxsz = maxsz };
+	const struct wtensor *last = &w->t[w->n_t - 1];
+	uint64_t end = base + last->offset + last->size;
+	unsigned int i, n = w->threads < w->n_t ? w->threads : (unsigned int)w->n_t;
+	unsigned int started = 0;
+	pthread_t *tid;
+
+	if (fflush(f))
+		return -errno;
+	tid = calloc(n, sizeof(*tid));
+	if (!tid)
+		return -ENOMEM;
+	/* A thread that cannot start leaves its tensors to the others. */
+	for (i = 1; i < n; i++)
+		if (!pthread_create(&tid[started], NULL, fill_worker, &p))
+			started++;
+	fill_worker(&p);
+	for (i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	free(tid);
+	if (atomic_load(&p.err))
+		return atomic_load(&p.err);
+	end += (w->alignment - end % w->alignment) % w->alignment;
+	return ftruncate(p.fd, (off_t)end) ? -errno : 0;
+}
+
 /**
  * gguf_write_file() - write everything out
  * @w:		the writer
@@ -391,6 +494,11 @@ int gguf_write_file(struct gguf_writer *w, const char *path)
 	}
 	if (!err && w->n_t)
 		err = pad(f, pos, w->alignment);
+	if (!err && w->threads > 1 && w->n_t > 1) {
+		err = fill_parallel(w, f, pos + (w->alignment - pos % w->alignment) %
+				    w->alignment, maxsz);
+		goto close;
+	}
 	if (!err && maxsz) {
 		buf = malloc(maxsz);
 		if (!buf)
@@ -405,6 +513,7 @@ int gguf_write_file(struct gguf_writer *w, const char *path)
 		if (!err)
 			err = pad(f, t->size, w->alignment);
 	}
+close:
 	free(buf);
 	if (fclose(f) && !err)
 		err = -errno;

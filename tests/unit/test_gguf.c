@@ -194,7 +194,7 @@ static void test_dequant_vs_numpy(void **state)
 
 /* ---- writer and reader ---------------------------------------------------- */
 
-static void write_all_types(const char *path)
+static void write_all_types(const char *path, unsigned int threads)
 {
 	static const uint8_t u8s[] = { 1, 2, 255 };
 	static const int32_t i32s[] = { -1, 0, 7 };
@@ -212,7 +212,7 @@ static void write_all_types(const char *path)
 	for (i = 0; i < 7; i++)
 		v[i] = -(float)i;
 	for (i = 0; i < 256; i++)
-		c[i] = frand();
+		c[i] = 3.0f * sinf(0.37f * (float)i);	/* the same in every file */
 	quantize(GGML_TYPE_Q8_0, c, q, 256);
 	assert_non_null(w);
 	gguf_add_u32(w, "t.u32", 4000000000u);
@@ -228,6 +228,7 @@ static void write_all_types(const char *path)
 	gguf_add_tensor(w, "m", GGML_TYPE_F32, 2, ne2, m);
 	gguf_add_tensor(w, "v", GGML_TYPE_F32, 1, &ne1, v);
 	gguf_add_tensor(w, "q", GGML_TYPE_Q8_0, 3, ne3, q);
+	gguf_writer_set_threads(w, threads);
 	assert_int_equal(gguf_write_file(w, path), 0);
 	gguf_writer_free(w);
 }
@@ -246,7 +247,7 @@ static void test_all_types_roundtrip(void **state)
 
 	(void)state;
 	path_of(path, sizeof(path), "types.gguf");
-	write_all_types(path);
+	write_all_types(path, 1);
 	assert_int_equal(gguf_open(&g, path), 0);
 	assert_int_equal(g.version, 3);
 	assert_int_equal(g.alignment, 64);
@@ -406,6 +407,49 @@ static void test_cli_tokenize(void **state)
 	snprintf(cmd, sizeof(cmd), "%s/llmq tokenize 'no model' 2>/dev/null",
 		 getenv("LLMQ_BIN_DIR"));
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
+static int fill_fail(void *arg, void *dst, uint64_t bytes)
+{
+	(void)arg;
+	memset(dst, 0, bytes);
+	return -EIO;
+}
+
+/*
+ * Tensors filled on 4 threads give the file one thread gives, byte for
+ * byte; a fill that fails among them fails the write, leaving no file.
+ */
+static void test_write_threads(void **state)
+{
+	char one[1200], four[1200];
+	uint8_t *a, *b;
+	size_t la, lb;
+	struct gguf_writer *w;
+	uint64_t ne = 64;
+	float x[64] = { 1 };
+
+	(void)state;
+	path_of(one, sizeof(one), "one.gguf");
+	path_of(four, sizeof(four), "four.gguf");
+	write_all_types(one, 1);
+	write_all_types(four, 4);
+	a = slurp(one, &la);
+	b = slurp(four, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	free(a);
+	free(b);
+
+	w = gguf_writer_new(0);
+	gguf_add_tensor(w, "a", GGML_TYPE_F32, 1, &ne, x);
+	gguf_add_tensor_fill(w, "b", GGML_TYPE_F32, 1, &ne, fill_fail, NULL);
+	gguf_add_tensor(w, "c", GGML_TYPE_F32, 1, &ne, x);
+	gguf_writer_set_threads(w, 3);
+	unlink(four);
+	assert_int_equal(gguf_write_file(w, four), -EIO);
+	assert_int_equal(access(four, F_OK), -1);
+	gguf_writer_free(w);
 }
 
 /* ---- hostile files ---------------------------------------------------------- */
@@ -646,6 +690,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_quant_roundtrip),
 		cmocka_unit_test(test_dequant_vs_numpy),
 		cmocka_unit_test(test_all_types_roundtrip),
+		cmocka_unit_test(test_write_threads),
 		cmocka_unit_test(test_mkmodel_every_dtype),
 		cmocka_unit_test(test_independent_parser),
 		cmocka_unit_test(test_cli_tokenize),

@@ -298,6 +298,10 @@ static int write_model(const struct preset *p, const struct hf_model *hf,
 	if (!err && !p->tied)
 		err = add(&o, "output.weight", p->n_embd, n_vocab, 0.02f);
 	if (!err) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		/* Random weights cost Box-Muller and logf: 80 s for 8B on one core. */
+		gguf_writer_set_threads(o.w, cpus > 1 ? (unsigned int)(cpus < 32 ? cpus : 32) : 1);
 		err = gguf_write_file(o.w, out);
 		if (err)
 			fprintf(stderr, "llmq-mkmodel: cannot write %s: %s\n", out, strerror(-err));
