@@ -20,7 +20,8 @@
  * under cudart's rules of capture (see cudaStreamBeginCapture()), and a
  * graph's launch queues it again. Blocks run in order, one at a time.
  * Device memory is malloc()ed (256-byte aligned, as cudaMalloc()'s), so
- * under ASan an out-of-bounds access by a kernel is caught.
+ * under ASan an out-of-bounds access by a kernel is caught. Launches, GEMMs
+ * and kernels fail on demand (cuk_emu_fault()), for the error paths.
  * A fiber switch is a few instructions of our own (x86-64: the callee-saved
  * registers and the stack pointer), not swapcontext(), whose signal-mask
  * system call per switch made the emulated attention ten times slower.
@@ -390,13 +391,17 @@ typedef std::vector<std::function<void()>> emu_work;
 
 static emu_work queue;
 
-static void emu_flush(void)
+static cudaError_t sticky;
+
+/* Run what is queued; after a kernel's fault nothing more runs. */
+static cudaError_t emu_flush(void)
 {
 	size_t i;
 
-	for (i = 0; i < queue.size(); i++)
+	for (i = 0; i < queue.size() && sticky == cudaSuccess; i++)
 		queue[i]();
 	queue.clear();
+	return sticky;
 }
 
 /*
@@ -448,6 +453,27 @@ static cudaError_t emu_error(cudaError_t e)
 	if (e != cudaSuccess)
 		last_error = e;
 	return e;
+}
+
+/*
+ * Faults on demand, for tests of what the backend and llmqd do with a CUDA
+ * error (see cuk_emu_fault()): the next fault and how many calls of its
+ * kind come before it. A kernel that faults leaves the error sticky, as a
+ * fault inside a kernel loses a GPU's context: the rest of the queue never
+ * runs and every call that touches the device returns it from then on.
+ */
+enum emu_fault { FAULT_NONE, FAULT_LAUNCH, FAULT_GEMM, FAULT_KERNEL };
+
+static emu_fault fault_kind;
+static unsigned long fault_left;
+
+/* Is this call of @kind the one that fails? */
+static bool fault_now(emu_fault kind)
+{
+	if (fault_kind != kind || --fault_left)
+		return false;
+	fault_kind = FAULT_NONE;
+	return true;
 }
 
 /* NULL for the legacy default stream (0 or cudaStreamLegacy). */
@@ -519,6 +545,8 @@ static cudaError_t emu_submit(cudaStream_t s, std::function<void()> fn)
 	CUstream_st *st = stream_of(s);
 	cudaError_t e;
 
+	if (sticky != cudaSuccess)
+		return emu_error(sticky);
 	if (!st) {
 		e = legacy_use(true);
 		if (e != cudaSuccess)
@@ -548,7 +576,73 @@ void cuk_emu_enqueue(dim3 grid, dim3 block, cudaStream_t stream, std::function<v
 	if (!grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 ||
 	    grid.z > 65535)
 		emu_fail("bad grid size");
-	(void)emu_submit(stream, [grid, block, fn]() { cuk_emu_run(grid, block, fn); });
+	if (fault_now(FAULT_LAUNCH)) {
+		/* What a launch asking for too many registers gets: nothing runs. */
+		emu_error(cudaErrorLaunchOutOfResources);
+		return;
+	}
+	(void)emu_submit(stream, [grid, block, fn]() {
+		if (fault_now(FAULT_KERNEL)) {
+			sticky = emu_error(cudaErrorIllegalAddress);
+			return;
+		}
+		cuk_emu_run(grid, block, fn);
+	});
+}
+
+/**
+ * cuk_emu_fault() - make the emulated device fail on demand
+ * @spec:	"launch:N": the Nth kernel launch from now fails
+ *		(cudaErrorLaunchOutOfResources, through cudaGetLastError()),
+ *		nothing of it runs; "gemm:N": the Nth cublasGemmEx() fails
+ *		(CUBLAS_STATUS_EXECUTION_FAILED); "kernel:N": the Nth kernel to
+ *		run faults (cudaErrorIllegalAddress), sticky as on a GPU;
+ *		"none": no fault, and a sticky one is gone (a fresh device)
+ *
+ * LLMQ_CUDA_EMU_FAULT=SPEC in the environment sets one at start-up, for a
+ * process (llmqd) that a test cannot call into.
+ *
+ * Return: 0, or -1 for a @spec of none of these forms.
+ */
+extern "C" int cuk_emu_fault(const char *spec)
+{
+	static const struct {
+		const char	*name;
+		emu_fault	kind;
+	} kinds[] = { { "launch:", FAULT_LAUNCH }, { "gemm:", FAULT_GEMM },
+		      { "kernel:", FAULT_KERNEL } };
+	unsigned long n;
+	char *end;
+
+	if (!strcmp(spec, "none")) {
+		fault_kind = FAULT_NONE;
+		sticky = last_error = cudaSuccess;
+		return 0;
+	}
+	for (const auto &k : kinds) {
+		size_t len = strlen(k.name);
+
+		if (strncmp(spec, k.name, len))
+			continue;
+		n = strtoul(spec + len, &end, 10);
+		if (!n || *end)
+			return -1;
+		fault_kind = k.kind;
+		fault_left = n;
+		return 0;
+	}
+	return -1;
+}
+
+static void __attribute__((constructor)) fault_from_env(void)
+{
+	const char *spec = getenv("LLMQ_CUDA_EMU_FAULT");
+
+	if (spec && cuk_emu_fault(spec)) {
+		fprintf(stderr, "cuda emulator: LLMQ_CUDA_EMU_FAULT=%s: not launch:N, gemm:N, "
+			"kernel:N or none\n", spec);
+		abort();
+	}
 }
 
 /* ---- cudart ---- */
@@ -610,7 +704,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total)
  */
 cudaError_t cudaMalloc(void **p, size_t size)
 {
-	cudaError_t e = unsafe_call();
+	cudaError_t e = sticky != cudaSuccess ? sticky : unsafe_call();
 
 	*p = NULL;
 	if (e != cudaSuccess)
@@ -678,11 +772,13 @@ cudaError_t cudaFreeHost(void *p)
 	return cudaSuccess;
 }
 
-/* A synchronous copy: waits for the device, then copies. */
-static void copy_now(void *dst, const void *src, size_t n)
+/* A synchronous copy: waits for the device, then copies (unless it faulted). */
+static cudaError_t copy_now(void *dst, const void *src, size_t n)
 {
-	emu_flush();
+	if (emu_flush() != cudaSuccess)
+		return emu_error(sticky);
 	memmove(dst, src, n);
+	return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
@@ -694,8 +790,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind
 		e = legacy_use(true);
 	if (e != cudaSuccess)
 		return e;
-	copy_now(dst, src, n);
-	return cudaSuccess;
+	return copy_now(dst, src, n);
 }
 
 /*
@@ -749,7 +844,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 		cudaError_t e = st ? cudaSuccess : legacy_use(true);
 
 		if (e == cudaSuccess)
-			copy_now(dst, src, n);
+			e = copy_now(dst, src, n);
 		return e;
 	}
 	return emu_submit(s, [dst, src, n]() { memmove(dst, src, n); });
@@ -802,8 +897,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
 		e = legacy_use(true);
 	if (e != cudaSuccess)
 		return e;
-	emu_flush();
-	return cudaSuccess;
+	return emu_error(emu_flush());
 }
 
 /*
@@ -835,8 +929,7 @@ cudaError_t cudaDeviceSynchronize(void)
 		}
 	if (e != cudaSuccess)
 		return e;
-	emu_flush();
-	return cudaSuccess;
+	return emu_error(emu_flush());
 }
 
 /*
@@ -980,11 +1073,12 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph)
 	return cudaSuccess;
 }
 
+/* A sticky error is never cleared: the context is lost. */
 cudaError_t cudaGetLastError(void)
 {
 	cudaError_t e = last_error;
 
-	last_error = cudaSuccess;
+	last_error = sticky;
 	return e;
 }
 
@@ -1014,6 +1108,10 @@ const char *cudaGetErrorString(cudaError_t e)
 		return "operation would make the legacy stream depend on a capturing blocking stream";
 	case cudaErrorStreamCaptureWrongThread:
 		return "attempt to terminate a thread-local capture sequence from another thread";
+	case cudaErrorLaunchOutOfResources:
+		return "too many resources requested for launch";
+	case cudaErrorIllegalAddress:
+		return "an illegal memory access was encountered";
 	default:
 		return "emulated error";
 	}
@@ -1040,6 +1138,10 @@ const char *cudaGetErrorName(cudaError_t e)
 		return "cudaErrorStreamCaptureImplicit";
 	case cudaErrorStreamCaptureWrongThread:
 		return "cudaErrorStreamCaptureWrongThread";
+	case cudaErrorLaunchOutOfResources:
+		return "cudaErrorLaunchOutOfResources";
+	case cudaErrorIllegalAddress:
+		return "cudaErrorIllegalAddress";
 	default:
 		return "cudaErrorEmulated";
 	}
@@ -1084,8 +1186,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e)
 	(void)e;
 	if (err != cudaSuccess)
 		return err;
-	emu_flush();
-	return cudaSuccess;
+	return emu_error(emu_flush());
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
@@ -1223,6 +1324,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 	if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) ||
 	    ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
 		return CUBLAS_STATUS_INVALID_VALUE;
+	if (fault_now(FAULT_GEMM))
+		return CUBLAS_STATUS_EXECUTION_FAILED;
 	if (emu_submit(h->stream, [=]() {
 		gemm_run(opa, opb, m, n, k, al, A, lda, B, ldb, be, c, ldc);
 	}) != cudaSuccess)

@@ -324,6 +324,58 @@ static void test_seeded_draws_repeat(void **state)
  * penalties, greedy and seeded (the daemon's device counting the token it
  * fed, which the host's list lacks).
  */
+/*
+ * A CUDA error in a step, on a daemon of its own (the emulator's
+ * LLMQ_CUDA_EMU_FAULT, the emulated plugin only): a launch that fails
+ * ends the request in that step with -EIO after the tokens it already
+ * streamed, and the daemon serves the next one as if nothing happened (the
+ * tokens and log-probabilities of the reference); a fault inside a kernel
+ * (sticky, the GPU's context lost) fails that request and every later one
+ * with -EIO, while the daemon stays up to say so (stats answer, counting
+ * them as failed).
+ */
+static void fault_case(const char *spec, bool sticky)
+{
+	static const char *const args[] = { "--engine", "cuda", "--model", model,
+		"--num-kv-blocks", "64", "--max-num-seqs", "1", "--batch-timeout-ms", "0",
+		"--no-prefix-caching", "--enforce-eager", NULL };
+	struct llmq_stats st;
+	struct daemon fd = { 0 };
+	struct result r;
+	int i;
+
+	setenv("LLMQ_CUDA_EMU_FAULT", spec, 1);
+	assert_int_equal(daemon_start(&fd, "cuda-fault", args), 0);
+	unsetenv("LLMQ_CUDA_EMU_FAULT");
+	generate(fd.sock, 0, &r);
+	assert_int_equal(r.res, -EIO);
+	for (i = 0; i < 2; i++) {
+		generate(fd.sock, 0, &r);
+		if (sticky) {
+			assert_int_equal(r.res, -EIO);
+			continue;
+		}
+		assert_int_equal(r.res, sh->ref[0].res);
+		assert_memory_equal(r.ids, sh->ref[0].ids, sizeof(r.ids));
+		assert_memory_equal(r.lp, sh->ref[0].lp, sizeof(r.lp));
+	}
+	assert_int_equal(llmq_get_stats(fd.sock, &st), 0);
+	assert_int_equal(st.requests_failed, sticky ? 3 : 1);
+	print_message("[          ] %s: %llu of 3 requests failed with -EIO, llmqd still up\n",
+		      spec, (unsigned long long)st.requests_failed);
+	assert_int_equal(daemon_stop(&fd, SIGTERM), 0);
+}
+
+static void test_device_faults(void **state)
+{
+	(void)state;
+	NEED_PLUGIN();
+	/* About 17 launches a step: the third step, a decode running ahead. */
+	fault_case("launch:40", false);
+	fault_case("gemm:20", false);
+	fault_case("kernel:40", true);
+}
+
 static void test_run_same_as_daemon(void **state)
 {
 	/* temperature, top-k, top-p, min-p, repetition, presence and frequency */
@@ -372,6 +424,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_crowd_same_as_alone),
 		cmocka_unit_test(test_seeded_draws_repeat),
 		cmocka_unit_test(test_run_same_as_daemon),
+		cmocka_unit_test(test_device_faults),
 	};
 
 	(void)argc;

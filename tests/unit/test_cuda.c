@@ -2197,6 +2197,87 @@ static void test_draw(void **state)
 	model_free(&m);
 }
 
+#ifdef LLMQ_CUDA_EMU
+int cuk_emu_fault(const char *spec);
+
+#define FT_PROMPT	20
+
+/*
+ * A 20-token prompt of @tok at blocks @table, drawn greedily, as @s (which
+ * must last until the step is waited for); 0 or the step's error.
+ */
+static int fault_step(struct backend *b, struct backend_seq *s, uint32_t *tok,
+		      uint32_t *table, struct backend_sample *bs, float *logits, bool ahead)
+{
+	*s = (struct backend_seq){
+		.block_table = table, .n_blocks = 2, .tokens = tok, .n_tokens = FT_PROMPT,
+		.logits = BACKEND_LOGITS_LAST, .sample = bs,
+	};
+	*bs = (struct backend_sample){ .set = { .top_p = 1.0f } };
+	return ahead ? backend_submit(b, s, 1, logits) : backend_step(b, s, 1, logits);
+}
+
+/*
+ * CUDA errors in a step, made by the emulator (cuk_emu_fault()): a kernel
+ * launch that fails, and a GEMM that fails, cost their step -EIO and
+ * nothing more: the same step again draws the token of a step that never
+ * failed, with its log-probability bit for bit. A step queued behind one still out
+ * (running ahead) fails alone, and the one out still delivers its token.
+ * A fault inside a kernel is sticky, as on a GPU: its step fails at the
+ * wait, every later one at once, and the backend is still destroyed
+ * cleanly (ASan: nothing leaks).
+ */
+static void test_faults(void **state)
+{
+	static const char *const soft[] = { "launch:1", "launch:9", "gemm:1", "gemm:5" };
+	uint32_t tok[2][FT_PROMPT], table[2][2] = { { 0, 1 }, { 2, 3 } }, i, want;
+	struct backend_sample bs[2];
+	struct backend_seq sq[2];
+	float *got, want_lp;
+	struct pair p;
+	size_t v;
+
+	(void)state;
+	NEED_GPU();
+	pair_load(&p, "tiny", "F16");
+	v = p.gpu->n_vocab;
+	got = malloc(2 * v * sizeof(float));
+	tokens_fill(tok[0], FT_PROMPT, (uint32_t)v);
+	tokens_fill(tok[1], FT_PROMPT, (uint32_t)v);
+	assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, false), 0);
+	want = bs[0].token;
+	want_lp = bs[0].logprob;
+	for (i = 0; i < sizeof(soft) / sizeof(soft[0]); i++) {
+		assert_int_equal(cuk_emu_fault(soft[i]), 0);
+		assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, false), -EIO);
+		assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, false), 0);
+		assert_int_equal(bs[0].token, want);
+		assert_memory_equal(&bs[0].logprob, &want_lp, sizeof(want_lp));
+	}
+	/* Running ahead: the second step's launch fails, the first's token comes. */
+	assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, true), 0);
+	assert_int_equal(cuk_emu_fault("launch:1"), 0);
+	assert_int_equal(fault_step(p.gpu, &sq[1], tok[1], table[1], &bs[1], got + v, true), -EIO);
+	assert_int_equal(backend_wait(p.gpu), 0);
+	assert_int_equal(bs[0].token, want);
+	assert_memory_equal(&bs[0].logprob, &want_lp, sizeof(want_lp));
+	assert_int_equal(backend_wait(p.gpu), -EINVAL);	/* nothing else out */
+
+	/* Sticky: the fault shows at the wait, and then at every step. */
+	assert_int_equal(cuk_emu_fault("kernel:3"), 0);
+	assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, false), -EIO);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(fault_step(p.gpu, &sq[i], tok[i], table[i], &bs[i], got, false), -EIO);
+	assert_int_equal(cuk_emu_fault("none"), 0);
+	/* The device is back (the emulator's reset), the backend stays broken. */
+	assert_int_equal(fault_step(p.gpu, &sq[0], tok[0], table[0], &bs[0], got, false), -EIO);
+	assert_int_equal(cuk_emu_fault("bogus:1"), -1);
+	assert_int_equal(cuk_emu_fault("launch:0"), -1);
+	free(got);
+	pair_free(&p);
+}
+#endif
+
 static void test_bad_steps(void **state)
 {
 	uint32_t tok[300] = { 0 }, table[32] = { 0 };
@@ -2314,6 +2395,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_graph),
 		cmocka_unit_test(test_run_ahead),
 		cmocka_unit_test(test_bad_steps),
+#ifdef LLMQ_CUDA_EMU
+		cmocka_unit_test(test_faults),
+#endif
 #else
 		cmocka_unit_test(test_gpu_none),
 #endif
