@@ -325,6 +325,118 @@ static void test_seeded_draws_repeat(void **state)
  * fed, which the host's list lacks).
  */
 /*
+ * A long request on @sock that reads 3 tokens, then tells @fd and either
+ * waits to be killed or (@cancel) cancels itself and checks that it ends
+ * with -ECANCELED. Runs in a child; exits 0 when all went as expected.
+ */
+static void doomed(const char *sock, int fd, bool cancel)
+{
+	struct llmq_params p = { .sq_entries = 4, .cq_entries = 64, .arena_size = 65536 };
+	struct llmq_sampling sp;
+	struct llmq_ring r;
+	struct llmq_cqe *cqe;
+	char prompt[128];
+	int n = 0;
+
+	request_of(cancel ? 1 : 3, prompt, sizeof(prompt), &sp);
+	sp.max_tokens = 400;
+	if (llmq_queue_init(&r, sock, &p) ||
+	    llmq_prep_generate(&r, llmq_get_sqe(&r), prompt, strlen(prompt), &sp, 1) ||
+	    llmq_submit(&r) != 1)
+		_exit(1);
+	while (n < 3 && !llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
+		n += (cqe->flags & LLMQ_CQE_F_TOKEN) != 0;
+		llmq_cqe_seen(&r, cqe);
+	}
+	(void)!write(fd, "x", 1);
+	if (!cancel)
+		pause();
+	if (llmq_cancel(&r, 1, 2))
+		_exit(2);
+	for (;;) {
+		if (llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS))
+			_exit(3);
+		if (cqe->user_data == 1 && !(cqe->flags & LLMQ_CQE_F_MORE))
+			_exit(cqe->res == -ECANCELED ? 0 : 4);
+		llmq_cqe_seen(&r, cqe);
+	}
+}
+
+static int gone_cond(const struct llmq_stats *st, void *arg)
+{
+	const struct llmq_stats *b = arg;
+
+	return st->requests_active == b->requests_active &&
+	       st->requests_cancelled >= b->requests_cancelled + 2;
+}
+
+/*
+ * Clients that leave in the middle, on a daemon that batches and runs
+ * ahead as the crowd's does: one is killed and one cancels, each after 3
+ * tokens of a long request, while ten others are served. Their tokens were
+ * still on the device, fed to a step already out, when they went; the ten
+ * still get exactly what each gets alone, and the daemon counts both as
+ * cancelled and serves on. Its prefix cache is off: the crowd's holds these
+ * prompts, and a prompt found there would be prefilled only in its last
+ * few tokens, row by row, not as the tiles it is alone.
+ */
+static void test_leave_midstream(void **state)
+{
+	static const char *const args[] = { "--engine", "cuda", "--model", model,
+		"--num-kv-blocks", "96", "--batch-timeout-ms", "200",
+		"--max-num-batched-tokens", "512", "--no-prefix-caching", NULL };
+	struct daemon d = { 0 };
+	struct llmq_stats a, b;
+	pid_t pids[N_CLIENTS], kill_pid, cancel_pid;
+	int i, st, pfd[2];
+	char c;
+
+	(void)state;
+	NEED_PLUGIN();
+	assert_int_equal(daemon_start(&d, "cuda-leave", args), 0);
+	assert_int_equal(llmq_get_stats(d.sock, &a), 0);
+	assert_int_equal(pipe(pfd), 0);
+	kill_pid = fork();
+	assert_true(kill_pid >= 0);
+	if (!kill_pid)
+		doomed(d.sock, pfd[1], false);
+	cancel_pid = fork();
+	assert_true(cancel_pid >= 0);
+	if (!cancel_pid)
+		doomed(d.sock, pfd[1], true);
+	for (i = 0; i < N_CLIENTS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i]) {
+			generate(d.sock, i, &sh->got[i]);
+			_exit(0);
+		}
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	kill(kill_pid, SIGKILL);
+	assert_int_equal(waitpid(kill_pid, &st, 0), kill_pid);
+	assert_int_equal(waitpid(cancel_pid, &st, 0), cancel_pid);
+	assert_true(WIFEXITED(st) && !WEXITSTATUS(st));
+	for (i = 0; i < N_CLIENTS; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st) && !WEXITSTATUS(st));
+		if (sh->got[i].res != sh->ref[i].res ||
+		    memcmp(sh->got[i].ids, sh->ref[i].ids, sizeof(sh->ref[i].ids)) ||
+		    memcmp(sh->got[i].lp, sh->ref[i].lp, sizeof(sh->ref[i].lp)))
+			fail_msg("client %d (kind %d): not what it gets alone", i, i % N_KINDS);
+	}
+	assert_int_equal(stats_wait(d.sock, gone_cond, &a, WAIT_MS, &b), 0);
+	assert_true(b.steps_ahead > a.steps_ahead);
+	print_message("[          ] 2 clients gone mid-request, %llu cancelled; the other %d "
+		      "as alone\n", (unsigned long long)(b.requests_cancelled -
+						       a.requests_cancelled), N_CLIENTS);
+	assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+}
+
+/*
  * A CUDA error in a step, on a daemon of its own (the emulator's
  * LLMQ_CUDA_EMU_FAULT, the emulated plugin only): a launch that fails
  * ends the request in that step with -EIO after the tokens it already
@@ -424,6 +536,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_crowd_same_as_alone),
 		cmocka_unit_test(test_seeded_draws_repeat),
 		cmocka_unit_test(test_run_same_as_daemon),
+		cmocka_unit_test(test_leave_midstream),
 		cmocka_unit_test(test_device_faults),
 	};
 
