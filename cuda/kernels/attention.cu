@@ -28,6 +28,7 @@
 #include <math.h>
 
 #ifndef LLMQ_CUDA_EMU
+#include <cuda_pipeline.h>
 #include <mma.h>
 #endif
 
@@ -330,32 +331,36 @@ static __device__ __forceinline__ const __nv_bfloat16 *as_bf16(const uint16_t *p
 
 /*
  * Keys k0 .. k0 + TILE_KEYS - 1 of the tile's sequence into kv_s[0] (K)
- * and kv_s[1] (V), 16 bytes per load; keys past @last are zeros, which
- * the scores' mask then ignores (zeros, not whatever shared memory held:
- * a NaN there would survive a weight of 0).
+ * and kv_s[1] (V), one stage of the walk: 16-byte asynchronous copies
+ * (cp.async), committed as one batch, that land while the tile computes
+ * on the other stage. Keys past @last are zeros, which the scores' mask
+ * then ignores (zeros, not whatever shared memory held: a NaN there would
+ * survive a weight of 0).
  */
-static __device__ __forceinline__ void tile_load_keys(uint16_t (*kv_s)[TILE_KEYS][TILE_LD],
-						      const struct cuk_attn *a, const int32_t *bt,
-						      uint32_t kvh, int64_t k0, int64_t last)
+static __device__ __forceinline__ void tile_fetch_keys(uint16_t (*kv_s)[TILE_KEYS][TILE_LD],
+						       const struct cuk_attn *a, const int32_t *bt,
+						       uint32_t kvh, int64_t k0, int64_t last)
 {
 	const uint32_t d = a->head_dim, bs = a->block_size, kv_dim = a->n_head_kv * d;
 	const uint32_t chunks = d / 8;		/* of 8 BF16 per key row */
+	const uint4 zero = { 0, 0, 0, 0 };
 	uint32_t i;
 
 	for (i = threadIdx.x; i < 2 * TILE_KEYS * chunks; i += blockDim.x) {
 		const uint32_t which = i / (TILE_KEYS * chunks), k = i / chunks % TILE_KEYS;
 		const uint32_t c = i % chunks;
 		const int64_t j = k0 + k;
-		uint4 v = { 0, 0, 0, 0 };
 
 		if (j <= last) {
 			const uint64_t at = ((uint64_t)bt[j / bs] * 2 * bs + (uint64_t)(j % bs) +
 					     (uint64_t)which * bs) * kv_dim + (uint64_t)kvh * d;
 
-			v = *reinterpret_cast<const uint4 *>(a->kv + at + 8 * c);
+			__pipeline_memcpy_async(&kv_s[which][k][8 * c], a->kv + at + 8 * c, 16);
+		} else {
+			*reinterpret_cast<uint4 *>(&kv_s[which][k][8 * c]) = zero;
 		}
-		*reinterpret_cast<uint4 *>(&kv_s[which][k][8 * c]) = v;
 	}
+	__pipeline_commit();
 }
 
 /* S = Q K^T of a warp's 16 rows (q in @qf) and 32 keys (@k_s), into @s. */
@@ -385,8 +390,9 @@ static __device__ __forceinline__ void tile_scores(float (*s)[TILE_S_LD], const 
  * One row's online softmax over 32 keys from @k0, two lanes a row, each
  * with 16 columns (@half): keys past @prow are masked, the running max @m
  * and sum @l updated, the weights written to @p in BF16 (and @l sums them
- * as rounded, the values P V multiplies). Returns e^(m_old - m_new), by
- * which the row's output must be rescaled.
+ * as rounded, the values P V multiplies). The whole warp calls it: @p
+ * lies over the warp's scores (@s among them). Returns e^(m_old - m_new),
+ * by which the row's output must be rescaled.
  */
 static __device__ __forceinline__ float tile_softmax(const float *s, uint16_t *p, int64_t k0,
 						     int64_t prow, uint32_t half, float scale,
@@ -400,6 +406,7 @@ static __device__ __forceinline__ float tile_softmax(const float *s, uint16_t *p
 		x[i] = k0 + 16 * half + i <= prow ? s[16 * half + i] * scale : -INFINITY;
 		mx = fmaxf(mx, x[i]);
 	}
+	__syncwarp();	/* @p lies over the warp's scores: all read before any is written */
 	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
 	/* Key 0 is in every row's first block, so m_new is finite. */
 	m_new = fmaxf(*m, mx);
@@ -440,10 +447,12 @@ static __device__ __forceinline__ void tile_pv(tile_c *of, const uint16_t (*p)[T
 /*
  * The block of (tile, query head) = blockIdx. Each warp keeps its 16 rows'
  * q in registers (BF16 A fragments) and their output O in FP32
- * accumulators, and per key block: S = Q K^T on tensor cores into shared
- * memory; two lanes per row mask S causally, update the row's running max
- * m and sum l, and write the weights P = e^(S - m) in BF16; O is rescaled
- * by e^(m_old - m) row by row and O += P V on tensor cores. A fragment's
+ * accumulators. The key blocks arrive in two stages, the next one's
+ * copies in flight while the block computes on this one; per key block:
+ * S = Q K^T on tensor cores into shared memory; two lanes per row mask S
+ * causally, update the row's running max m and sum l, and write the
+ * weights P = e^(S - m) in BF16; O is rescaled by e^(m_old - m) row by row
+ * and O += P V on tensor cores. A fragment's
  * elements are spread over the lanes in an order CUDA does not specify,
  * so the row of each accumulator element is learnt by loading a matrix
  * of row numbers into a fragment of the same kind (rid): element i of any
@@ -452,13 +461,15 @@ static __device__ __forceinline__ void tile_pv(tile_c *of, const uint16_t (*p)[T
  */
 static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct cuk_attn a)
 {
-	__shared__ __align__(32) uint16_t kv_s[2][TILE_KEYS][TILE_LD];
+	/* Two stages of K and V: one computed on while the next arrives. */
+	__shared__ __align__(32) uint16_t kv_s[2][2][TILE_KEYS][TILE_LD];
 	__shared__ __align__(32) float s_s[ATTN_WARPS][16][TILE_S_LD];
-	__shared__ __align__(32) uint16_t p_s[ATTN_WARPS][16][TILE_P_LD];
 	__shared__ __align__(32) float rid_s[16][16];
 	__shared__ float corr_s[ATTN_WARPS][16];
-	/* Before the walk, q of the tile's rows: [TILE_ROWS][TILE_LD] over kv_s. */
-	uint16_t (*q_s)[TILE_LD] = &kv_s[0][0];
+	/* Before the walk, q of the tile's rows: [TILE_ROWS][TILE_LD] over stage 0. */
+	uint16_t (*q_s)[TILE_LD] = &kv_s[0][0][0];
+	/* Each warp's weights P lie over its scores: all fits 48 KB of static shared memory. */
+	uint16_t (*p_s)[TILE_P_LD];
 	const struct cuk_attn_tile t = a.tiles[blockIdx.x];
 	const uint32_t h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	const uint32_t d = a.head_dim, nf = d / 16, r0 = 16 * warp;
@@ -471,10 +482,11 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 	tile_a qf[TILE_FRAGS];
 	tile_c of[TILE_FRAGS], rid;
 	float m = -INFINITY, l = 0.0f;
-	uint32_t i, c;
+	uint32_t i, c, st;
 
 	if (t.n < 1 || t.n > TILE_ROWS)
 		return;
+	p_s = reinterpret_cast<uint16_t (*)[TILE_P_LD]>(&s_s[warp][0][0]);
 	bt = a.bt + a.row_bt[t.row];
 	pos = a.row_pos + t.row;
 	/* Rows past the tile's end (in the last warp) act as its last row. */
@@ -499,19 +511,24 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 		nvcuda::wmma::load_matrix_sync(qf[c], as_bf16(&q_s[r0][16 * c]), TILE_LD);
 		nvcuda::wmma::fill_fragment(of[c], 0.0f);
 	}
-	__syncthreads();	/* q_s is kv_s: read before the keys overwrite it */
+	__syncthreads();	/* q_s is stage 0: read before the keys overwrite it */
 
-	for (k0 = 0; k0 <= last; k0 += TILE_KEYS) {
-		tile_load_keys(kv_s, &a, bt, kvh, k0, last);
-		__syncthreads();
+	tile_fetch_keys(kv_s[0], &a, bt, kvh, 0, last);
+	for (k0 = 0, st = 0; k0 <= last; k0 += TILE_KEYS, st ^= 1) {
+		const bool more = k0 + TILE_KEYS <= last;
+
+		/* The next stage was last read before the barrier that ended the walk's step. */
+		if (more)
+			tile_fetch_keys(kv_s[st ^ 1], &a, bt, kvh, k0 + TILE_KEYS, last);
+		__pipeline_wait_prior(more ? 1 : 0);
+		__syncthreads();	/* every thread's copies of this stage are in */
 		/* The whole warp skips a block all of whose keys its rows are before. */
 		if (busy && k0 <= wlast) {
 			float corr;
 
-			tile_scores(s_s[warp], qf, kv_s[0], nf);
+			tile_scores(s_s[warp], qf, kv_s[st][0], nf);
 			__syncwarp();
-			corr = tile_softmax(s_s[warp][sr], p_s[warp][sr], k0, prow, half, a.scale,
-					    &m, &l);
+			corr = tile_softmax(s_s[warp][sr], p_s[sr], k0, prow, half, a.scale, &m, &l);
 			if (!half)
 				corr_s[warp][sr] = corr;
 			__syncwarp();
@@ -522,7 +539,7 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 				for (i = 0; i < (uint32_t)of[c].num_elements; i++)
 					of[c].x[i] *= corr_s[warp][(uint32_t)rid.x[i]];
 			}
-			tile_pv(of, p_s[warp], kv_s[1], nf);
+			tile_pv(of, p_s, kv_s[st][1], nf);
 		}
 		__syncthreads();	/* every warp is done with these keys */
 	}

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <map>
 #include <set>
 #include <thread>
@@ -138,6 +139,46 @@ void __syncwarp(unsigned int mask)
 	block_until(WAIT_SHFL);
 }
 
+/* ---- cp.async ---- */
+
+struct emu_copy {
+	void		*dst;
+	const void	*src;
+	size_t		size, zfill;
+};
+
+/* Each thread's copies: the batch being issued, and those committed. */
+static std::vector<emu_copy> copies_open[EMU_MAX_THREADS];
+static std::deque<std::vector<emu_copy>> copies_committed[EMU_MAX_THREADS];
+
+void __pipeline_memcpy_async(void *dst, const void *src, size_t size, size_t zfill)
+{
+	if ((size != 4 && size != 8 && size != 16) || zfill > size)
+		emu_fail("cp.async: a size other than 4, 8 or 16 bytes");
+	if ((uintptr_t)dst % size || (uintptr_t)src % size)
+		emu_fail("cp.async: a side not aligned to the size");
+	copies_open[cur - fibers].push_back({ dst, src, size, zfill });
+}
+
+void __pipeline_commit(void)
+{
+	unsigned int me = (unsigned int)(cur - fibers);
+
+	copies_committed[me].push_back(std::move(copies_open[me]));
+	copies_open[me].clear();
+}
+
+void __pipeline_wait_prior(size_t n)
+{
+	std::deque<std::vector<emu_copy>> &q = copies_committed[cur - fibers];
+
+	for (; q.size() > n; q.pop_front())
+		for (const emu_copy &c : q.front()) {
+			memcpy(c.dst, c.src, c.size - c.zfill);
+			memset(static_cast<char *>(c.dst) + c.size - c.zfill, 0, c.zfill);
+		}
+}
+
 /* ---- what cuda_emu_wmma.h needs ---- */
 
 static const void *warp_slot[EMU_MAX_THREADS][2];
@@ -213,9 +254,23 @@ void cuk_emu_wmma_check(const void *p, unsigned int ldm, size_t size)
 }
 
 /* Where a new fiber starts; it never returns, it switches away for good. */
+/*
+ * What a thread may not leave behind. A function of its own, which returns:
+ * emu_fiber_main() never does, and ASan would find the scopes of its
+ * locals still marked on the stack when the next block reuses it.
+ */
+static void __attribute__((noinline)) fiber_exit_check(void)
+{
+	unsigned int me = (unsigned int)(cur - fibers);
+
+	if (!copies_open[me].empty() || !copies_committed[me].empty())
+		emu_fail("a thread exited with cp.async copies not waited for");
+}
+
 extern "C" void emu_fiber_main(void)
 {
 	(*body)();
+	fiber_exit_check();
 	cur->state = DONE;
 	emu_switch(&cur->sp, sched_sp);
 	emu_fail("a finished fiber was resumed");

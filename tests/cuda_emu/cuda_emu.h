@@ -95,6 +95,19 @@ float __shfl_xor_sync(unsigned int mask, float v, int lane_mask, int width = 32)
 void __syncwarp(unsigned int mask = 0xffffffffu);
 
 /*
+ * cp.async, as cuda_pipeline.h spells it: a copy of @size bytes (4, 8 or
+ * 16, both sides aligned to it), the last @zfill of them zeros, is issued;
+ * a commit closes the thread's batch of copies; waiting for all but the
+ * last @n batches makes the older ones happen. The emulator copies only
+ * then, so a thread that reads what it copied before waiting sees what
+ * was there before, as a GPU may show it; one that exits with copies not
+ * waited for stops the test.
+ */
+void __pipeline_memcpy_async(void *dst, const void *src, size_t size, size_t zfill = 0);
+void __pipeline_commit(void);
+void __pipeline_wait_prior(size_t n);
+
+/*
  * Queue @body to run as every thread of every block of @grid x @block on
  * @stream: it runs when the host next synchronises (or copies
  * synchronously), as a kernel on a GPU has not run when its launch
