@@ -339,8 +339,11 @@ int gguf_add_tensor(struct gguf_writer *w, const char *name, uint32_t type, uint
 	return gguf_add_tensor_fill(w, name, type, n_dims, ne, fill_copy, (void *)data);
 }
 
+/* @n bytes of @p; none, and @p may be NULL (no metadata yet), for 0. */
 static int wr(FILE *f, const void *p, size_t n)
 {
+	if (!n)
+		return 0;
 	return fwrite(p, 1, n, f) == n ? 0 : -EIO;
 }
 
