@@ -317,14 +317,6 @@ static void test_seeded_draws_repeat(void **state)
 }
 
 /*
- * llmq run --engine cuda (in-process, one step at a time, the host passing
- * each token on) writes the text the daemon (running ahead, feeding the
- * device's draws to the next step) does: greedy, seeded top-k with top-p,
- * seeded over the whole vocabulary, seeded nucleus with min-p, and with
- * penalties, greedy and seeded (the daemon's device counting the token it
- * fed, which the host's list lacks).
- */
-/*
  * A long request on @sock that reads 3 tokens, then tells @fd and either
  * waits to be killed or (@cancel) cancels itself and checks that it ends
  * with -ECANCELED. Runs in a child; exits 0 when all went as expected.
@@ -488,6 +480,14 @@ static void test_device_faults(void **state)
 	fault_case("kernel:40", true);
 }
 
+/*
+ * llmq run --engine cuda (in-process, one step at a time, the host passing
+ * each token on) writes the text the daemon (running ahead, feeding the
+ * device's draws to the next step) does: greedy, seeded top-k with top-p,
+ * seeded over the whole vocabulary, seeded nucleus with min-p, and with
+ * penalties, greedy and seeded (the daemon's device counting the token it
+ * fed, which the host's list lacks).
+ */
 static void test_run_same_as_daemon(void **state)
 {
 	/* temperature, top-k, top-p, min-p, repetition, presence and frequency */
