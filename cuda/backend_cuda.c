@@ -842,7 +842,8 @@ static int cuda_submit(struct backend *b, const struct backend_seq *seqs, uint32
 	LAUNCH(cudaMemcpyAsync(c->dp.bt, c->hp.bt, (size_t)pc.bt * sizeof(int32_t),
 			       cudaMemcpyHostToDevice, c->stream), "copy the block tables");
 	if (pc.pen)
-		LAUNCH(cudaMemcpyAsync(c->dp.pen, c->hp.pen, (size_t)pc.pen * sizeof(struct cuk_pen),
+		LAUNCH(cudaMemcpyAsync(c->dp.pen, c->hp.pen,
+				       (size_t)pc.pen * sizeof(struct cuk_pen),
 				       cudaMemcpyHostToDevice, c->stream), "copy the penalty lists");
 	if (k >= 0 && !c->graph[k] && graph_capture(c, k, msg, sizeof(msg)))
 		fprintf(stderr, "llmq: cuda backend: decode steps of %u rows run without a CUDA "

@@ -132,8 +132,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_kernel(struct cuk_at
 		}
 	} else {
 		/* Partial (m, l, acc[d]) of this split, merged later. */
-		float *part = a.part + (((uint64_t)blockIdx.x * a.n_head + h) * a.n_splits + split) *
-				       (d + 2);
+		float *part = a.part + (((uint64_t)blockIdx.x * a.n_head + h) * a.n_splits +
+					split) * (d + 2);
 
 		for (i = threadIdx.x; i < d; i += blockDim.x) {
 			float o = 0.0f;
@@ -528,7 +528,8 @@ static __global__ void __launch_bounds__(ATTN_THREADS) attn_tile_kernel(struct c
 
 			tile_scores(s_s[warp], qf, kv_s[st][0], nf);
 			__syncwarp();
-			corr = tile_softmax(s_s[warp][sr], p_s[sr], k0, prow, half, a.scale, &m, &l);
+			corr = tile_softmax(s_s[warp][sr], p_s[sr], k0, prow, half, a.scale,
+					    &m, &l);
 			if (!half)
 				corr_s[warp][sr] = corr;
 			__syncwarp();
