@@ -96,25 +96,40 @@ static void request_of(int i, char *prompt, size_t len, struct llmq_sampling *sp
 	}
 }
 
-/* Client i's request on @sock, streamed; token ids and log-probabilities. */
-static void generate(const char *sock, int i, struct result *out)
+/*
+ * Client i's request, streamed, on a fresh ring to @sock; @max_tokens, if
+ * not 0, instead of its own. Returns 0, -ECONNREFUSED (no ring), or
+ * -EPROTO (the ring open, for the caller to close).
+ */
+static int start_request(const char *sock, int i, uint32_t max_tokens, struct llmq_ring *r)
 {
 	struct llmq_params p = { .sq_entries = 4, .cq_entries = 64, .arena_size = 65536 };
 	struct llmq_sampling sp;
+	char prompt[128];
+
+	request_of(i, prompt, sizeof(prompt), &sp);
+	if (max_tokens)
+		sp.max_tokens = max_tokens;
+	if (llmq_queue_init(r, sock, &p))
+		return -ECONNREFUSED;
+	if (llmq_prep_generate(r, llmq_get_sqe(r), prompt, strlen(prompt), &sp, 1) ||
+	    llmq_submit(r) != 1)
+		return -EPROTO;
+	return 0;
+}
+
+/* Client i's request on @sock, streamed; token ids and log-probabilities. */
+static void generate(const char *sock, int i, struct result *out)
+{
 	struct llmq_ring r;
 	struct llmq_cqe *cqe;
-	char prompt[128];
 	uint32_t got = 0;
 
 	memset(out, 0, sizeof(*out));
-	out->res = -EPROTO;
-	request_of(i, prompt, sizeof(prompt), &sp);
-	if (llmq_queue_init(&r, sock, &p)) {
-		out->res = -ECONNREFUSED;
+	out->res = start_request(sock, i, 0, &r);
+	if (out->res == -ECONNREFUSED)
 		return;
-	}
-	if (llmq_prep_generate(&r, llmq_get_sqe(&r), prompt, strlen(prompt), &sp, 1) ||
-	    llmq_submit(&r) != 1)
+	if (out->res)
 		goto out;
 	for (;;) {
 		if (llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
@@ -323,18 +338,11 @@ static void test_seeded_draws_repeat(void **state)
  */
 static void doomed(const char *sock, int fd, bool cancel)
 {
-	struct llmq_params p = { .sq_entries = 4, .cq_entries = 64, .arena_size = 65536 };
-	struct llmq_sampling sp;
 	struct llmq_ring r;
 	struct llmq_cqe *cqe;
-	char prompt[128];
 	int n = 0;
 
-	request_of(cancel ? 1 : 3, prompt, sizeof(prompt), &sp);
-	sp.max_tokens = 400;
-	if (llmq_queue_init(&r, sock, &p) ||
-	    llmq_prep_generate(&r, llmq_get_sqe(&r), prompt, strlen(prompt), &sp, 1) ||
-	    llmq_submit(&r) != 1)
+	if (start_request(sock, cancel ? 1 : 3, 400, &r))
 		_exit(1);
 	while (n < 3 && !llmq_wait_cqe_timeout(&r, &cqe, WAIT_MS)) {
 		n += (cqe->flags & LLMQ_CQE_F_TOKEN) != 0;
