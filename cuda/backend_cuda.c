@@ -2,9 +2,10 @@
 /*
  * The CUDA backend: the same LLaMA-family step as runtime/cpu/backend_cpu.c
  * (llama, qwen2) on one NVIDIA GPU. Weights and the paged KV cache live in
- * device memory in BF16; every projection and the LM head is one cuBLAS
- * GEMM over all tokens of the step (BF16 in, FP32 accumulation and out);
- * the rest is cuda/kernels/. The host side here plans the step, uploads its
+ * device memory in BF16, Q8_0 weights as they are; every projection and
+ * the LM head is one cuBLAS GEMM over all tokens of the step (BF16 in, FP32
+ * accumulation and out), or for Q8_0 weights and a step of a few rows our
+ * own product that reads them once; the rest is cuda/kernels/. The host side here plans the step, uploads its
  * small tables once, launches everything on one stream and waits once.
  *
  * Any CUDA or cuBLAS error becomes one line on stderr and -EIO from the
@@ -32,6 +33,13 @@
 #define CUDA_DEFAULT_UTILIZATION	0.9
 /* Host staging for weight uploads: converted to BF16 this much at a time. */
 #define CUDA_STAGE_BYTES		(16u << 20)
+/*
+ * A Q8_0 matrix that a step of many rows multiplies is widened to BF16 this
+ * much at a time by default, each slice a GEMM: little enough that the
+ * slice just written is still in L2 (40 MB on A100, 50 on H100) when its
+ * GEMM reads it, large enough that each GEMM has work for every SM.
+ */
+#define CUDA_Q8_SLICE_BYTES		(16u << 20)
 /*
  * Penalty entries per row of max_tokens that a step's draws may list, on
  * average (8 bytes each, twice pinned and once on the device): a request
@@ -61,13 +69,25 @@ static const uint32_t cuda_graph_sizes[] = {
  */
 #define CUDA_BLAS_WORKSPACE		(32u << 20)
 
+/*
+ * A weight matrix on the device, [n][k] as GGUF stores it: BF16 (@bf16),
+ * or Q8_0 as it came, its blocks split into planes (@q, @d; see &struct
+ * cuk_q8).
+ */
+struct cuda_mat {
+	uint16_t	*bf16;
+	int8_t		*q;
+	uint16_t	*d;
+	uint32_t	n, k;
+};
+
 /* One layer's weights on the device; QKV and gate/up fused into one GEMM each. */
 struct cuda_layer {
-	uint16_t	*wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
+	struct cuda_mat	wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
 	float		*bqkv;		/* [q_dim + 2 kv_dim] or NULL */
-	uint16_t	*wo;		/* [n_embd][q_dim] */
-	uint16_t	*wgu;		/* [2 n_ff][n_embd]: gate rows, then up rows */
-	uint16_t	*wdown;		/* [n_embd][n_ff] */
+	struct cuda_mat	wo;		/* [n_embd][q_dim] */
+	struct cuda_mat	wgu;		/* [2 n_ff][n_embd]: gate rows, then up rows */
+	struct cuda_mat	wdown;		/* [n_embd][n_ff] */
 	float		*attn_norm, *ffn_norm;
 };
 
@@ -128,8 +148,11 @@ struct backend_cuda {
 	float			attn_scale, rms_eps;
 	bool			neox, broken;
 	bool			tiled;		/* prefill attention as tiles */
+	bool			keep_q8;	/* Q8_0 weights stay Q8_0 */
+	size_t			q8_slice;	/* bytes widened at a time */
 	/* Weights. */
-	uint16_t		*tok_embd, *head;	/* head may be tok_embd (tied) */
+	struct cuda_mat		tok_embd, *head;	/* head may be &tok_embd (tied) */
+	struct cuda_mat		out_head;
 	float			*out_norm;
 	double			*inv_freq;
 	struct cuda_layer	*layers;
@@ -148,6 +171,8 @@ struct backend_cuda {
 	/* Per-step scratch on the device, max_tokens rows each. */
 	float			*x, *qkv, *gu, *logits, *part;
 	uint16_t		*xb, *att, *hb;
+	uint16_t		*wide;		/* a Q8_0 slice widened (q8_slice) */
+	size_t			wide_bytes;
 	void			*d_plan;	/* the plan's arrays, device side */
 	float			*pen_saved;	/* raw logits while penalised */
 	size_t			plan_bytes;
@@ -282,21 +307,116 @@ static int upload_f32(float *dst, const struct gguf_tensor *t, char *err, size_t
 		      "upload vector", err, len);
 }
 
-/* Several tensors stacked by rows into one BF16 matrix, each allocated here. */
-static int upload_stack(uint16_t **dst, const struct gguf_tensor *const *t, int n,
-			uint16_t *stage, float *row, char *err, size_t len)
+/*
+ * Rows of one Q8_0 tensor to @q and @d, each block's scale to one plane and
+ * its 32 weights to the other, @stage_bytes at a time.
+ */
+static int upload_q8(int8_t *q, uint16_t *d, const struct gguf_tensor *t, uint8_t *stage,
+		     char *err, size_t len)
 {
-	uint64_t total = 0, at = 0;
+	const uint32_t bs = dtype_info(GGML_TYPE_Q8_0)->size;
+	const uint8_t *src = t->data;
+	uint64_t k = t->ne[0], n = t->nelem / t->ne[0], nb = k / QK8_0, r, b, done = 0;
+	size_t per = CUDA_STAGE_BYTES / (k + nb * sizeof(uint16_t));
+	int8_t *sq = (int8_t *)stage;
+	uint16_t *sd = (uint16_t *)(stage + per * k);
+
+	for (r = 0; r < n; r++) {
+		for (b = 0; b < nb; b++) {
+			const uint8_t *blk = src + (r * nb + b) * bs;
+
+			memcpy(&sd[(r - done) * nb + b], blk, sizeof(uint16_t));
+			memcpy(sq + (r - done) * k + b * QK8_0, blk + sizeof(uint16_t), QK8_0);
+		}
+		if (r + 1 - done == per || r + 1 == n) {
+			if (cu_err(cudaMemcpy(q + done * k, sq, (r + 1 - done) * k,
+					      cudaMemcpyHostToDevice), "upload weights", err, len) ||
+			    cu_err(cudaMemcpy(d + done * nb, sd, (r + 1 - done) * nb * sizeof(uint16_t),
+					      cudaMemcpyHostToDevice), "upload scales", err, len))
+				return -EIO;
+			done = r + 1;
+		}
+	}
+	return 0;
+}
+
+/* Do @n tensors stacked by rows stay Q8_0? All of them Q8_0, unless told not to. */
+static bool stack_q8(const struct backend_cuda *c, const struct gguf_tensor *const *t, int n)
+{
+	int i;
+
+	if (!c->keep_q8)
+		return false;
+	for (i = 0; i < n; i++)
+		if (t[i]->type != GGML_TYPE_Q8_0 || t[i]->ne[0] % QK8_0)
+			return false;
+	return true;
+}
+
+/*
+ * Several tensors of one width stacked by rows into one matrix, allocated
+ * here: Q8_0 if all are (and c->keep_q8), else BF16.
+ */
+static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
+		      const struct gguf_tensor *const *t, int n, void *stage, float *row,
+		      char *err, size_t len)
+{
+	uint64_t total = 0, at = 0, k = t[0]->ne[0];
+	size_t bytes;
 	int i, ret;
 
 	for (i = 0; i < n; i++)
-		total += t[i]->nelem;
-	ret = dev_alloc(dst, total * sizeof(uint16_t), "weights", err, len);
-	for (i = 0; !ret && i < n; i++) {
-		ret = upload_bf16(*dst + at, t[i], stage, row, err, len);
-		at += t[i]->nelem;
+		total += t[i]->nelem / k;
+	w->n = (uint32_t)total;
+	w->k = (uint32_t)k;
+	if (stack_q8(c, t, n)) {
+		bytes = total * k + total * (k / QK8_0) * sizeof(uint16_t);
+		ret = dev_alloc(&w->q, total * k, "weights", err, len);
+		ret = ret ? ret : dev_alloc(&w->d, total * (k / QK8_0) * sizeof(uint16_t),
+					    "weight scales", err, len);
+		for (i = 0; !ret && i < n; i++) {
+			ret = upload_q8(w->q + at * k, w->d + at * (k / QK8_0), t[i], stage, err,
+					len);
+			at += t[i]->nelem / k;
+		}
+	} else {
+		bytes = total * k * sizeof(uint16_t);
+		ret = dev_alloc(&w->bf16, bytes, "weights", err, len);
+		for (i = 0; !ret && i < n; i++) {
+			ret = upload_bf16(w->bf16 + at * k, t[i], stage, row, err, len);
+			at += t[i]->nelem / k;
+		}
 	}
+	if (!ret)
+		c->b.weight_bytes += bytes;
 	return ret;
+}
+
+static void free_mat(struct cuda_mat *w)
+{
+	cudaFree(w->bf16);
+	cudaFree(w->q);
+	cudaFree(w->d);
+}
+
+/* Rows of Q8_0 matrix @w that one slice widens to BF16: 1 .. w->n. */
+static uint32_t q8_slice_rows(const struct backend_cuda *c, const struct cuda_mat *w)
+{
+	size_t rows = c->q8_slice / ((size_t)w->k * sizeof(uint16_t));
+
+	return rows < 1 ? 1 : rows > w->n ? w->n : (uint32_t)rows;
+}
+
+/* The widening scratch @w needs, if it is Q8_0, into c->wide_bytes. */
+static void need_wide(struct backend_cuda *c, const struct cuda_mat *w)
+{
+	size_t bytes;
+
+	if (!w->q)
+		return;
+	bytes = (size_t)q8_slice_rows(c, w) * w->k * sizeof(uint16_t);
+	if (bytes > c->wide_bytes)
+		c->wide_bytes = bytes;
 }
 
 static int upload_weights(struct backend_cuda *c, char *err, size_t len)
@@ -317,11 +437,13 @@ static int upload_weights(struct backend_cuda *c, char *err, size_t len)
 		ret = backend_errf(err, len, -ENOMEM, "out of host memory");
 		goto out;
 	}
-	ret = upload_stack(&c->tok_embd, &m->tok_embd, 1, stage, row, err, len);
-	if (!ret && m->output)
-		ret = upload_stack(&c->head, &m->output, 1, stage, row, err, len);
-	else
-		c->head = c->tok_embd;	/* tied embeddings */
+	ret = upload_mat(c, &c->tok_embd, &m->tok_embd, 1, stage, row, err, len);
+	c->head = &c->tok_embd;		/* tied embeddings */
+	if (!ret && m->output) {
+		c->head = &c->out_head;
+		ret = upload_mat(c, c->head, &m->output, 1, stage, row, err, len);
+	}
+	need_wide(c, c->head);
 	ret = ret ? ret : dev_alloc(&c->out_norm, c->n_embd * sizeof(float), "norm", err, len);
 	ret = ret ? ret : upload_f32(c->out_norm, m->output_norm, err, len);
 	for (i = 0; !ret && i < c->n_layer; i++) {
@@ -330,10 +452,14 @@ static int upload_weights(struct backend_cuda *c, char *err, size_t len)
 		const struct gguf_tensor *qkv[3] = { l->wq, l->wk, l->wv };
 		const struct gguf_tensor *gu[2] = { l->w_gate, l->w_up };
 
-		ret = upload_stack(&d->wqkv, qkv, 3, stage, row, err, len);
-		ret = ret ? ret : upload_stack(&d->wo, &l->wo, 1, stage, row, err, len);
-		ret = ret ? ret : upload_stack(&d->wgu, gu, 2, stage, row, err, len);
-		ret = ret ? ret : upload_stack(&d->wdown, &l->w_down, 1, stage, row, err, len);
+		ret = upload_mat(c, &d->wqkv, qkv, 3, stage, row, err, len);
+		ret = ret ? ret : upload_mat(c, &d->wo, &l->wo, 1, stage, row, err, len);
+		ret = ret ? ret : upload_mat(c, &d->wgu, gu, 2, stage, row, err, len);
+		ret = ret ? ret : upload_mat(c, &d->wdown, &l->w_down, 1, stage, row, err, len);
+		need_wide(c, &d->wqkv);
+		need_wide(c, &d->wo);
+		need_wide(c, &d->wgu);
+		need_wide(c, &d->wdown);
 		ret = ret ? ret : dev_alloc(&d->attn_norm, c->n_embd * 4, "norm", err, len);
 		ret = ret ? ret : upload_f32(d->attn_norm, l->attn_norm, err, len);
 		ret = ret ? ret : dev_alloc(&d->ffn_norm, c->n_embd * 4, "norm", err, len);
@@ -358,14 +484,49 @@ out:
  * cuBLAS is column-major: W is a k x n matrix with ld k, so y^T (n x rows)
  * = op(W)^T (n x k) . x^T (k x rows): OP_T on W, OP_N on x.
  */
-static cublasStatus_t gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n, uint32_t k,
-			   const uint16_t *x, uint32_t rows, float *y, uint32_t ldy, float beta)
+static cublasStatus_t blas_gemm(struct backend_cuda *c, const uint16_t *w, uint32_t n,
+				uint32_t k, const uint16_t *x, uint32_t rows, float *y,
+				uint32_t ldy, float beta)
 {
 	const float alpha = 1.0f;
 
 	return cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w,
 			    CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y, CUDA_R_32F, ldy,
 			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+/*
+ * y[rows][0 .. w->n) = x . W^T + beta * y, as blas_gemm(), for @what. A Q8_0
+ * W is read as it is by a step of up to CUK_Q8_MATVEC_MAX_ROWS rows, which
+ * waits for its bytes, not its arithmetic; a longer step widens it to BF16
+ * a slice of rows at a time (c->wide), each slice one GEMM into its columns
+ * of y, so that the tensor cores do the arithmetic. Return: 0, or -EIO with
+ * a message in @msg.
+ */
+static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t *x,
+		uint32_t rows, float *y, uint32_t ldy, float beta, const char *what, char *msg,
+		size_t len)
+{
+	const struct cuk_q8 q = { .q = w->q, .d = w->d, .n = w->n, .k = w->k };
+	uint32_t r0, nr, slice;
+
+	if (!w->q)
+		return blas_err(blas_gemm(c, w->bf16, w->n, w->k, x, rows, y, ldy, beta), what,
+				msg, len);
+	if (!rows)
+		return 0;
+	if (rows <= CUK_Q8_MATVEC_MAX_ROWS)
+		return cu_err(cuk_q8_matvec(c->stream, y, ldy, beta, &q, x, rows), what, msg,
+			      len);
+	slice = q8_slice_rows(c, w);
+	for (r0 = 0; r0 < w->n; r0 += nr) {
+		nr = w->n - r0 < slice ? w->n - r0 : slice;
+		if (cu_err(cuk_q8_widen(c->stream, c->wide, &q, r0, nr), what, msg, len) ||
+		    blas_err(blas_gemm(c, c->wide, nr, w->k, x, rows, y + r0, ldy, beta), what,
+			     msg, len))
+			return -EIO;
+	}
+	return 0;
 }
 
 /* Carve the plan's arrays out of one buffer (host or device). */
@@ -604,6 +765,17 @@ static int take_draws(struct backend_cuda *c, unsigned int slot)
 	return 0;
 }
 
+/* The step's rows of the embedding table, in FP32, to c->x. */
+static cudaError_t embed(struct backend_cuda *c, uint32_t n_rows)
+{
+	const struct cuda_mat *t = &c->tok_embd;
+	const struct cuk_q8 q = { .q = t->q, .d = t->d, .n = t->n, .k = t->k };
+
+	if (t->q)
+		return cuk_embed_q8(c->stream, c->x, &q, c->dp.ids, n_rows);
+	return cuk_embed(c->stream, c->x, t->bf16, c->dp.ids, n_rows, t->k);
+}
+
 /*
  * Queue the forward of @n_rows rows whose tables are on the device (c->dp),
  * the LM head over @n_out of them and, with @draw, the sampling kernel over
@@ -622,8 +794,7 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 
 	if (cu_err(cuk_feed(c->stream, c->dp.ids, c->dp.feed, c->d_tok, n_rows), "feed", msg,
 		   len) ||
-	    cu_err(cuk_embed(c->stream, c->x, c->tok_embd, c->dp.ids, n_rows, c->n_embd),
-		   "embed", msg, len))
+	    cu_err(embed(c, n_rows), "embed", msg, len))
 		return -EIO;
 	rope = (struct cuk_rope){
 		.x = c->qkv, .ld = c->qkv_dim, .k_off = c->q_dim, .pos = c->dp.pos,
@@ -645,8 +816,7 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 
 		if (cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->attn_norm, n_rows,
 				       c->n_embd, c->rms_eps), "attn_norm", msg, len) ||
-		    blas_err(gemm(c, l->wqkv, c->qkv_dim, c->n_embd, c->xb, n_rows, c->qkv,
-				  c->qkv_dim, 0.0f), "qkv", msg, len) ||
+		    gemm(c, &l->wqkv, c->xb, n_rows, c->qkv, c->qkv_dim, 0.0f, "qkv", msg, len) ||
 		    (l->bqkv && cu_err(cuk_add_bias(c->stream, c->qkv, l->bqkv, n_rows,
 						    c->qkv_dim, c->qkv_dim), "qkv bias", msg, len)) ||
 		    cu_err(cuk_rope(c->stream, &rope), "rope", msg, len) ||
@@ -656,24 +826,22 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 			return -EIO;
 		attn.kv = kv;
 		if (cu_err(cuk_attention(c->stream, &attn), "attention", msg, len) ||
-		    blas_err(gemm(c, l->wo, c->n_embd, c->q_dim, c->att, n_rows, c->x, c->n_embd,
-				  1.0f), "attn output", msg, len) ||
+		    gemm(c, &l->wo, c->att, n_rows, c->x, c->n_embd, 1.0f, "attn output", msg,
+			 len) ||
 		    cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->ffn_norm, n_rows,
 				       c->n_embd, c->rms_eps), "ffn_norm", msg, len) ||
-		    blas_err(gemm(c, l->wgu, 2 * c->n_ff, c->n_embd, c->xb, n_rows, c->gu,
-				  2 * c->n_ff, 0.0f), "gate/up", msg, len) ||
+		    gemm(c, &l->wgu, c->xb, n_rows, c->gu, 2 * c->n_ff, 0.0f, "gate/up", msg,
+			 len) ||
 		    cu_err(cuk_swiglu(c->stream, c->hb, c->gu, n_rows, c->n_ff), "swiglu", msg,
 			   len) ||
-		    blas_err(gemm(c, l->wdown, c->n_embd, c->n_ff, c->hb, n_rows, c->x, c->n_embd,
-				  1.0f), "down", msg, len))
+		    gemm(c, &l->wdown, c->hb, n_rows, c->x, c->n_embd, 1.0f, "down", msg, len))
 			return -EIO;
 	}
 	if (!n_out)
 		return 0;
 	if (cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, c->dp.out_rows, c->out_norm, n_out,
 			       c->n_embd, c->rms_eps), "output_norm", msg, len) ||
-	    blas_err(gemm(c, c->head, b->n_vocab, c->n_embd, c->xb, n_out, c->logits, b->n_vocab,
-			  0.0f), "lm head", msg, len))
+	    gemm(c, c->head, c->xb, n_out, c->logits, b->n_vocab, 0.0f, "lm head", msg, len))
 		return -EIO;
 	if (draw && cu_err(cuk_sample(c->stream, c->d_tok, c->d_lp, c->logits, c->dp.draw,
 				      c->dp.pen, c->pen_saved, c->dp.ids, n_out, b->n_vocab),
@@ -924,18 +1092,17 @@ static void cuda_destroy(struct backend *b)
 	for (i = 0; c->layers && i < c->n_layer; i++) {
 		struct cuda_layer *l = &c->layers[i];
 
-		cudaFree(l->wqkv);
+		free_mat(&l->wqkv);
 		cudaFree(l->bqkv);
-		cudaFree(l->wo);
-		cudaFree(l->wgu);
-		cudaFree(l->wdown);
+		free_mat(&l->wo);
+		free_mat(&l->wgu);
+		free_mat(&l->wdown);
 		cudaFree(l->attn_norm);
 		cudaFree(l->ffn_norm);
 	}
 	free(c->layers);
-	if (c->head != c->tok_embd)
-		cudaFree(c->head);
-	cudaFree(c->tok_embd);
+	free_mat(&c->out_head);
+	free_mat(&c->tok_embd);
 	cudaFree(c->out_norm);
 	cudaFree(c->inv_freq);
 	cudaFree(c->kv);
@@ -947,6 +1114,7 @@ static void cuda_destroy(struct backend *b)
 	cudaFree(c->xb);
 	cudaFree(c->att);
 	cudaFree(c->hb);
+	cudaFree(c->wide);
 	cudaFree(c->d_plan);
 	cudaFree(c->pen_saved);
 	cudaFree(c->d_tok);
@@ -1013,6 +1181,8 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->xb, T * c->n_embd * 2, "normed", err, len);
 	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
 	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
+	if (!ret && c->wide_bytes && T > CUK_Q8_MATVEC_MAX_ROWS)
+		ret = dev_alloc(&c->wide, c->wide_bytes, "Q8_0 widened", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
 	ret = ret ? ret : dev_alloc(&c->pen_saved, (size_t)c->b.pen_room * sizeof(float),
 				    "penalised logits", err, len);
@@ -1115,8 +1285,9 @@ static int open_device(struct backend_cuda *c, int dev, char *err, size_t len)
  * @err:	a one-line reason on failure
  * @errlen:	its size
  *
- * Uploads the weights (BF16), allocates every per-step buffer, then the KV
- * cache from what the memory share leaves, so a step allocates nothing.
+ * Uploads the weights (BF16; Q8_0 ones as they are, unless
+ * @cp->bf16_weights), allocates every per-step buffer, then the KV cache
+ * from what the memory share leaves, so a step allocates nothing.
  *
  * Return: the backend, or NULL with @err set (no GPU, too little memory,
  * a model it cannot run).
@@ -1169,6 +1340,8 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	c->rms_eps = hp->rms_eps;
 	c->neox = hp->rope == ROPE_NEOX;
 	c->tiled = cuk_attn_tiles_fit(hp->head_dim) && !cp->untiled;
+	c->keep_q8 = !cp->bf16_weights;
+	c->q8_slice = cp->q8_slice_bytes ? cp->q8_slice_bytes : CUDA_Q8_SLICE_BYTES;
 
 	if (open_device(c, cp->device, err, errlen))
 		goto fail;

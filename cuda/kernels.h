@@ -32,8 +32,35 @@ extern "C" {
  */
 #define CUK_ATTN_MAX_GROUP	8
 
+/* Weights per Q8_0 block: one FP16 scale, 32 int8. */
+#define CUK_Q8_BLOCK		32
+/* Most rows of x cuk_q8_matvec() takes; a step of more widens to BF16. */
+#define CUK_Q8_MATVEC_MAX_ROWS	8
+
+/**
+ * struct cuk_q8 - a Q8_0 matrix on the device, its blocks split in two planes
+ * @q:		[n][k] int8
+ * @d:		[n][k / CUK_Q8_BLOCK] FP16 scales (bit patterns): weight (r, c)
+ *		is @d[r][c / CUK_Q8_BLOCK] * @q[r][c], as GGUF's block_q8_0 has
+ *		it; apart, every row of @q is 16-byte aligned for wide loads
+ * @n:		rows
+ * @k:		columns, a multiple of CUK_Q8_BLOCK
+ */
+struct cuk_q8 {
+	const int8_t	*q;
+	const uint16_t	*d;
+	uint32_t	n;
+	uint32_t	k;
+};
+
 cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *ids,
 		      uint32_t n_rows, uint32_t dim);
+cudaError_t cuk_embed_q8(cudaStream_t s, float *x, const struct cuk_q8 *table,
+			 const int32_t *ids, uint32_t n_rows);
+cudaError_t cuk_q8_matvec(cudaStream_t s, float *y, uint32_t ldy, float beta,
+			  const struct cuk_q8 *w, const uint16_t *x, uint32_t rows);
+cudaError_t cuk_q8_widen(cudaStream_t s, uint16_t *out, const struct cuk_q8 *w, uint32_t row0,
+			 uint32_t n_rows);
 
 cudaError_t cuk_feed(cudaStream_t s, int32_t *ids, const int32_t *feed, const int32_t *tok,
 		     uint32_t n_rows);

@@ -146,6 +146,8 @@ struct backend_ops {
  * @block_size:	tokens per KV block
  * @n_blocks:	KV blocks in the cache (ids 0 .. @n_blocks - 1)
  * @kv_bytes:	bytes the cache takes
+ * @weight_bytes: bytes the backend's own copy of the weights takes (the
+ *		CUDA backend's device memory; 0 where it reads them in place)
  * @kv_dtype:	its element type (never AUTO)
  * @max_tokens:	most tokens per step
  * @max_context: longest sequence
@@ -168,6 +170,7 @@ struct backend {
 	uint32_t		block_size;
 	uint32_t		n_blocks;
 	size_t			kv_bytes;
+	size_t			weight_bytes;
 	enum backend_kv_dtype	kv_dtype;
 	uint32_t		max_tokens;
 	uint32_t		max_context;
@@ -191,6 +194,12 @@ struct backend {
  *				from a captured CUDA graph
  * @untiled:			attention takes prefill rows one by one too,
  *				not as tiles on tensor cores (to compare them)
+ * @bf16_weights:		every weight widened to BF16 at load, Q8_0
+ *				ones too; by default those stay Q8_0 (half
+ *				the memory, and the bytes a decode step reads)
+ * @q8_slice_bytes:		a step of many rows widens a Q8_0 matrix to
+ *				BF16 this many bytes at a time (at least a
+ *				row); 0 = 16 MiB (for tests and tuning)
  */
 struct backend_cuda_params {
 	double		gpu_memory_utilization;
@@ -198,6 +207,8 @@ struct backend_cuda_params {
 	int		device;
 	bool		enforce_eager;
 	bool		untiled;
+	bool		bf16_weights;
+	size_t		q8_slice_bytes;
 };
 
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,
@@ -240,7 +251,7 @@ int backend_errf(char *err, size_t len, int ret, const char *fmt, ...);
  * (struct model, struct backend and what they hold, the params above): a
  * plugin of another build is refused rather than misread.
  */
-#define BACKEND_PLUGIN_ABI	5
+#define BACKEND_PLUGIN_ABI	6
 
 /**
  * struct backend_plugin - what a backend plugin exports as "llmq_backend_plugin"

@@ -122,6 +122,7 @@ static int open_model(struct engine *e, const struct engine_config *c, bool cuda
 		.gpu_memory_utilization = c->gpu_memory_utilization,
 		.n_blocks = c->kv_blocks,
 		.enforce_eager = c->enforce_eager,
+		.bf16_weights = c->gpu_bf16_weights,
 	};
 	struct backend_params p = {
 		.n_threads = c->threads,
@@ -187,6 +188,7 @@ static int open_model(struct engine *e, const struct engine_config *c, bool cuda
  */
 int engine_open(struct engine *e, const struct engine_config *c, char *err, size_t errlen)
 {
+	char weights[40] = "";
 	uint64_t pool;
 	int ret;
 
@@ -222,9 +224,12 @@ int engine_open(struct engine *e, const struct engine_config *c, char *err, size
 		ret = -EINVAL;
 		goto fail;
 	}
-	snprintf(e->desc, sizeof(e->desc), "%s engine%s%s, %u KV blocks of %u tokens "
+	if (e->be->weight_bytes)
+		snprintf(weights, sizeof(weights), ", weights %.2f MiB",
+			 e->be->weight_bytes / 1048576.0);
+	snprintf(e->desc, sizeof(e->desc), "%s engine%s%s%s, %u KV blocks of %u tokens "
 		 "(%zu KiB%s%s), max-model-len %u, %u threads", e->be->ops->name,
-		 e->have_model ? ", model " : "", e->have_model ? e->model.name : "",
+		 e->have_model ? ", model " : "", e->have_model ? e->model.name : "", weights,
 		 e->be->n_blocks, e->be->block_size, e->be->kv_bytes >> 10,
 		 e->have_model ? ", " : "",
 		 e->have_model ? backend_kv_dtype_name(e->be->kv_dtype) : "", e->max_model_len,

@@ -36,6 +36,7 @@
  *			capped by what the KV cache holds
  * @null_delay_ns:	null: wall time per step
  * @enforce_eager:	cuda: no CUDA graphs, every step launched kernel by kernel
+ * @gpu_bf16_weights:	cuda: Q8_0 weights widened to BF16 at load too
  */
 struct engine_config {
 	const char	*backend;
@@ -50,6 +51,7 @@ struct engine_config {
 	uint32_t	max_model_len;
 	uint64_t	null_delay_ns;
 	bool		enforce_eager;
+	bool		gpu_bf16_weights;
 };
 
 /**

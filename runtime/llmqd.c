@@ -41,6 +41,7 @@ enum {
 	OPT_POLL_US,
 	OPT_MODEL,
 	OPT_ENFORCE_EAGER,
+	OPT_GPU_WEIGHTS,
 	OPT_THREADS,
 	OPT_KV_CACHE_MB,
 	OPT_KV_CACHE_DTYPE,
@@ -80,6 +81,7 @@ static const struct option options[] = {
 	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
 	{ "model",		required_argument, NULL, OPT_MODEL },
 	{ "enforce-eager",	no_argument,       NULL, OPT_ENFORCE_EAGER },
+	{ "gpu-weights",	required_argument, NULL, OPT_GPU_WEIGHTS },
 	{ "threads",		required_argument, NULL, OPT_THREADS },
 	{ "kv-cache-mb",	required_argument, NULL, OPT_KV_CACHE_MB },
 	{ "kv-cache-dtype",	required_argument, NULL, OPT_KV_CACHE_DTYPE },
@@ -117,6 +119,8 @@ static void usage(FILE *f)
 		"                            scratch and KV cache, (0, 1] (default 0.9)\n"
 		"  --enforce-eager           cuda engine: launch every step's kernels one by one,\n"
 		"                            no CUDA graphs for decode steps\n"
+		"  --gpu-weights W           cuda engine: auto (Q8_0 weights stay Q8_0, others\n"
+		"                            BF16) or bf16 (all BF16) (default auto)\n"
 		"  --null-delay-us N         null engine: simulated step time, 0..10000000 (default 0)\n"
 		"  --kv-cache-mb N           KV cache size in MiB, 1..1048576 (default 256)\n"
 		"  --kv-cache-dtype T        KV cache elements: auto, f32 or f16 (cpu), auto or\n"
@@ -223,6 +227,11 @@ static void parse_args(struct llmqd_config *cfg, int argc, char **argv)
 		}
 		case OPT_ENFORCE_EAGER:
 			cfg->engine.enforce_eager = true;
+			break;
+		case OPT_GPU_WEIGHTS:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "bf16"))
+				bad_flag("gpu-weights", optarg, "is not auto or bf16");
+			cfg->engine.gpu_bf16_weights = !strcmp(optarg, "bf16");
 			break;
 		case OPT_MODEL:
 			if (!*optarg)

@@ -317,7 +317,12 @@ static void step_fail(struct llmqd *d, struct serve_step *st, int err)
 
 	for (i = 0; i < st->n; i++)
 		n += st->seqs[i] != NULL;
-	pr_err("%s step of %u sequences failed: %s", be->ops->name, n, strerror(-err));
+	/* Requests cancelled or gone while a step ran ahead have left it already. */
+	if (n == st->n)
+		pr_err("%s step of %u sequences failed: %s", be->ops->name, n, strerror(-err));
+	else
+		pr_err("%s step of %u sequences failed (%u of them had ended already): %s",
+		       be->ops->name, st->n, st->n - n, strerror(-err));
 	for (i = st->n; i-- > 0;)
 		if (st->seqs[i])
 			req_finish(st->seqs[i]->priv, err, LLMQ_FINISH_ERROR);

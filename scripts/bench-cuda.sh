@@ -12,8 +12,9 @@
 #   scripts/bench-cuda.sh [BUILD_DIR]      (make bench-cuda)
 #
 # Needs BUILD_DIR/bin/{llmqd,llmq,llmq-bench,llmq-mkmodel} and
-# BUILD_DIR/tests/bench_cuda. Environment: PRESET (llama3-8b), MODEL (an
-# existing GGUF instead), CLIENTS (256), NUM_PROMPTS (2 x CLIENTS),
+# BUILD_DIR/tests/bench_cuda. Environment: PRESET (llama3-8b), DTYPE (BF16;
+# Q8_0 also decodes with the weights widened to BF16, to compare), MODEL
+# (an existing GGUF instead), CLIENTS (256), NUM_PROMPTS (2 x CLIENTS),
 # INPUT_LEN (512), OUTPUT_LEN (128), SERVE (1; 0 skips llmq-bench),
 # LLMQD_ARGS (more llmqd flags). Record the table in
 # Documentation/admin-guide/cuda.rst with the date and the GPU.
@@ -23,6 +24,7 @@ set -euo pipefail
 
 O=${1:-build}
 PRESET=${PRESET:-llama3-8b}
+DTYPE=${DTYPE:-BF16}
 CLIENTS=${CLIENTS:-256}
 NUM_PROMPTS=${NUM_PROMPTS:-$((2 * CLIENTS))}
 INPUT_LEN=${INPUT_LEN:-512}
@@ -43,11 +45,11 @@ echo "llmq bench-cuda, $(date -u '+%Y-%m-%d %H:%M UTC'):" \
      "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo '?')"
 model=${MODEL:-}
 if [[ -z $model ]]; then
-	model=$dir/$PRESET-bf16.gguf
+	model=$dir/$PRESET-$DTYPE.gguf
 	t0=$(date +%s)
-	"$O/bin/llmq-mkmodel" --preset "$PRESET" --dtype BF16 -o "$model" >"$dir/mk.log" 2>&1 ||
+	"$O/bin/llmq-mkmodel" --preset "$PRESET" --dtype "$DTYPE" -o "$model" >"$dir/mk.log" 2>&1 ||
 		{ cat "$dir/mk.log" >&2; exit 1; }
-	echo "model: llmq-mkmodel --preset $PRESET --dtype BF16 ($(($(date +%s) - t0)) s)"
+	echo "model: llmq-mkmodel --preset $PRESET --dtype $DTYPE ($(($(date +%s) - t0)) s)"
 fi
 "$O/tests/bench_cuda" "$model"
 

@@ -74,6 +74,20 @@ static inline float __uint_as_float(unsigned int u)
 	return f;
 }
 
+/*
+ * PRMT's default mode: byte i of the result is byte (s >> 4i) & 7 of the
+ * eight bytes of y:x, x's the low four.
+ */
+static inline unsigned int __byte_perm(unsigned int x, unsigned int y, unsigned int s)
+{
+	const uint64_t v = (uint64_t)y << 32 | x;
+	unsigned int r = 0;
+
+	for (int i = 0; i < 4; i++)
+		r |= (unsigned int)(v >> (8 * ((s >> (4 * i)) & 7)) & 0xff) << (8 * i);
+	return r;
+}
+
 /* One IEEE operation each, never fused: the host compiles these without FMA. */
 static inline float __fdiv_rn(float a, float b)
 {

@@ -1278,6 +1278,7 @@ static void test_bad_flags(void **state)
 		{ "--model", "", NULL },
 		{ "--kv-cache-mb", "0", NULL },
 		{ "--kv-cache-dtype", "fp8", NULL },
+		{ "--gpu-weights", "q4", NULL },
 		{ "--num-kv-blocks", "x", NULL },
 		{ "--max-num-seqs", "0", NULL },
 		{ "--max-num-batched-tokens", "70000", NULL },

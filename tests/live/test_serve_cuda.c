@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -538,6 +539,65 @@ static void test_run_same_as_daemon(void **state)
 	}
 }
 
+/*
+ * A Q8_0 model served with its weights kept Q8_0 (the default) and with
+ * --gpu-weights bf16: llmqctl status reports the weights' size on the
+ * device (17/32 of it kept: 34 bytes a block of 32 against 64), and in
+ * each mode llmq run --engine cuda (same flag) writes the greedy text the
+ * daemon does, so both paths of a Q8_0 projection (the product of the few
+ * rows of a decode, the widened slices of a prompt) serve end to end.
+ */
+static void test_q8_weights(void **state)
+{
+	static const char *const modes[] = { "auto", "bf16" };
+	char q8[PATH_MAX], cmd[PATH_MAX * 2 + 64], bin[PATH_MAX + 8], ctl[PATH_MAX + 16];
+	char out_run[4096], out_gen[4096], status[4096], err[4096];
+	double mib[2];
+	unsigned int k;
+
+	(void)state;
+	NEED_PLUGIN();
+	snprintf(q8, sizeof(q8), "/tmp/llmq-test-serve-cuda-q8-%d.gguf", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype Q8_0 -o %s >/dev/null",
+		 harness_bin_dir, q8);
+	assert_int_equal(system(cmd), 0);
+	snprintf(bin, sizeof(bin), "%s/llmq", harness_bin_dir);
+	snprintf(ctl, sizeof(ctl), "%s/llmqctl", harness_bin_dir);
+	for (k = 0; k < 2; k++) {
+		const char *const args[] = { "--engine", "cuda", "--model", q8,
+			"--num-kv-blocks", "64", "--max-num-seqs", "1", "--batch-timeout-ms", "0",
+			"--no-prefix-caching", "--gpu-weights", modes[k], NULL };
+		struct daemon d = { 0 };
+		const char *run_argv[] = { bin, "run", "--engine", "cuda", "--model", q8,
+			"--gpu-weights", modes[k], "--temperature", "0", "--max-tokens", "12",
+			"In the beginning", NULL };
+		const char *gen_argv[] = { bin, "generate", "--socket", d.sock, "--temperature",
+			"0", "--max-tokens", "12", "In the beginning", NULL };
+		const char *ctl_argv[] = { ctl, "--socket", d.sock, "status", NULL };
+		const char *w;
+
+		assert_int_equal(daemon_start(&d, "cuda-q8", args), 0);
+		if (run_cmd(ctl_argv, status, sizeof(status), err, sizeof(err)))
+			fail_msg("llmqctl status: %s", err);
+		w = strstr(status, "weights ");
+		if (!w || sscanf(w, "weights %lf MiB", &mib[k]) != 1)
+			fail_msg("--gpu-weights %s: no weights in '%s'", modes[k], status);
+		if (run_cmd(run_argv, out_run, sizeof(out_run), err, sizeof(err)))
+			fail_msg("llmq run --engine cuda --gpu-weights %s: %s", modes[k], err);
+		if (run_cmd(gen_argv, out_gen, sizeof(out_gen), err, sizeof(err)))
+			fail_msg("llmq generate: %s", err);
+		assert_true(strlen(out_run) > 0);
+		if (strcmp(out_run, out_gen))
+			fail_msg("--gpu-weights %s: llmq run wrote '%s', the daemon '%s'", modes[k],
+				 out_run, out_gen);
+		assert_int_equal(daemon_stop(&d, SIGTERM), 0);
+	}
+	print_message("[          ] tiny Q8_0: weights %.2f MiB kept, %.2f MiB as BF16\n", mib[0],
+		      mib[1]);
+	assert_true(fabs(mib[0] / mib[1] - 17.0 / 32) < 0.01);
+	unlink(q8);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +606,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_same_as_daemon),
 		cmocka_unit_test(test_leave_midstream),
 		cmocka_unit_test(test_device_faults),
+		cmocka_unit_test(test_q8_weights),
 	};
 
 	(void)argc;

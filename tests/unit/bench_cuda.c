@@ -6,8 +6,10 @@
  * tokens/s at batch 1 beside the bandwidth floor (weight bytes per token /
  * bandwidth), decode throughput at batch 64 and 256, and prefill TFLOP/s for
  * a 2048-token prompt beside the matmul rate, and again with attention
- * untiled (row by row, no tensor cores). scripts/bench-cuda.sh runs it
- * on a llama3-8b preset in BF16 (issue 10's table).
+ * untiled (row by row, no tensor cores). For a model of Q8_0 weights, which
+ * the backend keeps as they are, decode again at batch 1 and 64 with them
+ * widened to BF16 at load (bf16_weights), to compare. scripts/bench-cuda.sh
+ * runs it on a llama3-8b preset in BF16 (issue 10's table), or Q8_0.
  *
  * Every time is a wall-clock time around whole backend steps, which
  * synchronise; each figure is the median of REPS runs after a warm-up.
@@ -15,6 +17,7 @@
  * tiny model (bench_cuda_emu runs it so on the CUDA emulator).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
+#include "dtype.h"
 #include "model.h"
 
 #define REPS		5
@@ -141,15 +145,28 @@ static double matmul_rate(void)
 	return median(t, REPS);
 }
 
-/* Weight bytes one token reads on the device: every matrix in BF16. */
-static double weight_bytes(const struct model *m)
+/* Weights one token multiplies: every matrix but the embedding table. */
+static double weight_params(const struct model *m)
 {
 	const struct model_hparams *hp = &m->hp;
 	double per_layer = (double)hp->n_embd * (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim +
 			   (double)hp->n_head * hp->head_dim * hp->n_embd +
 			   3.0 * hp->n_embd * hp->n_ff;
 
-	return 2.0 * (per_layer * hp->n_layer + (double)hp->n_vocab * hp->n_embd);
+	return per_layer * hp->n_layer + (double)hp->n_vocab * hp->n_embd;
+}
+
+/*
+ * Weight bytes one token reads on the device: all the backend holds, less
+ * the embedding table (a token reads one row of it) unless it is the LM
+ * head too. Q8_0 is 34 bytes a block of 32, BF16 2 a weight.
+ */
+static double read_bytes(const struct backend *b, const struct model *m, bool kept_q8)
+{
+	double table = (double)m->hp.n_vocab * m->hp.n_embd;
+
+	table *= kept_q8 && m->tok_embd->type == GGML_TYPE_Q8_0 ? 34.0 / 32 : 2.0;
+	return (double)b->weight_bytes - (m->output ? table : 0);
 }
 
 /*
@@ -240,7 +257,8 @@ int main(int argc, char **argv)
 	struct backend_cuda_params cp = { 0 };
 	const char *quick = getenv("LLMQ_BENCH_QUICK");
 	struct cudaDeviceProp prop;
-	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, sec, untiled;
+	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, tp64 = 1, sec, untiled;
+	bool q8;
 	struct backend *b;
 	struct model m;
 	float *logits;
@@ -280,10 +298,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	logits = malloc((size_t)batches[2] * b->n_vocab * sizeof(float));
-	wb = weight_bytes(&m);
+	q8 = m.layers[0].wq->type == GGML_TYPE_Q8_0;
+	wb = read_bytes(b, &m, q8);
 	floor_tps = bw * 1e9 / wb;
-	printf("model %s: %.2f GB of BF16 weights; KV cache %u blocks of %u (%.1f GiB)\n",
-	       m.name, wb / 1e9, b->n_blocks, b->block_size, b->kv_bytes / 1073741824.0);
+	printf("model %s: %.2f GB of weights on the device (%s), %.2f GB read a token; KV "
+	       "cache %u blocks of %u (%.1f GiB)\n", m.name, b->weight_bytes / 1e9,
+	       q8 ? "Q8_0 kept" : "BF16", wb / 1e9, b->n_blocks, b->block_size,
+	       b->kv_bytes / 1073741824.0);
 	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
 		tp = decode(b, batches[i], logits);
 		if (tp < 0) {
@@ -298,6 +319,8 @@ int main(int argc, char **argv)
 			       tp, tp / tp1);
 		if (batches[i] == 1)
 			tp1 = tp;
+		if (i == 1)
+			tp64 = tp;
 	}
 	printf("decode steps from CUDA graphs: %llu (%u graphs captured)\n",
 	       (unsigned long long)b->graph_steps, b->graphs);
@@ -307,7 +330,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* 2 flops per weight per token, and causal attention: QK^T and PV. */
-	fl = 2.0 * (wb / 2) * prefill_len + 2.0 * 2 * m.hp.n_layer * (double)m.hp.n_head *
+	fl = 2.0 * weight_params(&m) * prefill_len + 2.0 * 2 * m.hp.n_layer * (double)m.hp.n_head *
 	     m.hp.head_dim * prefill_len * (prefill_len + 1) / 2;
 	printf("prefill %u tokens          %8.1f TFLOP/s  (%.0f%% of the matmul rate; %.0f "
 	       "tokens/s)\n", prefill_len, fl / sec / 1e12, 100 * fl / sec / 1e12 / tf,
@@ -330,6 +353,27 @@ int main(int argc, char **argv)
 	printf("prefill, attention untiled  %8.1f TFLOP/s  (tiles: %.2fx as fast)\n",
 	       fl / untiled / 1e12, untiled / sec);
 	backend_destroy(b);
+	if (q8) {
+		/* The same decodes with every weight widened to BF16 at load. */
+		cp = (struct backend_cuda_params){ .bf16_weights = true };
+		b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
+		if (!b) {
+			fprintf(stderr, "bench_cuda: bf16 weights: %s\n", err);
+			return 1;
+		}
+		logits = malloc((size_t)batches[1] * b->n_vocab * sizeof(float));
+		for (i = 0; i < 2; i++) {
+			tp = decode(b, batches[i], logits);
+			if (tp < 0) {
+				fprintf(stderr, "bench_cuda: bf16 decode failed\n");
+				return 1;
+			}
+			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (Q8_0 kept: %.2fx as "
+			       "fast)\n", batches[i], tp, (i ? tp64 : tp1) / tp);
+		}
+		free(logits);
+		backend_destroy(b);
+	}
 	model_free(&m);
 	return 0;
 }

@@ -741,6 +741,7 @@ static void test_cli_run(void **state)
 	run_refused(path, "--min-p 1.5 x", 2, "min_p");
 	/* The KV cache's type: a bad name is a flag error; bf16 is CUDA's only. */
 	run_refused(path, "--kv-cache-dtype fp8 x", 2, "kv-cache-dtype");
+	run_refused(path, "--gpu-weights q4 x", 2, "gpu-weights");
 	run_refused(path, "--kv-cache-dtype bf16 x", 1, "KV cache dtype bf16");
 	snprintf(cmd, sizeof(cmd), "%s/llmq run --model %s --kv-cache-dtype f32 --temperature 0 "
 		 "--max-tokens 12 x", getenv("LLMQ_BIN_DIR"), path);

@@ -39,6 +39,7 @@ static const struct option run_opts[] = {
 	{ "engine", required_argument, NULL, 'e' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "enforce-eager", no_argument, NULL, 'E' },
+	{ "gpu-weights", required_argument, NULL, 'W' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -50,6 +51,7 @@ struct run_opts {
 	enum backend_kv_dtype	kv_dtype;
 	bool			cuda;		/* --engine cuda */
 	bool			eager;		/* --enforce-eager */
+	bool			bf16_weights;	/* --gpu-weights bf16 */
 	bool			verbose;
 	struct sampler_params	sp;
 };
@@ -152,6 +154,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case 'E':
 			o->eager = true;
 			break;
+		case 'W':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "bf16"))
+				err = -EINVAL;
+			o->bf16_weights = !strcmp(optarg, "bf16");
+			break;
 		default:
 			fprintf(stderr, "llmq run: unknown or incomplete option '%s'\n",
 				argv[optind - 1]);
@@ -167,7 +174,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			"[--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] "
 			"[--presence-penalty P] [--frequency-penalty F] [--seed S] [--threads N] [--kv-cache-mb N] "
 			"[--kv-cache-dtype auto|f32|f16] "
-			"[--engine cpu|cuda] [--enforce-eager] [--verbose] PROMPT\n");
+			"[--engine cpu|cuda] [--enforce-eager] [--gpu-weights auto|bf16] "
+			"[--verbose] PROMPT\n");
 		return -EINVAL;
 	}
 	if (!o->model) {
@@ -340,7 +348,10 @@ int cmd_run(int argc, char **argv)
 	bp.max_tokens = n < RUN_PREFILL_CHUNK ? n : RUN_PREFILL_CHUNK;
 	bp.max_context = ctx;
 	if (o.cuda) {
-		struct backend_cuda_params cp = { .n_blocks = n_blocks, .enforce_eager = o.eager };
+		struct backend_cuda_params cp = {
+			.n_blocks = n_blocks, .enforce_eager = o.eager,
+			.bf16_weights = o.bf16_weights,
+		};
 
 		/* The cache just fits this prompt and output, as on the CPU. */
 		if (o.kv_mb)
