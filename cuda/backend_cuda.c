@@ -321,6 +321,9 @@ static int upload_q8(int8_t *q, uint16_t *d, const struct gguf_tensor *t, uint8_
 	int8_t *sq = (int8_t *)stage;
 	uint16_t *sd = (uint16_t *)(stage + per * k);
 
+	if (!per)
+		return backend_errf(err, len, -EINVAL, "tensor %.*s: Q8_0 row of %lu",
+				    (int)t->name.len, t->name.p, (unsigned long)k);
 	for (r = 0; r < n; r++) {
 		for (b = 0; b < nb; b++) {
 			const uint8_t *blk = src + (r * nb + b) * bs;

@@ -73,7 +73,7 @@ struct engine {
 	uint32_t		eos_ids[ENGINE_MAX_EOS];
 	uint32_t		nr_eos;
 	uint32_t		max_model_len;
-	char			desc[256];
+	char			desc[512];
 };
 
 int engine_open(struct engine *e, const struct engine_config *c, char *err, size_t errlen);

@@ -122,6 +122,15 @@ q8_matvec_kernel(float *y, uint32_t ldy, float beta, struct cuk_q8 w, const uint
 	*out = beta != 0.0f ? fmaf(beta, *out, dot) : dot;
 }
 
+/* The product's kernel for each row count, 1 .. CUK_Q8_MATVEC_MAX_ROWS. */
+static void (*const q8_matvec[])(float *, uint32_t, float, struct cuk_q8, const uint16_t *) = {
+	q8_matvec_kernel<1>, q8_matvec_kernel<2>, q8_matvec_kernel<3>, q8_matvec_kernel<4>,
+	q8_matvec_kernel<5>, q8_matvec_kernel<6>, q8_matvec_kernel<7>, q8_matvec_kernel<8>,
+};
+
+static_assert(sizeof(q8_matvec) / sizeof(q8_matvec[0]) == CUK_Q8_MATVEC_MAX_ROWS,
+	      "a kernel for every row count");
+
 /**
  * cuk_q8_matvec() - y[r][0 .. n) = x[r] . W^T + beta * y[r], W Q8_0
  * @s:		the stream
@@ -150,32 +159,7 @@ extern "C" cudaError_t cuk_q8_matvec(cudaStream_t s, float *y, uint32_t ldy, flo
 		return cudaErrorInvalidValue;
 	if (!w->n)
 		return cudaSuccess;
-	switch (rows) {
-	case 1:
-		CUK_LAUNCH(q8_matvec_kernel<1>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 2:
-		CUK_LAUNCH(q8_matvec_kernel<2>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 3:
-		CUK_LAUNCH(q8_matvec_kernel<3>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 4:
-		CUK_LAUNCH(q8_matvec_kernel<4>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 5:
-		CUK_LAUNCH(q8_matvec_kernel<5>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 6:
-		CUK_LAUNCH(q8_matvec_kernel<6>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	case 7:
-		CUK_LAUNCH(q8_matvec_kernel<7>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	default:
-		CUK_LAUNCH(q8_matvec_kernel<8>, grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
-		break;
-	}
+	CUK_LAUNCH(q8_matvec[rows - 1], grid, Q8_WARPS * 32, s)(y, ldy, beta, *w, x);
 	return cudaGetLastError();
 }
 
