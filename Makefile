@@ -98,7 +98,7 @@ endif
 CUDA_KERNELS	:= cuda/kernels/embed.cu cuda/kernels/feed.cu cuda/kernels/norm.cu \
 		   cuda/kernels/bias.cu cuda/kernels/rope.cu cuda/kernels/kv_store.cu \
 		   cuda/kernels/attention.cu cuda/kernels/swiglu.cu cuda/kernels/sample.cu \
-		   cuda/kernels/q8.cu
+		   cuda/kernels/quant.cu
 ifneq ($(NVCC),)
 CUDA_HOME	:= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_O		:= $(patsubst %-asan,%,$(O))

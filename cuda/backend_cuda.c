@@ -2,10 +2,11 @@
 /*
  * The CUDA backend: the same LLaMA-family step as runtime/cpu/backend_cpu.c
  * (llama, qwen2) on one NVIDIA GPU. Weights and the paged KV cache live in
- * device memory in BF16, Q8_0 weights as they are; every projection and
- * the LM head is one cuBLAS GEMM over all tokens of the step (BF16 in, FP32
- * accumulation and out), or for Q8_0 weights and a step of a few rows our
- * own product that reads them once; the rest is cuda/kernels/. The host side here plans the step, uploads its
+ * device memory in BF16, quantised weights (Q8_0, Q4_0, Q4_K) as they are;
+ * every projection and the LM head is one cuBLAS GEMM over all tokens of
+ * the step (BF16 in, FP32 accumulation and out), or for quantised weights
+ * and a step of a few rows our own product that reads them once; the rest
+ * is cuda/kernels/. The host side here plans the step, uploads its
  * small tables once, launches everything on one stream and waits once.
  *
  * Any CUDA or cuBLAS error becomes one line on stderr and -EIO from the
@@ -34,12 +35,12 @@
 /* Host staging for weight uploads: converted to BF16 this much at a time. */
 #define CUDA_STAGE_BYTES		(16u << 20)
 /*
- * A Q8_0 matrix that a step of many rows multiplies is widened to BF16 this
- * much at a time by default, each slice a GEMM: little enough that the
- * slice just written is still in L2 (40 MB on A100, 50 on H100) when its
- * GEMM reads it, large enough that each GEMM has work for every SM.
+ * A quantised matrix that a step of many rows multiplies is widened to BF16
+ * this much at a time by default, each slice a GEMM: little enough that
+ * the slice just written is still in L2 (40 MB on A100, 50 on H100) when
+ * its GEMM reads it, large enough that each GEMM has work for every SM.
  */
-#define CUDA_Q8_SLICE_BYTES		(16u << 20)
+#define CUDA_WIDEN_SLICE_BYTES		(16u << 20)
 /*
  * Penalty entries per row of max_tokens that a step's draws may list, on
  * average (8 bytes each, twice pinned and once on the device): a request
@@ -71,13 +72,13 @@ static const uint32_t cuda_graph_sizes[] = {
 
 /*
  * A weight matrix on the device, [n][k] as GGUF stores it: BF16 (@bf16),
- * or Q8_0 as it came, its blocks split into planes (@q, @d; see &struct
- * cuk_q8).
+ * or quantised as it came, of GGUF type @type, its blocks split into
+ * planes (@q, @s; see &struct cuk_qmat).
  */
 struct cuda_mat {
 	uint16_t	*bf16;
-	int8_t		*q;
-	uint16_t	*d;
+	uint8_t		*q, *s;
+	uint32_t	type;
 	uint32_t	n, k;
 };
 
@@ -148,8 +149,8 @@ struct backend_cuda {
 	float			attn_scale, rms_eps;
 	bool			neox, broken;
 	bool			tiled;		/* prefill attention as tiles */
-	bool			keep_q8;	/* Q8_0 weights stay Q8_0 */
-	size_t			q8_slice;	/* bytes widened at a time */
+	bool			keep_quant;	/* quantised weights stay so */
+	size_t			widen_slice;	/* bytes widened at a time */
 	/* Weights. */
 	struct cuda_mat		tok_embd, *head;	/* head may be &tok_embd (tied) */
 	struct cuda_mat		out_head;
@@ -171,7 +172,7 @@ struct backend_cuda {
 	/* Per-step scratch on the device, max_tokens rows each. */
 	float			*x, *qkv, *gu, *logits, *part;
 	uint16_t		*xb, *att, *hb;
-	uint16_t		*wide;		/* a Q8_0 slice widened (q8_slice) */
+	uint16_t		*wide;		/* a slice widened (widen_slice) */
 	size_t			wide_bytes;
 	void			*d_plan;	/* the plan's arrays, device side */
 	float			*pen_saved;	/* raw logits while penalised */
@@ -307,35 +308,41 @@ static int upload_f32(float *dst, const struct gguf_tensor *t, char *err, size_t
 		      "upload vector", err, len);
 }
 
+_Static_assert(CUK_Q8_0 == GGML_TYPE_Q8_0 && CUK_Q4_0 == GGML_TYPE_Q4_0 &&
+	       CUK_Q4_K == GGML_TYPE_Q4_K, "the kernels' type numbers are GGUF's");
+
 /*
- * Rows of one Q8_0 tensor to @q and @d, each block's scale to one plane and
- * its 32 weights to the other, @stage_bytes at a time.
+ * Rows of one quantised tensor to @q and @s: each block's head (its scales)
+ * to the one plane, its body (its weights) to the other, @stage_bytes at a
+ * time.
  */
-static int upload_q8(int8_t *q, uint16_t *d, const struct gguf_tensor *t, uint8_t *stage,
-		     char *err, size_t len)
+static int upload_quant(uint8_t *q, uint8_t *s, const struct gguf_tensor *t, uint8_t *stage,
+			char *err, size_t len)
 {
-	const uint32_t bs = dtype_info(GGML_TYPE_Q8_0)->size;
+	const struct cuk_qtype *qt = cuk_qtype(t->type);
+	const uint32_t bs = qt->head + qt->body;
 	const uint8_t *src = t->data;
-	uint64_t k = t->ne[0], n = t->nelem / t->ne[0], nb = k / QK8_0, r, b, done = 0;
-	size_t per = CUDA_STAGE_BYTES / (k + nb * sizeof(uint16_t));
-	int8_t *sq = (int8_t *)stage;
-	uint16_t *sd = (uint16_t *)(stage + per * k);
+	uint64_t nb = t->ne[0] / qt->block, n = t->nelem / t->ne[0], r, b, done = 0;
+	size_t per = CUDA_STAGE_BYTES / (nb * bs);
+	uint8_t *sq = stage, *ss = stage + per * nb * qt->body;
 
 	if (!per)
-		return backend_errf(err, len, -EINVAL, "tensor %.*s: Q8_0 row of %lu",
-				    (int)t->name.len, t->name.p, (unsigned long)k);
+		return backend_errf(err, len, -EINVAL, "tensor %.*s: a row of %lu blocks",
+				    (int)t->name.len, t->name.p, (unsigned long)nb);
 	for (r = 0; r < n; r++) {
 		for (b = 0; b < nb; b++) {
 			const uint8_t *blk = src + (r * nb + b) * bs;
 
-			memcpy(&sd[(r - done) * nb + b], blk, sizeof(uint16_t));
-			memcpy(sq + (r - done) * k + b * QK8_0, blk + sizeof(uint16_t), QK8_0);
+			memcpy(ss + ((r - done) * nb + b) * qt->head, blk, qt->head);
+			memcpy(sq + ((r - done) * nb + b) * qt->body, blk + qt->head, qt->body);
 		}
 		if (r + 1 - done == per || r + 1 == n) {
-			if (cu_err(cudaMemcpy(q + done * k, sq, (r + 1 - done) * k,
-					      cudaMemcpyHostToDevice), "upload weights", err, len) ||
-			    cu_err(cudaMemcpy(d + done * nb, sd, (r + 1 - done) * nb * sizeof(uint16_t),
-					      cudaMemcpyHostToDevice), "upload scales", err, len))
+			if (cu_err(cudaMemcpy(q + done * nb * qt->body, sq,
+					      (r + 1 - done) * nb * qt->body, cudaMemcpyHostToDevice),
+				   "upload weights", err, len) ||
+			    cu_err(cudaMemcpy(s + done * nb * qt->head, ss,
+					      (r + 1 - done) * nb * qt->head, cudaMemcpyHostToDevice),
+				   "upload scales", err, len))
 				return -EIO;
 			done = r + 1;
 		}
@@ -343,28 +350,34 @@ static int upload_q8(int8_t *q, uint16_t *d, const struct gguf_tensor *t, uint8_
 	return 0;
 }
 
-/* Do @n tensors stacked by rows stay Q8_0? All of them Q8_0, unless told not to. */
-static bool stack_q8(const struct backend_cuda *c, const struct gguf_tensor *const *t, int n)
+/*
+ * Do @n tensors stacked by rows stay quantised? All of one type the kernels
+ * take (cuk_qtype()), unless told not to.
+ */
+static bool stack_kept(const struct backend_cuda *c, const struct gguf_tensor *const *t, int n)
 {
+	const struct cuk_qtype *qt = cuk_qtype(t[0]->type);
 	int i;
 
-	if (!c->keep_q8)
+	if (!c->keep_quant || !qt)
 		return false;
 	for (i = 0; i < n; i++)
-		if (t[i]->type != GGML_TYPE_Q8_0 || t[i]->ne[0] % QK8_0)
+		if (t[i]->type != t[0]->type || t[i]->ne[0] % qt->block)
 			return false;
 	return true;
 }
 
 /*
  * Several tensors of one width stacked by rows into one matrix, allocated
- * here: Q8_0 if all are (and c->keep_q8), else BF16.
+ * here: quantised if all are of one kept type (and c->keep_quant), else
+ * BF16.
  */
 static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 		      const struct gguf_tensor *const *t, int n, void *stage, float *row,
 		      char *err, size_t len)
 {
-	uint64_t total = 0, at = 0, k = t[0]->ne[0];
+	const struct cuk_qtype *qt = cuk_qtype(t[0]->type);
+	uint64_t total = 0, at = 0, k = t[0]->ne[0], qb, sb;
 	size_t bytes;
 	int i, ret;
 
@@ -372,14 +385,15 @@ static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 		total += t[i]->nelem / k;
 	w->n = (uint32_t)total;
 	w->k = (uint32_t)k;
-	if (stack_q8(c, t, n)) {
-		bytes = total * k + total * (k / QK8_0) * sizeof(uint16_t);
-		ret = dev_alloc(&w->q, total * k, "weights", err, len);
-		ret = ret ? ret : dev_alloc(&w->d, total * (k / QK8_0) * sizeof(uint16_t),
-					    "weight scales", err, len);
+	if (stack_kept(c, t, n)) {
+		w->type = t[0]->type;
+		qb = k / qt->block * qt->body;
+		sb = k / qt->block * qt->head;
+		bytes = total * (qb + sb);
+		ret = dev_alloc(&w->q, total * qb, "weights", err, len);
+		ret = ret ? ret : dev_alloc(&w->s, total * sb, "weight scales", err, len);
 		for (i = 0; !ret && i < n; i++) {
-			ret = upload_q8(w->q + at * k, w->d + at * (k / QK8_0), t[i], stage, err,
-					len);
+			ret = upload_quant(w->q + at * qb, w->s + at * sb, t[i], stage, err, len);
 			at += t[i]->nelem / k;
 		}
 	} else {
@@ -399,25 +413,25 @@ static void free_mat(struct cuda_mat *w)
 {
 	cudaFree(w->bf16);
 	cudaFree(w->q);
-	cudaFree(w->d);
+	cudaFree(w->s);
 }
 
-/* Rows of Q8_0 matrix @w that one slice widens to BF16: 1 .. w->n. */
-static uint32_t q8_slice_rows(const struct backend_cuda *c, const struct cuda_mat *w)
+/* Rows of quantised matrix @w that one slice widens to BF16: 1 .. w->n. */
+static uint32_t slice_rows(const struct backend_cuda *c, const struct cuda_mat *w)
 {
-	size_t rows = c->q8_slice / ((size_t)w->k * sizeof(uint16_t));
+	size_t rows = c->widen_slice / ((size_t)w->k * sizeof(uint16_t));
 
 	return rows < 1 ? 1 : rows > w->n ? w->n : (uint32_t)rows;
 }
 
-/* The widening scratch @w needs, if it is Q8_0, into c->wide_bytes. */
+/* The widening scratch @w needs, if it is quantised, into c->wide_bytes. */
 static void need_wide(struct backend_cuda *c, const struct cuda_mat *w)
 {
 	size_t bytes;
 
 	if (!w->q)
 		return;
-	bytes = (size_t)q8_slice_rows(c, w) * w->k * sizeof(uint16_t);
+	bytes = (size_t)slice_rows(c, w) * w->k * sizeof(uint16_t);
 	if (bytes > c->wide_bytes)
 		c->wide_bytes = bytes;
 }
@@ -499,8 +513,8 @@ static cublasStatus_t blas_gemm(struct backend_cuda *c, const uint16_t *w, uint3
 }
 
 /*
- * y[rows][0 .. w->n) = x . W^T + beta * y, as blas_gemm(), for @what. A Q8_0
- * W is read as it is by a step of up to CUK_Q8_MATVEC_MAX_ROWS rows, which
+ * y[rows][0 .. w->n) = x . W^T + beta * y, as blas_gemm(), for @what. A
+ * quantised W is read as it is by a step of up to CUK_QMATVEC_MAX_ROWS rows, which
  * waits for its bytes, not its arithmetic; a longer step widens it to BF16
  * a slice of rows at a time (c->wide), each slice one GEMM into its columns
  * of y, so that the tensor cores do the arithmetic. Return: 0, or -EIO with
@@ -510,7 +524,7 @@ static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t
 		uint32_t rows, float *y, uint32_t ldy, float beta, const char *what, char *msg,
 		size_t len)
 {
-	const struct cuk_q8 q = { .q = w->q, .d = w->d, .n = w->n, .k = w->k };
+	const struct cuk_qmat q = { .type = w->type, .q = w->q, .s = w->s, .n = w->n, .k = w->k };
 	uint32_t r0, nr, slice;
 
 	if (!w->q)
@@ -518,13 +532,12 @@ static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t
 				msg, len);
 	if (!rows)
 		return 0;
-	if (rows <= CUK_Q8_MATVEC_MAX_ROWS)
-		return cu_err(cuk_q8_matvec(c->stream, y, ldy, beta, &q, x, rows), what, msg,
-			      len);
-	slice = q8_slice_rows(c, w);
+	if (rows <= CUK_QMATVEC_MAX_ROWS)
+		return cu_err(cuk_qmatvec(c->stream, y, ldy, beta, &q, x, rows), what, msg, len);
+	slice = slice_rows(c, w);
 	for (r0 = 0; r0 < w->n; r0 += nr) {
 		nr = w->n - r0 < slice ? w->n - r0 : slice;
-		if (cu_err(cuk_q8_widen(c->stream, c->wide, &q, r0, nr), what, msg, len) ||
+		if (cu_err(cuk_qwiden(c->stream, c->wide, &q, r0, nr), what, msg, len) ||
 		    blas_err(blas_gemm(c, c->wide, nr, w->k, x, rows, y + r0, ldy, beta), what,
 			     msg, len))
 			return -EIO;
@@ -772,10 +785,10 @@ static int take_draws(struct backend_cuda *c, unsigned int slot)
 static cudaError_t embed(struct backend_cuda *c, uint32_t n_rows)
 {
 	const struct cuda_mat *t = &c->tok_embd;
-	const struct cuk_q8 q = { .q = t->q, .d = t->d, .n = t->n, .k = t->k };
+	const struct cuk_qmat q = { .type = t->type, .q = t->q, .s = t->s, .n = t->n, .k = t->k };
 
 	if (t->q)
-		return cuk_embed_q8(c->stream, c->x, &q, c->dp.ids, n_rows);
+		return cuk_embed_q(c->stream, c->x, &q, c->dp.ids, n_rows);
 	return cuk_embed(c->stream, c->x, t->bf16, c->dp.ids, n_rows, t->k);
 }
 
@@ -1184,8 +1197,8 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->xb, T * c->n_embd * 2, "normed", err, len);
 	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
 	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
-	if (!ret && c->wide_bytes && T > CUK_Q8_MATVEC_MAX_ROWS)
-		ret = dev_alloc(&c->wide, c->wide_bytes, "Q8_0 widened", err, len);
+	if (!ret && c->wide_bytes && T > CUK_QMATVEC_MAX_ROWS)
+		ret = dev_alloc(&c->wide, c->wide_bytes, "widened weights", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
 	ret = ret ? ret : dev_alloc(&c->pen_saved, (size_t)c->b.pen_room * sizeof(float),
 				    "penalised logits", err, len);
@@ -1288,7 +1301,7 @@ static int open_device(struct backend_cuda *c, int dev, char *err, size_t len)
  * @err:	a one-line reason on failure
  * @errlen:	its size
  *
- * Uploads the weights (BF16; Q8_0 ones as they are, unless
+ * Uploads the weights (BF16; quantised ones as they are, unless
  * @cp->bf16_weights), allocates every per-step buffer, then the KV cache
  * from what the memory share leaves, so a step allocates nothing.
  *
@@ -1343,8 +1356,8 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	c->rms_eps = hp->rms_eps;
 	c->neox = hp->rope == ROPE_NEOX;
 	c->tiled = cuk_attn_tiles_fit(hp->head_dim) && !cp->untiled;
-	c->keep_q8 = !cp->bf16_weights;
-	c->q8_slice = cp->q8_slice_bytes ? cp->q8_slice_bytes : CUDA_Q8_SLICE_BYTES;
+	c->keep_quant = !cp->bf16_weights;
+	c->widen_slice = cp->widen_slice_bytes ? cp->widen_slice_bytes : CUDA_WIDEN_SLICE_BYTES;
 
 	if (open_device(c, cp->device, err, errlen))
 		goto fail;

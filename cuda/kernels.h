@@ -32,35 +32,70 @@ extern "C" {
  */
 #define CUK_ATTN_MAX_GROUP	8
 
-/* Weights per Q8_0 block: one FP16 scale, 32 int8. */
-#define CUK_Q8_BLOCK		32
-/* Most rows of x cuk_q8_matvec() takes; a step of more widens to BF16. */
-#define CUK_Q8_MATVEC_MAX_ROWS	8
+/*
+ * Block types the backend keeps as they are on the device, by GGUF's
+ * numbers. Q8_0: 32 weights, an FP16 d and 32 int8 q, w = d q. Q4_0: 32
+ * weights, an FP16 d and 16 bytes of nibbles, w = d (q - 8). Q4_K: 256
+ * weights in 8 sub-blocks of 32, an FP16 d and dmin, 12 bytes of 6-bit
+ * sub-block scales and mins, 128 bytes of nibbles, w = d sc q - dmin m.
+ */
+#define CUK_Q4_0	2
+#define CUK_Q8_0	8
+#define CUK_Q4_K	12
 
 /**
- * struct cuk_q8 - a Q8_0 matrix on the device, its blocks split in two planes
- * @q:		[n][k] int8
- * @d:		[n][k / CUK_Q8_BLOCK] FP16 scales (bit patterns): weight (r, c)
- *		is @d[r][c / CUK_Q8_BLOCK] * @q[r][c], as GGUF's block_q8_0 has
- *		it; apart, every row of @q is 16-byte aligned for wide loads
- * @n:		rows
- * @k:		columns, a multiple of CUK_Q8_BLOCK
+ * struct cuk_qtype - how a kept type's blocks are split
+ * @block:	weights a block
+ * @head:	its first bytes, the scales, which go to &cuk_qmat.s
+ * @body:	the rest, the weights, which go to &cuk_qmat.q
  */
-struct cuk_q8 {
-	const int8_t	*q;
-	const uint16_t	*d;
+struct cuk_qtype {
+	uint32_t	block;
+	uint32_t	head;
+	uint32_t	body;
+};
+
+/* The split of @type's blocks, or NULL for a type not kept. */
+static inline const struct cuk_qtype *cuk_qtype(uint32_t type)
+{
+	static const struct cuk_qtype q8_0 = { 32, 2, 32 }, q4_0 = { 32, 2, 16 };
+	static const struct cuk_qtype q4_k = { 256, 16, 128 };
+
+	return type == CUK_Q8_0 ? &q8_0 : type == CUK_Q4_0 ? &q4_0 :
+	       type == CUK_Q4_K ? &q4_k : (const struct cuk_qtype *)0;
+}
+
+/* Most rows of x cuk_qmatvec() takes; a step of more widens to BF16. */
+#define CUK_QMATVEC_MAX_ROWS	8
+
+/**
+ * struct cuk_qmat - a quantised matrix on the device, its blocks split in two planes
+ * @type:	CUK_Q8_0, CUK_Q4_0 or CUK_Q4_K
+ * @q:		[n][k / block * body]: each block's weights as GGUF has them
+ *		(Q4_0: low nibbles the block's first 16, high ones its last 16;
+ *		Q4_K: sub-blocks in pairs of 32 bytes, low nibbles the first of
+ *		the pair); apart from the scales, every row is 16-byte aligned
+ *		for wide loads
+ * @s:		[n][k / block * head]: each block's scales as GGUF has them
+ * @n:		rows
+ * @k:		columns, whole blocks
+ */
+struct cuk_qmat {
+	uint32_t	type;
+	const uint8_t	*q;
+	const uint8_t	*s;
 	uint32_t	n;
 	uint32_t	k;
 };
 
 cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *ids,
 		      uint32_t n_rows, uint32_t dim);
-cudaError_t cuk_embed_q8(cudaStream_t s, float *x, const struct cuk_q8 *table,
-			 const int32_t *ids, uint32_t n_rows);
-cudaError_t cuk_q8_matvec(cudaStream_t s, float *y, uint32_t ldy, float beta,
-			  const struct cuk_q8 *w, const uint16_t *x, uint32_t rows);
-cudaError_t cuk_q8_widen(cudaStream_t s, uint16_t *out, const struct cuk_q8 *w, uint32_t row0,
-			 uint32_t n_rows);
+cudaError_t cuk_embed_q(cudaStream_t s, float *x, const struct cuk_qmat *table,
+			const int32_t *ids, uint32_t n_rows);
+cudaError_t cuk_qmatvec(cudaStream_t s, float *y, uint32_t ldy, float beta,
+			const struct cuk_qmat *w, const uint16_t *x, uint32_t rows);
+cudaError_t cuk_qwiden(cudaStream_t s, uint16_t *out, const struct cuk_qmat *w, uint32_t row0,
+		       uint32_t n_rows);
 
 cudaError_t cuk_feed(cudaStream_t s, int32_t *ids, const int32_t *feed, const int32_t *tok,
 		     uint32_t n_rows);

@@ -194,11 +194,12 @@ struct backend {
  *				from a captured CUDA graph
  * @untiled:			attention takes prefill rows one by one too,
  *				not as tiles on tensor cores (to compare them)
- * @bf16_weights:		every weight widened to BF16 at load, Q8_0
- *				ones too; by default those stay Q8_0 (half
- *				the memory, and the bytes a decode step reads)
- * @q8_slice_bytes:		a step of many rows widens a Q8_0 matrix to
- *				BF16 this many bytes at a time (at least a
+ * @bf16_weights:		every weight widened to BF16 at load, quantised
+ *				ones too; by default Q8_0, Q4_0 and Q4_K stay
+ *				as they are (a quarter to half the memory, and
+ *				the bytes a decode step reads)
+ * @widen_slice_bytes:		a step of many rows widens a quantised matrix
+ *				to BF16 this many bytes at a time (at least a
  *				row); 0 = 16 MiB (for tests and tuning)
  */
 struct backend_cuda_params {
@@ -208,7 +209,7 @@ struct backend_cuda_params {
 	bool		enforce_eager;
 	bool		untiled;
 	bool		bf16_weights;
-	size_t		q8_slice_bytes;
+	size_t		widen_slice_bytes;
 };
 
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,

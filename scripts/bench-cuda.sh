@@ -13,7 +13,8 @@
 #
 # Needs BUILD_DIR/bin/{llmqd,llmq,llmq-bench,llmq-mkmodel} and
 # BUILD_DIR/tests/bench_cuda. Environment: PRESET (llama3-8b), DTYPE (BF16;
-# Q8_0 also decodes with the weights widened to BF16, to compare), MODEL
+# Q8_0, Q4_0 and Q4_K, which the backend keeps as they are, also decode
+# with the weights widened to BF16, to compare), MODEL
 # (an existing GGUF instead), CLIENTS (256), NUM_PROMPTS (2 x CLIENTS),
 # INPUT_LEN (512), OUTPUT_LEN (128), SERVE (1; 0 skips llmq-bench),
 # LLMQD_ARGS (more llmqd flags). Record the table in

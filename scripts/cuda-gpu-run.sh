@@ -9,11 +9,12 @@
 # device tool's folder) when set, else to ./out, as they are written; the
 # summary is printed last.
 #
-#   cd build/gpu && scripts/cuda-gpu-run.sh [test|bench|sanitize|q8|cpu]...
+#   cd build/gpu && scripts/cuda-gpu-run.sh [test|bench|sanitize|quant|cpu]...
 #
-# With no argument it runs the first three. "q8" runs bench_cuda on the
-# llama3-8b preset in Q8_0: its weights kept as they are against widened
-# to BF16 (no llmq-bench). "cpu" runs the CPU engine on
+# With no argument it runs the first three. "quant" runs bench_cuda on the
+# llama3-8b preset in each of $QUANT_DTYPES (Q8_0 Q4_K): its weights kept
+# as they are against widened to BF16 (no llmq-bench). "cpu" runs the CPU
+# engine on
 # the GPU machine's own cores, which the 2-core development machines cannot
 # stand in for: test_kernels (the native AVX-512 kernels against the
 # portable ones, where the CPU has them), bench-engine and bench-serve
@@ -57,10 +58,12 @@ for s in "${steps[@]}"; do
 		TMPDIR=${TMPDIR:-/tmp} scripts/bench-cuda.sh . 2>&1 | tee "$out/bench.log"
 		summary+=("bench: see bench.log")
 		;;
-	q8)
-		DTYPE=Q8_0 SERVE=0 TMPDIR=${TMPDIR:-/tmp} scripts/bench-cuda.sh . 2>&1 |
-			tee "$out/bench-q8.log"
-		summary+=("q8: $(grep -E '^decode b=1 ' "$out/bench-q8.log" | tr '\n' ' ')")
+	quant)
+		for t in ${QUANT_DTYPES:-Q8_0 Q4_K}; do
+			DTYPE=$t SERVE=0 TMPDIR=${TMPDIR:-/tmp} scripts/bench-cuda.sh . 2>&1 |
+				tee "$out/bench-$t.log"
+			summary+=("$t: $(grep -E '^decode b=1 ' "$out/bench-$t.log" | tr '\n' ' ')")
+		done
 		;;
 	cpu)
 		lscpu | grep -E '^(Model name|CPU\(s\)|Flags)' | cut -c1-300 | tee "$out/cpu.txt"
@@ -74,7 +77,7 @@ for s in "${steps[@]}"; do
 			  tr '\n' ' ')")
 		;;
 	*)
-		echo "cuda-gpu-run: unknown step '$s' (test, bench, sanitize, q8, cpu)" >&2
+		echo "cuda-gpu-run: unknown step '$s' (test, bench, sanitize, quant, cpu)" >&2
 		exit 2
 		;;
 	esac

@@ -13,7 +13,7 @@
 # would slow past a device lease). LIMIT: seconds each tool may take (240).
 set -uo pipefail
 
-TESTS=${TESTS:-test_embed,test_rmsnorm,test_bias,test_rope,test_swiglu,test_argmax,test_sample,test_attention}
+TESTS=${TESTS:-test_embed,test_rmsnorm,test_bias,test_rope,test_swiglu,test_quant,test_argmax,test_sample,test_attention}
 LIMIT=${LIMIT:-240}
 
 O=${1:-build}

@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Embedding gather: the FP32 rows of a step's tokens from the table, BF16
- * or Q8_0.
+ * or quantised (see quant.cuh).
  */
-#include <cuda_fp16.h>
-
-#include "common.cuh"
+#include "quant.cuh"
 
 /* One thread per element of the output: row t, column i. */
 static __global__ void embed_kernel(float *x, const uint16_t *table, const int32_t *ids,
@@ -41,39 +39,57 @@ extern "C" cudaError_t cuk_embed(cudaStream_t s, float *x, const uint16_t *table
 	return cudaGetLastError();
 }
 
-/* One thread per element, as embed_kernel(); d * q is exact in FP32. */
-static __global__ void embed_q8_kernel(float *x, struct cuk_q8 table, const int32_t *ids,
-				       uint32_t n_rows)
+/* One thread per 16-byte chunk of a row's weights: its one or two runs of 16. */
+template <uint32_t T>
+static __global__ void embed_q_kernel(float *x, struct cuk_qmat table, const int32_t *ids,
+				      uint32_t n_rows)
 {
+	const uint32_t per_row = q_row_bytes(T, table.k) / Q_CHUNK;
 	const uint64_t e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-	const uint64_t t = e / table.k, i = e % table.k;
-	uint64_t id;
+	const uint64_t t = e / per_row;
+	struct qrun q;
+	int u, i;
 
 	if (t >= n_rows)
 		return;
-	id = (uint64_t)ids[t];
-	x[e] = __half2float(__ushort_as_half(table.d[id * (table.k / CUK_Q8_BLOCK) +
-						      i / CUK_Q8_BLOCK])) *
-	       (float)table.q[id * table.k + i];
+	q_chunk<T>(table, (uint32_t)ids[t], (uint32_t)(e % per_row) * Q_CHUNK, q);
+	for (u = 0; u < qt<T>::runs; u++)
+		for (i = 0; i < 16; i++)
+			x[t * table.k + q.col[u] + i] = q_weight<T>(q, u, i);
 }
 
 /**
- * cuk_embed_q8() - x[t] = table[ids[t]], a Q8_0 table dequantised to FP32
+ * cuk_embed_q() - x[t] = table[ids[t]], a quantised table dequantised to FP32
  * @s:		the stream
  * @x:		[n_rows][table->k] FP32 out
- * @table:	[n_vocab][dim] Q8_0 (see &struct cuk_q8)
+ * @table:	[n_vocab][dim] (see &struct cuk_qmat)
  * @ids:	n_rows token ids, checked by the caller to be < @table->n
  * @n_rows:	tokens
  *
- * Return: the launch's status.
+ * Each element is the host's dequantize() of it, bit for bit.
+ *
+ * Return: cudaErrorInvalidValue for a type not kept; else the launch's
+ * status.
  */
-extern "C" cudaError_t cuk_embed_q8(cudaStream_t s, float *x, const struct cuk_q8 *table,
-				    const int32_t *ids, uint32_t n_rows)
+extern "C" cudaError_t cuk_embed_q(cudaStream_t s, float *x, const struct cuk_qmat *table,
+				   const int32_t *ids, uint32_t n_rows)
 {
-	const uint64_t n = (uint64_t)n_rows * table->k;
+	const struct cuk_qtype *t = cuk_qtype(table->type);
+	uint64_t n;
 
+	if (!t || table->k % t->block)
+		return cudaErrorInvalidValue;
+	n = (uint64_t)n_rows * table->k / t->block * t->body / Q_CHUNK;
 	if (!n)
 		return cudaSuccess;
-	CUK_LAUNCH(embed_q8_kernel, cuk_blocks(n, 256), 256, s)(x, *table, ids, n_rows);
+	if (table->type == CUK_Q8_0)
+		CUK_LAUNCH(embed_q_kernel<CUK_Q8_0>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
+										   n_rows);
+	else if (table->type == CUK_Q4_0)
+		CUK_LAUNCH(embed_q_kernel<CUK_Q4_0>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
+										   n_rows);
+	else
+		CUK_LAUNCH(embed_q_kernel<CUK_Q4_K>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
+										   n_rows);
 	return cudaGetLastError();
 }

@@ -6,10 +6,11 @@
  * tokens/s at batch 1 beside the bandwidth floor (weight bytes per token /
  * bandwidth), decode throughput at batch 64 and 256, and prefill TFLOP/s for
  * a 2048-token prompt beside the matmul rate, and again with attention
- * untiled (row by row, no tensor cores). For a model of Q8_0 weights, which
- * the backend keeps as they are, decode again at batch 1 and 64 with them
- * widened to BF16 at load (bf16_weights), to compare. scripts/bench-cuda.sh
- * runs it on a llama3-8b preset in BF16 (issue 10's table), or Q8_0.
+ * untiled (row by row, no tensor cores). For a model of quantised weights
+ * that the backend keeps as they are (Q8_0, Q4_0, Q4_K), decode again at
+ * batch 1 and 64 with them widened to BF16 at load (bf16_weights), to
+ * compare. scripts/bench-cuda.sh runs it on a llama3-8b preset in BF16
+ * (issue 10's table), or in DTYPE.
  *
  * Every time is a wall-clock time around whole backend steps, which
  * synchronise; each figure is the median of REPS runs after a warm-up.
@@ -156,16 +157,23 @@ static double weight_params(const struct model *m)
 	return per_layer * hp->n_layer + (double)hp->n_vocab * hp->n_embd;
 }
 
+/* Does the backend keep weights of @type as they are? */
+static bool kept(uint32_t type)
+{
+	return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K;
+}
+
 /*
  * Weight bytes one token reads on the device: all the backend holds, less
  * the embedding table (a token reads one row of it) unless it is the LM
- * head too. Q8_0 is 34 bytes a block of 32, BF16 2 a weight.
+ * head too. A kept type has its blocks' bytes, BF16 2 a weight.
  */
-static double read_bytes(const struct backend *b, const struct model *m, bool kept_q8)
+static double read_bytes(const struct backend *b, const struct model *m, bool keep)
 {
+	const struct dtype_info *t = dtype_info(m->tok_embd->type);
 	double table = (double)m->hp.n_vocab * m->hp.n_embd;
 
-	table *= kept_q8 && m->tok_embd->type == GGML_TYPE_Q8_0 ? 34.0 / 32 : 2.0;
+	table *= keep && kept(m->tok_embd->type) ? (double)t->size / t->block : 2.0;
 	return (double)b->weight_bytes - (m->output ? table : 0);
 }
 
@@ -258,7 +266,7 @@ int main(int argc, char **argv)
 	const char *quick = getenv("LLMQ_BENCH_QUICK");
 	struct cudaDeviceProp prop;
 	double bw, tf, wb, floor_tps, fl, tp, tp1 = 1, tp64 = 1, sec, untiled;
-	bool q8;
+	bool quant;
 	struct backend *b;
 	struct model m;
 	float *logits;
@@ -298,12 +306,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	logits = malloc((size_t)batches[2] * b->n_vocab * sizeof(float));
-	q8 = m.layers[0].wq->type == GGML_TYPE_Q8_0;
-	wb = read_bytes(b, &m, q8);
+	quant = kept(m.layers[0].wq->type);
+	wb = read_bytes(b, &m, quant);
 	floor_tps = bw * 1e9 / wb;
 	printf("model %s: %.2f GB of weights on the device (%s), %.2f GB read a token; KV "
 	       "cache %u blocks of %u (%.1f GiB)\n", m.name, b->weight_bytes / 1e9,
-	       q8 ? "Q8_0 kept" : "BF16", wb / 1e9, b->n_blocks, b->block_size,
+	       quant ? dtype_info(m.layers[0].wq->type)->name : "BF16", wb / 1e9, b->n_blocks, b->block_size,
 	       b->kv_bytes / 1073741824.0);
 	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
 		tp = decode(b, batches[i], logits);
@@ -353,7 +361,7 @@ int main(int argc, char **argv)
 	printf("prefill, attention untiled  %8.1f TFLOP/s  (tiles: %.2fx as fast)\n",
 	       fl / untiled / 1e12, untiled / sec);
 	backend_destroy(b);
-	if (q8) {
+	if (quant) {
 		/* The same decodes with every weight widened to BF16 at load. */
 		cp = (struct backend_cuda_params){ .bf16_weights = true };
 		b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
@@ -368,8 +376,9 @@ int main(int argc, char **argv)
 				fprintf(stderr, "bench_cuda: bf16 decode failed\n");
 				return 1;
 			}
-			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (Q8_0 kept: %.2fx as "
-			       "fast)\n", batches[i], tp, (i ? tp64 : tp1) / tp);
+			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (%s kept: %.2fx as "
+			       "fast)\n", batches[i], tp, dtype_info(m.layers[0].wq->type)->name,
+			       (i ? tp64 : tp1) / tp);
 		}
 		free(logits);
 		backend_destroy(b);
