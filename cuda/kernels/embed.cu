@@ -53,23 +53,29 @@ static __global__ void embed_q_kernel(float *x, struct cuk_qmat table, const int
 	if (t >= n_rows)
 		return;
 	q_chunk<T>(table, (uint32_t)ids[t], (uint32_t)(e % per_row) * Q_CHUNK, q);
-	for (u = 0; u < qt<T>::runs; u++)
-		for (i = 0; i < 16; i++)
-			x[t * table.k + q.col[u] + i] = q_weight<T>(q, u, i);
+	for (u = 0; u < qt<T>::runs; u++) {
+		/* 64-byte aligned: a run starts at a multiple of 16 columns. */
+		float4 *o = reinterpret_cast<float4 *>(x + t * table.k + q.col[u]);
+
+		for (i = 0; i < 4; i++)
+			o[i] = make_float4(q_weight<T>(q, u, 4 * i), q_weight<T>(q, u, 4 * i + 1),
+					   q_weight<T>(q, u, 4 * i + 2),
+					   q_weight<T>(q, u, 4 * i + 3));
+	}
 }
 
 /**
  * cuk_embed_q() - x[t] = table[ids[t]], a quantised table dequantised to FP32
  * @s:		the stream
- * @x:		[n_rows][table->k] FP32 out
- * @table:	[n_vocab][dim] (see &struct cuk_qmat)
+ * @x:		[n_rows][table->k] FP32 out, 16-byte aligned
+ * @table:	[n_vocab][dim] (see &struct cuk_qmat), its planes 16-byte aligned
  * @ids:	n_rows token ids, checked by the caller to be < @table->n
  * @n_rows:	tokens
  *
  * Each element is the host's dequantize() of it, bit for bit.
  *
- * Return: cudaErrorInvalidValue for a type not kept; else the launch's
- * status.
+ * Return: cudaErrorInvalidValue for a type not kept, a width not whole
+ * blocks, or a pointer not aligned to 16 bytes; else the launch's status.
  */
 extern "C" cudaError_t cuk_embed_q(cudaStream_t s, float *x, const struct cuk_qmat *table,
 				   const int32_t *ids, uint32_t n_rows)
@@ -77,7 +83,7 @@ extern "C" cudaError_t cuk_embed_q(cudaStream_t s, float *x, const struct cuk_qm
 	const struct cuk_qtype *t = cuk_qtype(table->type);
 	uint64_t n;
 
-	if (!t || table->k % t->block)
+	if (!q_shape_ok(table) || (uintptr_t)x % 16)
 		return cudaErrorInvalidValue;
 	n = (uint64_t)n_rows * table->k / t->block * t->body / Q_CHUNK;
 	if (!n)

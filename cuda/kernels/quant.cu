@@ -33,13 +33,50 @@ static __device__ __forceinline__ void bf16_load16(const uint16_t *p, float *f)
 }
 
 /*
+ * One chunk of each of the warp's weight rows (@q) into the sums of every
+ * row of x: each run of 16 against x, scaled once (Q4_K: less its min
+ * times the sum of x).
+ */
+template <uint32_t T, int R>
+static __device__ __forceinline__ void qmatvec_runs(float (*acc)[Q_NR], const struct qrun *q,
+						    const uint16_t *x, uint32_t k)
+{
+	float xf[16], dot, sum;
+	int r, j, u, i;
+
+	for (r = 0; r < R; r++) {
+		for (u = 0; u < qt<T>::runs; u++) {
+			bf16_load16(x + (size_t)r * k + q[0].col[u], xf);
+			sum = 0.0f;
+			if (qt<T>::mins)
+				for (i = 0; i < 16; i++)
+					sum += xf[i];
+			for (j = 0; j < Q_NR; j++) {
+				dot = 0.0f;
+				for (i = 0; i < 16; i++)
+					dot = fmaf(xf[i], q[j].w[u][i], dot);
+				acc[r][j] = fmaf(q[j].s[u], dot, acc[r][j]);
+				if (qt<T>::mins)
+					acc[r][j] = fmaf(-q[j].m[u], sum, acc[r][j]);
+			}
+		}
+	}
+}
+
+/*
+ * Chunks of each weight row a lane loads before it decodes any: a step of
+ * one or two rows of x (a decode of few sequences) has registers to spare
+ * and waits for its bytes, so each round trip to memory brings 4 or 2
+ * chunks, not 1.
+ */
+#define Q_AHEAD(R)	((R) == 1 ? 4 : (R) == 2 ? 2 : 1)
+
+/*
  * A warp computes Q_NR weight rows for all R rows of x: each lane takes a
  * 16-byte chunk of each of its rows per step, so a warp reads 512
  * contiguous bytes of a row at a time, and the x values it loads serve
- * Q_NR rows. Each run of 16 weights is summed against x, then scaled (and,
- * for Q4_K, its min times the sum of x taken off): the scale multiplies 16
- * products once. The lanes' sums meet in shared memory, not in R * Q_NR
- * rounds of shuffles.
+ * Q_NR rows. The scale multiplies a run's 16 products once. The lanes'
+ * sums meet in shared memory, not in R * Q_NR rounds of shuffles.
  */
 template <uint32_t T, int R>
 static __global__ void __launch_bounds__(Q_WARPS * 32)
@@ -49,35 +86,35 @@ qmatvec_kernel(float *y, uint32_t ldy, float beta, struct cuk_qmat w, const uint
 	__shared__ float sh[Q_WARPS][R * Q_NR][33];
 	const unsigned int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 	const uint32_t n0 = (blockIdx.x * Q_WARPS + warp) * Q_NR, rb = q_row_bytes(T, w.k);
-	float acc[R][Q_NR], xf[16], dot, sum;
+	const uint32_t step = 32 * Q_CHUNK;
+	uint4 raw[Q_AHEAD(R)][Q_NR];
+	uint32_t b0, b, row[Q_NR];
+	float acc[R][Q_NR], dot;
 	struct qrun q[Q_NR];
-	uint32_t b;
-	int r, j, u, i;
+	int r, j, i, a;
 
 	if (n0 >= w.n)
 		return;
+	/* A warp past the last row reads that row again, and drops it. */
+	for (j = 0; j < Q_NR; j++)
+		row[j] = min(n0 + j, w.n - 1);
 	for (r = 0; r < R; r++)
 		for (j = 0; j < Q_NR; j++)
 			acc[r][j] = 0.0f;
-	for (b = lane * Q_CHUNK; b < rb; b += 32 * Q_CHUNK) {
-		/* A warp past the last row reads that row again, and drops it. */
-		for (j = 0; j < Q_NR; j++)
-			q_chunk<T>(w, min(n0 + j, w.n - 1), b, q[j]);
-		for (r = 0; r < R; r++) {
-			for (u = 0; u < qt<T>::runs; u++) {
-				bf16_load16(x + (size_t)r * w.k + q[0].col[u], xf);
-				sum = 0.0f;
-				if (qt<T>::mins)
-					for (i = 0; i < 16; i++)
-						sum += xf[i];
-				for (j = 0; j < Q_NR; j++) {
-					dot = 0.0f;
-					for (i = 0; i < 16; i++)
-						dot = fmaf(xf[i], q[j].w[u][i], dot);
-					acc[r][j] = fmaf(q[j].s[u], dot, acc[r][j]);
-					if (qt<T>::mins)
-						acc[r][j] = fmaf(-q[j].m[u], sum, acc[r][j]);
-				}
+	for (b0 = lane * Q_CHUNK; b0 < rb; b0 += Q_AHEAD(R) * step) {
+		/* Unrolled whole, so that raw[] stays in registers. */
+#pragma unroll
+		for (a = 0; a < Q_AHEAD(R); a++)
+			for (j = 0; j < Q_NR; j++)
+				if (b0 + a * step < rb)
+					raw[a][j] = q_raw<T>(w, row[j], b0 + a * step);
+#pragma unroll
+		for (a = 0; a < Q_AHEAD(R); a++) {
+			b = b0 + a * step;
+			if (b < rb) {
+				for (j = 0; j < Q_NR; j++)
+					q_decode<T>(w, row[j], b, raw[a][j], q[j]);
+				qmatvec_runs<T, R>(acc, q, x, w.k);
 			}
 		}
 	}
@@ -112,15 +149,6 @@ struct qmatvec_table {
 	static_assert(sizeof(k) / sizeof(k[0]) == CUK_QMATVEC_MAX_ROWS,
 		      "a kernel for every row count");
 };
-
-/* A kept type's columns fit whole blocks, and its planes' rows wide loads. */
-static bool q_shape_ok(const struct cuk_qmat *w)
-{
-	const struct cuk_qtype *t = cuk_qtype(w->type);
-
-	return t && w->k && w->k % t->block == 0 && (uintptr_t)w->q % 16 == 0 &&
-	       (uintptr_t)w->s % 16 == 0;
-}
 
 /**
  * cuk_qmatvec() - y[r][0 .. n) = x[r] . W^T + beta * y[r], W quantised

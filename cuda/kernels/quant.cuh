@@ -39,9 +39,14 @@ static __device__ __forceinline__ uint32_t q_row_bytes(uint32_t type, uint32_t k
 	return type == CUK_Q8_0 ? k : k / 2;
 }
 
+static __device__ __forceinline__ float q_half_bits(uint32_t h)
+{
+	return __half2float(__ushort_as_half((unsigned short)h));
+}
+
 static __device__ __forceinline__ float q_half(const uint8_t *p)
 {
-	return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t *>(p)));
+	return q_half_bits(*reinterpret_cast<const uint16_t *>(p));
 }
 
 /*
@@ -59,32 +64,54 @@ static __device__ __forceinline__ void q_bytes4(uint32_t u, float off, float *f)
 	f[3] = __uint_as_float(__byte_perm(u, 0x4b000000u, 0x7543u)) - off;
 }
 
-/* Q4_K's 6-bit scale and min of sub-block @j from its 12 bytes @sc, as dtype.c reads them. */
-static __device__ __forceinline__ void q4k_scale_min(uint32_t j, const uint8_t *sc, float *s,
+/*
+ * Byte @i (0 .. 11, not known at compile time) of a Q4_K header's scales,
+ * the words @v.y, @v.z, @v.w: selects, where indexing an array of them
+ * would put it in local memory.
+ */
+static __device__ __forceinline__ uint32_t q4k_byte(const uint4 &v, uint32_t i)
+{
+	const uint32_t w = i < 4 ? v.y : i < 8 ? v.z : v.w;
+
+	return w >> (8 * (i % 4)) & 0xff;
+}
+
+/* Q4_K's 6-bit scale and min of sub-block @j from its header @v, as dtype.c reads them. */
+static __device__ __forceinline__ void q4k_scale_min(uint32_t j, const uint4 &v, float *s,
 						     float *m)
 {
 	if (j < 4) {
-		*s = (float)(sc[j] & 63);
-		*m = (float)(sc[j + 4] & 63);
+		*s = (float)(q4k_byte(v, j) & 63);
+		*m = (float)(q4k_byte(v, j + 4) & 63);
 	} else {
-		*s = (float)((sc[j + 4] & 0x0f) | ((sc[j - 4] >> 6) << 4));
-		*m = (float)((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
+		*s = (float)((q4k_byte(v, j + 4) & 0x0f) | (q4k_byte(v, j - 4) >> 6) << 4);
+		*m = (float)((q4k_byte(v, j + 4) >> 4) | (q4k_byte(v, j) >> 6) << 4);
 	}
 }
 
 /*
- * The chunk at byte @b of row @row's weights. Q8_0: 16 int8 of one block.
- * Q4_0: one block, its low nibbles columns 0-15, its high ones 16-31, less
- * 8. Q4_K: half of a pair of sub-blocks (2j, 2j + 1) whose 32 bytes hold
- * the first in their low nibbles, the second in their high ones; their
- * scales and mins times the super-block's d and dmin (exact: 11 bits by 6).
+ * The 16 bytes at byte @b of row @row's weights, streamed: each is read
+ * once, and in L1 it would only push out x, which is read again.
  */
 template <uint32_t T>
-static __device__ __forceinline__ void q_chunk(const struct cuk_qmat &w, uint32_t row, uint32_t b,
-					       struct qrun &r)
+static __device__ __forceinline__ uint4 q_raw(const struct cuk_qmat &w, uint32_t row, uint32_t b)
 {
-	const uint4 v = *reinterpret_cast<const uint4 *>(w.q + (size_t)row *
-							 q_row_bytes(T, w.k) + b);
+	return __ldcs(reinterpret_cast<const uint4 *>(w.q + (size_t)row * q_row_bytes(T, w.k) +
+						      b));
+}
+
+/*
+ * The chunk @v, read at byte @b of row @row's weights, as runs. Q8_0: 16
+ * int8 of one block. Q4_0: one block, its low nibbles columns 0-15, its
+ * high ones 16-31, less 8. Q4_K: half of a pair of sub-blocks (2j, 2j + 1)
+ * whose 32 bytes hold the first in their low nibbles, the second in their
+ * high ones; their scales and mins times the super-block's d and dmin
+ * (exact: 11 bits by 6).
+ */
+template <uint32_t T>
+static __device__ __forceinline__ void q_decode(const struct cuk_qmat &w, uint32_t row,
+						uint32_t b, uint4 v, struct qrun &r)
+{
 	const uint32_t word[4] = { v.x, v.y, v.z, v.w };
 	int i;
 
@@ -109,21 +136,40 @@ static __device__ __forceinline__ void q_chunk(const struct cuk_qmat &w, uint32_
 			r.s[0] = r.s[1] = q_half(w.s + ((size_t)row * (w.k / 32) + b / 16) * 2);
 			r.m[0] = r.m[1] = 0.0f;
 		} else {
+			/* The super-block's 16-byte header in one load: d, dmin, 12 bytes. */
 			const uint32_t sb = b / 128, j = b % 128 / 32;
-			const uint8_t *h = w.s + ((size_t)row * (w.k / 256) + sb) * 16;
-			const float d = q_half(h), dmin = q_half(h + 2);
+			const uint4 h = *reinterpret_cast<const uint4 *>(w.s + ((size_t)row *
+										(w.k / 256) + sb) * 16);
+			const float d = q_half_bits(h.x & 0xffff), dmin = q_half_bits(h.x >> 16);
 			float sc, m;
 
 			r.col[0] = sb * 256 + 64 * j + b % 32;
 			r.col[1] = r.col[0] + 32;
-			q4k_scale_min(2 * j, h + 4, &sc, &m);
+			q4k_scale_min(2 * j, h, &sc, &m);
 			r.s[0] = d * sc;
 			r.m[0] = dmin * m;
-			q4k_scale_min(2 * j + 1, h + 4, &sc, &m);
+			q4k_scale_min(2 * j + 1, h, &sc, &m);
 			r.s[1] = d * sc;
 			r.m[1] = dmin * m;
 		}
 	}
+}
+
+/* The chunk at byte @b of row @row, loaded and decoded. */
+template <uint32_t T>
+static __device__ __forceinline__ void q_chunk(const struct cuk_qmat &w, uint32_t row, uint32_t b,
+					       struct qrun &r)
+{
+	q_decode<T>(w, row, b, q_raw<T>(w, row, b), r);
+}
+
+/* Does @w have a kept type, whole blocks, and planes aligned for wide loads? */
+static inline bool q_shape_ok(const struct cuk_qmat *w)
+{
+	const struct cuk_qtype *t = cuk_qtype(w->type);
+
+	return t && w->k && w->k % t->block == 0 && (uintptr_t)w->q % 16 == 0 &&
+	       (uintptr_t)w->s % 16 == 0;
 }
 
 /* Weight i of run u: one rounding, as dtype.c's dequantisation has it. */

@@ -88,6 +88,13 @@ static inline unsigned int __byte_perm(unsigned int x, unsigned int y, unsigned 
 	return r;
 }
 
+/* A load with a cache hint (streaming): the hint means nothing on a CPU. */
+template <typename T>
+static inline T __ldcs(const T *p)
+{
+	return *p;
+}
+
 /* One IEEE operation each, never fused: the host compiles these without FMA. */
 static inline float __fdiv_rn(float a, float b)
 {

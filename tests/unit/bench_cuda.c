@@ -259,6 +259,52 @@ static double prefill(struct backend *b)
 	return median(t, REPS);
 }
 
+/*
+ * A model of kept quantised weights, after its decodes at batch 1 (@tp1
+ * tokens/s) and 64 (@tp64): the same decodes with every weight widened to
+ * BF16 at load, then batch 64 again with the widened slices of a step of
+ * many rows at other sizes than the default 16 MiB (to tune
+ * CUDA_WIDEN_SLICE_BYTES: L2 residency against launches). Return: 0, or 1
+ * with a message.
+ */
+static int quant_compare(const struct model *m, const struct backend_params *bp, double tp1,
+			 double tp64)
+{
+	static const size_t slices[] = { 4u << 20, 8u << 20, 32u << 20 };
+	const char *name = dtype_info(m->layers[0].wq->type)->name;
+	struct backend_cuda_params cp = { .bf16_weights = true };
+	struct backend *b;
+	float *logits;
+	char err[512];
+	double tp;
+	unsigned int i;
+
+	for (i = 0; i < 2 + sizeof(slices) / sizeof(slices[0]); i++) {
+		if (i >= 2)
+			cp = (struct backend_cuda_params){ .widen_slice_bytes = slices[i - 2] };
+		b = backend_cuda_create(m, bp, &cp, err, sizeof(err));
+		if (!b) {
+			fprintf(stderr, "bench_cuda: %s\n", err);
+			return 1;
+		}
+		logits = malloc((size_t)batches[1] * b->n_vocab * sizeof(float));
+		tp = decode(b, batches[i ? 1 : 0], logits);
+		free(logits);
+		backend_destroy(b);
+		if (tp < 0) {
+			fprintf(stderr, "bench_cuda: decode failed\n");
+			return 1;
+		}
+		if (i < 2)
+			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (%s kept: %.2fx as "
+			       "fast)\n", batches[i], tp, name, (i ? tp64 : tp1) / tp);
+		else
+			printf("decode b=%-3u %2zu MiB slices %8.1f tokens/s  (16 MiB: %.2fx as "
+			       "fast)\n", batches[1], slices[i - 2] >> 20, tp, tp64 / tp);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct backend_params bp = { 0 };
@@ -361,28 +407,8 @@ int main(int argc, char **argv)
 	printf("prefill, attention untiled  %8.1f TFLOP/s  (tiles: %.2fx as fast)\n",
 	       fl / untiled / 1e12, untiled / sec);
 	backend_destroy(b);
-	if (quant) {
-		/* The same decodes with every weight widened to BF16 at load. */
-		cp = (struct backend_cuda_params){ .bf16_weights = true };
-		b = backend_cuda_create(&m, &bp, &cp, err, sizeof(err));
-		if (!b) {
-			fprintf(stderr, "bench_cuda: bf16 weights: %s\n", err);
-			return 1;
-		}
-		logits = malloc((size_t)batches[1] * b->n_vocab * sizeof(float));
-		for (i = 0; i < 2; i++) {
-			tp = decode(b, batches[i], logits);
-			if (tp < 0) {
-				fprintf(stderr, "bench_cuda: bf16 decode failed\n");
-				return 1;
-			}
-			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (%s kept: %.2fx as "
-			       "fast)\n", batches[i], tp, dtype_info(m.layers[0].wq->type)->name,
-			       (i ? tp64 : tp1) / tp);
-		}
-		free(logits);
-		backend_destroy(b);
-	}
+	if (quant && quant_compare(&m, &bp, tp1, tp64))
+		return 1;
 	model_free(&m);
 	return 0;
 }

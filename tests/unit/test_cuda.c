@@ -742,6 +742,9 @@ static void q_refused_case(void)
 	bad = h.dev;
 	bad.q = h.dev.q + 1;
 	assert_int_equal(cuk_qwiden(0, d_o, &bad, 0, 1), cudaErrorInvalidValue);
+	assert_int_equal(cuk_embed_q(0, (float *)d_y, &bad, d_ids, 1), cudaErrorInvalidValue);
+	assert_int_equal(cuk_embed_q(0, (float *)d_y + 1, &h.dev, d_ids, 1),
+			 cudaErrorInvalidValue);
 	/* Nothing was launched, so nothing failed. */
 	assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
 	assert_int_equal(cudaGetLastError(), cudaSuccess);
