@@ -42,6 +42,15 @@
  */
 #define CUDA_WIDEN_SLICE_BYTES		(16u << 20)
 /*
+ * Rows of a step up to which quantised weights are read as they are, in
+ * passes of CUK_QMATVEC_MAX_ROWS (each pass reads the weights once more);
+ * a longer step widens them. By estimate two passes of the product cost
+ * less than widening (about 900 slices for a llama3-8b, their BF16 written
+ * to L2 and read back), three about as much: a GPU's measurements should
+ * set it (bench_cuda decodes 16 rows both ways).
+ */
+#define CUDA_QMATVEC_ROWS		16
+/*
  * Penalty entries per row of max_tokens that a step's draws may list, on
  * average (8 bytes each, twice pinned and once on the device): a request
  * whose list does not fit in what a step has left is drawn by the host.
@@ -151,6 +160,7 @@ struct backend_cuda {
 	bool			tiled;		/* prefill attention as tiles */
 	bool			keep_quant;	/* quantised weights stay so */
 	size_t			widen_slice;	/* bytes widened at a time */
+	uint32_t		matvec_rows;	/* up to which a step reads them */
 	/* Weights. */
 	struct cuda_mat		tok_embd, *head;	/* head may be &tok_embd (tied) */
 	struct cuda_mat		out_head;
@@ -514,11 +524,11 @@ static cublasStatus_t blas_gemm(struct backend_cuda *c, const uint16_t *w, uint3
 
 /*
  * y[rows][0 .. w->n) = x . W^T + beta * y, as blas_gemm(), for @what. A
- * quantised W is read as it is by a step of up to CUK_QMATVEC_MAX_ROWS rows, which
- * waits for its bytes, not its arithmetic; a longer step widens it to BF16
- * a slice of rows at a time (c->wide), each slice one GEMM into its columns
- * of y, so that the tensor cores do the arithmetic. Return: 0, or -EIO with
- * a message in @msg.
+ * quantised W is read as it is by a step of up to c->matvec_rows rows
+ * (CUK_QMATVEC_MAX_ROWS at a time), which waits for its bytes, not its
+ * arithmetic; a longer step widens it to BF16 a slice of rows at a time
+ * (c->wide), each slice one GEMM into its columns of y, so that the tensor
+ * cores do the arithmetic. Return: 0, or -EIO with a message in @msg.
  */
 static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t *x,
 		uint32_t rows, float *y, uint32_t ldy, float beta, const char *what, char *msg,
@@ -532,8 +542,15 @@ static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t
 				msg, len);
 	if (!rows)
 		return 0;
-	if (rows <= CUK_QMATVEC_MAX_ROWS)
-		return cu_err(cuk_qmatvec(c->stream, y, ldy, beta, &q, x, rows), what, msg, len);
+	if (rows <= c->matvec_rows) {
+		for (r0 = 0; r0 < rows; r0 += nr) {
+			nr = rows - r0 < CUK_QMATVEC_MAX_ROWS ? rows - r0 : CUK_QMATVEC_MAX_ROWS;
+			if (cu_err(cuk_qmatvec(c->stream, y + (size_t)r0 * ldy, ldy, beta, &q,
+					       x + (size_t)r0 * w->k, nr), what, msg, len))
+				return -EIO;
+		}
+		return 0;
+	}
 	slice = slice_rows(c, w);
 	for (r0 = 0; r0 < w->n; r0 += nr) {
 		nr = w->n - r0 < slice ? w->n - r0 : slice;
@@ -1197,7 +1214,7 @@ static int alloc_scratch(struct backend_cuda *c, char *err, size_t len)
 	ret = ret ? ret : dev_alloc(&c->xb, T * c->n_embd * 2, "normed", err, len);
 	ret = ret ? ret : dev_alloc(&c->att, T * c->q_dim * 2, "attention out", err, len);
 	ret = ret ? ret : dev_alloc(&c->hb, T * c->n_ff * 2, "swiglu out", err, len);
-	if (!ret && c->wide_bytes && T > CUK_QMATVEC_MAX_ROWS)
+	if (!ret && c->wide_bytes && T > c->matvec_rows)
 		ret = dev_alloc(&c->wide, c->wide_bytes, "widened weights", err, len);
 	ret = ret ? ret : dev_alloc(&c->d_plan, c->plan_bytes, "step tables", err, len);
 	ret = ret ? ret : dev_alloc(&c->pen_saved, (size_t)c->b.pen_room * sizeof(float),
@@ -1358,6 +1375,7 @@ struct backend *backend_cuda_create(const struct model *m, const struct backend_
 	c->tiled = cuk_attn_tiles_fit(hp->head_dim) && !cp->untiled;
 	c->keep_quant = !cp->bf16_weights;
 	c->widen_slice = cp->widen_slice_bytes ? cp->widen_slice_bytes : CUDA_WIDEN_SLICE_BYTES;
+	c->matvec_rows = cp->matvec_rows ? cp->matvec_rows : CUDA_QMATVEC_ROWS;
 
 	if (open_device(c, cp->device, err, errlen))
 		goto fail;

@@ -201,6 +201,9 @@ struct backend {
  * @widen_slice_bytes:		a step of many rows widens a quantised matrix
  *				to BF16 this many bytes at a time (at least a
  *				row); 0 = 16 MiB (for tests and tuning)
+ * @matvec_rows:		a step of up to this many rows reads quantised
+ *				weights as they are, 8 rows a pass; a longer
+ *				one widens them; 0 = 16 (for tests and tuning)
  */
 struct backend_cuda_params {
 	double		gpu_memory_utilization;
@@ -210,6 +213,7 @@ struct backend_cuda_params {
 	bool		untiled;
 	bool		bf16_weights;
 	size_t		widen_slice_bytes;
+	uint32_t	matvec_rows;
 };
 
 struct backend *backend_cpu_create(const struct model *m, const struct backend_params *p,

@@ -40,6 +40,7 @@ static uint32_t decode_steps = 32;
 static uint32_t ctx_len = 512;		/* prompt positions before the timed decodes */
 static uint32_t prefill_len = 2048;
 static uint32_t batches[] = { 1, 64, 256 };
+static uint32_t mid_batch = 16;		/* past one pass of the quantised product */
 
 static double now(void)
 {
@@ -262,45 +263,58 @@ static double prefill(struct backend *b)
 /*
  * A model of kept quantised weights, after its decodes at batch 1 (@tp1
  * tokens/s) and 64 (@tp64): the same decodes with every weight widened to
- * BF16 at load, then batch 64 again with the widened slices of a step of
- * many rows at other sizes than the default 16 MiB (to tune
- * CUDA_WIDEN_SLICE_BYTES: L2 residency against launches). Return: 0, or 1
- * with a message.
+ * BF16 at load; 16 rows read as they are in two passes of the product (the
+ * default) against widened (matvec_rows 8), to set CUDA_QMATVEC_ROWS; and
+ * batch 64 with the widened slices at other sizes than the default 16 MiB
+ * (L2 residency against launches), to set CUDA_WIDEN_SLICE_BYTES. Return:
+ * 0, or 1 with a message.
  */
 static int quant_compare(const struct model *m, const struct backend_params *bp, double tp1,
 			 double tp64)
 {
-	static const size_t slices[] = { 4u << 20, 8u << 20, 32u << 20 };
 	const char *name = dtype_info(m->layers[0].wq->type)->name;
-	struct backend_cuda_params cp = { .bf16_weights = true };
+	const struct {
+		struct backend_cuda_params	cp;
+		uint32_t			batch;
+		const char			*what;
+	} runs[] = {
+		{ { .bf16_weights = true }, batches[0], "weights BF16" },
+		{ { .bf16_weights = true }, batches[1], "weights BF16" },
+		{ { .matvec_rows = 0 }, mid_batch, "2 passes" },
+		{ { .matvec_rows = 8 }, mid_batch, "widened" },
+		{ { .widen_slice_bytes = 4u << 20 }, batches[1], "4 MiB slices" },
+		{ { .widen_slice_bytes = 8u << 20 }, batches[1], "8 MiB slices" },
+		{ { .widen_slice_bytes = 32u << 20 }, batches[1], "32 MiB slices" },
+	};
+	double tp[sizeof(runs) / sizeof(runs[0])];
 	struct backend *b;
 	float *logits;
 	char err[512];
-	double tp;
 	unsigned int i;
 
-	for (i = 0; i < 2 + sizeof(slices) / sizeof(slices[0]); i++) {
-		if (i >= 2)
-			cp = (struct backend_cuda_params){ .widen_slice_bytes = slices[i - 2] };
-		b = backend_cuda_create(m, bp, &cp, err, sizeof(err));
+	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		b = backend_cuda_create(m, bp, &runs[i].cp, err, sizeof(err));
 		if (!b) {
 			fprintf(stderr, "bench_cuda: %s\n", err);
 			return 1;
 		}
-		logits = malloc((size_t)batches[1] * b->n_vocab * sizeof(float));
-		tp = decode(b, batches[i ? 1 : 0], logits);
+		logits = malloc((size_t)runs[i].batch * b->n_vocab * sizeof(float));
+		tp[i] = decode(b, runs[i].batch, logits);
 		free(logits);
 		backend_destroy(b);
-		if (tp < 0) {
+		if (tp[i] < 0) {
 			fprintf(stderr, "bench_cuda: decode failed\n");
 			return 1;
 		}
+		printf("decode b=%-3u %-14s %8.1f tokens/s", runs[i].batch, runs[i].what, tp[i]);
 		if (i < 2)
-			printf("decode b=%-3u weights BF16  %8.1f tokens/s  (%s kept: %.2fx as "
-			       "fast)\n", batches[i], tp, name, (i ? tp64 : tp1) / tp);
+			printf("  (%s kept: %.2fx as fast)\n", name, (i ? tp64 : tp1) / tp[i]);
+		else if (i == 3)
+			printf("  (2 passes: %.2fx as fast)\n", tp[2] / tp[i]);
+		else if (i > 3)
+			printf("  (16 MiB: %.2fx as fast)\n", tp64 / tp[i]);
 		else
-			printf("decode b=%-3u %2zu MiB slices %8.1f tokens/s  (16 MiB: %.2fx as "
-			       "fast)\n", batches[1], slices[i - 2] >> 20, tp, tp64 / tp);
+			printf("\n");
 	}
 	return 0;
 }
@@ -331,6 +345,7 @@ int main(int argc, char **argv)
 		prefill_len = 96;
 		batches[1] = 4;
 		batches[2] = 8;
+		mid_batch = 12;
 	}
 	bp.max_tokens = prefill_len;
 	bp.max_context = prefill_len + 64;

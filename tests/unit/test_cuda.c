@@ -1820,10 +1820,11 @@ static void q_step(struct backend **b, int nb, const struct backend_seq *s, uint
  * Quantised weights kept as they are (the default) beside the same model
  * widened to BF16 at load (bf16_weights): the weights take the GGUF
  * blocks' bytes, block bytes / (2 x block weights) of BF16's (17/32 for
- * Q8_0, 9/32 for Q4_0 and Q4_K). A 64-token prompt, then prompts of 9 to
- * 12 tokens for 4 more sequences in one step (more rows than the product
- * takes: widened in slices), then decodes of 1 sequence and of all 5 (the
- * product, from CUDA graphs): logits within 2e-2 norm-wise of the BF16
+ * Q8_0, 9/32 for Q4_0 and Q4_K). A 64-token prompt (widened in slices),
+ * a prompt of 9 tokens (the product in two passes, 8 rows and 1), prompts
+ * of 10 to 12 tokens for 3 more sequences in one step (widened), then
+ * decodes of 1 sequence and of all 5 (the product, from CUDA graphs):
+ * logits within 2e-2 norm-wise of the BF16
  * backend's (whose weights are each rounded by up to 2^-9, the kept ones
  * exact: 5e-3 to 9e-3 apart through tiny's 9 matrices). A third
  * backend widens 4 KiB at a time (slices of 2 or 8 rows, the LM head's last
@@ -1871,7 +1872,8 @@ static void quant_weights_case(const char *dtype, uint32_t type)
 	}
 	/* The prompts: 64 rows of logits, then one for each of the other 4. */
 	q_step(b, 3, s, 1, out, 0);
-	q_step(b, 3, s + 1, Q_SEQS - 1, out, Q_PROMPT * v);
+	q_step(b, 3, s + 1, 1, out, Q_PROMPT * v);
+	q_step(b, 3, s + 2, Q_SEQS - 2, out, (Q_PROMPT + 1) * v);
 	at = (Q_PROMPT + Q_SEQS - 1) * v;
 	ep = rel_err(out[0], out[1], at);
 	assert_true(ep < 2e-2);
