@@ -36,7 +36,7 @@
  *			capped by what the KV cache holds
  * @null_delay_ns:	null: wall time per step
  * @enforce_eager:	cuda: no CUDA graphs, every step launched kernel by kernel
- * @gpu_bf16_weights:	cuda: Q8_0 weights widened to BF16 at load too
+ * @gpu_bf16_weights:	cuda: quantised weights widened to BF16 at load too
  */
 struct engine_config {
 	const char	*backend;
