@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Element types: the table of ggml block layouts, IEEE half and bfloat16
- * conversion, and (de)quantisation of Q8_0, Q4_0 and Q4_K following the
- * reference definitions of ggml (ggml-quants.c's *_ref routines).
+ * conversion, and (de)quantisation of Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+ * following the reference definitions of ggml (ggml-quants.c's *_ref and
+ * dequantize_row_* routines).
  */
 #include <errno.h>
 #include <math.h>
@@ -22,8 +23,8 @@ static const struct dtype_info types[GGML_TYPE_COUNT] = {
 	[GGML_TYPE_Q2_K]	= { "Q2_K",	256,	84,	false },
 	[GGML_TYPE_Q3_K]	= { "Q3_K",	256,	110,	false },
 	[GGML_TYPE_Q4_K]	= { "Q4_K",	256,	144,	true },
-	[GGML_TYPE_Q5_K]	= { "Q5_K",	256,	176,	false },
-	[GGML_TYPE_Q6_K]	= { "Q6_K",	256,	210,	false },
+	[GGML_TYPE_Q5_K]	= { "Q5_K",	256,	176,	true },
+	[GGML_TYPE_Q6_K]	= { "Q6_K",	256,	210,	true },
 	[GGML_TYPE_Q8_K]	= { "Q8_K",	256,	292,	false },
 	[GGML_TYPE_I8]		= { "I8",	1,	1,	false },
 	[GGML_TYPE_I16]		= { "I16",	1,	2,	false },
@@ -257,6 +258,71 @@ static void dequant_q4_k(const uint8_t *b, float *y, uint64_t nb)
 	}
 }
 
+/*
+ * Q5_K: Q4_K's layout with a fifth bit per weight: d, dmin, the 12 bytes of
+ * scales and mins, then qh (32 bytes: bit j of byte l is the high bit of
+ * weight l of sub-block j) and the 128 bytes of nibbles.
+ * x = d * sc * (q + 16 h) - dmin * m.
+ */
+static void dequant_q5_k(const uint8_t *b, float *y, uint64_t nb)
+{
+	uint64_t i;
+	int j, l, is;
+
+	for (i = 0; i < nb; i++, b += 176) {
+		float d = fp16_to_fp32(rd16(b)), dmin = fp16_to_fp32(rd16(b + 2));
+		const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
+
+		for (j = 0, is = 0; j < QK_K; j += 64, is += 2, q += 32) {
+			uint8_t sc, m;
+			float d1, m1, d2, m2;
+
+			q4k_scale_min(is, scales, &sc, &m);
+			d1 = d * sc;
+			m1 = dmin * m;
+			q4k_scale_min(is + 1, scales, &sc, &m);
+			d2 = d * sc;
+			m2 = dmin * m;
+			for (l = 0; l < 32; l++)
+				*y++ = d1 * (float)((q[l] & 0x0f) | ((qh[l] >> is) & 1) << 4) - m1;
+			for (l = 0; l < 32; l++)
+				*y++ = d2 * (float)((q[l] >> 4) | ((qh[l] >> (is + 1)) & 1) << 4) - m2;
+		}
+	}
+}
+
+/*
+ * Q6_K: 256 six-bit weights in 16 sub-blocks of 16, each with an int8 scale
+ * under the block's half d, which comes last: ql (128 bytes of low nibbles),
+ * qh (64 bytes of high bit pairs), the 16 scales, d. Each half of 128
+ * weights takes 64 bytes of ql and 32 of qh: its weight 32 g + l (g < 4,
+ * l < 32) is nibble g / 2 of ql[l + 32 (g % 2)] with bits 2g, 2g + 1 of
+ * qh[l] above it, under scale 8 (half) + l / 16 + 2g.
+ * x = d * sc * (q - 32).
+ */
+static void dequant_q6_k(const uint8_t *b, float *y, uint64_t nb)
+{
+	uint64_t i;
+	int n, g, l;
+
+	for (i = 0; i < nb; i++, b += 210) {
+		float d = fp16_to_fp32(rd16(b + 208));
+		const uint8_t *ql = b, *qh = b + 128;
+		const int8_t *sc = (const int8_t *)(b + 192);
+
+		for (n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8) {
+			for (g = 0; g < 4; g++) {
+				for (l = 0; l < 32; l++) {
+					int lo = ql[l + 32 * (g & 1)] >> (4 * (g >> 1)) & 0x0f;
+					int q = (lo | ((qh[l] >> (2 * g)) & 3) << 4) - 32;
+
+					*y++ = d * (float)sc[l / 16 + 2 * g] * (float)q;
+				}
+			}
+		}
+	}
+}
+
 /**
  * dequantize() - expand @n elements of @type to float
  * @type:	element type
@@ -294,6 +360,12 @@ int dequantize(uint32_t type, const void *src, float *dst, uint64_t n)
 		break;
 	case GGML_TYPE_Q4_K:
 		dequant_q4_k(s, dst, n / QK_K);
+		break;
+	case GGML_TYPE_Q5_K:
+		dequant_q5_k(s, dst, n / QK_K);
+		break;
+	case GGML_TYPE_Q6_K:
+		dequant_q6_k(s, dst, n / QK_K);
 		break;
 	}
 	return 0;
@@ -347,6 +419,63 @@ static void quant_q4_0(const float *x, uint8_t *b, uint64_t nb)
 }
 
 /*
+ * The 6-bit scales and mins of a Q4_K or Q5_K block's sub-blocks from their
+ * float values (d = max / 63, dmin likewise), packed as q4k_scale_min()
+ * reads them; the halves as stored go to @d and @dmin.
+ */
+static void kq_pack_scales(uint8_t *b, const float *sub_scale, const float *sub_min,
+			   uint8_t *ls, uint8_t *lm, float *d, float *dmin)
+{
+	float max_scale = 0, max_min = 0;
+	uint8_t *scales = b + 4;
+	int j;
+
+	for (j = 0; j < 8; j++) {
+		max_scale = fmaxf(max_scale, sub_scale[j]);
+		max_min = fmaxf(max_min, sub_min[j]);
+	}
+	wr16(b, fp32_to_fp16(max_scale / 63));
+	wr16(b + 2, fp32_to_fp16(max_min / 63));
+	*d = fp16_to_fp32(rd16(b));
+	*dmin = fp16_to_fp32(rd16(b + 2));
+	for (j = 0; j < 8; j++) {
+		ls[j] = (uint8_t)(*d ? fminf(63, roundf(sub_scale[j] / *d)) : 0);
+		lm[j] = (uint8_t)(*dmin ? fminf(63, roundf(sub_min[j] / *dmin)) : 0);
+	}
+	for (j = 0; j < 4; j++) {
+		scales[j] = (uint8_t)(ls[j] | (ls[j + 4] >> 4) << 6);
+		scales[j + 4] = (uint8_t)(lm[j] | (lm[j + 4] >> 4) << 6);
+		scales[j + 8] = (uint8_t)((ls[j + 4] & 0x0f) | (lm[j + 4] & 0x0f) << 4);
+	}
+}
+
+/* Sub-block float scales and mins of a K-quant with @levels steps. */
+static void kq_fit(const float *x, int levels, float *sub_scale, float *sub_min)
+{
+	int j, l;
+
+	for (j = 0; j < 8; j++) {
+		float lo = x[32 * j], hi = x[32 * j];
+
+		for (l = 1; l < 32; l++) {
+			lo = fminf(lo, x[32 * j + l]);
+			hi = fmaxf(hi, x[32 * j + l]);
+		}
+		lo = fminf(lo, 0);
+		sub_scale[j] = (hi - lo) / (float)levels;
+		sub_min[j] = -lo;
+	}
+}
+
+/* x's level under scale d1 and offset m1, in 0 .. max. */
+static int kq_level(float x, float d1, float m1, int max)
+{
+	int q = d1 ? (int)roundf((x + m1) / d1) : 0;
+
+	return q < 0 ? 0 : q > max ? max : q;
+}
+
+/*
  * Q4_K by a plain min/max fit per sub-block (not ggml's iterative search:
  * any valid encoding reads back the same way).
  */
@@ -356,48 +485,96 @@ static void quant_q4_k(const float *x, uint8_t *b, uint64_t nb)
 	int j, l;
 
 	for (i = 0; i < nb; i++, x += QK_K, b += 144) {
-		float sub_scale[8], sub_min[8], max_scale = 0, max_min = 0, d, dmin;
-		uint8_t ls[8], lm[8], *scales = b + 4, *q = b + 16;
+		float sub_scale[8], sub_min[8], d, dmin;
+		uint8_t ls[8], lm[8], *q = b + 16;
 
-		for (j = 0; j < 8; j++) {
-			float lo = x[32 * j], hi = x[32 * j];
-
-			for (l = 1; l < 32; l++) {
-				lo = fminf(lo, x[32 * j + l]);
-				hi = fmaxf(hi, x[32 * j + l]);
-			}
-			lo = fminf(lo, 0);
-			sub_scale[j] = (hi - lo) / 15;
-			sub_min[j] = -lo;
-			max_scale = fmaxf(max_scale, sub_scale[j]);
-			max_min = fmaxf(max_min, sub_min[j]);
-		}
-		d = max_scale / 63;
-		dmin = max_min / 63;
-		wr16(b, fp32_to_fp16(d));
-		wr16(b + 2, fp32_to_fp16(dmin));
-		d = fp16_to_fp32(rd16(b));
-		dmin = fp16_to_fp32(rd16(b + 2));
-		for (j = 0; j < 8; j++) {
-			ls[j] = (uint8_t)(d ? fminf(63, roundf(sub_scale[j] / d)) : 0);
-			lm[j] = (uint8_t)(dmin ? fminf(63, roundf(sub_min[j] / dmin)) : 0);
-		}
-		for (j = 0; j < 4; j++) {
-			scales[j] = (uint8_t)(ls[j] | (ls[j + 4] >> 4) << 6);
-			scales[j + 4] = (uint8_t)(lm[j] | (lm[j + 4] >> 4) << 6);
-			scales[j + 8] = (uint8_t)((ls[j + 4] & 0x0f) | (lm[j + 4] & 0x0f) << 4);
-		}
+		kq_fit(x, 15, sub_scale, sub_min);
+		kq_pack_scales(b, sub_scale, sub_min, ls, lm, &d, &dmin);
 		for (j = 0; j < 8; j += 2) {
 			float d1 = d * ls[j], m1 = dmin * lm[j];
 			float d2 = d * ls[j + 1], m2 = dmin * lm[j + 1];
 
 			for (l = 0; l < 32; l++) {
-				int q0 = d1 ? (int)roundf((x[32 * j + l] + m1) / d1) : 0;
-				int q1 = d2 ? (int)roundf((x[32 * (j + 1) + l] + m2) / d2) : 0;
+				int q0 = kq_level(x[32 * j + l], d1, m1, 15);
+				int q1 = kq_level(x[32 * (j + 1) + l], d2, m2, 15);
 
-				q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
-				q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
 				q[16 * j + l] = (uint8_t)(q0 | q1 << 4);
+			}
+		}
+	}
+}
+
+/* Q5_K by the same fit as Q4_K, over 32 levels. */
+static void quant_q5_k(const float *x, uint8_t *b, uint64_t nb)
+{
+	uint64_t i;
+	int j, l;
+
+	for (i = 0; i < nb; i++, x += QK_K, b += 176) {
+		float sub_scale[8], sub_min[8], d, dmin;
+		uint8_t ls[8], lm[8], *qh = b + 16, *q = b + 48;
+
+		kq_fit(x, 31, sub_scale, sub_min);
+		kq_pack_scales(b, sub_scale, sub_min, ls, lm, &d, &dmin);
+		memset(qh, 0, 32);
+		for (j = 0; j < 8; j += 2) {
+			float d1 = d * ls[j], m1 = dmin * lm[j];
+			float d2 = d * ls[j + 1], m2 = dmin * lm[j + 1];
+
+			for (l = 0; l < 32; l++) {
+				int q0 = kq_level(x[32 * j + l], d1, m1, 31);
+				int q1 = kq_level(x[32 * (j + 1) + l], d2, m2, 31);
+
+				q[16 * j + l] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
+				qh[l] |= (uint8_t)((q0 >> 4) << j | (q1 >> 4) << (j + 1));
+			}
+		}
+	}
+}
+
+/*
+ * Q6_K: each sub-block of 16 gets the scale that maps its largest magnitude
+ * to -32 (as Q4_0 does), the block d = largest scale / 127 (int8 scales).
+ */
+static void quant_q6_k(const float *x, uint8_t *b, uint64_t nb)
+{
+	uint64_t i;
+	int j, l, n, g;
+
+	for (i = 0; i < nb; i++, x += QK_K, b += 210) {
+		float sub_scale[16], max_scale = 0, d;
+		uint8_t *ql = b, *qh = b + 128;
+		int8_t *sc = (int8_t *)(b + 192);
+
+		for (j = 0; j < 16; j++) {
+			float amax = 0, max = 0;
+
+			for (l = 0; l < 16; l++) {
+				if (fabsf(x[16 * j + l]) > amax) {
+					amax = fabsf(x[16 * j + l]);
+					max = x[16 * j + l];
+				}
+			}
+			sub_scale[j] = max / -32;
+			max_scale = fmaxf(max_scale, fabsf(sub_scale[j]));
+		}
+		wr16(b + 208, fp32_to_fp16(max_scale / 127));
+		d = fp16_to_fp32(rd16(b + 208));
+		for (j = 0; j < 16; j++)
+			sc[j] = (int8_t)(d ? fmaxf(-127, fminf(127, roundf(sub_scale[j] / d))) : 0);
+		memset(b, 0, 192);
+		/* weight 128 n + 32 g + l, as dequant_q6_k() reads it */
+		for (n = 0; n < 2; n++) {
+			for (g = 0; g < 4; g++) {
+				for (l = 0; l < 32; l++) {
+					int e = 128 * n + 32 * g + l;
+					float d1 = d * sc[e / 16];
+					int q = d1 ? (int)roundf(x[e] / d1) : 0;
+
+					q = (q < -32 ? -32 : q > 31 ? 31 : q) + 32;
+					ql[64 * n + l + 32 * (g & 1)] |= (uint8_t)((q & 0x0f) << (4 * (g >> 1)));
+					qh[32 * n + l] |= (uint8_t)((q >> 4) << (2 * g));
+				}
 			}
 		}
 	}
@@ -405,7 +582,7 @@ static void quant_q4_k(const float *x, uint8_t *b, uint64_t nb)
 
 /**
  * quantize() - pack @n floats as @type
- * @type:	F32, F16, BF16, Q8_0, Q4_0 or Q4_K
+ * @type:	F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K
  * @src:	the values
  * @dst:	room for dtype_row_bytes(@type, @n)
  * @n:		element count, a whole number of blocks
@@ -440,6 +617,12 @@ int quantize(uint32_t type, const float *src, void *dst, uint64_t n)
 		break;
 	case GGML_TYPE_Q4_K:
 		quant_q4_k(src, d, n / QK_K);
+		break;
+	case GGML_TYPE_Q5_K:
+		quant_q5_k(src, d, n / QK_K);
+		break;
+	case GGML_TYPE_Q6_K:
+		quant_q6_k(src, d, n / QK_K);
 		break;
 	}
 	return 0;

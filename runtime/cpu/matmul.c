@@ -71,6 +71,10 @@ static matmul_rows_fn rows_fn(const struct matmul_kernels *kern, uint32_t type)
 		return kern->q4_0;
 	case GGML_TYPE_Q4_K:
 		return kern->q4_k;
+	case GGML_TYPE_Q5_K:
+		return kern->q5_k;
+	case GGML_TYPE_Q6_K:
+		return kern->q6_k;
 	default:
 		return NULL;
 	}

@@ -104,6 +104,22 @@ VI vec v_load_u4(const uint8_t *p, int hi)
 	return _mm256_cvtepi32_ps(b);
 }
 
+/*
+ * Byte-wise in one XMM register: shifting 16-bit lanes moves a neighbour's
+ * bits only above the mask (mask <= 3, sh + 2 <= 8 where mask is 3).
+ */
+VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
+{
+	__m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+	__m128i t = _mm_loadl_epi64((const __m128i *)(const void *)h);
+	__m128i lo = _mm_set1_epi8(0x0f);
+
+	b = _mm_and_si128(hi ? _mm_srli_epi16(b, 4) : b, lo);
+	t = _mm_and_si128(_mm_srl_epi16(t, _mm_cvtsi32_si128(sh)), _mm_set1_epi8((char)mask));
+	b = _mm_or_si128(b, _mm_slli_epi16(t, 4));
+	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));

@@ -188,6 +188,28 @@ VI vec v_load_u4(const uint8_t *p, int hi)
 #endif
 }
 
+/*
+ * Byte-wise in one XMM register: shifting 16-bit lanes moves a neighbour's
+ * bits only above the mask (mask <= 3, sh + 2 <= 8 where mask is 3).
+ */
+VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
+{
+	quarter_i b = M128(loadu_si128)((const void *)p);
+	quarter_i t = M128(loadu_si128)((const void *)h);
+	quarter_i lo = M128(set1_epi8)(0x0f);
+
+	b = M128(and_si128)(hi ? M128(srli_epi16)(b, 4) : b, lo);
+	t = M128(and_si128)(M128(srl_epi16)(t, M128(cvtsi32_si128)(sh)),
+			    M128(set1_epi8)((char)mask));
+	b = M128(or_si128)(b, M128(slli_epi16)(t, 4));
+#if defined(LLMQ_CPU_SIMDE)
+	return join_ps(M256(cvtepi32_ps)(M256(cvtepu8_epi32)(b)),
+		       M256(cvtepi32_ps)(M256(cvtepu8_epi32)(M128(srli_si128)(b, 8))));
+#else
+	return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+#endif
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));

@@ -154,6 +154,17 @@ VI vec v_load_u4(const uint8_t *p, int hi)
 	return __builtin_convertvector(__builtin_convertvector(b, vec_i32), vec);
 }
 
+VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
+{
+	vec_u8 b, t;
+
+	memcpy(&b, p, sizeof(b));
+	memcpy(&t, h, sizeof(t));
+	b = hi ? b >> 4 : b & 0x0f;
+	b |= ((t >> sh) & (uint8_t)mask) << 4;
+	return __builtin_convertvector(__builtin_convertvector(b, vec_i32), vec);
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return f16_table[p[0] | p[1] << 8];

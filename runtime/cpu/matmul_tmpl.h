@@ -16,11 +16,14 @@
  *   v_load_f16(p) v_load_bf16(p)	VL halves / bfloat16s at byte p, as floats
  *   v_load_i8(p)			VL int8 as floats
  *   v_load_u4(p, hi)			the low (hi = 0) or high nibbles of VL bytes
+ *   v_load_u4h(p, hi, h, sh, mask)	those nibbles with (h[i] >> sh) & mask above
+ *					them (bits 4, 5): Q5_K's and Q6_K's weights
  *   s_f16(p)				one half at byte p, as float
  *
  * How the product is computed, for every weight type: each vector of W is
  * dequantised in registers to exactly the float dequantize() gives (d * q for
- * Q8_0, d * (q - 8) for Q4_0, d * sc * q - dmin * m for Q4_K, in the same
+ * Q8_0, d * (q - 8) for Q4_0, d * sc * q - dmin * m for Q4_K and Q5_K,
+ * d * sc * (q - 32) for Q6_K, in the same
  * operations and roundings; F16 and BF16 widen exactly), then multiplied into
  * VL float partial sums per (x row, W row) with one FMA per vector, walking k
  * in order; the VL sums are added in a fixed order at the end. Activations
@@ -64,6 +67,44 @@ static ALWAYS_INLINE TARGET void q4k_sm(int j, const uint8_t *q, unsigned int *s
 		*sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
 		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
 	}
+}
+
+/* Bytes of a Q4_K or Q5_K block, and where its nibbles start in it. */
+static ALWAYS_INLINE int kq_bytes(const int type)
+{
+	return type == GGML_TYPE_Q5_K ? 176 : 144;
+}
+
+static ALWAYS_INLINE int kq_quants(const int type)
+{
+	return type == GGML_TYPE_Q5_K ? 48 : 16;
+}
+
+/*
+ * VL weights of sub-block @s of the Q4_K or Q5_K block at @blk, from its
+ * nibbles at byte @qoff (the block's) and weight @l of the sub-block on: the
+ * nibble as it is, or with Q5_K's fifth bit (bit @s of qh[@l]) above it.
+ */
+static ALWAYS_INLINE TARGET vec kq_load(const int type, const uint8_t *blk, size_t qoff,
+					int l, int s)
+{
+	if (type == GGML_TYPE_Q5_K)
+		return v_load_u4h(blk + qoff, s & 1, blk + 16 + l, s, 1);
+	return v_load_u4(blk + qoff, s & 1);
+}
+
+/*
+ * Vector @v of Q6_K sub-block @s (16 weights) of the block at @blk, as
+ * q - 32. Weight 16 s + t is weight 32 g + l of half n (s = 8 n + 2 g + l /
+ * 16): nibble g / 2 of ql[64 n + 32 (g % 2) + l], bits 2g, 2g + 1 of
+ * qh[32 n + l] above it.
+ */
+static ALWAYS_INLINE TARGET vec q6k_load(const uint8_t *blk, int s, int v)
+{
+	const int n = s / 8, g = (s % 8) / 2, l = 16 * (s % 2) + v * VL;
+
+	return v_sub(v_load_u4h(blk + 64 * n + 32 * (g % 2) + l, g / 2, blk + 128 + 32 * n + l,
+				2 * g, 3), v_set1(32.0f));
 }
 
 /* One weight of a dense type, for the zero-padded tail of k. */
@@ -230,26 +271,29 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 		break;
 
 	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K:
 		for (b = 0; b < k / 256; b++) {
+			const size_t bo = b * kq_bytes(type);
 			float dd[NR_MAX], dm[NR_MAX];
 
 			UNROLL(8)
 			for (j = 0; j < nr; j++) {
-				dd[j] = s_f16(wp[j] + b * 144);
-				dm[j] = s_f16(wp[j] + b * 144 + 2);
+				dd[j] = s_f16(wp[j] + bo);
+				dm[j] = s_f16(wp[j] + bo + 2);
 			}
 			for (s = 0; s < 8; s++) {
 				/* sub-block s: 32 nibbles, low (s even) or high (s odd)
-				 * halves of bytes 32 * (s / 2) ... of the quants */
-				const size_t qoff = b * 144 + 16 + 32 * (size_t)(s / 2);
+				 * halves of bytes 32 * (s / 2) ... of the quants; Q5_K's
+				 * fifth bits are bit s of its 32 qh bytes */
+				const size_t qoff = kq_quants(type) + 32 * (size_t)(s / 2);
 				vec d1[NR_MAX], m1[NR_MAX];
 
-				read_ahead(nr, wp, ahead, b * 144 + s * 18);
+				read_ahead(nr, wp, ahead, bo + s * kq_bytes(type) / 8);
 				UNROLL(8)
 				for (j = 0; j < nr; j++) {
 					unsigned int sc, mn;
 
-					q4k_sm(s, wp[j] + b * 144 + 4, &sc, &mn);
+					q4k_sm(s, wp[j] + bo + 4, &sc, &mn);
 					d1[j] = v_set1(dd[j] * (float)sc);
 					m1[j] = v_set1(dm[j] * (float)mn);
 				}
@@ -257,13 +301,45 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 				for (v = 0; v < 32 / VL; v++) {
 					UNROLL(8)
 					for (j = 0; j < nr; j++) {
-						vec q = v_load_u4(wp[j] + qoff + v * VL, s & 1);
+						vec q = kq_load(type, wp[j] + bo, qoff + v * VL, v * VL,
+								s);
 						vec wv = v_sub(v_keep(v_mul(d1[j], q)), m1[j]);
 
 						UNROLL(4)
 						for (i = 0; i < mr; i++)
 							acc[i][j] = v_fma(wv, v_load(xp[i] + b * 256 +
 										 s * 32 + v * VL),
+									  acc[i][j]);
+					}
+				}
+			}
+		}
+		break;
+
+	case GGML_TYPE_Q6_K:
+		for (b = 0; b < k / 256; b++) {
+			float dd[NR_MAX];
+
+			UNROLL(8)
+			for (j = 0; j < nr; j++)
+				dd[j] = s_f16(wp[j] + b * 210 + 208);
+			for (s = 0; s < 16; s++) {
+				vec d1[NR_MAX];
+
+				read_ahead(nr, wp, ahead, b * 210 + s * 13);
+				UNROLL(8)
+				for (j = 0; j < nr; j++)
+					d1[j] = v_set1(dd[j] * (float)(int8_t)wp[j][b * 210 + 192 + s]);
+				UNROLL(4)
+				for (v = 0; v < 16 / VL; v++) {
+					UNROLL(8)
+					for (j = 0; j < nr; j++) {
+						vec wv = v_mul(d1[j], q6k_load(wp[j] + b * 210, s, v));
+
+						UNROLL(4)
+						for (i = 0; i < mr; i++)
+							acc[i][j] = v_fma(wv, v_load(xp[i] + b * 256 +
+										 s * 16 + v * VL),
 									  acc[i][j]);
 					}
 				}
@@ -386,23 +462,40 @@ static ALWAYS_INLINE TARGET void unpack(const int type, const uint8_t *row, size
 		break;
 
 	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K:
 		for (b = k0 / 256; b < (k0 + kc) / 256; b++) {
-			float dd = s_f16(row + b * 144), dm = s_f16(row + b * 144 + 2);
+			const uint8_t *blk = row + b * kq_bytes(type);
+			float dd = s_f16(blk), dm = s_f16(blk + 2);
 
 			for (s = 0; s < 8; s++, dst += 32) {
-				const size_t qoff = b * 144 + 16 + 32 * (size_t)(s / 2);
+				const size_t qoff = kq_quants(type) + 32 * (size_t)(s / 2);
 				unsigned int sc, mn;
 				vec d1, m1;
 
-				q4k_sm(s, row + b * 144 + 4, &sc, &mn);
+				q4k_sm(s, blk + 4, &sc, &mn);
 				d1 = v_set1(dd * (float)sc);
 				m1 = v_set1(dm * (float)mn);
 				UNROLL(4)
 				for (v = 0; v < 32 / VL; v++) {
-					vec q = v_load_u4(row + qoff + v * VL, s & 1);
+					vec q = kq_load(type, blk, qoff + v * VL, v * VL, s);
 
 					v_store(dst + v * VL, v_sub(v_keep(v_mul(d1, q)), m1));
 				}
+			}
+		}
+		break;
+
+	case GGML_TYPE_Q6_K:
+		for (b = k0 / 256; b < (k0 + kc) / 256; b++) {
+			const uint8_t *blk = row + b * 210;
+			float dd = s_f16(blk + 208);
+
+			for (s = 0; s < 16; s++, dst += 16) {
+				vec d1 = v_set1(dd * (float)(int8_t)blk[192 + s]);
+
+				UNROLL(4)
+				for (v = 0; v < 16 / VL; v++)
+					v_store(dst + v * VL, v_mul(d1, q6k_load(blk, s, v)));
 			}
 		}
 		break;
@@ -619,10 +712,13 @@ DEFINE_ROWS(rows_bf16, GGML_TYPE_BF16)
 DEFINE_ROWS(rows_q8_0, GGML_TYPE_Q8_0)
 DEFINE_ROWS(rows_q4_0, GGML_TYPE_Q4_0)
 DEFINE_ROWS(rows_q4_k, GGML_TYPE_Q4_K)
+DEFINE_ROWS(rows_q5_k, GGML_TYPE_Q5_K)
+DEFINE_ROWS(rows_q6_k, GGML_TYPE_Q6_K)
 
 #define MATMUL_KERNELS(path)						\
 {									\
 	.name = path, .lanes = VL,					\
 	.f32 = rows_f32, .f16 = rows_f16, .bf16 = rows_bf16,		\
 	.q8_0 = rows_q8_0, .q4_0 = rows_q4_0, .q4_k = rows_q4_k,	\
+	.q5_k = rows_q5_k, .q6_k = rows_q6_k,				\
 }

@@ -107,15 +107,22 @@ static void test_dtype_sizes(void **state)
 	assert_int_equal(dtype_row_bytes(5, 32, &b), -EINVAL);		/* 4, 5: removed types */
 	assert_int_equal(dtype_row_bytes(GGML_TYPE_COUNT + 7, 32, &b), -EINVAL);
 	assert_null(dtype_info(99));
-	assert_false(dtype_info(GGML_TYPE_Q6_K)->supported);
+	assert_int_equal(dtype_row_bytes(GGML_TYPE_Q5_K, 512, &b), 0);
+	assert_int_equal(b, 352);
+	assert_int_equal(dtype_row_bytes(GGML_TYPE_Q6_K, 256, &b), 0);
+	assert_int_equal(b, 210);
+	assert_true(dtype_info(GGML_TYPE_Q6_K)->supported);
+	assert_false(dtype_info(GGML_TYPE_Q3_K)->supported);
 }
 
 /* Quantising then dequantising stays within each format's step. */
 static void test_quant_roundtrip(void **state)
 {
 	static const uint32_t types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-					  GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K };
-	static const float tol[] = { 0, 1e-3f, 8e-3f, 1.0f / 127, 1.0f / 7, 0.1f };
+					  GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+					  GGML_TYPE_Q5_K, GGML_TYPE_Q6_K };
+	/* about half a step of each format on values in [-1, 1] */
+	static const float tol[] = { 0, 1e-3f, 8e-3f, 1.0f / 127, 1.0f / 7, 0.1f, 0.05f, 0.04f };
 	float x[1024], y[1024];
 	uint8_t buf[4096];
 	unsigned int t, i;
@@ -123,7 +130,7 @@ static void test_quant_roundtrip(void **state)
 	(void)state;
 	for (i = 0; i < 1024; i++)
 		x[i] = frand();
-	for (t = 0; t < 6; t++) {
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
 		float worst = 0;
 
 		assert_int_equal(quantize(types[t], x, buf, 1024), 0);
@@ -133,7 +140,9 @@ static void test_quant_roundtrip(void **state)
 		if (worst > tol[t])
 			fail_msg("%s: worst error %g > %g", dtype_info(types[t])->name, worst, tol[t]);
 	}
-	assert_int_equal(quantize(GGML_TYPE_Q6_K, x, buf, 256), -EINVAL);
+	assert_int_equal(quantize(GGML_TYPE_Q3_K, x, buf, 256), -EINVAL);
+	assert_int_equal(quantize(GGML_TYPE_Q6_K, x, buf, 255), -EINVAL);
+	assert_int_equal(dequantize(GGML_TYPE_Q5_K, buf, y, 128), -EINVAL);
 }
 
 /* Random finite blocks, dequantised here and by numpy: identical bits. */
@@ -141,7 +150,8 @@ static void test_dequant_vs_numpy(void **state)
 {
 	static const struct { uint32_t type; const char *name; } t[] = {
 		{ GGML_TYPE_F16, "F16" }, { GGML_TYPE_BF16, "BF16" }, { GGML_TYPE_Q8_0, "Q8_0" },
-		{ GGML_TYPE_Q4_0, "Q4_0" }, { GGML_TYPE_Q4_K, "Q4_K" },
+		{ GGML_TYPE_Q4_0, "Q4_0" }, { GGML_TYPE_Q4_K, "Q4_K" }, { GGML_TYPE_Q5_K, "Q5_K" },
+		{ GGML_TYPE_Q6_K, "Q6_K" },
 	};
 	const uint64_t n = 256 * 64;
 	char in[1200], out[1200], cmd[4096];
@@ -166,7 +176,9 @@ static void test_dequant_vs_numpy(void **state)
 			bool half = t[j].type == GGML_TYPE_F16 || t[j].type == GGML_TYPE_BF16 ||
 				    (t[j].type == GGML_TYPE_Q8_0 && i % 34 == 0) ||
 				    (t[j].type == GGML_TYPE_Q4_0 && i % 18 == 0) ||
-				    (t[j].type == GGML_TYPE_Q4_K && (i % 144 == 0 || i % 144 == 2));
+				    (t[j].type == GGML_TYPE_Q4_K && (i % 144 == 0 || i % 144 == 2)) ||
+				    (t[j].type == GGML_TYPE_Q5_K && (i % 176 == 0 || i % 176 == 2)) ||
+				    (t[j].type == GGML_TYPE_Q6_K && i % 210 == 208);
 
 			if (half)
 				raw[i + 1] &= t[j].type == GGML_TYPE_BF16 ? 0xbf : 0xbb;
@@ -289,13 +301,14 @@ static void test_all_types_roundtrip(void **state)
 /* Every dtype through mkmodel, the reader and the model checks. */
 static void test_mkmodel_every_dtype(void **state)
 {
-	static const char *const dtypes[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K" };
+	static const char *const dtypes[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K",
+					      "Q5_K", "Q6_K" };
 	char path[1200], cmd[4096];
 	struct model m;
 	unsigned int i;
 
 	(void)state;
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++) {
 		path_of(path, sizeof(path), "tiny.gguf");
 		snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype %s "
 			 "--seed 3 -o %s 2>/dev/null", getenv("LLMQ_BIN_DIR"),
@@ -316,6 +329,25 @@ static void test_mkmodel_every_dtype(void **state)
 		assert_true(m.vocab.add_bos);
 		model_free(&m);
 	}
+	/* llama.cpp's Q4_K_M: Q6_K for the head and, of 2 layers, the last's attn_v, ffn_down */
+	path_of(path, sizeof(path), "tiny.gguf");
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype q4_k_m -o %s 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(system(cmd), 0);
+	if (model_load(&m, path))
+		fail_msg("Q4_K_M: %s", m.err);
+	assert_int_equal(m.tok_embd->type, GGML_TYPE_Q4_K);
+	assert_int_equal(m.output->type, GGML_TYPE_Q6_K);
+	assert_int_equal(m.layers[0].wv->type, GGML_TYPE_Q4_K);
+	assert_int_equal(m.layers[0].w_down->type, GGML_TYPE_Q4_K);
+	assert_int_equal(m.layers[1].wv->type, GGML_TYPE_Q6_K);
+	assert_int_equal(m.layers[1].w_down->type, GGML_TYPE_Q6_K);
+	assert_int_equal(m.layers[1].wq->type, GGML_TYPE_Q4_K);
+	model_free(&m);
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype Q3_K -o %s 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+
 	path_of(path, sizeof(path), "tq.gguf");
 	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny-qwen2 -o %s 2>/dev/null",
 		 getenv("LLMQ_BIN_DIR"), path);

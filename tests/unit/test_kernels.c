@@ -370,7 +370,7 @@ struct mm_param {
 
 static const uint32_t mm_types[] = {
 	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-	GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+	GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 };
 
 #define N_TYPES	(sizeof(mm_types) / sizeof(mm_types[0]))
@@ -1414,7 +1414,7 @@ static int teardown(void **state)
 
 int main(void)
 {
-	struct CMUnitTest tests[64];
+	struct CMUnitTest tests[N_TYPES * 4 + 48];
 	const char *env = getenv("LLMQ_TEST_SEED");
 	static char names[N_TYPES * 4 + 32][64];
 	size_t nt = 0, t, p, nn = 0;

@@ -104,17 +104,27 @@ static int fill_tensor(void *arg, void *dst, uint64_t bytes)
 	return err;
 }
 
+/*
+ * The weight matrices' types: @base for most, @more for those llama.cpp's
+ * _M mixes give more bits (the same as @base for a plain type).
+ */
+struct wtypes {
+	const char	*name;
+	uint32_t	base;
+	uint32_t	more;
+};
+
 struct model_out {
 	struct gguf_writer	*w;
 	struct fill		*fills;
 	uint32_t		nr;
 	uint64_t		seed;
-	uint32_t		dtype;
 	uint64_t		params;
 	const struct hf_model	*hf;
 };
 
-static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1, float scale)
+static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1, float scale,
+	       uint32_t type)
 {
 	struct fill *f = &o->fills[o->nr++];
 	uint64_t x = o->seed, ne[2] = { ne0, ne1 };
@@ -125,7 +135,7 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 	for (p = name; *p; p++)
 		x = x * 131 + (uint8_t)*p;
 	rng_seed(f->s, x);
-	f->type = vec ? GGML_TYPE_F32 : o->dtype;
+	f->type = vec ? GGML_TYPE_F32 : type;
 	f->ne0 = ne0;
 	f->rows = vec ? 1 : ne1;
 	f->scale = scale;
@@ -151,10 +161,10 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 		f->src = t;
 		snprintf(f->name, sizeof(f->name), "%s", name);
 	}
-	if (!vec && ne0 % dtype_info(o->dtype)->block) {
+	if (!vec && ne0 % dtype_info(type)->block) {
 		fprintf(stderr, "llmq-mkmodel: %s: %llu columns do not fit %s blocks of %u\n",
-			name, (unsigned long long)ne0, dtype_info(o->dtype)->name,
-			dtype_info(o->dtype)->block);
+			name, (unsigned long long)ne0, dtype_info(type)->name,
+			dtype_info(type)->block);
 		return -EINVAL;
 	}
 	return gguf_add_tensor_fill(o->w, name, f->type, vec ? 1 : 2, ne, fill_tensor, f);
@@ -175,8 +185,10 @@ static void usage(FILE *f)
 	for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
 		fprintf(f, "                       %-10s %s\n", presets[i].name, presets[i].what);
 	fprintf(f,
-		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0 or Q4_K\n"
-		"                     (default F16; norms and biases stay F32)\n"
+		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K\n"
+		"                     or Q6_K, or llama.cpp's mixes Q4_K_M and Q5_K_M (Q6_K\n"
+		"                     for the LM head and for attn_v and ffn_down in some\n"
+		"                     layers) (default F16; norms and biases stay F32)\n"
 		"  --seed N           weights generator seed (default 0)\n"
 		"  --tokenizer FILE   import a Hugging Face tokenizer.json or a SentencePiece\n"
 		"                     MODEL.vocab (default: a built-in byte vocabulary of 260\n"
@@ -191,25 +203,45 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n");
 }
 
-static uint32_t parse_dtype(const char *s)
+static struct wtypes parse_dtype(const char *s)
 {
-	static const uint32_t ok[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-				       GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K };
+	static const struct wtypes ok[] = {
+		{ "F32", GGML_TYPE_F32, GGML_TYPE_F32 },
+		{ "F16", GGML_TYPE_F16, GGML_TYPE_F16 },
+		{ "BF16", GGML_TYPE_BF16, GGML_TYPE_BF16 },
+		{ "Q8_0", GGML_TYPE_Q8_0, GGML_TYPE_Q8_0 },
+		{ "Q4_0", GGML_TYPE_Q4_0, GGML_TYPE_Q4_0 },
+		{ "Q4_K", GGML_TYPE_Q4_K, GGML_TYPE_Q4_K },
+		{ "Q5_K", GGML_TYPE_Q5_K, GGML_TYPE_Q5_K },
+		{ "Q6_K", GGML_TYPE_Q6_K, GGML_TYPE_Q6_K },
+		{ "Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K },
+		{ "Q5_K_M", GGML_TYPE_Q5_K, GGML_TYPE_Q6_K },
+	};
 	size_t i;
 
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-		if (!strcasecmp(s, dtype_info(ok[i])->name))
+		if (!strcasecmp(s, ok[i].name))
 			return ok[i];
-	fprintf(stderr, "llmq-mkmodel: --dtype: '%s' is not F32, F16, BF16, Q8_0, Q4_0 or Q4_K\n",
-		s);
+	fprintf(stderr, "llmq-mkmodel: --dtype: '%s' is not F32, F16, BF16, Q8_0, Q4_0, Q4_K, "
+		"Q5_K, Q6_K, Q4_K_M or Q5_K_M\n", s);
 	exit(2);
 }
 
+/*
+ * Whether layer @l of @n gets an _M mix's extra bits in attn_v and ffn_down:
+ * llama.cpp's use_more_bits(), the first and last eighth and every third
+ * layer between.
+ */
+static bool more_bits(uint32_t l, uint32_t n)
+{
+	return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
+}
+
 static int write_model(const struct preset *p, const struct hf_model *hf,
-		       struct hf_tokenizer *tok, uint32_t dtype, uint64_t seed, const char *name,
+		       struct hf_tokenizer *tok, struct wtypes wt, uint64_t seed, const char *name,
 		       const char *out)
 {
-	struct model_out o = { .seed = seed, .dtype = dtype, .hf = hf };
+	struct model_out o = { .seed = seed, .hf = hf };
 	uint32_t hd = p->n_embd / p->n_head, n_vocab = p->n_vocab ? p->n_vocab : tok->n, l;
 	uint64_t q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd;
 	char key[128], tn[96];
@@ -271,32 +303,35 @@ static int write_model(const struct preset *p, const struct hf_model *hf,
 	}
 	hf_tokenizer_write(tok, o.w);
 
-	err = add(&o, "token_embd.weight", p->n_embd, n_vocab, 0.02f);
+	/* a tied LM head is the embedding table: it gets the head's type */
+	err = add(&o, "token_embd.weight", p->n_embd, n_vocab, 0.02f, p->tied ? wt.more : wt.base);
 	for (l = 0; l < p->n_layer && !err; l++) {
-#define T(suffix, ne0, ne1, scale) do {					\
+		uint32_t more = more_bits(l, p->n_layer) ? wt.more : wt.base;
+
+#define T(suffix, ne0, ne1, scale, type) do {				\
 		snprintf(tn, sizeof(tn), "blk.%u." suffix, l);			\
-		err = err ? err : add(&o, tn, ne0, ne1, scale);		\
+		err = err ? err : add(&o, tn, ne0, ne1, scale, type);		\
 	} while (0)
-		T("attn_norm.weight", p->n_embd, 0, 0);
-		T("attn_q.weight", p->n_embd, q, 0.02f);
-		T("attn_k.weight", p->n_embd, kv, 0.02f);
-		T("attn_v.weight", p->n_embd, kv, 0.02f);
+		T("attn_norm.weight", p->n_embd, 0, 0, GGML_TYPE_F32);
+		T("attn_q.weight", p->n_embd, q, 0.02f, wt.base);
+		T("attn_k.weight", p->n_embd, kv, 0.02f, wt.base);
+		T("attn_v.weight", p->n_embd, kv, 0.02f, more);
 		if (!strcmp(a, "qwen2")) {
-			T("attn_q.bias", q, 0, 0.02f);
-			T("attn_k.bias", kv, 0, 0.02f);
-			T("attn_v.bias", kv, 0, 0.02f);
+			T("attn_q.bias", q, 0, 0.02f, GGML_TYPE_F32);
+			T("attn_k.bias", kv, 0, 0.02f, GGML_TYPE_F32);
+			T("attn_v.bias", kv, 0, 0.02f, GGML_TYPE_F32);
 		}
-		T("attn_output.weight", q, p->n_embd, 0.02f);
-		T("ffn_norm.weight", p->n_embd, 0, 0);
-		T("ffn_gate.weight", p->n_embd, p->n_ff, 0.02f);
-		T("ffn_up.weight", p->n_embd, p->n_ff, 0.02f);
-		T("ffn_down.weight", p->n_ff, p->n_embd, 0.02f);
+		T("attn_output.weight", q, p->n_embd, 0.02f, wt.base);
+		T("ffn_norm.weight", p->n_embd, 0, 0, GGML_TYPE_F32);
+		T("ffn_gate.weight", p->n_embd, p->n_ff, 0.02f, wt.base);
+		T("ffn_up.weight", p->n_embd, p->n_ff, 0.02f, wt.base);
+		T("ffn_down.weight", p->n_ff, p->n_embd, 0.02f, more);
 #undef T
 	}
 	if (!err)
-		err = add(&o, "output_norm.weight", p->n_embd, 0, 0);
+		err = add(&o, "output_norm.weight", p->n_embd, 0, 0, GGML_TYPE_F32);
 	if (!err && !p->tied)
-		err = add(&o, "output.weight", p->n_embd, n_vocab, 0.02f);
+		err = add(&o, "output.weight", p->n_embd, n_vocab, 0.02f, wt.more);
 	if (!err) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -308,7 +343,7 @@ static int write_model(const struct preset *p, const struct hf_model *hf,
 	}
 	if (!err)
 		fprintf(stderr, "llmq-mkmodel: wrote %s: %s %s, %.1fM parameters, %s, vocab %u (%s)\n",
-			out, p->name, a, o.params / 1e6, dtype_info(dtype)->name, n_vocab,
+			out, p->name, a, o.params / 1e6, wt.name, n_vocab,
 			tok->model);
 out:
 	gguf_writer_free(o.w);
@@ -342,7 +377,7 @@ int main(int argc, char **argv)
 	const char *eos = NULL;
 	int add_bos = -1;
 	struct hf_tokenizer tok;
-	uint32_t dtype = GGML_TYPE_F16;
+	struct wtypes dtype = { "F16", GGML_TYPE_F16, GGML_TYPE_F16 };
 	uint64_t seed = 0;
 	char err[512], defname[64], *end;
 	size_t i;
