@@ -2,7 +2,7 @@
 /*
  * The CUDA backend: the same LLaMA-family step as runtime/cpu/backend_cpu.c
  * (llama, qwen2) on one NVIDIA GPU. Weights and the paged KV cache live in
- * device memory in BF16, quantised weights (Q8_0, Q4_0, Q4_K) as they are;
+ * device memory in BF16, quantised weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) as they are;
  * every projection and the LM head is one cuBLAS GEMM over all tokens of
  * the step (BF16 in, FP32 accumulation and out), or for quantised weights
  * and a step of a few rows our own product that reads them once; the rest
@@ -86,7 +86,7 @@ static const uint32_t cuda_graph_sizes[] = {
  */
 struct cuda_mat {
 	uint16_t	*bf16;
-	uint8_t		*q, *s;
+	uint8_t		*q, *h, *s;
 	uint32_t	type;
 	uint32_t	n, k;
 };
@@ -327,43 +327,37 @@ static int upload_f32(float *dst, const struct gguf_tensor *t, char *err, size_t
 }
 
 _Static_assert(CUK_Q8_0 == GGML_TYPE_Q8_0 && CUK_Q4_0 == GGML_TYPE_Q4_0 &&
-	       CUK_Q4_K == GGML_TYPE_Q4_K, "the kernels' type numbers are GGUF's");
+	       CUK_Q4_K == GGML_TYPE_Q4_K && CUK_Q5_K == GGML_TYPE_Q5_K &&
+	       CUK_Q6_K == GGML_TYPE_Q6_K, "the kernels' type numbers are GGUF's");
 
 /*
- * Rows of one quantised tensor to @q and @s: each block's head (its scales)
- * to the one plane, its body (its weights) to the other, @stage_bytes at a
- * time.
+ * Rows of one quantised tensor to the planes @q, @h and @s (cuk_qsplit()),
+ * CUDA_STAGE_BYTES at a time.
  */
-static int upload_quant(uint8_t *q, uint8_t *s, const struct gguf_tensor *t, uint8_t *stage,
-			char *err, size_t len)
+static int upload_quant(uint8_t *q, uint8_t *h, uint8_t *s, const struct gguf_tensor *t,
+			uint8_t *stage, char *err, size_t len)
 {
 	const struct cuk_qtype *qt = cuk_qtype(t->type);
-	const uint32_t bs = qt->head + qt->body;
+	const uint32_t bs = qt->head + qt->high + qt->body;
 	const uint8_t *src = t->data;
-	uint64_t nb = t->ne[0] / qt->block, n = t->nelem / t->ne[0], r, b, done = 0;
+	uint64_t nb = t->ne[0] / qt->block, n = t->nelem / t->ne[0], r, done;
 	size_t per = CUDA_STAGE_BYTES / (nb * bs);
-	uint8_t *sq = stage, *ss = stage + per * nb * qt->body;
+	uint8_t *sq = stage, *sh = sq + per * nb * qt->body, *ss = sh + per * nb * qt->high;
 
 	if (!per)
 		return backend_errf(err, len, -EINVAL, "tensor %.*s: a row of %lu blocks",
 				    (int)t->name.len, t->name.p, (unsigned long)nb);
-	for (r = 0; r < n; r++) {
-		for (b = 0; b < nb; b++) {
-			const uint8_t *blk = src + (r * nb + b) * bs;
-
-			memcpy(ss + ((r - done) * nb + b) * qt->head, blk, qt->head);
-			memcpy(sq + ((r - done) * nb + b) * qt->body, blk + qt->head, qt->body);
-		}
-		if (r + 1 - done == per || r + 1 == n) {
-			if (cu_err(cudaMemcpy(q + done * nb * qt->body, sq,
-					      (r + 1 - done) * nb * qt->body, cudaMemcpyHostToDevice),
-				   "upload weights", err, len) ||
-			    cu_err(cudaMemcpy(s + done * nb * qt->head, ss,
-					      (r + 1 - done) * nb * qt->head, cudaMemcpyHostToDevice),
-				   "upload scales", err, len))
-				return -EIO;
-			done = r + 1;
-		}
+	for (done = 0; done < n; done += r) {
+		r = n - done < per ? n - done : per;
+		cuk_qsplit(qt, src + done * nb * bs, r * nb, ss, sh, sq);
+		if (cu_err(cudaMemcpy(q + done * nb * qt->body, sq, r * nb * qt->body,
+				      cudaMemcpyHostToDevice), "upload weights", err, len) ||
+		    (qt->high && cu_err(cudaMemcpy(h + done * nb * qt->high, sh, r * nb * qt->high,
+						   cudaMemcpyHostToDevice), "upload weights",
+					err, len)) ||
+		    cu_err(cudaMemcpy(s + done * nb * qt->head, ss, r * nb * qt->head,
+				      cudaMemcpyHostToDevice), "upload scales", err, len))
+			return -EIO;
 	}
 	return 0;
 }
@@ -395,7 +389,7 @@ static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 		      char *err, size_t len)
 {
 	const struct cuk_qtype *qt = cuk_qtype(t[0]->type);
-	uint64_t total = 0, at = 0, k = t[0]->ne[0], qb, sb;
+	uint64_t total = 0, at = 0, k = t[0]->ne[0], qb, hb, sb;
 	size_t bytes;
 	int i, ret;
 
@@ -406,12 +400,16 @@ static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 	if (stack_kept(c, t, n)) {
 		w->type = t[0]->type;
 		qb = k / qt->block * qt->body;
+		hb = k / qt->block * qt->high;
 		sb = k / qt->block * qt->head;
-		bytes = total * (qb + sb);
+		bytes = total * (qb + hb + sb);
 		ret = dev_alloc(&w->q, total * qb, "weights", err, len);
+		if (!ret && hb)
+			ret = dev_alloc(&w->h, total * hb, "weights' high bits", err, len);
 		ret = ret ? ret : dev_alloc(&w->s, total * sb, "weight scales", err, len);
 		for (i = 0; !ret && i < n; i++) {
-			ret = upload_quant(w->q + at * qb, w->s + at * sb, t[i], stage, err, len);
+			ret = upload_quant(w->q + at * qb, w->h ? w->h + at * hb : NULL,
+					   w->s + at * sb, t[i], stage, err, len);
 			at += t[i]->nelem / k;
 		}
 	} else {
@@ -427,10 +425,19 @@ static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 	return ret;
 }
 
+/* A kept matrix as the kernels take it. */
+static struct cuk_qmat qmat(const struct cuda_mat *w)
+{
+	return (struct cuk_qmat){
+		.type = w->type, .q = w->q, .h = w->h, .s = w->s, .n = w->n, .k = w->k,
+	};
+}
+
 static void free_mat(struct cuda_mat *w)
 {
 	cudaFree(w->bf16);
 	cudaFree(w->q);
+	cudaFree(w->h);
 	cudaFree(w->s);
 }
 
@@ -542,7 +549,7 @@ static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t
 		uint32_t rows, float *y, uint32_t ldy, float beta, const char *what, char *msg,
 		size_t len)
 {
-	const struct cuk_qmat q = { .type = w->type, .q = w->q, .s = w->s, .n = w->n, .k = w->k };
+	const struct cuk_qmat q = qmat(w);
 	uint32_t r0, nr, slice;
 
 	if (!w->q)
@@ -810,7 +817,7 @@ static int take_draws(struct backend_cuda *c, unsigned int slot)
 static cudaError_t embed(struct backend_cuda *c, uint32_t n_rows)
 {
 	const struct cuda_mat *t = &c->tok_embd;
-	const struct cuk_qmat q = { .type = t->type, .q = t->q, .s = t->s, .n = t->n, .k = t->k };
+	const struct cuk_qmat q = qmat(t);
 
 	if (t->q)
 		return cuk_embed_q(c->stream, c->x, &q, c->dp.ids, n_rows);

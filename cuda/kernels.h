@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cuda_runtime_api.h>
 
@@ -38,31 +39,77 @@ extern "C" {
  * weights, an FP16 d and 16 bytes of nibbles, w = d (q - 8). Q4_K: 256
  * weights in 8 sub-blocks of 32, an FP16 d and dmin, 12 bytes of 6-bit
  * sub-block scales and mins, 128 bytes of nibbles, w = d sc q - dmin m.
+ * Q5_K: Q4_K's with 32 bytes of fifth bits between scales and nibbles
+ * (bit j of byte l: weight l of sub-block j). Q6_K: 256 weights in 16
+ * sub-blocks of 16: 128 bytes of low nibbles, 64 of high bit pairs, 16
+ * int8 scales, an FP16 d last, w = d sc (q - 32).
  */
 #define CUK_Q4_0	2
 #define CUK_Q8_0	8
 #define CUK_Q4_K	12
+#define CUK_Q5_K	13
+#define CUK_Q6_K	14
 
 /**
- * struct cuk_qtype - how a kept type's blocks are split
+ * struct cuk_qtype - how a kept type's blocks are split into planes
  * @block:	weights a block
- * @head:	its first bytes, the scales, which go to &cuk_qmat.s
- * @body:	the rest, the weights, which go to &cuk_qmat.q
+ * @head:	bytes of its scales, which go to &cuk_qmat.s
+ * @head_at:	where they start in the block
+ * @high:	bytes of its weights' high bits (Q5_K, Q6_K; else 0), which
+ *		go to &cuk_qmat.h
+ * @high_at:	where they start
+ * @body:	bytes of its weights' low bits (nibbles, Q8_0's int8), which go
+ *		to &cuk_qmat.q
+ * @body_at:	where they start
  */
 struct cuk_qtype {
 	uint32_t	block;
-	uint32_t	head;
-	uint32_t	body;
+	uint32_t	head, head_at;
+	uint32_t	high, high_at;
+	uint32_t	body, body_at;
 };
 
 /* The split of @type's blocks, or NULL for a type not kept. */
 static inline const struct cuk_qtype *cuk_qtype(uint32_t type)
 {
-	static const struct cuk_qtype q8_0 = { 32, 2, 32 }, q4_0 = { 32, 2, 16 };
-	static const struct cuk_qtype q4_k = { 256, 16, 128 };
+	static const struct cuk_qtype q8_0 = { 32, 2, 0, 0, 0, 32, 2 };
+	static const struct cuk_qtype q4_0 = { 32, 2, 0, 0, 0, 16, 2 };
+	static const struct cuk_qtype q4_k = { 256, 16, 0, 0, 0, 128, 16 };
+	static const struct cuk_qtype q5_k = { 256, 16, 0, 32, 16, 128, 48 };
+	static const struct cuk_qtype q6_k = { 256, 18, 192, 64, 128, 128, 0 };
 
-	return type == CUK_Q8_0 ? &q8_0 : type == CUK_Q4_0 ? &q4_0 :
-	       type == CUK_Q4_K ? &q4_k : (const struct cuk_qtype *)0;
+	switch (type) {
+	case CUK_Q8_0:
+		return &q8_0;
+	case CUK_Q4_0:
+		return &q4_0;
+	case CUK_Q4_K:
+		return &q4_k;
+	case CUK_Q5_K:
+		return &q5_k;
+	case CUK_Q6_K:
+		return &q6_k;
+	default:
+		return (const struct cuk_qtype *)0;
+	}
+}
+
+/*
+ * @nb blocks of a type split by @t, from @blk as GGUF stores them, to the
+ * next @nb blocks of each plane.
+ */
+static inline void cuk_qsplit(const struct cuk_qtype *t, const uint8_t *blk, uint64_t nb,
+			      uint8_t *s, uint8_t *h, uint8_t *q)
+{
+	const uint32_t bs = t->head + t->high + t->body;
+	uint64_t b;
+
+	for (b = 0; b < nb; b++, blk += bs) {
+		memcpy(s + b * t->head, blk + t->head_at, t->head);
+		if (t->high)
+			memcpy(h + b * t->high, blk + t->high_at, t->high);
+		memcpy(q + b * t->body, blk + t->body_at, t->body);
+	}
 }
 
 /* Most rows of x cuk_qmatvec() takes; a step of more widens to BF16. */
@@ -70,12 +117,14 @@ static inline const struct cuk_qtype *cuk_qtype(uint32_t type)
 
 /**
  * struct cuk_qmat - a quantised matrix on the device, its blocks split in two planes
- * @type:	CUK_Q8_0, CUK_Q4_0 or CUK_Q4_K
- * @q:		[n][k / block * body]: each block's weights as GGUF has them
- *		(Q4_0: low nibbles the block's first 16, high ones its last 16;
- *		Q4_K: sub-blocks in pairs of 32 bytes, low nibbles the first of
- *		the pair); apart from the scales, every row is 16-byte aligned
- *		for wide loads
+ * @type:	CUK_Q8_0, CUK_Q4_0, CUK_Q4_K, CUK_Q5_K or CUK_Q6_K
+ * @q:		[n][k / block * body]: each block's weights (their low bits) as
+ *		GGUF has them (Q4_0: low nibbles the block's first 16, high ones
+ *		its last 16; Q4_K, Q5_K: sub-blocks in pairs of 32 bytes, low
+ *		nibbles the first of the pair; Q6_K: ql); apart from the
+ *		scales, every row is 16-byte aligned for wide loads
+ * @h:		[n][k / block * high]: Q5_K's and Q6_K's high bits (qh) as
+ *		GGUF has them; NULL for the other types
  * @s:		[n][k / block * head]: each block's scales as GGUF has them
  * @n:		rows
  * @k:		columns, whole blocks
@@ -83,6 +132,7 @@ static inline const struct cuk_qtype *cuk_qtype(uint32_t type)
 struct cuk_qmat {
 	uint32_t	type;
 	const uint8_t	*q;
+	const uint8_t	*h;
 	const uint8_t	*s;
 	uint32_t	n;
 	uint32_t	k;

@@ -195,7 +195,7 @@ struct backend {
  * @untiled:			attention takes prefill rows one by one too,
  *				not as tiles on tensor cores (to compare them)
  * @bf16_weights:		every weight widened to BF16 at load, quantised
- *				ones too; by default Q8_0, Q4_0 and Q4_K stay
+ *				ones too; by default Q8_0, Q4_0, Q4_K, Q5_K and Q6_K stay
  *				as they are (a quarter to half the memory, and
  *				the bytes a decode step reads)
  * @widen_slice_bytes:		a step of many rows widens a quantised matrix

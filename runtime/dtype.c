@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Element types: the table of ggml block layouts, IEEE half and bfloat16
- * conversion, and (de)quantisation of Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
- * following the reference definitions of ggml (ggml-quants.c's *_ref and
+ * conversion, and (de)quantisation of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K and Q6_K following the reference definitions of ggml (ggml-quants.c's *_ref and
  * dequantize_row_* routines).
  */
 #include <errno.h>
@@ -15,9 +15,9 @@ static const struct dtype_info types[GGML_TYPE_COUNT] = {
 	[GGML_TYPE_F32]		= { "F32",	1,	4,	true },
 	[GGML_TYPE_F16]		= { "F16",	1,	2,	true },
 	[GGML_TYPE_Q4_0]	= { "Q4_0",	32,	18,	true },
-	[GGML_TYPE_Q4_1]	= { "Q4_1",	32,	20,	false },
-	[GGML_TYPE_Q5_0]	= { "Q5_0",	32,	22,	false },
-	[GGML_TYPE_Q5_1]	= { "Q5_1",	32,	24,	false },
+	[GGML_TYPE_Q4_1]	= { "Q4_1",	32,	20,	true },
+	[GGML_TYPE_Q5_0]	= { "Q5_0",	32,	22,	true },
+	[GGML_TYPE_Q5_1]	= { "Q5_1",	32,	24,	true },
 	[GGML_TYPE_Q8_0]	= { "Q8_0",	32,	34,	true },
 	[GGML_TYPE_Q8_1]	= { "Q8_1",	32,	36,	false },
 	[GGML_TYPE_Q2_K]	= { "Q2_K",	256,	84,	false },
@@ -215,6 +215,39 @@ static void dequant_q4_0(const uint8_t *b, float *y, uint64_t nb)
 	}
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * Q4_1, Q5_0 and Q5_1: 32 values, low nibbles the first 16 as Q4_0's.
+ * Q5_0 and Q5_1 put the fifth bit of value j at bit j of a 32-bit qh
+ * before the nibbles. Q4_1 and Q5_1 have a half min m after d and no
+ * offset: x = d * q + m; Q5_0's offset is 16: x = d * (q - 16).
+ */
+static void dequant_q32(uint32_t type, const uint8_t *b, float *y, uint64_t nb)
+{
+	const bool min = type != GGML_TYPE_Q5_0, five = type != GGML_TYPE_Q4_1;
+	const uint32_t bs = dtype_info(type)->size, qs = 2 + 2 * min + 4 * five;
+	uint64_t i;
+	int j;
+
+	for (i = 0; i < nb; i++, b += bs, y += 32) {
+		float d = fp16_to_fp32(rd16(b)), m = min ? fp16_to_fp32(rd16(b + 2)) : 0;
+		uint32_t qh = five ? rd32(b + 2 + 2 * min) : 0;
+
+		for (j = 0; j < 32; j++) {
+			int q = (b[qs + j % 16] >> (j / 16 * 4) & 0x0f) | (qh >> j & 1) << 4;
+
+			if (min)
+				y[j] = (float)q * d + m;
+			else
+				y[j] = (float)(q - 16) * d;
+		}
+	}
+}
+
 /* The 6-bit scale and min of sub-block @j of a Q4_K block. */
 static void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
 {
@@ -358,6 +391,11 @@ int dequantize(uint32_t type, const void *src, float *dst, uint64_t n)
 	case GGML_TYPE_Q4_0:
 		dequant_q4_0(s, dst, n / QK4_0);
 		break;
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+		dequant_q32(type, s, dst, n / 32);
+		break;
 	case GGML_TYPE_Q4_K:
 		dequant_q4_k(s, dst, n / QK_K);
 		break;
@@ -414,6 +452,53 @@ static void quant_q4_0(const float *x, uint8_t *b, uint64_t nb)
 			x0 = x0 > 15 ? 15 : x0;
 			x1 = x1 > 15 ? 15 : x1;
 			b[2 + j] = (uint8_t)(x0 | x1 << 4);
+		}
+	}
+}
+
+/*
+ * Q4_1, Q5_0 and Q5_1 as ggml's reference quantisers: Q5_0 maps the value
+ * of largest magnitude to -16 (Q4_0's way); Q4_1 and Q5_1 span min .. max
+ * in 15 or 31 steps.
+ */
+static void quant_q32(uint32_t type, const float *x, uint8_t *b, uint64_t nb)
+{
+	const bool min = type != GGML_TYPE_Q5_0, five = type != GGML_TYPE_Q4_1;
+	const uint32_t bs = dtype_info(type)->size, qs = 2 + 2 * min + 4 * five;
+	const int top = five ? 31 : 15;
+	uint64_t i;
+	int j;
+
+	for (i = 0; i < nb; i++, x += 32, b += bs) {
+		float lo = x[0], hi = x[0], amax = 0, max = 0, d, id;
+		uint32_t qh = 0;
+
+		for (j = 0; j < 32; j++) {
+			lo = fminf(lo, x[j]);
+			hi = fmaxf(hi, x[j]);
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		}
+		d = min ? (hi - lo) / (float)top : max / -16;
+		id = d ? 1.0f / d : 0.0f;
+		wr16(b, fp32_to_fp16(d));
+		if (min)
+			wr16(b + 2, fp32_to_fp16(lo));
+		memset(b + qs, 0, 16);
+		for (j = 0; j < 32; j++) {
+			int q = min ? (int)(roundf((x[j] - lo) * id)) : (int)(x[j] * id + 16.5f);
+
+			q = q < 0 ? 0 : q > top ? top : q;
+			b[qs + j % 16] |= (uint8_t)((q & 0x0f) << (j / 16 * 4));
+			qh |= (uint32_t)(q >> 4) << j;
+		}
+		if (five) {
+			b[2 + 2 * min] = (uint8_t)qh;
+			b[3 + 2 * min] = (uint8_t)(qh >> 8);
+			b[4 + 2 * min] = (uint8_t)(qh >> 16);
+			b[5 + 2 * min] = (uint8_t)(qh >> 24);
 		}
 	}
 }
@@ -582,7 +667,7 @@ static void quant_q6_k(const float *x, uint8_t *b, uint64_t nb)
 
 /**
  * quantize() - pack @n floats as @type
- * @type:	F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K
+ * @type:	F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K
  * @src:	the values
  * @dst:	room for dtype_row_bytes(@type, @n)
  * @n:		element count, a whole number of blocks
@@ -614,6 +699,11 @@ int quantize(uint32_t type, const float *src, void *dst, uint64_t n)
 		break;
 	case GGML_TYPE_Q4_0:
 		quant_q4_0(src, d, n / QK4_0);
+		break;
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+		quant_q32(type, src, d, n / 32);
 		break;
 	case GGML_TYPE_Q4_K:
 		quant_q4_k(src, d, n / QK_K);

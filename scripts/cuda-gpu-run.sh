@@ -12,10 +12,10 @@
 #   cd build/gpu && scripts/cuda-gpu-run.sh [test|bench|sanitize|quant|cpu]...
 #
 # With no argument it runs the first three. "quant" runs bench_cuda on the
-# llama3-8b preset in each of $QUANT_DTYPES (Q8_0 Q4_K): its weights kept
+# llama3-8b preset in each of $QUANT_DTYPES (default Q8_0 Q4_K; any
+# llmq-mkmodel --dtype, Q5_K, Q6_K and Q4_K_M included): its weights kept
 # as they are against widened to BF16 (no llmq-bench). "cpu" runs the CPU
-# engine on
-# the GPU machine's own cores, which the 2-core development machines cannot
+# engine on the GPU machine's own cores, which the 2-core development machines cannot
 # stand in for: test_kernels (the native AVX-512 kernels against the
 # portable ones, where the CPU has them), bench-engine and bench-serve
 # (build them first: make O=... tests/test_kernels tests/bench_engine).

@@ -80,22 +80,17 @@ static __global__ void embed_q_kernel(float *x, struct cuk_qmat table, const int
 extern "C" cudaError_t cuk_embed_q(cudaStream_t s, float *x, const struct cuk_qmat *table,
 				   const int32_t *ids, uint32_t n_rows)
 {
-	const struct cuk_qtype *t = cuk_qtype(table->type);
 	uint64_t n;
 
 	if (!q_shape_ok(table) || (uintptr_t)x % 16)
 		return cudaErrorInvalidValue;
-	n = (uint64_t)n_rows * table->k / t->block * t->body / Q_CHUNK;
+	n = (uint64_t)n_rows * q_row_bytes(table->type, table->k) / Q_CHUNK;
 	if (!n)
 		return cudaSuccess;
-	if (table->type == CUK_Q8_0)
-		CUK_LAUNCH(embed_q_kernel<CUK_Q8_0>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
-										   n_rows);
-	else if (table->type == CUK_Q4_0)
-		CUK_LAUNCH(embed_q_kernel<CUK_Q4_0>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
-										   n_rows);
-	else
-		CUK_LAUNCH(embed_q_kernel<CUK_Q4_K>, cuk_blocks(n, 256), 256, s)(x, *table, ids,
-										   n_rows);
+	q_by_type(table->type, [&](auto t) {
+		auto k = embed_q_kernel<decltype(t)::value>;
+
+		CUK_LAUNCH(k, cuk_blocks(n, 256), 256, s)(x, *table, ids, n_rows);
+	});
 	return cudaGetLastError();
 }

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Quantised weights (Q8_0, Q4_0, Q4_K) as they came, on the device: a
+ * Quantised weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) as they came, on the device: a
  * decode step's few rows times such a matrix, reading each weight once,
  * and the matrix widened to BF16 a slice at a time for cuBLAS where a step
  * has more rows than that.
  *
  * A step of a few rows reads every weight for little arithmetic: it takes
- * as long as the bytes take, and Q8_0 is 1.0625 bytes a weight, Q4_0 and
- * Q4_K 0.5625, where BF16 is 2. A step of many rows is arithmetic, which
+ * as long as the bytes take, and Q8_0 is 1.0625 bytes a weight, Q6_K
+ * 0.8203, Q5_K 0.6875, Q4_0 and Q4_K 0.5625, where BF16 is 2. A step of many rows is arithmetic, which
  * the tensor cores do, and they take BF16.
  */
 #include "quant.cuh"
@@ -173,19 +173,14 @@ extern "C" cudaError_t cuk_qmatvec(cudaStream_t s, float *y, uint32_t ldy, float
 				   const struct cuk_qmat *w, const uint16_t *x, uint32_t rows)
 {
 	const unsigned int grid = cuk_blocks(w->n, Q_WARPS * Q_NR);
-	qmatvec_fn k;
+	qmatvec_fn k = NULL;
 
 	if (!rows || rows > CUK_QMATVEC_MAX_ROWS || !q_shape_ok(w) || ldy < w->n ||
 	    (uintptr_t)x % 16)
 		return cudaErrorInvalidValue;
 	if (!w->n)
 		return cudaSuccess;
-	if (w->type == CUK_Q8_0)
-		k = qmatvec_table<CUK_Q8_0>::k[rows - 1];
-	else if (w->type == CUK_Q4_0)
-		k = qmatvec_table<CUK_Q4_0>::k[rows - 1];
-	else
-		k = qmatvec_table<CUK_Q4_K>::k[rows - 1];
+	q_by_type(w->type, [&](auto t) { k = qmatvec_table<decltype(t)::value>::k[rows - 1]; });
 	CUK_LAUNCH(k, grid, Q_WARPS * 32, s)(y, ldy, beta, *w, x);
 	return cudaGetLastError();
 }
@@ -241,17 +236,13 @@ extern "C" cudaError_t cuk_qwiden(cudaStream_t s, uint16_t *out, const struct cu
 
 	if (!q_shape_ok(w) || row0 > w->n || n_rows > w->n - row0 || (uintptr_t)out % 16)
 		return cudaErrorInvalidValue;
-	n = (uint64_t)n_rows * (w->type == CUK_Q8_0 ? w->k : w->k / 2) / Q_CHUNK;
+	n = (uint64_t)n_rows * q_row_bytes(w->type, w->k) / Q_CHUNK;
 	if (!n)
 		return cudaSuccess;
-	if (w->type == CUK_Q8_0)
-		CUK_LAUNCH(qwiden_kernel<CUK_Q8_0>, cuk_blocks(n, 256), 256, s)(out, *w, row0,
-										  n_rows);
-	else if (w->type == CUK_Q4_0)
-		CUK_LAUNCH(qwiden_kernel<CUK_Q4_0>, cuk_blocks(n, 256), 256, s)(out, *w, row0,
-										  n_rows);
-	else
-		CUK_LAUNCH(qwiden_kernel<CUK_Q4_K>, cuk_blocks(n, 256), 256, s)(out, *w, row0,
-										  n_rows);
+	q_by_type(w->type, [&](auto t) {
+		auto k = qwiden_kernel<decltype(t)::value>;
+
+		CUK_LAUNCH(k, cuk_blocks(n, 256), 256, s)(out, *w, row0, n_rows);
+	});
 	return cudaGetLastError();
 }

@@ -69,6 +69,12 @@ static matmul_rows_fn rows_fn(const struct matmul_kernels *kern, uint32_t type)
 		return kern->q8_0;
 	case GGML_TYPE_Q4_0:
 		return kern->q4_0;
+	case GGML_TYPE_Q4_1:
+		return kern->q4_1;
+	case GGML_TYPE_Q5_0:
+		return kern->q5_0;
+	case GGML_TYPE_Q5_1:
+		return kern->q5_1;
 	case GGML_TYPE_Q4_K:
 		return kern->q4_k;
 	case GGML_TYPE_Q5_K:

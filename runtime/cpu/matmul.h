@@ -14,8 +14,8 @@
 
 /**
  * struct cpu_matmul - one product y[m][n] = sum_k x[m][k] * W[n][k]
- * @type:	W's element type (enum ggml_type): F32, F16, BF16, Q8_0, Q4_0, Q4_K,
- *		Q5_K, Q6_K
+ * @type:	W's element type (enum ggml_type): F32, F16, BF16, Q8_0, Q4_0,
+ *		Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K
  * @w:		W as GGUF stores it: @n rows (ne1) of @k elements (ne0), each row
  *		dtype_row_bytes(@type, @k) bytes, rows contiguous; no alignment
  *		needed
@@ -54,13 +54,13 @@ typedef void (*matmul_rows_fn)(const uint8_t *w, size_t row_bytes, size_t n_rows
  * struct matmul_kernels - the matrix kernels of one path
  * @name:	the path's name
  * @lanes:	floats per vector: the number of partial sums per dot product
- * @q8_0, @q4_0, @q4_k, @q5_k, @q6_k, @f32, @f16, @bf16:	one function per
- *		weight type
+ * @q8_0, @q4_0, @q4_1, @q5_0, @q5_1, @q4_k, @q5_k, @q6_k, @f32, @f16, @bf16:
+ *		one function per weight type
  */
 struct matmul_kernels {
 	const char	*name;
 	unsigned int	lanes;
-	matmul_rows_fn	f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
+	matmul_rows_fn	f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k;
 };
 
 extern const struct matmul_kernels matmul_portable;

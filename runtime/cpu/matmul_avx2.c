@@ -120,6 +120,18 @@ VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
 	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
 }
 
+VI vec v_load_u4b(const uint8_t *p, int hi, uint32_t qh, int e)
+{
+	__m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+	__m256i sh = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+				      _mm256_set1_epi32(e));
+	__m256i h = _mm256_srlv_epi32(_mm256_set1_epi32((int)qh), sh);
+
+	b = hi ? _mm256_srli_epi32(b, 4) : _mm256_and_si256(b, _mm256_set1_epi32(0x0f));
+	h = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(1)), 4);
+	return _mm256_cvtepi32_ps(_mm256_or_si256(b, h));
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));

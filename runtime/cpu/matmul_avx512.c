@@ -210,6 +210,35 @@ VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
 #endif
 }
 
+VI vec v_load_u4b(const uint8_t *p, int hi, uint32_t qh, int e)
+{
+#if defined(LLMQ_CPU_SIMDE)
+	half_i sh = M256(add_epi32)(M256(setr_epi32)(0, 1, 2, 3, 4, 5, 6, 7), M256(set1_epi32)(e));
+	half_i h = M256(set1_epi32)((int)qh), one = M256(set1_epi32)(1);
+	half_i a = M256(cvtepu8_epi32)(M128(loadl_epi64)((const void *)p));
+	half_i b = M256(cvtepu8_epi32)(M128(loadl_epi64)((const void *)(p + 8)));
+	half_i ha = M256(and_si256)(M256(srlv_epi32)(h, sh), one);
+	half_i hb = M256(and_si256)(M256(srlv_epi32)(h, M256(add_epi32)(sh, M256(set1_epi32)(8))),
+				   one);
+	half_i mask = M256(set1_epi32)(0x0f);
+
+	a = hi ? M256(srli_epi32)(a, 4) : M256(and_si256)(a, mask);
+	b = hi ? M256(srli_epi32)(b, 4) : M256(and_si256)(b, mask);
+	a = M256(or_si256)(a, M256(slli_epi32)(ha, 4));
+	b = M256(or_si256)(b, M256(slli_epi32)(hb, 4));
+	return join_ps(M256(cvtepi32_ps)(a), M256(cvtepi32_ps)(b));
+#else
+	vec_i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+	vec_i sh = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+						      13, 14, 15), _mm512_set1_epi32(e));
+	vec_i h = _mm512_srlv_epi32(_mm512_set1_epi32((int)qh), sh);
+
+	b = hi ? _mm512_srli_epi32(b, 4) : _mm512_and_si512(b, _mm512_set1_epi32(0x0f));
+	h = _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(1)), 4);
+	return _mm512_cvtepi32_ps(_mm512_or_si512(b, h));
+#endif
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));

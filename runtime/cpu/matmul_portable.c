@@ -165,6 +165,19 @@ VI vec v_load_u4h(const uint8_t *p, int hi, const uint8_t *h, int sh, int mask)
 	return __builtin_convertvector(__builtin_convertvector(b, vec_i32), vec);
 }
 
+VI vec v_load_u4b(const uint8_t *p, int hi, uint32_t qh, int e)
+{
+	vec_u8 b;
+	vec_i32 q;
+
+	memcpy(&b, p, sizeof(b));
+	b = hi ? b >> 4 : b & 0x0f;
+	q = __builtin_convertvector(b, vec_i32);
+	q |= (vec_i32){ (int32_t)(qh >> e & 1), (int32_t)(qh >> (e + 1) & 1),
+			(int32_t)(qh >> (e + 2) & 1), (int32_t)(qh >> (e + 3) & 1) } << 4;
+	return __builtin_convertvector(q, vec);
+}
+
 VI float s_f16(const uint8_t *p)
 {
 	return f16_table[p[0] | p[1] << 8];

@@ -18,12 +18,15 @@
  *   v_load_u4(p, hi)			the low (hi = 0) or high nibbles of VL bytes
  *   v_load_u4h(p, hi, h, sh, mask)	those nibbles with (h[i] >> sh) & mask above
  *					them (bits 4, 5): Q5_K's and Q6_K's weights
+ *   v_load_u4b(p, hi, qh, e)		those nibbles with bit e + i of qh above
+ *					them: Q5_0's and Q5_1's weights
  *   s_f16(p)				one half at byte p, as float
  *
  * How the product is computed, for every weight type: each vector of W is
  * dequantised in registers to exactly the float dequantize() gives (d * q for
- * Q8_0, d * (q - 8) for Q4_0, d * sc * q - dmin * m for Q4_K and Q5_K,
- * d * sc * (q - 32) for Q6_K, in the same
+ * Q8_0, d * (q - 8) for Q4_0, d * (q - 16) for Q5_0, d * q + m for Q4_1
+ * and Q5_1, d * sc * q - dmin * m for Q4_K and Q5_K, d * sc * (q - 32) for
+ * Q6_K, in the same
  * operations and roundings; F16 and BF16 widen exactly), then multiplied into
  * VL float partial sums per (x row, W row) with one FMA per vector, walking k
  * in order; the VL sums are added in a fixed order at the end. Activations
@@ -67,6 +70,43 @@ static ALWAYS_INLINE TARGET void q4k_sm(int j, const uint8_t *q, unsigned int *s
 		*sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
 		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
 	}
+}
+
+/*
+ * Q4_1, Q5_0, Q5_1: bytes of a block of 32, whether it has a min, and
+ * where its nibbles start (after d, the min, Q5's 32-bit qh).
+ */
+static ALWAYS_INLINE int q32_bytes(const int type)
+{
+	return type == GGML_TYPE_Q4_1 ? 20 : type == GGML_TYPE_Q5_0 ? 22 : 24;
+}
+
+static ALWAYS_INLINE bool q32_min(const int type)
+{
+	return type != GGML_TYPE_Q5_0;
+}
+
+static ALWAYS_INLINE int q32_quants(const int type)
+{
+	return type == GGML_TYPE_Q4_1 ? 4 : type == GGML_TYPE_Q5_0 ? 6 : 8;
+}
+
+/*
+ * Weights @e .. @e + VL - 1 of the Q4_1, Q5_0 or Q5_1 block at @blk, as the
+ * small integers q (Q5_0: q - 16). As Q4_0: 0-15 are the low nibbles of
+ * bytes 0-15, 16-31 the high ones; Q5's fifth bit of weight e is bit e of qh.
+ */
+static ALWAYS_INLINE TARGET vec q32_load(const int type, const uint8_t *blk, int e)
+{
+	const uint8_t *q = blk + q32_quants(type) + e % 16;
+	uint32_t qh;
+
+	if (type == GGML_TYPE_Q4_1)
+		return v_load_u4(q, e / 16);
+	memcpy(&qh, blk + q32_quants(type) - 4, 4);	/* little-endian, as ggml reads it */
+	if (type == GGML_TYPE_Q5_0)
+		return v_sub(v_load_u4b(q, e / 16, qh, e), v_set1(16.0f));
+	return v_load_u4b(q, e / 16, qh, e);
 }
 
 /* Bytes of a Q4_K or Q5_K block, and where its nibbles start in it. */
@@ -270,6 +310,37 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 		}
 		break;
 
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+		for (b = 0; b < k / 32; b++) {
+			const size_t bo = b * q32_bytes(type);
+			vec d[NR_MAX], m[NR_MAX];
+
+			read_ahead(nr, wp, ahead, bo);
+			UNROLL(8)
+			for (j = 0; j < nr; j++) {
+				d[j] = v_set1(s_f16(wp[j] + bo));
+				/* less -m: the same sum as plus m, in one rounding */
+				m[j] = v_set1(q32_min(type) ? -s_f16(wp[j] + bo + 2) : 0.0f);
+			}
+			UNROLL(4)
+			for (v = 0; v < 32 / VL; v++) {
+				UNROLL(8)
+				for (j = 0; j < nr; j++) {
+					vec q = q32_load(type, wp[j] + bo, v * VL);
+					vec wv = q32_min(type) ? v_sub(v_keep(v_mul(d[j], q)), m[j]) :
+						 v_mul(d[j], q);
+
+					UNROLL(4)
+					for (i = 0; i < mr; i++)
+						acc[i][j] = v_fma(wv, v_load(xp[i] + b * 32 + v * VL),
+								  acc[i][j]);
+				}
+			}
+		}
+		break;
+
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K:
 		for (b = 0; b < k / 256; b++) {
@@ -457,6 +528,23 @@ static ALWAYS_INLINE TARGET void unpack(const int type, const uint8_t *row, size
 				vec q = v_load_u4(row + b * 18 + 2 + off, hi);
 
 				v_store(dst + v * VL, v_mul(d, v_sub(q, v_set1(8.0f))));
+			}
+		}
+		break;
+
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+		for (b = k0 / 32; b < (k0 + kc) / 32; b++, dst += 32) {
+			const uint8_t *blk = row + b * q32_bytes(type);
+			vec d = v_set1(s_f16(blk)), m = v_set1(q32_min(type) ? -s_f16(blk + 2) : 0.0f);
+
+			UNROLL(4)
+			for (v = 0; v < 32 / VL; v++) {
+				vec q = q32_load(type, blk, v * VL);
+
+				v_store(dst + v * VL, q32_min(type) ? v_sub(v_keep(v_mul(d, q)), m) :
+					v_mul(d, q));
 			}
 		}
 		break;
@@ -711,6 +799,9 @@ DEFINE_ROWS(rows_f16, GGML_TYPE_F16)
 DEFINE_ROWS(rows_bf16, GGML_TYPE_BF16)
 DEFINE_ROWS(rows_q8_0, GGML_TYPE_Q8_0)
 DEFINE_ROWS(rows_q4_0, GGML_TYPE_Q4_0)
+DEFINE_ROWS(rows_q4_1, GGML_TYPE_Q4_1)
+DEFINE_ROWS(rows_q5_0, GGML_TYPE_Q5_0)
+DEFINE_ROWS(rows_q5_1, GGML_TYPE_Q5_1)
 DEFINE_ROWS(rows_q4_k, GGML_TYPE_Q4_K)
 DEFINE_ROWS(rows_q5_k, GGML_TYPE_Q5_K)
 DEFINE_ROWS(rows_q6_k, GGML_TYPE_Q6_K)
@@ -720,5 +811,6 @@ DEFINE_ROWS(rows_q6_k, GGML_TYPE_Q6_K)
 	.name = path, .lanes = VL,					\
 	.f32 = rows_f32, .f16 = rows_f16, .bf16 = rows_bf16,		\
 	.q8_0 = rows_q8_0, .q4_0 = rows_q4_0, .q4_k = rows_q4_k,	\
+	.q4_1 = rows_q4_1, .q5_0 = rows_q5_0, .q5_1 = rows_q5_1,	\
 	.q5_k = rows_q5_k, .q6_k = rows_q6_k,				\
 }

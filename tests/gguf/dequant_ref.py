@@ -5,7 +5,8 @@
 # format definitions (ggml-common.h block layouts) independently of llmq's C
 # code: read raw blocks from IN, write float32 values to OUT.
 #
-#   dequant_ref.py TYPE IN OUT      TYPE: F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K
+#   dequant_ref.py TYPE IN OUT      TYPE: F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+#                                         Q4_K Q5_K Q6_K
 import sys
 
 import numpy as np
@@ -34,6 +35,24 @@ def dequant(kind, raw):
         hi = (qs >> 4).astype(np.int32) - 8
         q = np.concatenate([lo, hi], axis=1).astype(np.float32)
         return (d[:, None] * q).reshape(-1)
+    if kind in ("Q4_1", "Q5_0", "Q5_1"):
+        # d, then m (Q4_1, Q5_1), then a 32-bit qh (Q5_0, Q5_1: bit j is
+        # the fifth bit of value j), then 16 bytes of nibbles, low first
+        size = {"Q4_1": 20, "Q5_0": 22, "Q5_1": 24}[kind]
+        b = raw.reshape(-1, size)
+        d = f16(b[:, 0:2].copy())
+        at = 2
+        m = None
+        if kind != "Q5_0":
+            m = f16(b[:, 2:4].copy())
+            at = 4
+        q = np.concatenate([b[:, -16:] & 0x0F, b[:, -16:] >> 4], axis=1).astype(np.int32)
+        if kind != "Q4_1":
+            qh = b[:, at:at + 4].copy().view("<u4").reshape(-1, 1).astype(np.int64)
+            q |= (((qh >> np.arange(32)) & 1) << 4).astype(np.int32)
+        if m is None:
+            return ((q - 16).astype(np.float32) * d[:, None]).reshape(-1)
+        return (q.astype(np.float32) * d[:, None] + m[:, None]).reshape(-1)
     if kind in ("Q4_K", "Q5_K"):
         size = 144 if kind == "Q4_K" else 176
         b = raw.reshape(-1, size)

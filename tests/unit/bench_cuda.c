@@ -7,9 +7,9 @@
  * bandwidth), decode throughput at batch 64 and 256, and prefill TFLOP/s for
  * a 2048-token prompt beside the matmul rate, and again with attention
  * untiled (row by row, no tensor cores). For a model of quantised weights
- * that the backend keeps as they are (Q8_0, Q4_0, Q4_K), decode again at
- * batch 1 and 64 with them widened to BF16 at load (bf16_weights), to
- * compare. scripts/bench-cuda.sh runs it on a llama3-8b preset in BF16
+ * that the backend keeps as they are (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), decode
+ * again at batch 1 and 64 with them widened to BF16 at load (bf16_weights),
+ * to compare. scripts/bench-cuda.sh runs it on a llama3-8b preset in BF16
  * (issue 10's table), or in DTYPE.
  *
  * Every time is a wall-clock time around whole backend steps, which
@@ -27,6 +27,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "../../cuda/kernels.h"
 #include "backend.h"
 #include "dtype.h"
 #include "model.h"
@@ -161,7 +162,7 @@ static double weight_params(const struct model *m)
 /* Does the backend keep weights of @type as they are? */
 static bool kept(uint32_t type)
 {
-	return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K;
+	return cuk_qtype(type) != NULL;
 }
 
 /*

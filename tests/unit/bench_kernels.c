@@ -221,7 +221,8 @@ int main(int argc, char **argv)
 {
 	static const uint32_t types[] = {
 		GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-		GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+		GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+		GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 	};
 	size_t ms[] = { 1, 16 };
 	unsigned int threads = 0, i, t, isa, mi;

@@ -542,40 +542,45 @@ static void test_swiglu(void **state)
  */
 struct qhost {
 	struct cuk_qmat	dev;
-	uint8_t		*blocks, *q, *s;
+	uint8_t		*blocks, *q, *h, *s;
 	float		*w;
 };
 
 static void qhost_make(struct qhost *h, uint32_t type, uint32_t n, uint32_t k)
 {
 	const struct cuk_qtype *t = cuk_qtype(type);
-	const uint32_t nb = k / t->block, bs = t->head + t->body;
+	const uint32_t nb = k / t->block, bs = t->head + t->high + t->body;
+	/* where the block's halves are: d (and the K types' dmin) */
+	const uint32_t d_at = type == CUK_Q6_K ? 208 : 0;
+	const uint32_t n_d = type == CUK_Q4_K || type == CUK_Q5_K ? 2 : 1;
 	uint8_t *blk;
 	size_t i, b;
 
 	h->blocks = malloc((size_t)n * nb * bs);
 	h->q = malloc((size_t)n * nb * t->body);
+	h->h = malloc((size_t)n * nb * t->high + 1);
 	h->s = malloc((size_t)n * nb * t->head);
 	h->w = malloc((size_t)n * k * sizeof(float));
-	assert_true(h->blocks && h->q && h->s && h->w);
+	assert_true(h->blocks && h->q && h->h && h->s && h->w);
 	for (b = 0; b < (size_t)n * nb; b++) {
 		blk = h->blocks + b * bs;
 		for (i = 0; i < bs; i++)
 			blk[i] = (uint8_t)rnd_u(256);
-		/* d (and Q4_K's dmin) finite: a weight is then a number. */
-		for (i = 0; i < (type == CUK_Q4_K ? 2u : 1u); i++) {
+		/* d (and dmin) finite: a weight is then a number. */
+		for (i = 0; i < n_d; i++) {
 			uint16_t d = fp32_to_fp16(rnd(-0.02f, 0.02f));
 
-			memcpy(blk + 2 * i, &d, 2);
+			memcpy(blk + d_at + 2 * i, &d, 2);
 		}
-		memcpy(h->s + b * t->head, blk, t->head);
-		memcpy(h->q + b * t->body, blk + t->head, t->body);
 	}
+	cuk_qsplit(t, h->blocks, (uint64_t)n * nb, h->s, h->h, h->q);
+	assert_int_equal(bs, dtype_info(type)->size);
 	for (i = 0; i < n; i++)
 		assert_int_equal(dequantize(type, h->blocks + i * nb * bs, h->w + i * k, k), 0);
 	h->dev = (struct cuk_qmat){
 		.type = type, .n = n, .k = k,
 		.q = dup_to_dev(h->q, (size_t)n * nb * t->body),
+		.h = t->high ? dup_to_dev(h->h, (size_t)n * nb * t->high) : NULL,
 		.s = dup_to_dev(h->s, (size_t)n * nb * t->head),
 	};
 }
@@ -583,9 +588,11 @@ static void qhost_make(struct qhost *h, uint32_t type, uint32_t n, uint32_t k)
 static void qhost_free(struct qhost *h)
 {
 	cudaFree((void *)h->dev.q);
+	cudaFree((void *)h->dev.h);
 	cudaFree((void *)h->dev.s);
 	free(h->blocks);
 	free(h->q);
+	free(h->h);
 	free(h->s);
 	free(h->w);
 }
@@ -745,6 +752,16 @@ static void q_refused_case(void)
 	assert_int_equal(cuk_embed_q(0, (float *)d_y, &bad, d_ids, 1), cudaErrorInvalidValue);
 	assert_int_equal(cuk_embed_q(0, (float *)d_y + 1, &h.dev, d_ids, 1),
 			 cudaErrorInvalidValue);
+	qhost_free(&h);
+	/* Q6_K without its plane of high bits, or with it misaligned */
+	qhost_make(&h, CUK_Q6_K, 8, 256);
+	bad = h.dev;
+	bad.h = NULL;
+	assert_int_equal(cuk_qmatvec(0, d_y, 256, 0, &bad, d_x, 1), cudaErrorInvalidValue);
+	assert_int_equal(cuk_qwiden(0, d_o, &bad, 0, 1), cudaErrorInvalidValue);
+	assert_int_equal(cuk_embed_q(0, (float *)d_y, &bad, d_ids, 1), cudaErrorInvalidValue);
+	bad.h = h.dev.h + 8;
+	assert_int_equal(cuk_qmatvec(0, d_y, 256, 0, &bad, d_x, 1), cudaErrorInvalidValue);
 	/* Nothing was launched, so nothing failed. */
 	assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
 	assert_int_equal(cudaGetLastError(), cudaSuccess);
@@ -764,18 +781,16 @@ static void q_refused_case(void)
  */
 static void test_quant(void **state)
 {
-	static const uint32_t types[] = { CUK_Q8_0, CUK_Q4_0, CUK_Q4_K };
+	static const uint32_t types[] = { CUK_Q8_0, CUK_Q4_0, CUK_Q4_K, CUK_Q5_K, CUK_Q6_K };
 	double e = 0;
 	uint32_t ti, rows, type, b;
 
 	(void)state;
 	NEED_GPU();
-	for (ti = 0; ti < 3; ti++) {
+	for (ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
 		type = types[ti];
 		b = cuk_qtype(type)->block;
 		assert_int_equal(b, dtype_info(type)->block);
-		assert_int_equal(cuk_qtype(type)->head + cuk_qtype(type)->body,
-				 dtype_info(type)->size);
 		for (rows = 1; rows <= CUK_QMATVEC_MAX_ROWS; rows++)
 			e = fmax(e, qmatvec_case(type, 37, 3 * 256, rows,
 						 rows % 2 ? 0.0f : 1.0f));
@@ -788,8 +803,8 @@ static void test_quant(void **state)
 		qwiden_case(type, 20, b, 19, 1);
 		qembed_case(type, b == 256 ? 512 : 96);
 	}
-	print_message("[          ] Q8_0, Q4_0, Q4_K products: worst error %.3g of the terms' "
-		      "sizes (limit 1e-6)\n", e);
+	print_message("[          ] Q8_0, Q4_0, Q4_K, Q5_K, Q6_K products: worst error %.3g of "
+		      "the terms' sizes (limit 1e-6)\n", e);
 	q_refused_case();
 }
 
@@ -1919,6 +1934,8 @@ static void test_quant_weights(void **state)
 	quant_weights_case("Q8_0", CUK_Q8_0);
 	quant_weights_case("Q4_0", CUK_Q4_0);
 	quant_weights_case("Q4_K", CUK_Q4_K);
+	quant_weights_case("Q5_K", CUK_Q5_K);
+	quant_weights_case("Q6_K", CUK_Q6_K);
 }
 
 static void test_forward(void **state)
@@ -1930,6 +1947,10 @@ static void test_forward(void **state)
 	forward_case("tiny", "Q8_0");
 	forward_case("tiny", "Q4_0");
 	forward_case("tiny", "Q4_K");
+	forward_case("tiny", "Q6_K");
+	forward_case("tiny", "Q4_K_M");
+	forward_case("tiny-qwen2", "Q5_K");
+	forward_case("tiny-qwen2", "Q5_0");
 	forward_case("tiny-qwen2", "Q8_0");
 	forward_case("tiny-qwen2", "BF16");
 	forward_case("tiny-qwen2", "F16");

@@ -981,8 +981,11 @@ static struct ref_case refs[] = {
 	REF("tiny", "BF16", 1e-2), REF("tiny-qwen2", "BF16", 1e-2),
 	REF("tiny", "Q8_0", 1e-2), REF("tiny-qwen2", "Q8_0", 1e-2),
 	REF("tiny", "Q4_0", 5e-2), REF("tiny-qwen2", "Q4_K", 5e-2),
-	REF("tiny", "Q5_K", 5e-2), REF("tiny-qwen2", "Q6_K", 5e-2),
-	REF("tiny", "Q4_K_M", 5e-2), REF("tiny-qwen2", "Q5_K_M", 5e-2),
+	REF("tiny", "Q5_K", 1e-3), REF("tiny-qwen2", "Q6_K", 1e-3),
+	REF("tiny", "Q4_K_M", 1e-3), REF("tiny-qwen2", "Q5_K_M", 1e-3),
+	REF("tiny", "Q4_1", 1e-3), REF("tiny-qwen2", "Q5_0", 1e-3), REF("tiny", "Q5_1", 1e-3),
+	/* micro's rows of 32 and 64: Q4_K_M falls back to Q5_0 and Q8_0 */
+	REF("micro", "Q4_K_M", 1e-3),
 	REF_KV("tiny", "F32", 1e-4, BACKEND_KV_F16),
 	REF_KV("tiny-qwen2", "F16", 1e-5, BACKEND_KV_F32),
 };
@@ -1037,7 +1040,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 #define R(i) cmocka_unit_test_prestate(test_reference, &refs[i])
 		R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11),
-		R(12), R(13), R(14), R(15),
+		R(12), R(13), R(14), R(15), R(16), R(17), R(18), R(19),
 #undef R
 		cmocka_unit_test_prestate(test_hf_import, &hf_cases[0]),
 		cmocka_unit_test_prestate(test_hf_import, &hf_cases[1]),

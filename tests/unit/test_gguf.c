@@ -120,9 +120,11 @@ static void test_quant_roundtrip(void **state)
 {
 	static const uint32_t types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
 					  GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
-					  GGML_TYPE_Q5_K, GGML_TYPE_Q6_K };
+					  GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q4_1,
+					  GGML_TYPE_Q5_0, GGML_TYPE_Q5_1 };
 	/* about half a step of each format on values in [-1, 1] */
-	static const float tol[] = { 0, 1e-3f, 8e-3f, 1.0f / 127, 1.0f / 7, 0.1f, 0.05f, 0.04f };
+	static const float tol[] = { 0, 1e-3f, 8e-3f, 1.0f / 127, 1.0f / 7, 0.1f, 0.05f, 0.04f,
+				     0.07f, 1.0f / 15, 0.04f };
 	float x[1024], y[1024];
 	uint8_t buf[4096];
 	unsigned int t, i;
@@ -151,7 +153,8 @@ static void test_dequant_vs_numpy(void **state)
 	static const struct { uint32_t type; const char *name; } t[] = {
 		{ GGML_TYPE_F16, "F16" }, { GGML_TYPE_BF16, "BF16" }, { GGML_TYPE_Q8_0, "Q8_0" },
 		{ GGML_TYPE_Q4_0, "Q4_0" }, { GGML_TYPE_Q4_K, "Q4_K" }, { GGML_TYPE_Q5_K, "Q5_K" },
-		{ GGML_TYPE_Q6_K, "Q6_K" },
+		{ GGML_TYPE_Q6_K, "Q6_K" }, { GGML_TYPE_Q4_1, "Q4_1" }, { GGML_TYPE_Q5_0, "Q5_0" },
+		{ GGML_TYPE_Q5_1, "Q5_1" },
 	};
 	const uint64_t n = 256 * 64;
 	char in[1200], out[1200], cmd[4096];
@@ -178,7 +181,10 @@ static void test_dequant_vs_numpy(void **state)
 				    (t[j].type == GGML_TYPE_Q4_0 && i % 18 == 0) ||
 				    (t[j].type == GGML_TYPE_Q4_K && (i % 144 == 0 || i % 144 == 2)) ||
 				    (t[j].type == GGML_TYPE_Q5_K && (i % 176 == 0 || i % 176 == 2)) ||
-				    (t[j].type == GGML_TYPE_Q6_K && i % 210 == 208);
+				    (t[j].type == GGML_TYPE_Q6_K && i % 210 == 208) ||
+				    (t[j].type == GGML_TYPE_Q4_1 && (i % 20 == 0 || i % 20 == 2)) ||
+				    (t[j].type == GGML_TYPE_Q5_0 && i % 22 == 0) ||
+				    (t[j].type == GGML_TYPE_Q5_1 && (i % 24 == 0 || i % 24 == 2));
 
 			if (half)
 				raw[i + 1] &= t[j].type == GGML_TYPE_BF16 ? 0xbf : 0xbb;
@@ -301,8 +307,8 @@ static void test_all_types_roundtrip(void **state)
 /* Every dtype through mkmodel, the reader and the model checks. */
 static void test_mkmodel_every_dtype(void **state)
 {
-	static const char *const dtypes[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K",
-					      "Q5_K", "Q6_K" };
+	static const char *const dtypes[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
+					      "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K" };
 	char path[1200], cmd[4096];
 	struct model m;
 	unsigned int i;
@@ -347,6 +353,21 @@ static void test_mkmodel_every_dtype(void **state)
 	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype Q3_K -o %s 2>/dev/null",
 		 getenv("LLMQ_BIN_DIR"), path);
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	/* micro's rows of 32 and 64 are not blocks of 256: llama.cpp's fallbacks */
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset micro --dtype Q4_K_M -o %s "
+		 "2>/dev/null", getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(system(cmd), 0);
+	if (model_load(&m, path))
+		fail_msg("micro Q4_K_M: %s", m.err);
+	assert_int_equal(m.tok_embd->type, GGML_TYPE_Q8_0);	/* the tied head: Q6_K's */
+	assert_int_equal(m.layers[0].wq->type, GGML_TYPE_Q5_0);
+	assert_int_equal(m.layers[0].wv->type, GGML_TYPE_Q8_0);
+	assert_int_equal(m.layers[0].w_down->type, GGML_TYPE_Q8_0);
+	model_free(&m);
+	/* a plain K type does not fall back: it says why it cannot */
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset micro --dtype Q4_K -o %s 2>/dev/null",
+		 getenv("LLMQ_BIN_DIR"), path);
+	assert_int_equal(WEXITSTATUS(system(cmd)), 1);
 
 	path_of(path, sizeof(path), "tq.gguf");
 	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny-qwen2 -o %s 2>/dev/null",

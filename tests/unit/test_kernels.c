@@ -370,7 +370,8 @@ struct mm_param {
 
 static const uint32_t mm_types[] = {
 	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16,
-	GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+	GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+	GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 };
 
 #define N_TYPES	(sizeof(mm_types) / sizeof(mm_types[0]))
@@ -675,7 +676,7 @@ static void test_matmul_errors(void **state)
 	assert_int_equal(cpu_matmul(pool, &mm), 0);
 	assert_true(y[0] == 0 && y[3] == 0);
 	bad = mm;
-	bad.type = GGML_TYPE_Q4_1;
+	bad.type = GGML_TYPE_Q2_K;
 	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
 	bad.type = 99;
 	assert_int_equal(cpu_matmul(pool, &bad), -EINVAL);
@@ -1041,7 +1042,7 @@ static void test_get_rows(void **state)
 		free(ref);
 		free(out[t]);
 	}
-	assert_int_equal(cpu_get_rows(GGML_TYPE_Q4_1, out, 1, 32, ids, 0, NULL, 32), -EINVAL);
+	assert_int_equal(cpu_get_rows(GGML_TYPE_Q2_K, out, 1, 32, ids, 0, NULL, 32), -EINVAL);
 	assert_int_equal(cpu_get_rows(GGML_TYPE_Q8_0, out, 1, 33, ids, 0, NULL, 33), -EINVAL);
 }
 

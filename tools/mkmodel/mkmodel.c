@@ -112,6 +112,7 @@ struct wtypes {
 	const char	*name;
 	uint32_t	base;
 	uint32_t	more;
+	bool		mix;
 };
 
 struct model_out {
@@ -119,9 +120,23 @@ struct model_out {
 	struct fill		*fills;
 	uint32_t		nr;
 	uint64_t		seed;
+	bool			mix;	/* an _M mix: K types fall back */
 	uint64_t		params;
 	const struct hf_model	*hf;
 };
+
+/*
+ * A mix's type for a matrix of rows of @ne0: a K type where the rows are
+ * whole blocks of 256, else llama.cpp's fallback (Q4_K: Q5_0, Q5_K: Q5_1,
+ * Q6_K: Q8_0), as a qwen2 0.5B's 896 columns get.
+ */
+static uint32_t mix_type(const struct model_out *o, uint32_t type, uint64_t ne0)
+{
+	if (!o->mix || ne0 % QK_K == 0)
+		return type;
+	return type == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 :
+	       type == GGML_TYPE_Q5_K ? GGML_TYPE_Q5_1 : GGML_TYPE_Q8_0;
+}
 
 static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1, float scale,
 	       uint32_t type)
@@ -135,7 +150,7 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 	for (p = name; *p; p++)
 		x = x * 131 + (uint8_t)*p;
 	rng_seed(f->s, x);
-	f->type = vec ? GGML_TYPE_F32 : type;
+	f->type = vec ? GGML_TYPE_F32 : mix_type(o, type, ne0);
 	f->ne0 = ne0;
 	f->rows = vec ? 1 : ne1;
 	f->scale = scale;
@@ -161,10 +176,10 @@ static int add(struct model_out *o, const char *name, uint64_t ne0, uint64_t ne1
 		f->src = t;
 		snprintf(f->name, sizeof(f->name), "%s", name);
 	}
-	if (!vec && ne0 % dtype_info(type)->block) {
+	if (!vec && ne0 % dtype_info(f->type)->block) {
 		fprintf(stderr, "llmq-mkmodel: %s: %llu columns do not fit %s blocks of %u\n",
-			name, (unsigned long long)ne0, dtype_info(type)->name,
-			dtype_info(type)->block);
+			name, (unsigned long long)ne0, dtype_info(f->type)->name,
+			dtype_info(f->type)->block);
 		return -EINVAL;
 	}
 	return gguf_add_tensor_fill(o->w, name, f->type, vec ? 1 : 2, ne, fill_tensor, f);
@@ -185,10 +200,12 @@ static void usage(FILE *f)
 	for (i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
 		fprintf(f, "                       %-10s %s\n", presets[i].name, presets[i].what);
 	fprintf(f,
-		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K\n"
-		"                     or Q6_K, or llama.cpp's mixes Q4_K_M and Q5_K_M (Q6_K\n"
-		"                     for the LM head and for attn_v and ffn_down in some\n"
-		"                     layers) (default F16; norms and biases stay F32)\n"
+		"  --dtype T          weight matrices as F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,\n"
+		"                     Q5_1, Q4_K, Q5_K or Q6_K, or llama.cpp's mixes Q4_K_M\n"
+		"                     and Q5_K_M (Q6_K for the LM head and for attn_v and\n"
+		"                     ffn_down in some layers; Q5_0, Q5_1, Q8_0 where rows\n"
+		"                     are not whole blocks of 256) (default F16; norms and\n"
+		"                     biases stay F32)\n"
 		"  --seed N           weights generator seed (default 0)\n"
 		"  --tokenizer FILE   import a Hugging Face tokenizer.json or a SentencePiece\n"
 		"                     MODEL.vocab (default: a built-in byte vocabulary of 260\n"
@@ -206,24 +223,27 @@ static void usage(FILE *f)
 static struct wtypes parse_dtype(const char *s)
 {
 	static const struct wtypes ok[] = {
-		{ "F32", GGML_TYPE_F32, GGML_TYPE_F32 },
-		{ "F16", GGML_TYPE_F16, GGML_TYPE_F16 },
-		{ "BF16", GGML_TYPE_BF16, GGML_TYPE_BF16 },
-		{ "Q8_0", GGML_TYPE_Q8_0, GGML_TYPE_Q8_0 },
-		{ "Q4_0", GGML_TYPE_Q4_0, GGML_TYPE_Q4_0 },
-		{ "Q4_K", GGML_TYPE_Q4_K, GGML_TYPE_Q4_K },
-		{ "Q5_K", GGML_TYPE_Q5_K, GGML_TYPE_Q5_K },
-		{ "Q6_K", GGML_TYPE_Q6_K, GGML_TYPE_Q6_K },
-		{ "Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K },
-		{ "Q5_K_M", GGML_TYPE_Q5_K, GGML_TYPE_Q6_K },
+		{ "F32", GGML_TYPE_F32, GGML_TYPE_F32, false },
+		{ "F16", GGML_TYPE_F16, GGML_TYPE_F16, false },
+		{ "BF16", GGML_TYPE_BF16, GGML_TYPE_BF16, false },
+		{ "Q8_0", GGML_TYPE_Q8_0, GGML_TYPE_Q8_0, false },
+		{ "Q4_0", GGML_TYPE_Q4_0, GGML_TYPE_Q4_0, false },
+		{ "Q4_1", GGML_TYPE_Q4_1, GGML_TYPE_Q4_1, false },
+		{ "Q5_0", GGML_TYPE_Q5_0, GGML_TYPE_Q5_0, false },
+		{ "Q5_1", GGML_TYPE_Q5_1, GGML_TYPE_Q5_1, false },
+		{ "Q4_K", GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, false },
+		{ "Q5_K", GGML_TYPE_Q5_K, GGML_TYPE_Q5_K, false },
+		{ "Q6_K", GGML_TYPE_Q6_K, GGML_TYPE_Q6_K, false },
+		{ "Q4_K_M", GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, true },
+		{ "Q5_K_M", GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, true },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (!strcasecmp(s, ok[i].name))
 			return ok[i];
-	fprintf(stderr, "llmq-mkmodel: --dtype: '%s' is not F32, F16, BF16, Q8_0, Q4_0, Q4_K, "
-		"Q5_K, Q6_K, Q4_K_M or Q5_K_M\n", s);
+	fprintf(stderr, "llmq-mkmodel: --dtype: '%s' is not F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+		"Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q4_K_M or Q5_K_M\n", s);
 	exit(2);
 }
 
@@ -237,11 +257,12 @@ static bool more_bits(uint32_t l, uint32_t n)
 	return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
 }
 
+
 static int write_model(const struct preset *p, const struct hf_model *hf,
 		       struct hf_tokenizer *tok, struct wtypes wt, uint64_t seed, const char *name,
 		       const char *out)
 {
-	struct model_out o = { .seed = seed, .hf = hf };
+	struct model_out o = { .seed = seed, .mix = wt.mix, .hf = hf };
 	uint32_t hd = p->n_embd / p->n_head, n_vocab = p->n_vocab ? p->n_vocab : tok->n, l;
 	uint64_t q = (uint64_t)p->n_head * hd, kv = (uint64_t)p->n_head_kv * hd;
 	char key[128], tn[96];
@@ -377,7 +398,7 @@ int main(int argc, char **argv)
 	const char *eos = NULL;
 	int add_bos = -1;
 	struct hf_tokenizer tok;
-	struct wtypes dtype = { "F16", GGML_TYPE_F16, GGML_TYPE_F16 };
+	struct wtypes dtype = { "F16", GGML_TYPE_F16, GGML_TYPE_F16, false };
 	uint64_t seed = 0;
 	char err[512], defname[64], *end;
 	size_t i;
