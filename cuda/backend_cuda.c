@@ -91,12 +91,24 @@ struct cuda_mat {
 	uint32_t	n, k;
 };
 
+/*
+ * Tensors stacked by rows whose products fill consecutive columns of one
+ * output (QKV, gate/up): one matrix, one GEMM, when they can be one (all of
+ * one kept type, or none kept), else a matrix a tensor, each kept if its
+ * type is, so that a Q4_K_M layer's Q6_K attn_v beside Q4_K q and k keeps
+ * every byte as it came, for a product each.
+ */
+struct cuda_stack {
+	struct cuda_mat	part[3];
+	uint32_t	n_parts;
+};
+
 /* One layer's weights on the device; QKV and gate/up fused into one GEMM each. */
 struct cuda_layer {
-	struct cuda_mat	wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
+	struct cuda_stack wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
 	float		*bqkv;		/* [q_dim + 2 kv_dim] or NULL */
 	struct cuda_mat	wo;		/* [n_embd][q_dim] */
-	struct cuda_mat	wgu;		/* [2 n_ff][n_embd]: gate rows, then up rows */
+	struct cuda_stack wgu;		/* [2 n_ff][n_embd]: gate rows, then up rows */
 	struct cuda_mat	wdown;		/* [n_embd][n_ff] */
 	float		*attn_norm, *ffn_norm;
 };
@@ -425,6 +437,26 @@ static int upload_mat(struct backend_cuda *c, struct cuda_mat *w,
 	return ret;
 }
 
+/* @n tensors (at most 3) stacked as one matrix, or kept a matrix each (struct cuda_stack). */
+static int upload_stack(struct backend_cuda *c, struct cuda_stack *st,
+			const struct gguf_tensor *const *t, int n, void *stage, float *row,
+			char *err, size_t len)
+{
+	bool some = false;
+	int i, ret = 0;
+
+	for (i = 0; i < n; i++)
+		some |= stack_kept(c, &t[i], 1);
+	if (!some || stack_kept(c, t, n)) {
+		st->n_parts = 1;
+		return upload_mat(c, &st->part[0], t, n, stage, row, err, len);
+	}
+	st->n_parts = (uint32_t)n;
+	for (i = 0; !ret && i < n; i++)
+		ret = upload_mat(c, &st->part[i], &t[i], 1, stage, row, err, len);
+	return ret;
+}
+
 /* A kept matrix as the kernels take it. */
 static struct cuk_qmat qmat(const struct cuda_mat *w)
 {
@@ -439,6 +471,14 @@ static void free_mat(struct cuda_mat *w)
 	cudaFree(w->q);
 	cudaFree(w->h);
 	cudaFree(w->s);
+}
+
+static void free_stack(struct cuda_stack *st)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->n_parts; i++)
+		free_mat(&st->part[i]);
 }
 
 /* Rows of quantised matrix @w that one slice widens to BF16: 1 .. w->n. */
@@ -459,6 +499,14 @@ static void need_wide(struct backend_cuda *c, const struct cuda_mat *w)
 	bytes = (size_t)slice_rows(c, w) * w->k * sizeof(uint16_t);
 	if (bytes > c->wide_bytes)
 		c->wide_bytes = bytes;
+}
+
+static void need_wide_stack(struct backend_cuda *c, const struct cuda_stack *st)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->n_parts; i++)
+		need_wide(c, &st->part[i]);
 }
 
 static int upload_weights(struct backend_cuda *c, char *err, size_t len)
@@ -494,13 +542,13 @@ static int upload_weights(struct backend_cuda *c, char *err, size_t len)
 		const struct gguf_tensor *qkv[3] = { l->wq, l->wk, l->wv };
 		const struct gguf_tensor *gu[2] = { l->w_gate, l->w_up };
 
-		ret = upload_mat(c, &d->wqkv, qkv, 3, stage, row, err, len);
+		ret = upload_stack(c, &d->wqkv, qkv, 3, stage, row, err, len);
 		ret = ret ? ret : upload_mat(c, &d->wo, &l->wo, 1, stage, row, err, len);
-		ret = ret ? ret : upload_mat(c, &d->wgu, gu, 2, stage, row, err, len);
+		ret = ret ? ret : upload_stack(c, &d->wgu, gu, 2, stage, row, err, len);
 		ret = ret ? ret : upload_mat(c, &d->wdown, &l->w_down, 1, stage, row, err, len);
-		need_wide(c, &d->wqkv);
+		need_wide_stack(c, &d->wqkv);
 		need_wide(c, &d->wo);
-		need_wide(c, &d->wgu);
+		need_wide_stack(c, &d->wgu);
 		need_wide(c, &d->wdown);
 		ret = ret ? ret : dev_alloc(&d->attn_norm, c->n_embd * 4, "norm", err, len);
 		ret = ret ? ret : upload_f32(d->attn_norm, l->attn_norm, err, len);
@@ -573,6 +621,21 @@ static int gemm(struct backend_cuda *c, const struct cuda_mat *w, const uint16_t
 		    blas_err(blas_gemm(c, c->wide, nr, w->k, x, rows, y + r0, ldy, beta), what,
 			     msg, len))
 			return -EIO;
+	}
+	return 0;
+}
+
+/* y = x . W^T for a stack: each part's product into its columns of y. */
+static int gemm_stack(struct backend_cuda *c, const struct cuda_stack *st, const uint16_t *x,
+		      uint32_t rows, float *y, uint32_t ldy, const char *what, char *msg,
+		      size_t len)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->n_parts; i++) {
+		if (gemm(c, &st->part[i], x, rows, y, ldy, 0.0f, what, msg, len))
+			return -EIO;
+		y += st->part[i].n;
 	}
 	return 0;
 }
@@ -864,7 +927,7 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 
 		if (cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->attn_norm, n_rows,
 				       c->n_embd, c->rms_eps), "attn_norm", msg, len) ||
-		    gemm(c, &l->wqkv, c->xb, n_rows, c->qkv, c->qkv_dim, 0.0f, "qkv", msg, len) ||
+		    gemm_stack(c, &l->wqkv, c->xb, n_rows, c->qkv, c->qkv_dim, "qkv", msg, len) ||
 		    (l->bqkv && cu_err(cuk_add_bias(c->stream, c->qkv, l->bqkv, n_rows,
 						    c->qkv_dim, c->qkv_dim), "qkv bias", msg, len)) ||
 		    cu_err(cuk_rope(c->stream, &rope), "rope", msg, len) ||
@@ -878,8 +941,8 @@ static int queue_forward(struct backend_cuda *c, uint32_t n_rows, uint32_t n_out
 			 len) ||
 		    cu_err(cuk_rmsnorm(c->stream, c->xb, c->x, NULL, l->ffn_norm, n_rows,
 				       c->n_embd, c->rms_eps), "ffn_norm", msg, len) ||
-		    gemm(c, &l->wgu, c->xb, n_rows, c->gu, 2 * c->n_ff, 0.0f, "gate/up", msg,
-			 len) ||
+		    gemm_stack(c, &l->wgu, c->xb, n_rows, c->gu, 2 * c->n_ff, "gate/up", msg,
+			       len) ||
 		    cu_err(cuk_swiglu(c->stream, c->hb, c->gu, n_rows, c->n_ff), "swiglu", msg,
 			   len) ||
 		    gemm(c, &l->wdown, c->hb, n_rows, c->x, c->n_embd, 1.0f, "down", msg, len))
@@ -1140,10 +1203,10 @@ static void cuda_destroy(struct backend *b)
 	for (i = 0; c->layers && i < c->n_layer; i++) {
 		struct cuda_layer *l = &c->layers[i];
 
-		free_mat(&l->wqkv);
+		free_stack(&l->wqkv);
 		cudaFree(l->bqkv);
 		free_mat(&l->wo);
-		free_mat(&l->wgu);
+		free_stack(&l->wgu);
 		free_mat(&l->wdown);
 		cudaFree(l->attn_norm);
 		cudaFree(l->ffn_norm);

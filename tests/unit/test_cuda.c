@@ -1835,7 +1835,9 @@ static void q_step(struct backend **b, int nb, const struct backend_seq *s, uint
  * Quantised weights kept as they are (the default) beside the same model
  * widened to BF16 at load (bf16_weights): the weights take the GGUF
  * blocks' bytes, block bytes / (2 x block weights) of BF16's (17/32 for
- * Q8_0, 9/32 for Q4_0 and Q4_K). A 64-token prompt (widened in slices),
+ * Q8_0, 9/32 for Q4_0 and Q4_K); for a mix (@type 0: Q4_K_M), the file's
+ * bytes of every matrix, its QKV stack of Q4_K and Q6_K kept as two
+ * matrices. A 64-token prompt (widened in slices),
  * a prompt of 9 tokens (the product in two passes, 8 rows and 1), prompts
  * of 10 to 12 tokens for 3 more sequences in one step (widened), then
  * decodes of 1 sequence and of all 5 (the product, from CUDA graphs):
@@ -1869,8 +1871,18 @@ static void quant_weights_case(const char *dtype, uint32_t type)
 	b[2] = backend_cuda_create(&m, &bp, &cs, err, sizeof(err));
 	if (!b[0] || !b[1] || !b[2])
 		fail_msg("cuda backend: %s", err);
-	assert_true(b[0]->weight_bytes * 2 * dtype_info(type)->block ==
-		    b[1]->weight_bytes * dtype_info(type)->size);
+	if (type) {
+		assert_true(b[0]->weight_bytes * 2 * dtype_info(type)->block ==
+			    b[1]->weight_bytes * dtype_info(type)->size);
+	} else {
+		/* a mix: every matrix kept, a QKV stack of two types as two */
+		size_t bytes = 0;
+
+		for (i = 0; i < m.gguf.n_tensors; i++)
+			if (m.gguf.tensors[i].n_dims == 2)
+				bytes += m.gguf.tensors[i].size;
+		assert_int_equal(b[0]->weight_bytes, bytes);
+	}
 	assert_true(b[2]->weight_bytes == b[0]->weight_bytes);
 	v = b[0]->n_vocab;
 	for (i = 0; i < 3; i++)
@@ -1936,6 +1948,7 @@ static void test_quant_weights(void **state)
 	quant_weights_case("Q4_K", CUK_Q4_K);
 	quant_weights_case("Q5_K", CUK_Q5_K);
 	quant_weights_case("Q6_K", CUK_Q6_K);
+	quant_weights_case("Q4_K_M", 0);
 }
 
 static void test_forward(void **state)
