@@ -147,8 +147,8 @@ static int tensor(struct model *m, const char *name, uint64_t ne0, uint64_t ne1,
 	ti = dtype_info(t->type);
 	if (!ti->supported)
 		return fail(m, -EOPNOTSUPP, "tensor '%s': type %s is not supported "
-			    "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)", name,
-			    ti->name);
+			    "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, "
+			    "Q6_K)", name, ti->name);
 	if (ne1 ? (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != ne1) :
 		  (t->n_dims != 1 || t->ne[0] != ne0))
 		return fail(m, -EINVAL, "tensor '%s': shape [%llu, %llu], want [%llu, %llu]",

@@ -98,12 +98,12 @@ static ALWAYS_INLINE int q32_quants(const int type)
  */
 static ALWAYS_INLINE TARGET vec q32_load(const int type, const uint8_t *blk, int e)
 {
-	const uint8_t *q = blk + q32_quants(type) + e % 16;
+	const uint8_t *q = blk + q32_quants(type) + e % 16, *h = q - e % 16 - 4;
 	uint32_t qh;
 
 	if (type == GGML_TYPE_Q4_1)
 		return v_load_u4(q, e / 16);
-	memcpy(&qh, blk + q32_quants(type) - 4, 4);	/* little-endian, as ggml reads it */
+	qh = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
 	if (type == GGML_TYPE_Q5_0)
 		return v_sub(v_load_u4b(q, e / 16, qh, e), v_set1(16.0f));
 	return v_load_u4b(q, e / 16, qh, e);
