@@ -262,16 +262,20 @@ static void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
 
 /*
  * Q4_K: 256 values in 8 sub-blocks of 32, each with a 6-bit scale and min
- * under the block's half d and dmin: x = d * sc * q - dmin * m.
+ * under the block's half d and dmin: x = d * sc * q - dmin * m. Q5_K
+ * (@five): the same with a fifth bit per weight, qh (32 bytes: bit j of
+ * byte l is the high bit of weight l of sub-block j) between the scales
+ * and the 128 bytes of nibbles: x = d * sc * (q + 16 h) - dmin * m.
  */
-static void dequant_q4_k(const uint8_t *b, float *y, uint64_t nb)
+static void dequant_kq(const uint8_t *b, float *y, uint64_t nb, bool five)
 {
+	const uint32_t bs = five ? 176 : 144;
 	uint64_t i;
 	int j, l, is;
 
-	for (i = 0; i < nb; i++, b += 144) {
+	for (i = 0; i < nb; i++, b += bs) {
 		float d = fp16_to_fp32(rd16(b)), dmin = fp16_to_fp32(rd16(b + 2));
-		const uint8_t *scales = b + 4, *q = b + 16;
+		const uint8_t *scales = b + 4, *qh = b + 16, *q = b + (five ? 48 : 16);
 
 		for (j = 0, is = 0; j < QK_K; j += 64, is += 2, q += 32) {
 			uint8_t sc, m;
@@ -284,42 +288,11 @@ static void dequant_q4_k(const uint8_t *b, float *y, uint64_t nb)
 			d2 = d * sc;
 			m2 = dmin * m;
 			for (l = 0; l < 32; l++)
-				*y++ = d1 * (float)(q[l] & 0x0f) - m1;
+				*y++ = d1 * (float)((q[l] & 0x0f) |
+						    (five ? (qh[l] >> is & 1) << 4 : 0)) - m1;
 			for (l = 0; l < 32; l++)
-				*y++ = d2 * (float)(q[l] >> 4) - m2;
-		}
-	}
-}
-
-/*
- * Q5_K: Q4_K's layout with a fifth bit per weight: d, dmin, the 12 bytes of
- * scales and mins, then qh (32 bytes: bit j of byte l is the high bit of
- * weight l of sub-block j) and the 128 bytes of nibbles.
- * x = d * sc * (q + 16 h) - dmin * m.
- */
-static void dequant_q5_k(const uint8_t *b, float *y, uint64_t nb)
-{
-	uint64_t i;
-	int j, l, is;
-
-	for (i = 0; i < nb; i++, b += 176) {
-		float d = fp16_to_fp32(rd16(b)), dmin = fp16_to_fp32(rd16(b + 2));
-		const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
-
-		for (j = 0, is = 0; j < QK_K; j += 64, is += 2, q += 32) {
-			uint8_t sc, m;
-			float d1, m1, d2, m2;
-
-			q4k_scale_min(is, scales, &sc, &m);
-			d1 = d * sc;
-			m1 = dmin * m;
-			q4k_scale_min(is + 1, scales, &sc, &m);
-			d2 = d * sc;
-			m2 = dmin * m;
-			for (l = 0; l < 32; l++)
-				*y++ = d1 * (float)((q[l] & 0x0f) | ((qh[l] >> is) & 1) << 4) - m1;
-			for (l = 0; l < 32; l++)
-				*y++ = d2 * (float)((q[l] >> 4) | ((qh[l] >> (is + 1)) & 1) << 4) - m2;
+				*y++ = d2 * (float)((q[l] >> 4) |
+						    (five ? (qh[l] >> (is + 1) & 1) << 4 : 0)) - m2;
 		}
 	}
 }
@@ -397,10 +370,8 @@ int dequantize(uint32_t type, const void *src, float *dst, uint64_t n)
 		dequant_q32(type, s, dst, n / 32);
 		break;
 	case GGML_TYPE_Q4_K:
-		dequant_q4_k(s, dst, n / QK_K);
-		break;
 	case GGML_TYPE_Q5_K:
-		dequant_q5_k(s, dst, n / QK_K);
+		dequant_kq(s, dst, n / QK_K, type == GGML_TYPE_Q5_K);
 		break;
 	case GGML_TYPE_Q6_K:
 		dequant_q6_k(s, dst, n / QK_K);
