@@ -166,6 +166,31 @@ static bool kept(uint32_t type)
 }
 
 /*
+ * The model's matrix types, as "Q4_K" or, for a mix, "Q4_K+Q6_K" (in the
+ * order the file first has them), in @buf.
+ */
+static const char *matrix_types(const struct model *m, char *buf, size_t len)
+{
+	uint32_t seen[8], n = 0, j;
+	uint64_t i;
+	size_t at = 0;
+
+	for (i = 0; i < m->gguf.n_tensors; i++) {
+		const struct gguf_tensor *t = &m->gguf.tensors[i];
+
+		for (j = 0; j < n && seen[j] != t->type; j++)
+			;
+		if (t->n_dims == 2 && j == n && n < 8)
+			seen[n++] = t->type;
+	}
+	buf[0] = 0;
+	for (j = 0; j < n && at < len; j++)
+		at += (size_t)snprintf(buf + at, len - at, "%s%s", j ? "+" : "",
+				       dtype_info(seen[j])->name);
+	return buf;
+}
+
+/*
  * Weight bytes one token reads on the device: all the backend holds, less
  * the embedding table (a token reads one row of it) unless it is the LM
  * head too. A kept type has its blocks' bytes, BF16 2 a weight.
@@ -273,7 +298,7 @@ static double prefill(struct backend *b)
 static int quant_compare(const struct model *m, const struct backend_params *bp, double tp1,
 			 double tp64)
 {
-	const char *name = dtype_info(m->layers[0].wq->type)->name;
+	char name[64];
 	const struct {
 		struct backend_cuda_params	cp;
 		uint32_t			batch;
@@ -293,6 +318,7 @@ static int quant_compare(const struct model *m, const struct backend_params *bp,
 	char err[512];
 	unsigned int i;
 
+	matrix_types(m, name, sizeof(name));
 	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
 		b = backend_cuda_create(m, bp, &runs[i].cp, err, sizeof(err));
 		if (!b) {
@@ -331,7 +357,7 @@ int main(int argc, char **argv)
 	struct backend *b;
 	struct model m;
 	float *logits;
-	char err[512];
+	char err[512], types[64];
 	unsigned int i;
 
 	if (argc != 2) {
@@ -373,8 +399,8 @@ int main(int argc, char **argv)
 	floor_tps = bw * 1e9 / wb;
 	printf("model %s: %.2f GB of weights on the device (%s), %.2f GB read a token; KV "
 	       "cache %u blocks of %u (%.1f GiB)\n", m.name, b->weight_bytes / 1e9,
-	       quant ? dtype_info(m.layers[0].wq->type)->name : "BF16", wb / 1e9, b->n_blocks, b->block_size,
-	       b->kv_bytes / 1073741824.0);
+	       quant ? matrix_types(&m, types, sizeof(types)) : "BF16", wb / 1e9, b->n_blocks,
+	       b->block_size, b->kv_bytes / 1073741824.0);
 	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
 		tp = decode(b, batches[i], logits);
 		if (tp < 0) {
