@@ -2,8 +2,8 @@
 /*
  * The CUDA backend: the same LLaMA-family step as runtime/cpu/backend_cpu.c
  * (llama, qwen2) on one NVIDIA GPU. Weights and the paged KV cache live in
- * device memory in BF16, quantised weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) as they are;
- * every projection and the LM head is one cuBLAS GEMM over all tokens of
+ * device memory in BF16, quantised weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
+ * as they are; every projection and the LM head is one cuBLAS GEMM over all tokens of
  * the step (BF16 in, FP32 accumulation and out), or for quantised weights
  * and a step of a few rows our own product that reads them once; the rest
  * is cuda/kernels/. The host side here plans the step, uploads its
@@ -103,7 +103,10 @@ struct cuda_stack {
 	uint32_t	n_parts;
 };
 
-/* One layer's weights on the device; QKV and gate/up fused into one GEMM each. */
+/*
+ * One layer's weights on the device; QKV and gate/up fused into one GEMM
+ * each where their types allow (struct cuda_stack).
+ */
 struct cuda_layer {
 	struct cuda_stack wqkv;		/* [q_dim + 2 kv_dim][n_embd] */
 	float		*bqkv;		/* [q_dim + 2 kv_dim] or NULL */

@@ -26,10 +26,10 @@
  * dequantised in registers to exactly the float dequantize() gives (d * q for
  * Q8_0, d * (q - 8) for Q4_0, d * (q - 16) for Q5_0, d * q + m for Q4_1
  * and Q5_1, d * sc * q - dmin * m for Q4_K and Q5_K, d * sc * (q - 32) for
- * Q6_K, in the same
- * operations and roundings; F16 and BF16 widen exactly), then multiplied into
- * VL float partial sums per (x row, W row) with one FMA per vector, walking k
- * in order; the VL sums are added in a fixed order at the end. Activations
+ * Q6_K, in the same operations and roundings; F16 and BF16 widen exactly),
+ * then multiplied into VL float partial sums per (x row, W row) with one FMA
+ * per vector, walking k in order; the VL sums are added in a fixed order at
+ * the end. Activations
  * stay float: no 8-bit quantisation of x, so every type is as accurate as F32
  * weights (errors of float accumulation only, ~1e-7 relative).
  *
