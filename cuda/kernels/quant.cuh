@@ -115,6 +115,24 @@ static __device__ __forceinline__ uint4 q_raw(const struct cuk_qmat &w, uint32_t
 }
 
 /*
+ * The nibbles of the four words @word, low ones to run 0 and high ones to
+ * run 1, each with (@hw >> @sh0 or @sh1) & @mask above it (Q5_K's and
+ * Q6_K's high bits; @mask 0 for none), less @off.
+ */
+static __device__ __forceinline__ void q_nibbles(const uint32_t *word, const uint32_t *hw,
+						 uint32_t sh0, uint32_t sh1, uint32_t mask,
+						 float off, struct qrun &r)
+{
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		q_bytes4((word[i] & 0x0f0f0f0fu) | (hw[i] >> sh0 & mask) << 4, off, r.w[0] + 4 * i);
+		q_bytes4((word[i] >> 4 & 0x0f0f0f0fu) | (hw[i] >> sh1 & mask) << 4, off,
+			 r.w[1] + 4 * i);
+	}
+}
+
+/*
  * Q4_K's and Q5_K's half pair of sub-blocks 2j, 2j + 1 at byte @b of the
  * weight plane: columns, and scales and mins times the super-block's d and
  * dmin (exact: 11 bits by 6), from the 16-byte header in one load.
@@ -169,13 +187,10 @@ static __device__ __forceinline__ void q_decode(const struct cuk_qmat &w, uint32
 		for (i = 0; i < 4; i++)
 			q_bytes4(word[i] ^ 0x80808080u, 8388736.0f, r.w[0] + 4 * i);
 	} else if constexpr (T == CUK_Q4_0 || T == CUK_Q4_K) {
-		/* Q4_0's q - 8: 2^23 + 8 comes off. */
-		const float off = T == CUK_Q4_0 ? 8388616.0f : 8388608.0f;
+		const uint32_t none[4] = { 0, 0, 0, 0 };
 
-		for (i = 0; i < 4; i++) {
-			q_bytes4(word[i] & 0x0f0f0f0fu, off, r.w[0] + 4 * i);
-			q_bytes4(word[i] >> 4 & 0x0f0f0f0fu, off, r.w[1] + 4 * i);
-		}
+		/* Q4_0's q - 8: 2^23 + 8 comes off. */
+		q_nibbles(word, none, 0, 0, 0, T == CUK_Q4_0 ? 8388616.0f : 8388608.0f, r);
 		if constexpr (T == CUK_Q4_0) {
 			r.col[0] = b * 2;
 			r.col[1] = b * 2 + 16;
@@ -189,13 +204,7 @@ static __device__ __forceinline__ void q_decode(const struct cuk_qmat &w, uint32
 		const uint4 hv = q_high<T>(w, row, b / 128 * 32 + b % 32);
 		const uint32_t hw[4] = { hv.x, hv.y, hv.z, hv.w };
 
-		for (i = 0; i < 4; i++) {
-			q_bytes4((word[i] & 0x0f0f0f0fu) | (hw[i] >> (2 * j) & 0x01010101u) << 4,
-				 8388608.0f, r.w[0] + 4 * i);
-			q_bytes4((word[i] >> 4 & 0x0f0f0f0fu) |
-				 (hw[i] >> (2 * j + 1) & 0x01010101u) << 4, 8388608.0f,
-				 r.w[1] + 4 * i);
-		}
+		q_nibbles(word, hw, 2 * j, 2 * j + 1, 0x01010101u, 8388608.0f, r);
 		q4k_runs<T>(w, row, b, r);
 	} else {
 		const uint32_t sb = b / 128, n = b % 128 / 64, g = b % 64 / 32, l = b % 32;
@@ -205,13 +214,7 @@ static __device__ __forceinline__ void q_decode(const struct cuk_qmat &w, uint32
 		const float d = q_half(sc + 16);
 
 		/* q - 32: 2^23 + 32 comes off. */
-		for (i = 0; i < 4; i++) {
-			q_bytes4((word[i] & 0x0f0f0f0fu) | (hw[i] >> (2 * g) & 0x03030303u) << 4,
-				 8388640.0f, r.w[0] + 4 * i);
-			q_bytes4((word[i] >> 4 & 0x0f0f0f0fu) |
-				 (hw[i] >> (2 * g + 4) & 0x03030303u) << 4, 8388640.0f,
-				 r.w[1] + 4 * i);
-		}
+		q_nibbles(word, hw, 2 * g, 2 * g + 4, 0x03030303u, 8388640.0f, r);
 		r.col[0] = sb * 256 + 128 * n + 32 * g + l;
 		r.col[1] = r.col[0] + 64;
 		r.s[0] = d * (float)(int8_t)sc[8 * n + 2 * g + l / 16];
@@ -230,30 +233,28 @@ static __device__ __forceinline__ void q_chunk(const struct cuk_qmat &w, uint32_
 
 /*
  * @f(T) with T a std::integral_constant of @type, for each kept type: the
- * one place a launch picks its kernel's instantiation. Returns false for a
- * type not kept.
+ * one place a launch picks its kernel's instantiation. The caller has
+ * checked @type (q_shape_ok()).
  */
 template <typename F>
-static inline bool q_by_type(uint32_t type, F f)
+static inline void q_by_type(uint32_t type, F f)
 {
 	switch (type) {
 	case CUK_Q8_0:
 		f(std::integral_constant<uint32_t, CUK_Q8_0>());
-		return true;
+		break;
 	case CUK_Q4_0:
 		f(std::integral_constant<uint32_t, CUK_Q4_0>());
-		return true;
+		break;
 	case CUK_Q4_K:
 		f(std::integral_constant<uint32_t, CUK_Q4_K>());
-		return true;
+		break;
 	case CUK_Q5_K:
 		f(std::integral_constant<uint32_t, CUK_Q5_K>());
-		return true;
+		break;
 	case CUK_Q6_K:
 		f(std::integral_constant<uint32_t, CUK_Q6_K>());
-		return true;
-	default:
-		return false;
+		break;
 	}
 }
 
