@@ -532,57 +532,36 @@ static int kq_level(float x, float d1, float m1, int max)
 }
 
 /*
- * Q4_K by a plain min/max fit per sub-block (not ggml's iterative search:
- * any valid encoding reads back the same way).
+ * Q4_K, and Q5_K (@five) over 32 levels, by a plain min/max fit per
+ * sub-block (not ggml's iterative search: any valid encoding reads back
+ * the same way).
  */
-static void quant_q4_k(const float *x, uint8_t *b, uint64_t nb)
+static void quant_kq(const float *x, uint8_t *b, uint64_t nb, bool five)
 {
+	const uint32_t bs = five ? 176 : 144;
+	const int top = five ? 31 : 15;
 	uint64_t i;
 	int j, l;
 
-	for (i = 0; i < nb; i++, x += QK_K, b += 144) {
+	for (i = 0; i < nb; i++, x += QK_K, b += bs) {
 		float sub_scale[8], sub_min[8], d, dmin;
-		uint8_t ls[8], lm[8], *q = b + 16;
+		uint8_t ls[8], lm[8], *qh = b + 16, *q = b + (five ? 48 : 16);
 
-		kq_fit(x, 15, sub_scale, sub_min);
+		kq_fit(x, top, sub_scale, sub_min);
 		kq_pack_scales(b, sub_scale, sub_min, ls, lm, &d, &dmin);
+		if (five)
+			memset(qh, 0, 32);
 		for (j = 0; j < 8; j += 2) {
 			float d1 = d * ls[j], m1 = dmin * lm[j];
 			float d2 = d * ls[j + 1], m2 = dmin * lm[j + 1];
 
 			for (l = 0; l < 32; l++) {
-				int q0 = kq_level(x[32 * j + l], d1, m1, 15);
-				int q1 = kq_level(x[32 * (j + 1) + l], d2, m2, 15);
-
-				q[16 * j + l] = (uint8_t)(q0 | q1 << 4);
-			}
-		}
-	}
-}
-
-/* Q5_K by the same fit as Q4_K, over 32 levels. */
-static void quant_q5_k(const float *x, uint8_t *b, uint64_t nb)
-{
-	uint64_t i;
-	int j, l;
-
-	for (i = 0; i < nb; i++, x += QK_K, b += 176) {
-		float sub_scale[8], sub_min[8], d, dmin;
-		uint8_t ls[8], lm[8], *qh = b + 16, *q = b + 48;
-
-		kq_fit(x, 31, sub_scale, sub_min);
-		kq_pack_scales(b, sub_scale, sub_min, ls, lm, &d, &dmin);
-		memset(qh, 0, 32);
-		for (j = 0; j < 8; j += 2) {
-			float d1 = d * ls[j], m1 = dmin * lm[j];
-			float d2 = d * ls[j + 1], m2 = dmin * lm[j + 1];
-
-			for (l = 0; l < 32; l++) {
-				int q0 = kq_level(x[32 * j + l], d1, m1, 31);
-				int q1 = kq_level(x[32 * (j + 1) + l], d2, m2, 31);
+				int q0 = kq_level(x[32 * j + l], d1, m1, top);
+				int q1 = kq_level(x[32 * (j + 1) + l], d2, m2, top);
 
 				q[16 * j + l] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
-				qh[l] |= (uint8_t)((q0 >> 4) << j | (q1 >> 4) << (j + 1));
+				if (five)
+					qh[l] |= (uint8_t)((q0 >> 4) << j | (q1 >> 4) << (j + 1));
 			}
 		}
 	}
@@ -677,10 +656,8 @@ int quantize(uint32_t type, const float *src, void *dst, uint64_t n)
 		quant_q32(type, src, d, n / 32);
 		break;
 	case GGML_TYPE_Q4_K:
-		quant_q4_k(src, d, n / QK_K);
-		break;
 	case GGML_TYPE_Q5_K:
-		quant_q5_k(src, d, n / QK_K);
+		quant_kq(src, d, n / QK_K, type == GGML_TYPE_Q5_K);
 		break;
 	case GGML_TYPE_Q6_K:
 		quant_q6_k(src, d, n / QK_K);
