@@ -304,22 +304,32 @@ static void test_all_types_roundtrip(void **state)
 	gguf_close(&g);
 }
 
+/* llmq-mkmodel @args -o @path, quietly: its exit status. */
+static int mkmodel(const char *args, const char *path)
+{
+	char cmd[4096];
+	int ret;
+
+	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel %s -o %s 2>/dev/null", getenv("LLMQ_BIN_DIR"),
+		 args, path);
+	ret = system(cmd);
+	return WIFEXITED(ret) ? WEXITSTATUS(ret) : -1;
+}
+
 /* Every dtype through mkmodel, the reader and the model checks. */
 static void test_mkmodel_every_dtype(void **state)
 {
 	static const char *const dtypes[] = { "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
 					      "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K" };
-	char path[1200], cmd[4096];
+	char path[1200], args[64];
 	struct model m;
 	unsigned int i;
 
 	(void)state;
 	for (i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++) {
 		path_of(path, sizeof(path), "tiny.gguf");
-		snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype %s "
-			 "--seed 3 -o %s 2>/dev/null", getenv("LLMQ_BIN_DIR"),
-			 dtypes[i], path);
-		assert_int_equal(system(cmd), 0);
+		snprintf(args, sizeof(args), "--preset tiny --dtype %s --seed 3", dtypes[i]);
+		assert_int_equal(mkmodel(args, path), 0);
 		if (model_load(&m, path))
 			fail_msg("%s: %s", dtypes[i], m.err);
 		assert_int_equal(m.hp.n_layer, 2);
@@ -337,9 +347,7 @@ static void test_mkmodel_every_dtype(void **state)
 	}
 	/* llama.cpp's Q4_K_M: Q6_K for the head and, of 2 layers, the last's attn_v, ffn_down */
 	path_of(path, sizeof(path), "tiny.gguf");
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype q4_k_m -o %s 2>/dev/null",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mkmodel("--preset tiny --dtype q4_k_m", path), 0);
 	if (model_load(&m, path))
 		fail_msg("Q4_K_M: %s", m.err);
 	assert_int_equal(m.tok_embd->type, GGML_TYPE_Q4_K);
@@ -350,13 +358,9 @@ static void test_mkmodel_every_dtype(void **state)
 	assert_int_equal(m.layers[1].w_down->type, GGML_TYPE_Q6_K);
 	assert_int_equal(m.layers[1].wq->type, GGML_TYPE_Q4_K);
 	model_free(&m);
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype Q3_K -o %s 2>/dev/null",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+	assert_int_equal(mkmodel("--preset tiny --dtype Q3_K", path), 2);
 	/* micro's rows of 32 and 64 are not blocks of 256: llama.cpp's fallbacks */
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset micro --dtype Q4_K_M -o %s "
-		 "2>/dev/null", getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mkmodel("--preset micro --dtype Q4_K_M", path), 0);
 	if (model_load(&m, path))
 		fail_msg("micro Q4_K_M: %s", m.err);
 	assert_int_equal(m.tok_embd->type, GGML_TYPE_Q8_0);	/* the tied head: Q6_K's */
@@ -365,14 +369,10 @@ static void test_mkmodel_every_dtype(void **state)
 	assert_int_equal(m.layers[0].w_down->type, GGML_TYPE_Q8_0);
 	model_free(&m);
 	/* a plain K type does not fall back: it says why it cannot */
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset micro --dtype Q4_K -o %s 2>/dev/null",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+	assert_int_equal(mkmodel("--preset micro --dtype Q4_K", path), 1);
 
 	path_of(path, sizeof(path), "tq.gguf");
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny-qwen2 -o %s 2>/dev/null",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mkmodel("--preset tiny-qwen2", path), 0);
 	assert_int_equal(model_load(&m, path), 0);
 	assert_int_equal(m.hp.arch, ARCH_QWEN2);
 	assert_int_equal(m.hp.rope, ROPE_NEOX);
@@ -394,9 +394,8 @@ static void test_independent_parser(void **state)
 		skip();		/* make check installs it; a bare build may not have */
 	path_of(path, sizeof(path), "tiny-q4k.gguf");
 	path_of(out, sizeof(out), "dump.json");
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny --dtype Q4_K -o %s 2>/dev/null"
-		 " && node %s/tests/gguf/dump.mjs %s > %s", getenv("LLMQ_BIN_DIR"), path, srcdir,
-		 path, out);
+	assert_int_equal(mkmodel("--preset tiny --dtype Q4_K", path), 0);
+	snprintf(cmd, sizeof(cmd), "node %s/tests/gguf/dump.mjs %s > %s", srcdir, path, out);
 	assert_int_equal(system(cmd), 0);
 	json = slurp(out, &len);
 	json = realloc(json, len + 1);
@@ -422,9 +421,7 @@ static void test_cli_tokenize(void **state)
 
 	(void)state;
 	path_of(path, sizeof(path), "cli.gguf");
-	snprintf(cmd, sizeof(cmd), "%s/llmq-mkmodel --preset tiny -o %s 2>/dev/null",
-		 getenv("LLMQ_BIN_DIR"), path);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mkmodel("--preset tiny", path), 0);
 	snprintf(cmd, sizeof(cmd), "%s/llmq detokenize --model %s $(%s/llmq tokenize --model %s "
 		 "'h\xc3\xa9llo  w\xf0\x9f\x99\x82')", getenv("LLMQ_BIN_DIR"), path,
 		 getenv("LLMQ_BIN_DIR"), path);
