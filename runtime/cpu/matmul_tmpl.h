@@ -109,6 +109,18 @@ static ALWAYS_INLINE TARGET vec q32_load(const int type, const uint8_t *blk, int
 	return v_load_u4b(q, e / 16, qh, e);
 }
 
+/*
+ * Weights @e .. @e + VL - 1 of that block as dequantize() has them, from its
+ * d and (Q4_1, Q5_1) its negated min @nm: d q less -m is d q + m, rounded
+ * once each.
+ */
+static ALWAYS_INLINE TARGET vec q32_vec(const int type, const uint8_t *blk, int e, vec d, vec nm)
+{
+	vec q = q32_load(type, blk, e);
+
+	return q32_min(type) ? v_sub(v_keep(v_mul(d, q)), nm) : v_mul(d, q);
+}
+
 /* Bytes of a Q4_K or Q5_K block, and where its nibbles start in it. */
 static ALWAYS_INLINE int kq_bytes(const int type)
 {
@@ -321,16 +333,13 @@ static ALWAYS_INLINE TARGET void tile(const int type, const int mr, const int nr
 			UNROLL(8)
 			for (j = 0; j < nr; j++) {
 				d[j] = v_set1(s_f16(wp[j] + bo));
-				/* less -m: the same sum as plus m, in one rounding */
 				m[j] = v_set1(q32_min(type) ? -s_f16(wp[j] + bo + 2) : 0.0f);
 			}
 			UNROLL(4)
 			for (v = 0; v < 32 / VL; v++) {
 				UNROLL(8)
 				for (j = 0; j < nr; j++) {
-					vec q = q32_load(type, wp[j] + bo, v * VL);
-					vec wv = q32_min(type) ? v_sub(v_keep(v_mul(d[j], q)), m[j]) :
-						 v_mul(d[j], q);
+					vec wv = q32_vec(type, wp[j] + bo, v * VL, d[j], m[j]);
 
 					UNROLL(4)
 					for (i = 0; i < mr; i++)
@@ -540,12 +549,8 @@ static ALWAYS_INLINE TARGET void unpack(const int type, const uint8_t *row, size
 			vec d = v_set1(s_f16(blk)), m = v_set1(q32_min(type) ? -s_f16(blk + 2) : 0.0f);
 
 			UNROLL(4)
-			for (v = 0; v < 32 / VL; v++) {
-				vec q = q32_load(type, blk, v * VL);
-
-				v_store(dst + v * VL, q32_min(type) ? v_sub(v_keep(v_mul(d, q)), m) :
-					v_mul(d, q));
-			}
+			for (v = 0; v < 32 / VL; v++)
+				v_store(dst + v * VL, q32_vec(type, blk, v * VL, d, m));
 		}
 		break;
 
